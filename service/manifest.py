@@ -1,0 +1,190 @@
+"""Schema of a model bundle's manifest.json (DESIGN §3), shared by service/ and training/.
+
+A bundle is `models/<name>/<version>/`; every path in the manifest is relative to that directory.
+Absolute paths and paths that leave the bundle are rejected here (syntactically) and again by the
+registry after resolving symlinks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+SCHEMA_VERSION = 1
+MODALITIES = ("image", "text", "audio")
+Modality = Literal["image", "text", "audio"]
+DType = Literal["float32", "float16", "int64", "int32", "bool"]
+
+
+def _relative_path(value: str) -> str:
+    path = PurePosixPath(value.replace("\\", "/"))
+    if not value or path.is_absolute() or value.startswith(("/", "\\")) or ":" in path.parts[0]:
+        raise ValueError(f"path {value!r} must be relative to the bundle directory")
+    if ".." in path.parts:
+        raise ValueError(f"path {value!r} leaves the bundle directory")
+    return value
+
+
+BundlePath = Annotated[str, AfterValidator(_relative_path)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TensorSpec(Strict):
+    name: str
+    dtype: DType
+    shape: list[int | str]  # str = named dynamic axis, e.g. "batch", "sequence", "frames"
+
+
+class ImagePreprocess(Strict):
+    size: int = Field(224, ge=1)  # output is size x size
+    resize: Literal["center_crop", "stretch"] = "center_crop"  # center_crop: shorter side → size, then crop
+    resample: Literal["nearest", "bilinear", "bicubic"] = "bilinear"
+    # normalised = (pixel_0_255 - mean) / std, per RGB channel
+    mean: tuple[float, float, float] = (127.0, 127.0, 127.0)
+    std: tuple[float, float, float] = (128.0, 128.0, 128.0)
+
+
+class TextPreprocess(Strict):
+    tokenizer_file: BundlePath = "tokenizer.json"
+    max_length: int = Field(128, ge=2)  # tokens including special tokens
+    truncate: bool = True  # False: longer texts are rejected with 422
+
+
+class AudioPreprocess(Strict):
+    sample_rate: int = Field(16_000, ge=1000)
+    max_seconds: float = Field(30.0, gt=0)
+    n_mels: int = Field(80, ge=1)
+    n_fft: int = Field(400, ge=16)
+    hop_length: int = Field(160, ge=1)
+    # Whisper's log-mel: log10(clamp(power mel, 1e-10)), floor at max - 8, then (x + 4) / 4
+    log_floor_db: float = 8.0
+    frames_multiple: int = Field(1, ge=1)  # pad frame count to a multiple (conv strides)
+
+
+class EncoderSpec(Strict):
+    file: BundlePath
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]  # one output: the L2-normalised embedding [batch, D]
+
+
+class ImageEncoder(EncoderSpec):
+    preprocess: ImagePreprocess = ImagePreprocess()
+
+
+class TextEncoder(EncoderSpec):
+    preprocess: TextPreprocess = TextPreprocess()
+
+
+class AudioEncoder(EncoderSpec):
+    preprocess: AudioPreprocess = AudioPreprocess()
+
+
+class Encoders(Strict):
+    image: ImageEncoder | None = None
+    text: TextEncoder | None = None
+    audio: AudioEncoder | None = None
+
+    def present(self) -> list[str]:
+        return [m for m in MODALITIES if getattr(self, m) is not None]
+
+
+class FusionSpec(Strict):
+    file: BundlePath
+    strategy: str = "concat"
+    # inputs: one embedding [batch, D] per modality, in `modalities` order, then present [batch, M] f32
+    modalities: list[Modality]
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]  # logits [batch, C] then fused [batch, D]
+
+
+class GoldenInput(Strict):
+    image_b64: str | None = None  # encoded image file (PNG/JPEG…), base64
+    audio_b64: str | None = None  # encoded audio file (WAV/FLAC…), base64
+    text: str | None = None
+
+    def modalities(self) -> list[str]:
+        present = {"image": self.image_b64, "audio": self.audio_b64, "text": self.text}
+        return [m for m in MODALITIES if present[m] is not None]
+
+
+class GoldenOutput(Strict):
+    probabilities: list[float]
+    fused: list[float]
+    embeddings: dict[Modality, list[float]] = Field(default_factory=dict)
+
+
+class GoldenExample(Strict):
+    inputs: GoldenInput
+    outputs: GoldenOutput  # what the reference (torch) produced for these inputs
+
+
+class Manifest(Strict):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    version: str = Field(pattern=r"^[0-9]+$")
+    created: str
+    task: Literal["classification"] = "classification"
+    labels: list[str] = Field(min_length=2)
+    embedding_dim: int = Field(ge=1)
+    encoders: Encoders
+    fusion: FusionSpec
+    files: dict[BundlePath, str]  # path → sha256 hex of every file the bundle uses
+    metrics: dict = Field(default_factory=dict)
+    golden: list[GoldenExample] = Field(default_factory=list)
+    golden_tolerance: float = Field(1e-4, gt=0)
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Manifest:
+        present = self.encoders.present()
+        if not present:
+            raise ValueError("a bundle needs at least one encoder")
+        if sorted(self.fusion.modalities) != sorted(present):
+            raise ValueError(f"fusion.modalities {self.fusion.modalities} != encoders {present}")
+        missing = [p for p in self.referenced_files() if p not in self.files]
+        if missing:
+            raise ValueError(f"files without a sha256 entry: {missing}")
+        for example in self.golden:
+            if not example.inputs.modalities():
+                raise ValueError("a golden example needs at least one input")
+            if len(example.outputs.probabilities) != len(self.labels):
+                raise ValueError("golden probabilities must have one score per label")
+            stray = set(example.outputs.embeddings) - set(example.inputs.modalities())
+            if stray:
+                raise ValueError(f"golden embeddings for {sorted(stray)}, not among its inputs")
+        return self
+
+    def modalities(self) -> list[str]:
+        return self.encoders.present()
+
+    def referenced_files(self) -> list[str]:
+        paths = [self.fusion.file]
+        for modality in self.encoders.present():
+            encoder = getattr(self.encoders, modality)
+            paths.append(encoder.file)
+            if modality == "text":
+                paths.append(encoder.preprocess.tokenizer_file)
+        return paths
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(path: Path) -> Manifest:
+    return Manifest.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def write_manifest(manifest: Manifest, path: Path) -> None:
+    Path(path).write_text(manifest.model_dump_json(indent=2, exclude_none=True) + "\n", encoding="utf-8")

@@ -1,0 +1,95 @@
+"""Server configuration: every knob is an env var with prefix FUSIONSERVE_ (pydantic-settings).
+
+A bad value stops the start with a message naming the variable (see `load_settings`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "FUSIONSERVE_"
+COMPONENTS = ("image", "text", "audio", "fusion")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
+
+    # where bundles live and which to serve
+    model_dir: Path = Path("models")
+    models: list[str] = Field(default_factory=list, description="model names to serve; empty = all found")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+
+    # onnxruntime
+    providers: Literal["auto", "cpu", "cuda"] = "auto"
+    intra_op_threads: int = Field(0, ge=0, description="0 = onnxruntime's default (all cores)")
+    inter_op_threads: int = Field(1, ge=0)
+
+    # dynamic batching (per component: image, text, audio, fusion)
+    max_batch_size: int = Field(32, ge=1, le=4096)
+    component_max_batch_size: dict[str, int] = Field(default_factory=dict)
+    max_queue_delay_ms: float = Field(5.0, ge=0, le=10_000)
+    max_queued_items: int = Field(256, ge=1)
+    text_token_budget: int = Field(8192, ge=1, description="max padded tokens (batch x longest) per text batch")
+    audio_frame_budget: int = Field(48_000, ge=1, description="max padded mel frames per audio batch")
+    default_deadline_ms: float = Field(10_000, gt=0)
+    preprocess_threads: int = Field(2, ge=1)
+    warmup_batch_sizes: list[int] = Field(default_factory=lambda: [1, 4])
+
+    # request limits
+    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    max_form_parts: int = Field(8, ge=1)
+    max_field_bytes: int = Field(64 * 1024, ge=16)
+    max_image_pixels: int = Field(40_000_000, ge=1)
+    max_audio_seconds: float = Field(30.0, gt=0)
+    max_text_chars: int = Field(4096, ge=1)
+    max_items_per_request: int = Field(32, ge=1)
+    max_top_k: int = Field(100, ge=1)
+
+    # security and lifecycle
+    api_key: SecretStr | None = None
+    drain_timeout_s: float = Field(30.0, ge=0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("component_max_batch_size")
+    @classmethod
+    def _known_components(cls, value: dict[str, int]) -> dict[str, int]:
+        for name, size in value.items():
+            if name not in COMPONENTS:
+                raise ValueError(f"unknown component {name!r}; expected one of {COMPONENTS}")
+            if size < 1:
+                raise ValueError(f"batch size for {name!r} must be >= 1")
+        return value
+
+    @field_validator("warmup_batch_sizes")
+    @classmethod
+    def _positive_sizes(cls, value: list[int]) -> list[int]:
+        if any(size < 1 for size in value):
+            raise ValueError("warm-up batch sizes must be >= 1")
+        return value
+
+    def batch_size_for(self, component: str) -> int:
+        return self.component_max_batch_size.get(component, self.max_batch_size)
+
+
+class SettingsError(SystemExit):
+    """Raised at start-up with one line per bad variable."""
+
+
+def describe_errors(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item["loc"] else "?"
+        lines.append(f"{ENV_PREFIX}{field.upper()}: {item['msg']} (got {item.get('input')!r})")
+    return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def load_settings(**overrides) -> Settings:
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise SettingsError(describe_errors(error)) from None
