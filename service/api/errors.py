@@ -1,0 +1,55 @@
+"""Every error leaves as JSON {"error": {"type", "message", "field"}} with the status of DESIGN §7."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from service.errors import FusionError
+
+log = logging.getLogger(__name__)
+HTTP_TYPES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def error_response(
+    status: int, type_: str, message: str, field: str | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = {"error": {"type": type_, "message": message, "field": field}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def fusion_error(_: Request, error: FusionError) -> JSONResponse:
+    return error_response(error.status, error.type, error.message, error.field, error.headers)
+
+
+async def validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
+    first = error.errors()[0]
+    location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
+    field = ".".join(location) or None
+    return error_response(422, "invalid_input", f"{field or 'request'}: {first.get('msg')}", field)
+
+
+async def http_error(_: Request, error: HTTPException) -> JSONResponse:
+    type_ = HTTP_TYPES.get(error.status_code, "bad_request" if error.status_code < 500 else "server_error")
+    return error_response(error.status_code, type_, str(error.detail), None, error.headers)
+
+
+async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal_error", "internal error; see the server log")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(FusionError, fusion_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected_error)

@@ -1,0 +1,145 @@
+"""HTTP body → RawItem(s): multipart (one item) or JSON (a list of items), with every limit named."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+
+from fastapi import Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
+
+from service.errors import BadRequest, InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from service.inference.prepare import RawItem
+from service.manifest import MODALITIES
+from service.settings import Settings
+
+ACCEPTED = 'multipart/form-data (fields image, audio, text) or application/json ({"inputs": [...]})'
+
+
+class InputItem(BaseModel):
+    """One item of a JSON request: any non-empty subset of the model's modalities."""
+
+    model_config = ConfigDict(extra="forbid")
+    image: str | None = Field(None, description="base64 image file (JPEG, PNG, WebP, BMP); data: URLs accepted")
+    audio: str | None = Field(None, description="base64 audio file (WAV, FLAC, OGG)")
+    text: str | None = None
+
+
+class JsonRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    inputs: list[InputItem] = Field(min_length=1)
+
+
+async def read_items(request: Request, settings: Settings) -> list[RawItem]:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media == "multipart/form-data":
+        return [await read_multipart(request, settings)]
+    if media == "application/json":
+        return read_json(await request.body(), settings)
+    raise UnsupportedMediaType(
+        f"Content-Type {media or '(none)'} is not accepted; send {ACCEPTED}", field="content-type"
+    )
+
+
+def _form_error(message: str, settings: Settings) -> Exception:
+    if "maximum size" in message:
+        return PayloadTooLarge(
+            f"a form field exceeds {settings.max_field_bytes} bytes "
+            "(FUSIONSERVE_MAX_FIELD_BYTES); send media as file parts",
+            field="form",
+        )
+    if "Too many" in message:
+        return BadRequest(
+            f"too many form parts: the limit is {settings.max_form_parts} (FUSIONSERVE_MAX_FORM_PARTS)",
+            field="form",
+        )
+    return BadRequest(f"malformed multipart body: {message}", field="form")
+
+
+async def read_multipart(request: Request, settings: Settings) -> RawItem:
+    try:
+        form = await request.form(
+            max_files=settings.max_form_parts,
+            max_fields=settings.max_form_parts,
+            max_part_size=settings.max_field_bytes,
+        )
+    except (MultiPartException, HTTPException) as error:
+        raise _form_error(str(getattr(error, "detail", None) or getattr(error, "message", error)), settings) from None
+    item = RawItem()
+    for name, value in form.multi_items():
+        if name not in MODALITIES:
+            raise InvalidInput(f"unknown form field {name!r}; expected image, audio, text", field=name)
+        if getattr(item, name) is not None:
+            raise InvalidInput(
+                f"field {name!r} given twice; one item per multipart request (send a JSON list for several)",
+                field=name,
+            )
+        setattr(item, name, await _field_value(name, value))
+    await form.close()
+    return item
+
+
+async def _field_value(name: str, value: UploadFile | str) -> bytes | str:
+    if isinstance(value, UploadFile):
+        return await value.read()
+    if name != "text":
+        raise InvalidInput(f"field {name!r} must be a file part (multipart filename=…)", field=name)
+    return value
+
+
+def read_json(body: bytes, settings: Settings) -> list[RawItem]:
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BadRequest(f"body is not valid JSON: {error}", field="body") from None
+    if isinstance(data, dict) and isinstance(data.get("inputs"), list):
+        count = len(data["inputs"])
+        if count > settings.max_items_per_request:  # before validating thousands of items
+            raise PayloadTooLarge(
+                f"inputs has {count} items; the limit is {settings.max_items_per_request} "
+                "(FUSIONSERVE_MAX_ITEMS_PER_REQUEST)",
+                field="inputs",
+            )
+    try:
+        request = JsonRequest.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = field_path(first["loc"]) or "body"
+        raise InvalidInput(f"{field}: {first['msg']}", field=field) from None
+    return [_json_item(i, item) for i, item in enumerate(request.inputs)]
+
+
+def field_path(location: tuple) -> str:
+    """("inputs", 2, "image") → "inputs[2].image"."""
+    parts: list[str] = []
+    for part in location:
+        if isinstance(part, int) and parts:
+            parts[-1] += f"[{part}]"
+        else:
+            parts.append(str(part))
+    return ".".join(parts)
+
+
+def _json_item(index: int, item: InputItem) -> RawItem:
+    prefix = f"inputs[{index}]."
+    return RawItem(
+        image=_b64(item.image, prefix + "image"),
+        audio=_b64(item.audio, prefix + "audio"),
+        text=item.text,
+        prefix=prefix,
+    )
+
+
+def _b64(value: str | None, field: str) -> bytes | None:
+    if value is None:
+        return None
+    if value.startswith("data:") and "," in value:  # data:image/png;base64,....
+        value = value.split(",", 1)[1]
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput(f"{field} is not valid base64", field=field) from None

@@ -1,0 +1,97 @@
+"""Pure ASGI middleware: request body limit and API key.
+
+Pure ASGI (not BaseHTTPMiddleware) so the body limit can stop reading as soon as the limit is crossed,
+with or without a Content-Length header (DESIGN §7 row 1).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import PayloadTooLarge
+
+OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
+
+
+async def send_json_error(
+    send: Send,
+    status: int,
+    type_: str,
+    message: str,
+    field: str | None,
+    headers: list[tuple[bytes, bytes]] = (),
+) -> None:
+    body = json.dumps({"error": {"type": type_, "message": message, "field": field}}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    def _message(self) -> str:
+        return f"request body exceeds the limit of {self.max_bytes} bytes (FUSIONSERVE_MAX_UPLOAD_BYTES)"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers", ())).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            # refuse before reading a byte of the body
+            return await send_json_error(
+                send, 413, "payload_too_large", self._message(), None, [(b"connection", b"close")]
+            )
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:  # chunked upload: stop at the first chunk past the limit
+                    raise PayloadTooLarge(self._message())
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+class ApiKeyMiddleware:
+    """`Authorization: Bearer <key>` or `X-API-Key: <key>`; health and metrics stay open for probes."""
+
+    def __init__(self, app: ASGIApp, api_key: str):
+        self.app, self.key = app, api_key.encode()
+
+    def _presented(self, scope: Scope) -> bytes:
+        headers = dict(scope.get("headers", ()))
+        auth = headers.get(b"authorization", b"")
+        if auth[:7].lower() == b"bearer ":
+            return auth[7:].strip()
+        return headers.get(b"x-api-key", b"")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            return await self.app(scope, receive, send)
+        if not secrets.compare_digest(self._presented(scope), self.key):
+            return await send_json_error(
+                send,
+                401,
+                "unauthorized",
+                "missing or wrong API key",
+                "authorization",
+                [(b"www-authenticate", b"Bearer")],
+            )
+        await self.app(scope, receive, send)

@@ -1,0 +1,90 @@
+"""Response bodies (DESIGN §4) and the OpenAPI request body that lets Swagger UI send files."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+
+class LabelScore(BaseModel):
+    label: str
+    score: float
+
+
+class ClassifyResult(BaseModel):
+    modalities: list[str]
+    labels: list[LabelScore]
+
+
+class ClassifyResponse(BaseModel):
+    model: str
+    version: str
+    results: list[ClassifyResult]
+
+
+class EmbedResult(BaseModel):
+    modalities: list[str]
+    fused: list[float]
+    image: list[float] | None = None
+    text: list[float] | None = None
+    audio: list[float] | None = None
+
+
+class EmbedResponse(BaseModel):
+    model: str
+    version: str
+    dim: int
+    results: list[EmbedResult]
+
+
+class ErrorBody(BaseModel):
+    type: str
+    message: str
+    field: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+# The route reads the body itself (to enforce limits and accept two content types), so the request body
+# is declared here for OpenAPI; `format: binary` makes Swagger UI show file pickers.
+MULTIPART_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "image": {"type": "string", "format": "binary", "description": "JPEG, PNG, WebP or BMP"},
+        "audio": {
+            "type": "string",
+            "format": "binary",
+            "description": "WAV, FLAC or OGG; any rate, mono/stereo",
+        },
+        "text": {"type": "string"},
+    },
+}
+JSON_SCHEMA = {
+    "type": "object",
+    "required": ["inputs"],
+    "properties": {
+        "inputs": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "image": {"type": "string", "format": "byte", "description": "base64 image file"},
+                    "audio": {"type": "string", "format": "byte", "description": "base64 audio file"},
+                    "text": {"type": "string"},
+                },
+            },
+        }
+    },
+}
+REQUEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": MULTIPART_SCHEMA},
+            "application/json": {"schema": JSON_SCHEMA},
+        },
+    }
+}
+ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 415, 422, 429, 503, 504)}

@@ -1,0 +1,59 @@
+"""`fusionserve serve`: run the server with uvicorn and drain gracefully on SIGTERM.
+
+On SIGTERM readiness flips to 503 at once; uvicorn stops accepting connections, lets in-flight requests
+finish (their queued items included) for up to drain_timeout_s, then the lifespan drains the batchers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import uvicorn
+
+from service.main import create_app
+from service.settings import SettingsError, load_settings
+
+
+class DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, app):
+        super().__init__(config)
+        self.fusion_app = app
+
+    def handle_exit(self, sig, frame) -> None:
+        self.fusion_app.state.draining = True
+        super().handle_exit(sig, frame)
+
+
+def serve(overrides: dict) -> None:
+    settings = load_settings(**overrides)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
+        access_log=False,
+    )
+    DrainingServer(config, app).run()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="fusionserve", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("serve", help="serve the bundles in FUSIONSERVE_MODEL_DIR")
+    run.add_argument("--model-dir", help="overrides FUSIONSERVE_MODEL_DIR")
+    run.add_argument("--host", help="overrides FUSIONSERVE_HOST")
+    run.add_argument("--port", type=int, help="overrides FUSIONSERVE_PORT")
+    args = parser.parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
+    try:
+        serve(overrides)
+    except SettingsError as error:
+        parser.exit(2, f"fusionserve: {error}\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,270 @@
+"""Dynamic batching for one model component (DESIGN §5), in the style of TEI's router queue.
+
+One asyncio task owns the queue: it waits for the first item, lets a window fill for at most
+`max_delay_s` (or until `max_batch_size` items wait), cuts the window into batches that respect the
+padding budget, and runs each batch in a worker thread. Callers only enqueue and wait on their own
+future, so admission (429) never awaits and a caller that gives up (deadline, disconnect) takes its
+item out of the queue at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.errors import DeadlineExceeded, NotReady, QueueFull
+from service.inference.batch_window import padding_ratio, plan_batches
+from service.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    max_batch_size: int
+    max_delay_s: float  # how long the first item of a window may wait for company
+    max_queue: int  # items waiting, not counting the batch being computed
+    budget: int | None = None  # batch_size * longest_length <= budget; None = fixed-size inputs
+
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 1 or self.max_queue < 1 or self.max_delay_s < 0:
+            raise ValueError(f"invalid batch policy: {self}")
+        if self.budget is not None and self.budget < 1:
+            raise ValueError(f"invalid padding budget: {self.budget}")
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    size: int  # items in the batch this item ran in
+    queue_s: float  # time from submit to batch start
+    infer_s: float  # run_batch wall time
+
+
+@dataclass(eq=False)  # identity hash: items are keys of the queue
+class _Item:
+    payload: Any
+    length: int
+    deadline: float
+    enqueued: float
+    future: asyncio.Future
+    started: bool = field(default=False)  # handed to run_batch; from then on the result is awaited
+
+
+class Batcher:
+    def __init__(
+        self,
+        component: str,
+        model: str,
+        run_batch: Callable[[list[Any]], list[Any]],
+        policy: BatchPolicy,
+        metrics: Metrics,
+        executor: concurrent.futures.Executor | None = None,
+    ):
+        self.component, self.model, self.policy = component, model, policy
+        self._run_batch, self._metrics = run_batch, metrics
+        self._executor, self._own_executor = executor, executor is None
+        # OrderedDict, not deque: O(1) removal of the item a cancelled or expired caller abandons.
+        self._queue: OrderedDict[_Item, None] = OrderedDict()
+        self._held: list[_Item] = []  # taken from the queue by the loop, not answered yet
+        self._waiter: asyncio.Future | None = None  # set while the loop sleeps
+        self._task: asyncio.Task | None = None
+        self._accepting = False
+        labels = {"model": model, "component": component}
+        self._m_depth = metrics.queue_depth.labels(**labels)
+        self._m_size = metrics.batch_size.labels(**labels)
+        # Fixed-size components get no padding series at all rather than an always-empty one.
+        self._m_padding = None if policy.budget is None else metrics.batch_padding_ratio.labels(**labels)
+        self._m_queue = metrics.stage_duration.labels(model=model, stage="queue", modality=component)
+        self._m_infer = metrics.stage_duration.labels(model=model, stage="infer", modality=component)
+        self._m_depth.set(0)
+
+    @property
+    def depth(self) -> int:
+        return len(self._queue)
+
+    async def start(self) -> None:
+        if self._task is not None:
+            return
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix=f"batcher-{self.model}-{self.component}"
+            )
+        self._accepting = True
+        self._task = asyncio.create_task(self._loop(), name=f"batcher-{self.model}-{self.component}")
+
+    async def stop(self) -> None:
+        """Refuse new items, let queued ones run, end the loop. Cancelling stop() cancels the loop,
+        which answers whatever is still pending with NotReady."""
+        self._accepting = False
+        self._wake()
+        try:
+            if self._task is not None and not self._task.done():  # idempotent
+                await self._task
+        finally:
+            if self._own_executor and self._executor is not None:
+                # Idle after a clean stop; after a cancelled one the thread ends with its batch.
+                self._executor.shutdown(wait=False)
+
+    # ---- callers' side -------------------------------------------------------------------------
+
+    async def submit(self, payload: Any, *, length: int = 1, deadline: float) -> tuple[Any, BatchInfo]:
+        item = self._admit(payload, length, deadline)
+        try:
+            done, _ = await asyncio.wait((item.future,), timeout=deadline - time.monotonic())
+        except asyncio.CancelledError:  # client went away: its item must not reach compute
+            self._abandon(item)
+            raise
+        if not done and not item.started:
+            self._abandon(item)
+            self._metrics.reject(self.model, "deadline")
+            waited = time.monotonic() - item.enqueued
+            raise DeadlineExceeded(
+                f"deadline passed after {waited:.3f}s waiting in the {self.component} queue of model {self.model!r}"
+            )
+        # Done, or computing right now: the work is already paid for, so wait for its answer.
+        return await item.future
+
+    def _admit(self, payload: Any, length: int, deadline: float) -> _Item:
+        """Synchronous on purpose: a rejection is answered without yielding to the loop."""
+        if not self._accepting:
+            raise NotReady(f"{self.component} batcher of model {self.model!r} is not running")
+        if length < 1:
+            raise ValueError(f"item length must be >= 1, got {length}")
+        now = time.monotonic()
+        if deadline <= now:
+            self._metrics.reject(self.model, "deadline")
+            raise DeadlineExceeded(f"deadline already passed before the {self.component} queue")
+        if len(self._queue) >= self.policy.max_queue:
+            self._metrics.reject(self.model, "queue_full")
+            raise QueueFull(
+                f"{self.component} queue of model {self.model!r} is full (max_queue={self.policy.max_queue} items)",
+                headers={"Retry-After": "1"},
+            )
+        item = _Item(payload, length, deadline, now, asyncio.get_running_loop().create_future())
+        self._queue[item] = None
+        self._m_depth.set(len(self._queue))
+        # Wake the loop only when it may act: a first item to wait for, or a full batch to flush.
+        if len(self._queue) == 1 or len(self._queue) >= self.policy.max_batch_size:
+            self._wake()
+        return item
+
+    def _abandon(self, item: _Item) -> None:
+        if item in self._queue:
+            del self._queue[item]
+            self._m_depth.set(len(self._queue))
+        item.future.cancel()  # the loop skips done futures, even if it already took the item
+
+    # ---- the owner loop ------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        try:
+            while (window := await self._next_window()) is not None:
+                self._held = window
+                lengths = [it.length for it in window]
+                for indices in plan_batches(lengths, self.policy.max_batch_size, self.policy.budget):
+                    await self._run([window[i] for i in indices])
+                self._held = []
+        except Exception:  # a bug must not leave callers hanging (cancellation passes through)
+            log.exception("%s batcher of model %r crashed", self.component, self.model)
+        finally:
+            self._fail_pending()
+
+    async def _next_window(self) -> list[_Item] | None:
+        """Items for the next window, or None once stopped and drained."""
+        while True:
+            if not self._queue:
+                if not self._accepting:
+                    return None
+                await self._wait(None)
+                continue
+            oldest = next(iter(self._queue))
+            wait_s = oldest.enqueued + self.policy.max_delay_s - time.monotonic()
+            full = len(self._queue) >= self.policy.max_batch_size
+            if full or wait_s <= 0 or not self._accepting:  # stopping: no point waiting for company
+                return self._take()
+            await self._wait(wait_s)
+
+    async def _wait(self, timeout: float | None) -> None:
+        # A fresh future per wait, no polling: the caller re-checked every condition with no await
+        # since, so a wake-up can only be missed while the loop is busy, and then it looks anyway.
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait((self._waiter,), timeout=timeout)
+        finally:
+            self._waiter = None
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _take(self) -> list[_Item]:
+        taken: list[_Item] = []
+        now = time.monotonic()
+        while self._queue and len(taken) < self.policy.max_batch_size:
+            item, _ = self._queue.popitem(last=False)
+            if self._live(item, now):  # expired items: their caller's own timer answers them
+                taken.append(item)
+        self._m_depth.set(len(self._queue))
+        return taken
+
+    @staticmethod
+    def _live(item: _Item, now: float) -> bool:
+        return not item.future.done() and item.deadline > now
+
+    async def _run(self, batch: list[_Item]) -> None:
+        now = time.monotonic()
+        batch = [it for it in batch if self._live(it, now)]  # re-check: earlier batches took time
+        if not batch:
+            return
+        for it in batch:
+            it.started = True
+        start = time.monotonic()
+        try:
+            results = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._run_batch, [it.payload for it in batch]
+            )
+            if len(results) != len(batch):
+                raise RuntimeError(
+                    f"{self.component} run_batch returned {len(results)} results for {len(batch)} inputs"
+                )
+        except Exception as exc:  # the batch's callers get it; the loop keeps serving
+            results, error = [], exc
+        else:
+            error = None
+        infer_s = time.monotonic() - start
+        self._record(batch, start, infer_s)  # a failed batch still spent its compute
+        if error is not None:
+            self._answer(batch, error)
+            return
+        for it, result in zip(batch, results, strict=True):
+            if not it.future.done():  # the caller may have been cancelled meanwhile
+                it.future.set_result((result, BatchInfo(len(batch), start - it.enqueued, infer_s)))
+
+    def _record(self, batch: list[_Item], start: float, infer_s: float) -> None:
+        self._m_size.observe(len(batch))
+        if self._m_padding is not None:
+            self._m_padding.observe(padding_ratio([it.length for it in batch]))
+        for it in batch:
+            self._m_queue.observe(start - it.enqueued)
+            self._m_infer.observe(infer_s)
+
+    @staticmethod
+    def _answer(items: list[_Item], error: BaseException) -> None:
+        for it in items:
+            if not it.future.done():
+                it.future.set_exception(error)
+
+    def _fail_pending(self) -> None:
+        """The loop is ending: nothing queued or held may wait forever."""
+        self._accepting = False
+        pending = self._held + list(self._queue)
+        self._queue.clear()
+        self._held = []
+        self._m_depth.set(0)
+        self._answer(pending, NotReady(f"{self.component} batcher of model {self.model!r} stopped"))

@@ -1,0 +1,127 @@
+"""One item through the model: present modalities → their encoder batchers (concurrently) → fusion.
+
+An item with {image, audio} enters only the image and audio queues: no compute on absent inputs.
+`run_direct` is the same computation without batchers (golden replay, warm-up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from service.inference.batcher import Batcher, BatchInfo, BatchPolicy
+from service.inference.components import EncoderComponent, FusionComponent, item_length, softmax
+from service.inference.prepare import PreparedItem
+from service.metrics import Metrics
+from service.settings import Settings
+
+
+@dataclass
+class ItemResult:
+    modalities: list[str]
+    probabilities: np.ndarray  # [C]
+    fused: np.ndarray  # [D]
+    embeddings: dict[str, np.ndarray]  # modality → [D]
+    batches: dict[str, BatchInfo] = field(default_factory=dict)  # component → the batch it ran in
+
+    @property
+    def queue_s(self) -> float:  # critical path: slowest encoder, then fusion
+        return self._path("queue_s")
+
+    @property
+    def infer_s(self) -> float:
+        return self._path("infer_s")
+
+    def _path(self, attr: str) -> float:
+        encoders = [getattr(info, attr) for name, info in self.batches.items() if name != "fusion"]
+        fusion = self.batches.get("fusion")
+        return max(encoders, default=0.0) + (getattr(fusion, attr) if fusion else 0.0)
+
+
+def policy_for(component: str, settings: Settings) -> BatchPolicy:
+    budgets = {"text": settings.text_token_budget, "audio": settings.audio_frame_budget}
+    return BatchPolicy(
+        max_batch_size=settings.batch_size_for(component),
+        max_delay_s=settings.max_queue_delay_ms / 1000,
+        max_queue=settings.max_queued_items,
+        budget=budgets.get(component),
+    )
+
+
+class Pipeline:
+    def __init__(
+        self,
+        model: str,
+        encoders: dict[str, EncoderComponent],
+        fusion: FusionComponent,
+        settings: Settings,
+        metrics: Metrics,
+    ):
+        self.encoders, self.fusion = encoders, fusion
+        components = {**encoders, "fusion": fusion}
+        # one worker thread per component: ORT parallelises inside a call; components overlap
+        self._executor = ThreadPoolExecutor(len(components), thread_name_prefix=f"ort-{model}")
+        self._active, self._idle = 0, asyncio.Event()  # items between submit and result
+        self._idle.set()
+        self.batchers = {
+            name: Batcher(name, model, run, policy_for(name, settings), metrics, self._executor)
+            for name, run in components.items()
+        }
+
+    async def start(self) -> None:
+        for batcher in self.batchers.values():
+            await batcher.start()
+
+    async def stop(self) -> None:
+        """Drain: queued items finish; encoders first, then fusion once no item is between the two."""
+        for name, batcher in self.batchers.items():
+            if name != "fusion":
+                await batcher.stop()
+        await self._idle.wait()
+        await self.batchers["fusion"].stop()
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
+
+    async def run(self, item: PreparedItem, deadline: float) -> ItemResult:
+        self._active += 1
+        self._idle.clear()
+        try:
+            return await self._run(item, deadline)
+        finally:
+            self._active -= 1
+            if self._active == 0:
+                self._idle.set()
+
+    async def _run(self, item: PreparedItem, deadline: float) -> ItemResult:
+        try:
+            async with asyncio.TaskGroup() as group:  # one failure cancels the sibling encoders
+                tasks = {
+                    m: group.create_task(
+                        self.batchers[m].submit(
+                            item.arrays[m], length=item_length(m, item.arrays[m]), deadline=deadline
+                        )
+                    )
+                    for m in item.modalities
+                }
+        except BaseExceptionGroup as failures:  # callers want the first real error (429, 504…)
+            raise failures.exceptions[0] from None
+        embeddings = {m: task.result()[0] for m, task in tasks.items()}
+        batches = {m: task.result()[1] for m, task in tasks.items()}
+        (logits, fused), batches["fusion"] = await self.batchers["fusion"].submit(embeddings, deadline=deadline)
+        return ItemResult(item.modalities, softmax(logits), fused, embeddings, batches)
+
+    def run_direct(self, items: list[PreparedItem]) -> list[ItemResult]:
+        """Same computation, synchronously, one batch per component (no queues, no deadlines)."""
+        per_item: list[dict[str, np.ndarray]] = [{} for _ in items]
+        for modality, encoder in self.encoders.items():
+            rows = [i for i, item in enumerate(items) if modality in item.arrays]
+            if rows:
+                for row, embedding in zip(rows, encoder([items[r].arrays[modality] for r in rows]), strict=True):
+                    per_item[row][modality] = embedding
+        fused_rows = self.fusion(per_item)
+        return [
+            ItemResult(item.modalities, softmax(logits), fused, embeddings)
+            for item, embeddings, (logits, fused) in zip(items, per_item, fused_rows, strict=True)
+        ]

@@ -1,0 +1,67 @@
+"""onnxruntime sessions: one per bundle component, on the provider the settings ask for.
+
+`auto` takes CUDA when onnxruntime-gpu sees a GPU; when CUDA is asked but cannot be used the session
+falls back to CPU and `provider` says so (DESIGN §7 row 18) — it never fails the load.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
+NUMPY_DTYPES = {
+    "float32": np.float32,
+    "float16": np.float16,
+    "int64": np.int64,
+    "int32": np.int32,
+    "bool": np.bool_,
+}
+
+
+def requested_providers(setting: str) -> list[str]:
+    """Providers to hand to onnxruntime, best first."""
+    available = ort.get_available_providers()
+    if setting == "cpu":
+        return [CPU]
+    if setting == "cuda" and CUDA not in available:
+        log.warning("CUDA requested but onnxruntime offers only %s; serving on CPU", available)
+    if setting in ("cuda", "auto") and CUDA in available:
+        return [CUDA, CPU]
+    return [CPU]
+
+
+def session_options(settings: Settings) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = settings.intra_op_threads
+    options.inter_op_num_threads = settings.inter_op_threads
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only: ORT's warnings about unused initialisers are noise
+    return options
+
+
+class OrtModel:
+    """One ONNX component. `run` is thread-safe (ORT releases the GIL), so it runs in worker threads."""
+
+    def __init__(self, path: Path, settings: Settings):
+        self.path = Path(path)
+        providers = requested_providers(settings.providers)
+        try:
+            self.session = ort.InferenceSession(str(path), session_options(settings), providers=providers)
+        except Exception as error:  # CUDA libraries missing at session creation: fall back, say why
+            if providers == [CPU]:
+                raise
+            log.warning("could not create %s on %s (%s); falling back to CPU", path.name, providers[0], error)
+            self.session = ort.InferenceSession(str(path), session_options(settings), providers=[CPU])
+        self.provider = self.session.get_providers()[0]
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return self.session.run(self.output_names, feeds)

@@ -1,0 +1,64 @@
+"""create_app(settings) and its lifespan: load → warm up → ready; drain on shutdown.
+
+Models load in a background task so /healthz answers at once and /readyz says 503 until every
+configured model is loaded, verified and warm (Kubernetes startupProbe friendly).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service.api.errors import install_error_handlers
+from service.api.middleware import ApiKeyMiddleware, BodyLimitMiddleware
+from service.api.routes import router
+from service.inference.registry import Registry
+from service.metrics import Metrics
+from service.settings import Settings
+
+log = logging.getLogger("fusionserve")
+
+
+def _log_load_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("model loading crashed", exc_info=task.exception())
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    state = app.state
+    state.preprocess_pool = ThreadPoolExecutor(state.settings.preprocess_threads, thread_name_prefix="preprocess")
+    state.loader = asyncio.create_task(state.registry.load_all(state.registry.discover()))
+    state.loader.add_done_callback(_log_load_failure)
+    try:
+        yield
+    finally:
+        state.draining = True  # /readyz → 503 while queued work finishes
+        state.loader.cancel()
+        await state.registry.stop()
+        state.preprocess_pool.shutdown(wait=True)
+        log.info("drained; bye")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    app = FastAPI(
+        title="fusionserve",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Fused image + text + audio inference: classifications and joint-space embeddings.",
+    )
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    app.state.registry = Registry(settings, app.state.metrics)
+    app.state.draining = False
+    install_error_handlers(app)
+    app.include_router(router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    if settings.api_key is not None:
+        app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value())
+    return app

@@ -1,0 +1,171 @@
+"""ONNX graph builders for the test bundles (tests/bundles.py).
+
+Tiny but real graphs with the tensor names and named dynamic axes of DESIGN §3. Each builder returns the
+model and the TensorSpecs of its inputs and outputs, so the manifest and the graph are made from one
+source and cannot disagree. Weights are plain numpy arrays stored as initialisers under the names in
+`*_WEIGHTS`; tests/bundles.py reads them back for its independent numpy reference.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import ModelProto, NodeProto, TensorProto, helper, numpy_helper
+
+from service.manifest import TensorSpec
+
+OPSET = 17
+IR_VERSION = 8  # the IR that shipped with opset 17; every onnxruntime since 1.14 loads it
+EPS = 1e-12  # L2-normalise divides by max(||x||, EPS): an all-zero vector stays zero instead of NaN
+HIDDEN = 16  # width of the image encoder's hidden layer
+
+IMAGE_WEIGHTS = ("image_w1", "image_b1", "image_w2")
+TEXT_WEIGHTS = ("text_table", "text_w")
+AUDIO_WEIGHTS = ("audio_w1", "audio_w2")
+FUSION_WEIGHTS = ("fusion_w", "fusion_b")
+
+_ONNX_DTYPES = {"float32": TensorProto.FLOAT, "int64": TensorProto.INT64}
+
+
+def _spec(name: str, dtype: str, *shape: int | str) -> TensorSpec:
+    return TensorSpec(name=name, dtype=dtype, shape=list(shape))
+
+
+def _value_info(spec: TensorSpec) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(spec.name, _ONNX_DTYPES[spec.dtype], spec.shape)
+
+
+def _constants(weights: dict[str, np.ndarray], used: set[str]) -> list[TensorProto]:
+    """Weights (floats as float32) plus the shared constants, keeping only what a node reads:
+    onnxruntime warns about every unused initialiser."""
+    tensors = {
+        "eps": np.array(EPS, np.float32),
+        "one": np.array(1.0, np.float32),
+        "axis1": np.array([1], np.int64),
+        "axis2": np.array([2], np.int64),
+    }
+    for key, value in weights.items():
+        value = np.asarray(value)
+        tensors[key] = value.astype(np.float32) if value.dtype.kind == "f" else value
+    return [numpy_helper.from_array(v, k) for k, v in tensors.items() if k in used]
+
+
+def _l2_normalise(x: str, out: str) -> list[NodeProto]:
+    return [
+        helper.make_node("ReduceL2", [x], [f"{out}_norm"], axes=[1], keepdims=1),
+        helper.make_node("Max", [f"{out}_norm", "eps"], [f"{out}_safe_norm"]),
+        helper.make_node("Div", [x, f"{out}_safe_norm"], [out]),
+    ]
+
+
+def _masked_mean(x: str, mask: str, axis: int, out: str) -> list[NodeProto]:
+    """Mean of x over `axis` counting only positions where mask (float, [B, T]) is 1.
+
+    Multiplying by the mask (rather than trusting padding to be zero) is what makes the encoders
+    batch-invariant: whatever finite values the padded cells hold, they contribute exactly 0.
+    The count is clamped to 1 so an all-padding row yields 0, not NaN.
+    """
+    mask_axis = 2 if axis == 1 else 1  # [B,T] → [B,T,1] for text tokens, [B,1,T] for audio frames
+    return [
+        helper.make_node("Unsqueeze", [mask, f"axis{mask_axis}"], [f"{out}_mask"]),
+        helper.make_node("Mul", [x, f"{out}_mask"], [f"{out}_masked"]),
+        helper.make_node("ReduceSum", [f"{out}_masked", f"axis{axis}"], [f"{out}_sum"], keepdims=0),
+        helper.make_node("ReduceSum", [mask, "axis1"], [f"{out}_count"], keepdims=1),
+        helper.make_node("Max", [f"{out}_count", "one"], [f"{out}_safe_count"]),
+        helper.make_node("Div", [f"{out}_sum", f"{out}_safe_count"], [out]),
+    ]
+
+
+def _model(name: str, nodes, inputs, outputs, weights) -> ModelProto:
+    used = {name for node in nodes for name in node.input}
+    graph = helper.make_graph(
+        nodes,
+        name,
+        [_value_info(s) for s in inputs],
+        [_value_info(s) for s in outputs],
+        initializer=_constants(weights, used),
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        ir_version=IR_VERSION,
+        producer_name="fusionserve-tests",
+    )
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def image_encoder(weights: dict[str, np.ndarray], size: int, dim: int):
+    """pixel_values [B,3,S,S] → mean over H,W → tanh(·W1 + b1) → ·W2 → L2 → embedding [B,D]."""
+    inputs = [_spec("pixel_values", "float32", "batch", 3, size, size)]
+    outputs = [_spec("embedding", "float32", "batch", dim)]
+    nodes = [
+        helper.make_node("ReduceMean", ["pixel_values"], ["pooled"], axes=[2, 3], keepdims=0),
+        helper.make_node("MatMul", ["pooled", "image_w1"], ["hidden_linear"]),
+        helper.make_node("Add", ["hidden_linear", "image_b1"], ["hidden_biased"]),
+        helper.make_node("Tanh", ["hidden_biased"], ["hidden"]),
+        helper.make_node("MatMul", ["hidden", "image_w2"], ["projected"]),
+        *_l2_normalise("projected", "embedding"),
+    ]
+    return _model("image_encoder", nodes, inputs, outputs, weights), inputs, outputs
+
+
+def text_encoder(weights: dict[str, np.ndarray], dim: int):
+    """input_ids, attention_mask [B,L] → table lookup → masked mean → ·W → L2 → embedding [B,D]."""
+    inputs = [
+        _spec("input_ids", "int64", "batch", "sequence"),
+        _spec("attention_mask", "int64", "batch", "sequence"),
+    ]
+    outputs = [_spec("embedding", "float32", "batch", dim)]
+    nodes = [
+        helper.make_node("Gather", ["text_table", "input_ids"], ["tokens"], axis=0),  # [B,L,D]
+        helper.make_node("Cast", ["attention_mask"], ["mask_f"], to=TensorProto.FLOAT),
+        *_masked_mean("tokens", "mask_f", 1, "pooled"),
+        helper.make_node("MatMul", ["pooled", "text_w"], ["projected"]),
+        *_l2_normalise("projected", "embedding"),
+    ]
+    return _model("text_encoder", nodes, inputs, outputs, weights), inputs, outputs
+
+
+def audio_encoder(weights: dict[str, np.ndarray], n_mels: int, dim: int):
+    """input_features [B,M,T] + frame_mask [B,T] → masked mean over frames → tanh(·W1) → ·W2 → L2."""
+    inputs = [
+        _spec("input_features", "float32", "batch", n_mels, "frames"),
+        _spec("frame_mask", "float32", "batch", "frames"),
+    ]
+    outputs = [_spec("embedding", "float32", "batch", dim)]
+    nodes = [
+        *_masked_mean("input_features", "frame_mask", 2, "pooled"),  # [B, n_mels]
+        helper.make_node("MatMul", ["pooled", "audio_w1"], ["hidden_linear"]),
+        helper.make_node("Tanh", ["hidden_linear"], ["hidden"]),
+        helper.make_node("MatMul", ["hidden", "audio_w2"], ["projected"]),
+        *_l2_normalise("projected", "embedding"),
+    ]
+    return _model("audio_encoder", nodes, inputs, outputs, weights), inputs, outputs
+
+
+def fusion(weights: dict[str, np.ndarray], modalities: list[str], dim: int, classes: int):
+    """<m>_embedding [B,D] per modality + present [B,M] → logits [B,C] and fused [B,D].
+
+    Every embedding is multiplied by its present column first, so an absent modality contributes
+    nothing whatever the caller put in its slot.
+    """
+    inputs = [_spec(f"{m}_embedding", "float32", "batch", dim) for m in modalities]
+    inputs.append(_spec("present", "float32", "batch", len(modalities)))
+    outputs = [_spec("logits", "float32", "batch", classes), _spec("fused", "float32", "batch", dim)]
+    slices = {f"slice{i}": np.array([i], np.int64) for i in range(len(modalities) + 1)}
+    nodes, masked = [], []
+    for i, modality in enumerate(modalities):
+        column, out = f"present_{modality}", f"masked_{modality}"
+        nodes.append(helper.make_node("Slice", ["present", f"slice{i}", f"slice{i + 1}", "axis1"], [column]))
+        nodes.append(helper.make_node("Mul", [f"{modality}_embedding", column], [out]))
+        masked.append(out)
+    nodes += [
+        helper.make_node("Concat", masked, ["concatenated"], axis=1),  # [B, M*D]
+        helper.make_node("MatMul", ["concatenated", "fusion_w"], ["logits_linear"]),
+        helper.make_node("Add", ["logits_linear", "fusion_b"], ["logits"]),
+        helper.make_node("Sum", masked, ["summed"]),
+        *_l2_normalise("summed", "fused"),
+    ]
+    model = _model("fusion", nodes, inputs, outputs, {**weights, **slices})
+    return model, inputs, outputs

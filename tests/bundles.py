@@ -1,0 +1,385 @@
+"""Factory of small but real model bundles for tests (DESIGN §3).
+
+`build_bundle` writes real ONNX encoders + fusion (tests/bundle_graphs.py) with seeded random weights,
+a real `tokenizers` tokenizer, and a manifest whose golden examples come from `reference_outputs`: an
+independent numpy implementation of the same maths, fed by the server's own preprocessing
+(service.preprocess), so golden replay at load checks ORT + batching + padding against numpy.
+
+Server parity needs (what the graphs assume):
+  * text: ids and attention_mask padded on the right with anything (0 = [PAD]) and mask 0;
+  * audio: log-mel frames padded with any finite value and frame_mask 0 (float32, 1 = real frame);
+  * fusion: one "<modality>_embedding" per bundle modality, absent ones zero (any finite value works)
+    with their "present" column 0.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import onnx
+import soundfile
+from onnx import numpy_helper
+from PIL import Image
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+from service import preprocess
+from service.manifest import (
+    MODALITIES,
+    AudioEncoder,
+    AudioPreprocess,
+    Encoders,
+    FusionSpec,
+    GoldenExample,
+    GoldenInput,
+    GoldenOutput,
+    ImageEncoder,
+    ImagePreprocess,
+    Manifest,
+    TextEncoder,
+    TextPreprocess,
+    read_manifest,
+    sha256_file,
+    write_manifest,
+)
+from tests import bundle_graphs as graphs
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")  # [PAD] = 0, the id the server pads with
+WORDS = (  # 50 lowercase words; sample texts are drawn from these, so they never hit [UNK]
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "red",
+    "green",
+    "blue",
+    "yellow",
+    "black",
+    "white",
+    "orange",
+    "purple",
+    "brown",
+    "grey",
+    "cat",
+    "dog",
+    "bird",
+    "fish",
+    "horse",
+    "mouse",
+    "cow",
+    "sheep",
+    "frog",
+    "bear",
+    "a",
+    "the",
+    "is",
+    "an",
+    "number",
+    "digit",
+    "odd",
+    "even",
+    "big",
+    "small",
+    "above",
+    "below",
+    "near",
+    "far",
+    "left",
+    "right",
+    "up",
+    "down",
+    "hot",
+    "cold",
+)
+SAMPLE_RATE = 16_000
+IMAGE_MEAN = (123.675, 116.28, 103.53)  # ImageNet statistics in 0-255 units, like the real encoders
+IMAGE_STD = (58.395, 57.12, 57.375)
+FILES = {
+    "image": "image_encoder.onnx",
+    "text": "text_encoder.onnx",
+    "audio": "audio_encoder.onnx",
+    "fusion": "fusion.onnx",
+    "tokenizer": "tokenizer.json",
+}
+MAX_PIXELS = 1 << 24  # generous: the samples are tiny; the server's own limit is tested elsewhere
+# Preferred modality subsets for golden examples; intersected with what the bundle has.
+GOLDEN_SUBSETS = (
+    ("image", "text", "audio"),
+    ("text",),
+    ("image", "audio"),
+    ("image",),
+    ("audio",),
+    ("image", "text"),
+    ("text", "audio"),
+)
+
+
+# ----------------------------------------------------------------------------------------- building
+
+
+def build_bundle(
+    root: Path,
+    name: str = "tiny",
+    version: str = "1",
+    *,
+    modalities=MODALITIES,
+    labels=("zero", "one", "two", "three"),
+    dim: int = 8,
+    seed: int = 0,
+    image_size: int = 16,
+    n_mels: int = 80,
+    text_max_length: int = 16,
+    golden: bool = True,
+    audio_max_seconds: float = 10.0,
+) -> Path:
+    """Write models/<name>/<version>/ under `root` and return that directory."""
+    modalities = [m for m in MODALITIES if m in modalities]  # canonical order = fusion input order
+    if not modalities:
+        raise ValueError("a bundle needs at least one modality")
+    bundle = Path(root) / name / version
+    bundle.mkdir(parents=True, exist_ok=True)
+    specs = {
+        "image": ImagePreprocess(size=image_size, resize="center_crop", mean=IMAGE_MEAN, std=IMAGE_STD),
+        "text": TextPreprocess(max_length=text_max_length, truncate=True),
+        "audio": AudioPreprocess(sample_rate=SAMPLE_RATE, max_seconds=audio_max_seconds, n_mels=n_mels),
+    }
+    encoders = {m: _write_encoder(bundle, m, specs[m], _rng(seed, m), dim) for m in modalities}
+    fusion = _write_fusion(bundle, modalities, _rng(seed, "fusion"), dim, len(labels))
+    (bundle / "model_card.md").write_text(f"# {name} {version}\n\nRandom weights (seed {seed}), for tests.\n")
+    files = sorted(p.name for p in bundle.iterdir() if p.name != "manifest.json")
+    manifest = Manifest(
+        name=name,
+        version=version,
+        created=datetime.now().astimezone().isoformat(timespec="seconds"),
+        labels=list(labels),
+        embedding_dim=dim,
+        encoders=Encoders(**encoders),
+        fusion=fusion,
+        files={f: sha256_file(bundle / f) for f in files},
+        metrics={"note": "random weights", "seed": seed},
+        description="tiny test bundle built by tests/bundles.py",
+    )
+    write_manifest(manifest, bundle / "manifest.json")  # reference_outputs reads it back
+    if golden:
+        examples = _golden_examples(bundle, modalities)
+        manifest = Manifest.model_validate({**manifest.model_dump(), "golden": examples})
+        write_manifest(manifest, bundle / "manifest.json")
+    return bundle
+
+
+def _rng(seed: int, component: str) -> np.random.Generator:
+    """One stream per component, so a text-only bundle has the same text weights as a full one."""
+    return np.random.default_rng([seed, [*MODALITIES, "fusion"].index(component)])
+
+
+def _write_encoder(bundle: Path, modality: str, spec, rng: np.random.Generator, dim: int):
+    if modality == "image":
+        hidden = graphs.HIDDEN
+        weights = {
+            "image_w1": rng.normal(0, 2.0, (3, hidden)),
+            "image_b1": rng.normal(0, 0.1, hidden),
+            "image_w2": rng.normal(0, hidden**-0.5, (hidden, dim)),
+        }
+        model, inputs, outputs = graphs.image_encoder(weights, spec.size, dim)
+        encoder = ImageEncoder
+    elif modality == "text":
+        vocab = _write_tokenizer(bundle / FILES["tokenizer"])
+        weights = {
+            "text_table": rng.normal(0, 1.0, (vocab, dim)),
+            "text_w": rng.normal(0, dim**-0.5, (dim, dim)),
+        }
+        model, inputs, outputs = graphs.text_encoder(weights, dim)
+        encoder = TextEncoder
+    else:
+        weights = {
+            "audio_w1": rng.normal(0, 2.0 * spec.n_mels**-0.5, (spec.n_mels, dim)),
+            "audio_w2": rng.normal(0, dim**-0.5, (dim, dim)),
+        }
+        model, inputs, outputs = graphs.audio_encoder(weights, spec.n_mels, dim)
+        encoder = AudioEncoder
+    onnx.save(model, bundle / FILES[modality])
+    return encoder(file=FILES[modality], inputs=inputs, outputs=outputs, preprocess=spec)
+
+
+def _write_fusion(bundle: Path, modalities: list[str], rng: np.random.Generator, dim: int, classes: int):
+    # std 1.5 gives logits of a few units: probabilities far from uniform, so parity checks bite
+    weights = {
+        "fusion_w": rng.normal(0, 1.5, (len(modalities) * dim, classes)),
+        "fusion_b": rng.normal(0, 0.1, classes),
+    }
+    model, inputs, outputs = graphs.fusion(weights, modalities, dim, classes)
+    onnx.save(model, bundle / FILES["fusion"])
+    return FusionSpec(file=FILES["fusion"], strategy="concat", modalities=modalities, inputs=inputs, outputs=outputs)
+
+
+def _write_tokenizer(path: Path) -> int:
+    """WordLevel tokenizer: lowercase, whitespace split, [CLS] … [SEP]. Returns the vocabulary size."""
+    vocab = {token: i for i, token in enumerate([*SPECIAL_TOKENS, *WORDS])}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )
+    tokenizer.save(str(path))
+    return len(vocab)
+
+
+def _golden_subsets(modalities: list[str], count: int = 3) -> list[list[str]]:
+    subsets = []
+    for preferred in GOLDEN_SUBSETS:
+        subset = [m for m in modalities if m in preferred]
+        if subset and subset not in subsets:
+            subsets.append(subset)
+    return [subsets[i % len(subsets)] for i in range(count)]  # a 1-modality bundle repeats its subset
+
+
+def _golden_examples(bundle: Path, modalities: list[str]) -> list[dict]:
+    examples = []
+    for i, subset in enumerate(_golden_subsets(modalities)):
+        raw = {m: v for m, v in sample_inputs(seed=100 + i).items() if m in subset}
+        golden_input = GoldenInput(
+            text=raw.get("text"), image_b64=_b64(raw.get("image")), audio_b64=_b64(raw.get("audio"))
+        )
+        output = GoldenOutput(**reference_outputs(bundle, raw))
+        examples.append(GoldenExample(inputs=golden_input, outputs=output).model_dump())
+    return examples
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode("ascii")
+
+
+# ----------------------------------------------------------------------------------------- reference
+
+
+def preprocess_item(bundle_dir: Path, inputs: dict) -> dict:
+    """Raw item → arrays with the server's preprocessing: image [3,S,S], text (ids, mask) [L],
+    audio log-mel [n_mels, T]. None values count as absent, as in GoldenInput."""
+    manifest = read_manifest(Path(bundle_dir) / "manifest.json")
+    present = {m: v for m, v in inputs.items() if v is not None}
+    unknown = set(present) - set(manifest.modalities())
+    if unknown or not present:
+        raise ValueError(f"inputs {sorted(present)} do not fit bundle modalities {manifest.modalities()}")
+    encoders, arrays = manifest.encoders, {}
+    if "image" in present:
+        spec = encoders.image.preprocess
+        arrays["image"] = preprocess.decode_image(present["image"], spec, max_pixels=MAX_PIXELS)
+    if "text" in present:
+        spec = encoders.text.preprocess
+        tokenizer = preprocess.load_tokenizer(Path(bundle_dir) / spec.tokenizer_file, spec)
+        text = preprocess.decode_text(present["text"], max_chars=100_000)
+        arrays["text"] = preprocess.encode_text(text, tokenizer, spec)
+    if "audio" in present:
+        spec = encoders.audio.preprocess
+        arrays["audio"] = preprocess.decode_audio(present["audio"], spec, max_seconds=spec.max_seconds)
+    return arrays
+
+
+def reference_outputs(bundle_dir: Path, inputs: dict) -> dict:
+    """Numpy (float64) outputs for one raw item {"image": png, "audio": wav, "text": str}, any subset."""
+    bundle_dir = Path(bundle_dir)
+    manifest = read_manifest(bundle_dir / "manifest.json")
+    arrays = preprocess_item(bundle_dir, inputs)
+    embeddings = {m: _ENCODERS[m](_weights(bundle_dir / getattr(manifest.encoders, m).file), arrays[m]) for m in arrays}
+    logits, fused = _fusion(
+        _weights(bundle_dir / manifest.fusion.file),
+        manifest.fusion.modalities,
+        embeddings,
+        manifest.embedding_dim,
+    )
+    return {
+        "probabilities": _softmax(logits).tolist(),
+        "fused": fused.tolist(),
+        "embeddings": {m: e.tolist() for m, e in embeddings.items()},
+    }
+
+
+def _weights(path: Path) -> dict[str, np.ndarray]:
+    """The initialisers of an ONNX file: the weights only, the graph's maths is re-done below."""
+    graph = onnx.load(str(path)).graph
+    return {t.name: numpy_helper.to_array(t).astype(np.float64) for t in graph.initializer}
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return x / max(float(np.linalg.norm(x)), graphs.EPS)
+
+
+def _image(w: dict, pixels: np.ndarray) -> np.ndarray:
+    pooled = pixels.astype(np.float64).mean(axis=(1, 2))  # [3]
+    return _normalise(np.tanh(pooled @ w["image_w1"] + w["image_b1"]) @ w["image_w2"])
+
+
+def _text(w: dict, arrays: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    ids, mask = arrays
+    valid = ids[mask.astype(bool)]  # select real tokens instead of multiplying by the mask
+    pooled = w["text_table"][valid].mean(axis=0) if len(valid) else np.zeros(w["text_w"].shape[0])
+    return _normalise(pooled @ w["text_w"])
+
+
+def _audio(w: dict, mel: np.ndarray) -> np.ndarray:
+    pooled = mel.astype(np.float64).mean(axis=1)  # every frame of one unpadded item is real
+    return _normalise(np.tanh(pooled @ w["audio_w1"]) @ w["audio_w2"])
+
+
+_ENCODERS = {"image": _image, "text": _text, "audio": _audio}
+
+
+def _fusion(w: dict, modalities: list[str], embeddings: dict, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    slots = [embeddings.get(m, np.zeros(dim)) for m in modalities]  # absent → zeros (present = 0)
+    logits = np.concatenate(slots) @ w["fusion_w"] + w["fusion_b"]
+    return logits, _normalise(np.sum(slots, axis=0))
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    exp = np.exp(logits - logits.max())
+    return exp / exp.sum()
+
+
+# ----------------------------------------------------------------------------------------- samples
+
+
+def sample_inputs(seed: int = 0) -> dict:
+    """One raw item: {"image": PNG bytes, "audio": WAV bytes, "text": str}, sizes varying with seed."""
+    rng = np.random.default_rng(seed)
+    return {"image": _sample_png(rng), "audio": _sample_wav(rng), "text": _sample_text(rng)}
+
+
+def _sample_png(rng: np.random.Generator) -> bytes:
+    # non-square and not image_size, so decode_image really resizes and crops;
+    # a per-seed base colour + gradient keeps the pooled means (and embeddings) apart between seeds
+    height, width = (int(v) for v in rng.integers(12, 49, size=2))
+    ramp = np.linspace(-1, 1, width)[None, :, None] * rng.uniform(-80, 80, 3)
+    pixels = rng.integers(0, 256, 3) + ramp + rng.normal(0, 20, (height, width, 3))
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _sample_wav(rng: np.random.Generator) -> bytes:
+    """16 kHz mono int16 WAV of 0.5-1.5 s: a tone plus a little noise."""
+    samples = int(SAMPLE_RATE * rng.uniform(0.5, 1.5))
+    t = np.arange(samples) / SAMPLE_RATE
+    wave = 0.4 * np.sin(2 * np.pi * rng.uniform(150, 3000) * t) + rng.normal(0, 0.02, samples)
+    buffer = io.BytesIO()
+    soundfile.write(
+        buffer, (np.clip(wave, -1, 1) * 32767).astype(np.int16), SAMPLE_RATE, format="WAV", subtype="PCM_16"
+    )
+    return buffer.getvalue()
+
+
+def _sample_text(rng: np.random.Generator) -> str:
+    words = [str(w) for w in rng.choice(WORDS, size=int(rng.integers(1, 9)))]
+    words[0] = words[0].capitalize()  # exercises the tokenizer's lowercase normaliser
+    return " ".join(words)

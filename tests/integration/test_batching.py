@@ -1,0 +1,125 @@
+"""Dynamic batching through the real app: batch formation, invariance, overload (DESIGN §5, §7 12–14)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+
+import numpy as np
+
+from tests.bundles import sample_inputs
+from tests.integration.conftest import Gate, fast_settings, metric, serving
+
+EMBED = "/v1/models/tiny/embed"
+
+
+def item(seed: int, *modalities: str) -> dict:
+    inputs = sample_inputs(seed)
+    return {m: inputs[m] if m == "text" else base64.b64encode(inputs[m]).decode() for m in modalities}
+
+
+def batch_sizes(server_timing: str) -> dict[str, list[int]]:
+    """'batch-text;desc="3,3"' → {"text": [3, 3]}."""
+    sizes = {}
+    for part in server_timing.split(", "):
+        if part.startswith("batch-"):
+            name, desc = part[len("batch-") :].split(";desc=")
+            sizes[name] = [int(v) for v in desc.strip('"').split(",")]
+    return sizes
+
+
+async def test_concurrent_requests_form_batches(tiny_models):
+    async with serving(fast_settings(tiny_models, max_queue_delay_ms=50)) as (app, client):
+        responses = await asyncio.gather(
+            *(client.post(EMBED, json={"inputs": [item(seed, "text", "audio")]}) for seed in range(12))
+        )
+        assert all(r.status_code == 200 for r in responses)
+        executed = metric(app, "fusionserve_batch_size_count", model="tiny", component="text")
+        items = metric(app, "fusionserve_batch_size_sum", model="tiny", component="text")
+        assert items == 12 and executed < 12  # some batches held more than one item
+        assert max(max(batch_sizes(r.headers["server-timing"])["text"]) for r in responses) > 1
+        assert metric(app, "fusionserve_batch_size_count", model="tiny", component="image") == 0
+        assert metric(app, "fusionserve_batch_padding_ratio_count", model="tiny", component="audio") >= 1
+
+
+async def test_outputs_are_batch_invariant(tiny_models):
+    """An item alone vs batched with items of other text and audio lengths: equal within 1e-5."""
+    async with serving(fast_settings(tiny_models, max_queue_delay_ms=50)) as (_, client):
+        target = item(0, "image", "text", "audio")
+        alone = (await client.post(EMBED, json={"inputs": [target]})).json()["results"][0]
+        others = [item(seed, "image", "text", "audio") for seed in range(1, 8)]
+        response = await client.post(EMBED, json={"inputs": [*others[:3], target, *others[3:]]})
+        sizes = batch_sizes(response.headers["server-timing"])
+        assert max(sizes["text"]) > 1 and max(sizes["audio"]) > 1  # really batched with the others
+        batched = response.json()["results"][3]
+        for key in ("fused", "image", "text", "audio"):
+            np.testing.assert_allclose(batched[key], alone[key], atol=1e-5)
+
+
+async def test_flush_on_delay_answers_a_lone_request(tiny_models):
+    async with serving(fast_settings(tiny_models, max_queue_delay_ms=30)) as (_, client):
+        started = time.perf_counter()
+        response = await client.post(EMBED, json={"inputs": [item(1, "text")]})
+        assert response.status_code == 200
+        assert time.perf_counter() - started < 1.0  # waited ~30 ms for company, then ran alone
+
+
+async def test_queue_full_answers_429_fast_and_counts(tiny_models):
+    settings = fast_settings(tiny_models, max_queued_items=2, max_batch_size=1)
+    async with serving(settings) as (app, client):
+        text_queue = app.state.registry.get("tiny").pipeline.batchers["text"]
+        with Gate(app, "text") as gate:
+            held = [asyncio.create_task(client.post(EMBED, json={"inputs": [item(0, "text")]}))]
+            await asyncio.to_thread(gate.entered.wait, 10)  # the first item is inside ORT
+            held += [asyncio.create_task(client.post(EMBED, json={"inputs": [item(s, "text")]})) for s in (1, 2)]
+            while text_queue.depth < 2:  # the next two fill the queue
+                await asyncio.sleep(0.005)
+            started = time.perf_counter()
+            rejected = await client.post(EMBED, json={"inputs": [item(9, "text")]})
+            elapsed = time.perf_counter() - started
+            gate.open()
+            done = await asyncio.gather(*held)
+        assert [r.status_code for r in done] == [200] * 3, [r.text for r in done]
+        assert rejected.status_code == 429, rejected.text
+        assert rejected.headers["retry-after"] == "1"
+        assert rejected.json()["error"]["type"] == "queue_full"
+        assert "max_queue=2" in rejected.json()["error"]["message"]
+        assert elapsed < 0.05  # well under 10 ms in practice; ASGI in-process client overhead included
+        assert metric(app, "fusionserve_rejected_total", model="tiny", reason="queue_full") == 1
+        assert metric(app, "fusionserve_requests_total", model="tiny", endpoint="embed", status="429") == 1
+
+
+async def test_deadline_while_queued_gives_504_and_never_reaches_onnxruntime(tiny_models):
+    async with serving(fast_settings(tiny_models, max_batch_size=1)) as (app, client):
+        with Gate(app, "text") as gate:
+            blocker = asyncio.create_task(client.post(EMBED, json={"inputs": [item(1, "text")]}))
+            await asyncio.to_thread(gate.entered.wait, 10)
+            late = await client.post(
+                EMBED,
+                json={"inputs": [{"text": "seven eight nine"}]},
+                headers={"x-request-timeout-ms": "100"},
+            )
+            gate.open()
+            assert (await blocker).status_code == 200
+        assert late.status_code == 504, late.text
+        assert late.json()["error"]["type"] == "deadline_exceeded"
+        assert len(gate.calls) == 1  # only the blocker's batch ever ran
+        assert metric(app, "fusionserve_rejected_total", model="tiny", reason="deadline") == 1
+        assert metric(app, "fusionserve_queue_depth", model="tiny", component="text") == 0
+
+
+async def test_cancelled_request_is_never_computed(tiny_models):
+    async with serving(fast_settings(tiny_models, max_batch_size=1)) as (app, client):
+        with Gate(app, "text") as gate:
+            blocker = asyncio.create_task(client.post(EMBED, json={"inputs": [item(1, "text")]}))
+            await asyncio.to_thread(gate.entered.wait, 10)
+            doomed = asyncio.create_task(client.post(EMBED, json={"inputs": [{"text": "three four"}]}))
+            await asyncio.sleep(0.1)
+            assert metric(app, "fusionserve_queue_depth", model="tiny", component="text") == 1
+            doomed.cancel()
+            await asyncio.sleep(0.05)
+            gate.open()
+            assert (await blocker).status_code == 200
+        assert len(gate.calls) == 1
+        assert metric(app, "fusionserve_queue_depth", model="tiny", component="text") == 0
