@@ -1,0 +1,25 @@
+"""Bytes → model inputs, shared by the server and the offline trainer so train and serve never drift.
+
+Pure numpy + Pillow / soundfile / soxr / tokenizers: never torch or transformers. Every rejection of
+user input is a FusionError (service.errors) that names the field and, where there is one, the limit.
+"""
+
+from service.preprocess.audio import ACCEPTED_AUDIO_FORMATS, decode_audio, sniff_audio_format
+from service.preprocess.image import ACCEPTED_IMAGE_FORMATS, decode_image, sniff_image_format
+from service.preprocess.mel import log_mel_spectrogram, mel_filters, num_frames
+from service.preprocess.text import decode_text, encode_text, load_tokenizer
+
+__all__ = [
+    "ACCEPTED_AUDIO_FORMATS",
+    "ACCEPTED_IMAGE_FORMATS",
+    "decode_audio",
+    "decode_image",
+    "decode_text",
+    "encode_text",
+    "load_tokenizer",
+    "log_mel_spectrogram",
+    "mel_filters",
+    "num_frames",
+    "sniff_audio_format",
+    "sniff_image_format",
+]
