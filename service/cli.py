@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 
 import uvicorn
 
@@ -37,6 +38,10 @@ def serve(overrides: dict) -> None:
         timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
         access_log=False,
     )
+    # uvicorn re-raises the stop signal after its graceful shutdown, which would end the process with
+    # -SIGTERM; a drained server should exit 0, so the handler it restores and re-raises into is a no-op.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, lambda *_: None)
     DrainingServer(config, app).run()
 
 

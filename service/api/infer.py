@@ -50,13 +50,16 @@ async def until_disconnect(request: Request, work):
     watcher = asyncio.ensure_future(_wait_for_disconnect(request))
     try:
         await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:  # also when this handler itself is cancelled: never leave the work running
+    except asyncio.CancelledError:  # this handler itself was cancelled: never leave the work running
+        task.cancel()
+        raise
+    finally:
         watcher.cancel()
-        if not task.done():
-            task.cancel()
-    if task.cancelled():
-        raise ClientDisconnected()
-    return task.result()
+    if task.done():
+        return task.result()
+    task.cancel()  # the client is gone: its items leave their queues before any compute
+    await asyncio.wait({task})
+    raise ClientDisconnected()
 
 
 async def prepare_all(request: Request, state: VersionState) -> list[PreparedItem]:

@@ -43,9 +43,12 @@ class ItemResult:
 
 def policy_for(component: str, settings: Settings) -> BatchPolicy:
     budgets = {"text": settings.text_token_budget, "audio": settings.audio_frame_budget}
+    # Fusion waits for no one: the items of an encoder batch resolve in the same event-loop tick, so they
+    # reach the fusion queue together anyway; a delay there would only add latency to every request.
+    delay_ms = 0.0 if component == "fusion" else settings.max_queue_delay_ms
     return BatchPolicy(
         max_batch_size=settings.batch_size_for(component),
-        max_delay_s=settings.max_queue_delay_ms / 1000,
+        max_delay_s=delay_ms / 1000,
         max_queue=settings.max_queued_items,
         budget=budgets.get(component),
     )

@@ -117,7 +117,7 @@ async def test_modality_the_model_does_not_have(tmp_path):
 @pytest.mark.parametrize(
     ("payload", "status", "needle"),
     [
-        (b"\x13\x37" * 500, 415, "JPEG"),
+        (b"\x13\x37" * 500, 422, "JPEG"),
         (media.truncated_jpeg(), 422, ""),
         (media.encoded_image("GIF"), 415, "GIF"),
         (media.encoded_image("TIFF"), 415, ""),
@@ -137,7 +137,7 @@ async def test_bad_images(app_client, payload, status, needle):
     ("payload", "status", "needle"),
     [
         (b"RIFF" + b"\x00" * 64, 422, ""),
-        (b"garbage" * 100, 415, "WAV"),
+        (b"garbage" * 100, 422, "WAV"),
         (media.audio(1.0)[:30], 422, ""),
         (media.wav_claiming(3 * 3600), 413, "seconds"),
         (media.audio(12.0), 413, "10"),
