@@ -383,3 +383,10 @@ def _sample_text(rng: np.random.Generator) -> str:
     words = [str(w) for w in rng.choice(WORDS, size=int(rng.integers(1, 9)))]
     words[0] = words[0].capitalize()  # exercises the tokenizer's lowercase normaliser
     return " ".join(words)
+
+
+if __name__ == "__main__":  # `make tiny-bundle`: python -m tests.bundles [models-dir]
+    import sys
+
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "models")
+    print(f"wrote {build_bundle(target, 'tiny', '1')}")
