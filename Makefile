@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 MODELS ?= models
 PYTEST_ARGS ?=
 
-.PHONY: install serve test lint bench tiny-bundle clean
+.PHONY: install serve test lint bench tiny-bundle default-bundle deploy-tools deploy-check clean
 
 # The virtual environment, rebuilt when pyproject.toml changes.
 install: $(VENV)/.installed
@@ -26,11 +26,24 @@ serve: install
 tiny-bundle: install
 	$(BIN)/python -m tests.bundles $(MODELS)
 
+# Tools the deploy checks need that PyPI does not ship (promtool, prometheus): apt only when missing.
+deploy-tools:
+	scripts/install-deploy-tools.sh
+
+# The default bundle models/tridigits/1; the Dockerfile's build stage runs the same commands.
+default-bundle: install
+	scripts/install-espeak.sh
+	$(BIN)/python -m training build-default
+
+# Offline checks of Dockerfile, docker-compose.yml, deploy/ and k8s/ (also part of `make test`).
+deploy-check: install deploy-tools
+	$(BIN)/python -m pytest tests/deploy $(PYTEST_ARGS)
+
 lint: install
 	$(BIN)/ruff check service training tests bench
 	$(BIN)/ruff format --check service training tests bench
 
-test: install lint
+test: install lint deploy-tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install

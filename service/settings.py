@@ -65,6 +65,12 @@ class Settings(BaseSettings):
                 raise ValueError(f"batch size for {name!r} must be >= 1")
         return value
 
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_is_no_key(cls, value):
+        # FUSIONSERVE_API_KEY="" (a blank line in a .env or compose file) must not mean "the key is empty"
+        return None if value is None or str(value).strip() == "" else value
+
     @field_validator("warmup_batch_sizes")
     @classmethod
     def _positive_sizes(cls, value: list[int]) -> list[int]:

@@ -59,3 +59,8 @@ def test_cli_refuses_to_start_with_a_bad_setting(tmp_path):
     )
     assert result.returncode == 2
     assert "FUSIONSERVE_PORT" in result.stderr
+
+
+def test_blank_api_key_means_no_key(monkeypatch):
+    monkeypatch.setenv("FUSIONSERVE_API_KEY", "  ")
+    assert Settings().api_key is None
