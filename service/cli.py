@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+from pathlib import Path
 
 import uvicorn
 
+from service.inference.check import run_check
 from service.main import create_app
 from service.settings import SettingsError, load_settings
 
@@ -52,10 +54,15 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--model-dir", help="overrides FUSIONSERVE_MODEL_DIR")
     run.add_argument("--host", help="overrides FUSIONSERVE_HOST")
     run.add_argument("--port", type=int, help="overrides FUSIONSERVE_PORT")
+    check = commands.add_parser("check", help="load one bundle as the server would and replay its golden examples")
+    check.add_argument("bundle", help="a bundle directory, models/<name>/<version>")
+    check.add_argument("--json", action="store_true", help="print the report (and golden outputs) as JSON")
     args = parser.parse_args(argv)
-    overrides = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
     try:
-        serve(overrides)
+        if args.command == "check":
+            settings = load_settings(model_dir=Path(args.bundle).parent.parent)
+            raise SystemExit(run_check(args.bundle, args.json, settings))
+        serve({k: v for k, v in vars(args).items() if k != "command" and v is not None})
     except SettingsError as error:
         parser.exit(2, f"fusionserve: {error}\n")
 

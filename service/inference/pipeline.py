@@ -116,15 +116,21 @@ class Pipeline:
         return ItemResult(item.modalities, softmax(logits), fused, embeddings, batches)
 
     def run_direct(self, items: list[PreparedItem]) -> list[ItemResult]:
-        """Same computation, synchronously, one batch per component (no queues, no deadlines)."""
-        per_item: list[dict[str, np.ndarray]] = [{} for _ in items]
-        for modality, encoder in self.encoders.items():
-            rows = [i for i, item in enumerate(items) if modality in item.arrays]
-            if rows:
-                for row, embedding in zip(rows, encoder([items[r].arrays[modality] for r in rows]), strict=True):
-                    per_item[row][modality] = embedding
-        fused_rows = self.fusion(per_item)
-        return [
-            ItemResult(item.modalities, softmax(logits), fused, embeddings)
-            for item, embeddings, (logits, fused) in zip(items, per_item, fused_rows, strict=True)
-        ]
+        return run_direct(self.encoders, self.fusion, items)
+
+
+def run_direct(
+    encoders: dict[str, EncoderComponent], fusion: FusionComponent, items: list[PreparedItem]
+) -> list[ItemResult]:
+    """The pipeline's computation, synchronously, one batch per component (no queues, no deadlines)."""
+    per_item: list[dict[str, np.ndarray]] = [{} for _ in items]
+    for modality, encoder in encoders.items():
+        rows = [i for i, item in enumerate(items) if modality in item.arrays]
+        if rows:
+            for row, embedding in zip(rows, encoder([items[r].arrays[modality] for r in rows]), strict=True):
+                per_item[row][modality] = embedding
+    fused_rows = fusion(per_item)
+    return [
+        ItemResult(item.modalities, softmax(logits), fused, embeddings)
+        for item, embeddings, (logits, fused) in zip(items, per_item, fused_rows, strict=True)
+    ]

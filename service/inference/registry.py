@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from service.errors import BundleError, NotFound, NotReady
-from service.inference.bundle import LoadedBundle, golden_items, load_bundle, max_golden_error
+from service.inference.bundle import LoadedBundle, load_bundle, max_golden_error
+from service.inference.check import golden_results
 from service.inference.pipeline import Pipeline
 from service.inference.prepare import PreparedItem
 from service.metrics import Metrics
@@ -121,7 +122,7 @@ class Registry:
         bundle = load_bundle(directory, self.settings)
         pipeline = Pipeline(bundle.manifest.name, bundle.encoders, bundle.fusion, self.settings, self.metrics)
         if bundle.manifest.golden:
-            error = max_golden_error(bundle, pipeline.run_direct(golden_items(bundle, self.settings)))
+            error = max_golden_error(bundle, golden_results(bundle, self.settings))
             state.golden_max_error = error
             if not error <= bundle.manifest.golden_tolerance:  # `not <=` also catches NaN
                 raise BundleError(

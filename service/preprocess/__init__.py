@@ -4,12 +4,14 @@ Pure numpy + Pillow / soundfile / soxr / tokenizers: never torch or transformers
 user input is a FusionError (service.errors) that names the field and, where there is one, the limit.
 """
 
+from service.errors import FusionError  # re-exported: the trainer catches rejections without importing service.errors
 from service.preprocess.audio import ACCEPTED_AUDIO_FORMATS, decode_audio, sniff_audio_format
 from service.preprocess.image import ACCEPTED_IMAGE_FORMATS, decode_image, sniff_image_format
 from service.preprocess.mel import log_mel_spectrogram, mel_filters, num_frames
 from service.preprocess.text import decode_text, encode_text, load_tokenizer
 
 __all__ = [
+    "FusionError",
     "ACCEPTED_AUDIO_FORMATS",
     "ACCEPTED_IMAGE_FORMATS",
     "decode_audio",
