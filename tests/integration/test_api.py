@@ -8,7 +8,8 @@ import itertools
 import numpy as np
 import pytest
 
-from tests.bundles import reference_outputs, sample_inputs
+from tests.bundle_reference import reference_outputs
+from tests.bundles import sample_inputs
 
 SUBSETS = [s for n in (1, 2, 3) for s in itertools.combinations(("image", "text", "audio"), n)]
 

@@ -19,7 +19,8 @@ from tokenizers import Tokenizer
 
 from service.manifest import MODALITIES, read_manifest, sha256_file
 from tests import bundle_graphs
-from tests.bundles import build_bundle, preprocess_item, reference_outputs, sample_inputs
+from tests.bundle_reference import preprocess_item, reference_outputs
+from tests.bundles import build_bundle, sample_inputs
 
 ORT_DTYPES = {"float32": "tensor(float)", "int64": "tensor(int64)"}
 

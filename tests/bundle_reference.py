@@ -1,0 +1,101 @@
+"""Independent numpy reference for the test bundles of tests/bundles.py: the same maths as the ONNX graphs of
+tests/bundle_graphs.py (weights read back from the files), fed by the server's own preprocessing. Golden
+examples, and the API tests' expected answers, come from here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from service import preprocess
+from service.manifest import read_manifest
+from tests import bundle_graphs as graphs
+
+MAX_PIXELS = 1 << 24  # generous: the samples are tiny; the server's own limit is tested elsewhere
+
+
+def preprocess_item(bundle_dir: Path, inputs: dict) -> dict:
+    """Raw item → arrays with the server's preprocessing: image [3,S,S], text (ids, mask) [L],
+    audio log-mel [n_mels, T]. None values count as absent, as in GoldenInput."""
+    manifest = read_manifest(Path(bundle_dir) / "manifest.json")
+    present = {m: v for m, v in inputs.items() if v is not None}
+    unknown = set(present) - set(manifest.modalities())
+    if unknown or not present:
+        raise ValueError(f"inputs {sorted(present)} do not fit bundle modalities {manifest.modalities()}")
+    encoders, arrays = manifest.encoders, {}
+    if "image" in present:
+        spec = encoders.image.preprocess
+        arrays["image"] = preprocess.decode_image(present["image"], spec, max_pixels=MAX_PIXELS)
+    if "text" in present:
+        spec = encoders.text.preprocess
+        tokenizer = preprocess.load_tokenizer(Path(bundle_dir) / spec.tokenizer_file, spec)
+        text = preprocess.decode_text(present["text"], max_chars=100_000)
+        arrays["text"] = preprocess.encode_text(text, tokenizer, spec)
+    if "audio" in present:
+        spec = encoders.audio.preprocess
+        arrays["audio"] = preprocess.decode_audio(present["audio"], spec, max_seconds=spec.max_seconds)
+    return arrays
+
+
+def reference_outputs(bundle_dir: Path, inputs: dict) -> dict:
+    """Numpy (float64) outputs for one raw item {"image": png, "audio": wav, "text": str}, any subset."""
+    bundle_dir = Path(bundle_dir)
+    manifest = read_manifest(bundle_dir / "manifest.json")
+    arrays = preprocess_item(bundle_dir, inputs)
+    embeddings = {m: _ENCODERS[m](_weights(bundle_dir / getattr(manifest.encoders, m).file), arrays[m]) for m in arrays}
+    logits, fused = _fusion(
+        _weights(bundle_dir / manifest.fusion.file),
+        manifest.fusion.modalities,
+        embeddings,
+        manifest.embedding_dim,
+    )
+    return {
+        "probabilities": _softmax(logits).tolist(),
+        "fused": fused.tolist(),
+        "embeddings": {m: e.tolist() for m, e in embeddings.items()},
+    }
+
+
+def _weights(path: Path) -> dict[str, np.ndarray]:
+    """The initialisers of an ONNX file: the weights only, the graph's maths is re-done below."""
+    graph = onnx.load(str(path)).graph
+    return {t.name: numpy_helper.to_array(t).astype(np.float64) for t in graph.initializer}
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return x / max(float(np.linalg.norm(x)), graphs.EPS)
+
+
+def _image(w: dict, pixels: np.ndarray) -> np.ndarray:
+    pooled = pixels.astype(np.float64).mean(axis=(1, 2))  # [3]
+    return _normalise(np.tanh(pooled @ w["image_w1"] + w["image_b1"]) @ w["image_w2"])
+
+
+def _text(w: dict, arrays: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    ids, mask = arrays
+    valid = ids[mask.astype(bool)]  # select real tokens instead of multiplying by the mask
+    pooled = w["text_table"][valid].mean(axis=0) if len(valid) else np.zeros(w["text_w"].shape[0])
+    return _normalise(pooled @ w["text_w"])
+
+
+def _audio(w: dict, mel: np.ndarray) -> np.ndarray:
+    pooled = mel.astype(np.float64).mean(axis=1)  # every frame of one unpadded item is real
+    return _normalise(np.tanh(pooled @ w["audio_w1"]) @ w["audio_w2"])
+
+
+_ENCODERS = {"image": _image, "text": _text, "audio": _audio}
+
+
+def _fusion(w: dict, modalities: list[str], embeddings: dict, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    slots = [embeddings.get(m, np.zeros(dim)) for m in modalities]  # absent → zeros (present = 0)
+    logits = np.concatenate(slots) @ w["fusion_w"] + w["fusion_b"]
+    return logits, _normalise(np.sum(slots, axis=0))
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    exp = np.exp(logits - logits.max())
+    return exp / exp.sum()
