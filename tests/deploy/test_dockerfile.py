@@ -141,14 +141,16 @@ def test_build_stage_installs_what_make_install_installs():
 def test_build_stage_builds_the_bundle_with_the_makefile_command():
     make = python_module_runs(makefile_commands(), "training")
     build = python_module_runs(BY_NAME["bundle-train"].commands(), "training")
-    assert build == [["build-default"]]
-    assert ["build-default"] in make, "the Makefile should build the default bundle the same way (make default-bundle)"
+    assert build == [["build-default", "--models-dir", "models"]]
+    made = [run for run in make if run[:1] == ["build-default"]]
+    assert made == [["build-default", "--models-dir", "$(MODELS)"]], "make default-bundle should build the same way"
 
 
 def test_build_stage_installs_espeak_with_the_makefile_script():
-    script = "install-espeak.sh"
-    assert script_runs(BY_NAME["bundle-train"].commands(), script)
-    assert script_runs(makefile_commands(), script), "the Makefile should install espeak-ng with the same script"
+    script = "install-system-packages.sh"
+    (image,) = [run[1:] for run in script_runs(BY_NAME["bundle-train"].commands(), script)]
+    assert image == ["espeak-ng=espeak-ng"]
+    assert image in [run[1:] for run in script_runs(makefile_commands(), script)], "make espeak should run the same"
 
 
 def test_bundle_source_selects_a_real_stage():
@@ -230,6 +232,8 @@ def test_dockerignore_lets_in_only_what_the_dockerfile_copies():
         assert not any(a == local or a.startswith(local + "/") for a in allowed), local
 
 
-@pytest.mark.parametrize("path", ["pyproject.toml", "README.md", "service", "training", "scripts/install-espeak.sh"])
+@pytest.mark.parametrize(
+    "path", ["pyproject.toml", "README.md", "service", "training", "scripts/install-system-packages.sh"]
+)
 def test_copied_paths_exist(path):
     assert (ROOT / path).exists()
