@@ -1,0 +1,132 @@
+"""End to end: tiny tridigits (≈200 items) → train 2 epochs → export → the real FastAPI app serves the bundle,
+and its HTTP answers equal the torch model's for the same raw inputs (several modality subsets)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from tests.integration.conftest import fast_settings, serving  # noqa: E402
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is needed to build tridigits"),
+]
+SUBSETS = [("image", "text", "audio"), ("image",), ("audio",), ("text",), ("image", "audio"), ("text", "audio")]
+MIME = {"image": ("digit.png", "image/png"), "audio": ("digit.wav", "audio/wav")}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """Run `build-default` on a tiny dataset; return (config, torch model, torch encoders, test examples)."""
+    from training.__main__ import main
+    from training.config import load_config
+    from training.data.dataset import load_dataset
+    from training.export import trained_encoder
+    from training.model.fused import load_checkpoint
+
+    root = tmp_path_factory.mktemp("e2e")
+    overrides = dict(data=str(root / "data" / "dataset.jsonl"), out_dir=str(root / "run"),
+                     cache_dir=str(root / "cache"), models_dir=str(root / "models"), demo_scale=0.05, epochs=2,
+                     compare_fusions=False, progress=False, golden_count=3, quantize="int8")  # fmt: skip
+    argv = ["build-default", "--config", "tridigits"]
+    for key, value in overrides.items():
+        argv += [f"--{key.replace('_', '-')}", str(value).lower() if isinstance(value, bool) else str(value)]
+    assert main(argv) == 0
+    cfg = load_config("tridigits", **overrides)
+    model, _ = load_checkpoint(root / "run" / "model.pt")
+    encoders = {m: trained_encoder(model, m) for m in model.modalities}
+    test = [e for e in load_dataset(cfg.data, check_media=False) if e.split == "test"]
+    return cfg, model, encoders, test
+
+
+def cases(test: list) -> list[tuple[object, tuple[str, ...]]]:
+    """One test item per subset, taken from the end (golden examples come from the start)."""
+    chosen = []
+    for subset in SUBSETS:
+        item = next(e for e in reversed(test) if all(getattr(e, m) is not None for m in subset))
+        chosen.append((item, subset))
+    return chosen
+
+
+def torch_outputs(built, example, subset) -> dict:
+    from training.data.features import default_preprocess
+    from training.export import torch_reference
+
+    _, model, encoders, _ = built
+    with torch.no_grad():
+        golden = torch_reference(model, encoders, example, subset, default_preprocess())
+    return golden.outputs.model_dump()
+
+
+def raw(example, modality: str):
+    return example.text if modality == "text" else getattr(example, modality).read_bytes()
+
+
+async def test_classify_multipart_matches_torch(built):
+    cfg, model, _, test = built
+    async with serving(fast_settings(cfg.bundle_dir().parent.parent)) as (_, client):
+        for example, subset in cases(test):
+            files = {m: (*MIME[m][:1], raw(example, m), MIME[m][1]) if m in MIME else (None, raw(example, m))
+                     for m in subset}  # fmt: skip
+            response = await client.post(f"/v1/models/{cfg.name}/classify?top_k=10", files=files)
+            assert response.status_code == 200, response.text
+            (result,) = response.json()["results"]
+            assert result["modalities"] == list(subset)
+            scores = {row["label"]: row["score"] for row in result["labels"]}
+            expected = torch_outputs(built, example, subset)["probabilities"]
+            labels = [str(d) for d in range(10)]
+            assert max(abs(scores[label] - p) for label, p in zip(labels, expected, strict=True)) <= 1e-4, subset
+
+
+async def test_embed_json_batch_matches_torch(built):
+    cfg, model, _, test = built
+    chosen = cases(test)
+    inputs = [
+        {m: raw(e, m) if m == "text" else base64.b64encode(raw(e, m)).decode("ascii") for m in subset}
+        for e, subset in chosen
+    ]
+    async with serving(fast_settings(cfg.bundle_dir().parent.parent)) as (_, client):
+        response = await client.post(f"/v1/models/{cfg.name}/embed", json={"inputs": inputs})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["dim"] == model.dim
+    for (example, subset), result in zip(chosen, body["results"], strict=True):
+        expected = torch_outputs(built, example, subset)
+        assert np.abs(np.asarray(result["fused"]) - expected["fused"]).max() <= 1e-4, subset
+        for m in subset:
+            assert np.abs(np.asarray(result[m]) - expected["embeddings"][m]).max() <= 1e-4, (subset, m)
+
+
+def test_bundle_manifest_records_parity(built):
+    from service.manifest import read_manifest
+
+    cfg = built[0]
+    manifest = read_manifest(cfg.bundle_dir() / "manifest.json")
+    assert manifest.metrics["parity"]["server_golden_max_abs_diff"] <= 1e-4
+    assert len(manifest.golden) == 3 and manifest.fusion.strategy == cfg.fusion
+    assert set(manifest.metrics["subsets"]) == {"+".join(s) for s in SUBSETS} | {"image+text"}
+    assert (cfg.bundle_dir() / "model_card.md").read_text().count("|") > 50
+
+
+def test_int8_bundle_is_servable_and_reports_its_accuracy_change(built):
+    from service.manifest import read_manifest
+    from training.bundle_check import server_check
+
+    cfg = built[0]
+    int8 = cfg.bundle_dir().parent.parent / f"{cfg.name}-int8" / cfg.bundle_dir().name
+    report = server_check(int8)  # the server's loader, in its own process
+    assert report["ok"], report["reason"]
+    comparison = read_manifest(int8 / "manifest.json").metrics["int8_vs_fp32"]
+    assert comparison["quantized"] == ["text", "audio"]
+    for subset in SUBSETS:
+        name = "+".join(subset)
+        assert 0.0 <= comparison["int8"][name]["accuracy"] <= 1.0, name
+        assert comparison["fp32"][name]["accuracy"] is not None, name

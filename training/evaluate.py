@@ -1,0 +1,192 @@
+"""Test-split evaluation: every modality subset, fused vs single modality, cross-modal retrieval, confusion
+matrix, and the four fusion strategies side by side. Results are a plain dict (evaluation.json); the model
+card renders it (training/model_card.py).
+
+A subset's rows are the test items that have all of its modalities; the others are masked out of
+`present`, exactly as if the request had carried only that subset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from training.model.fused import FusedModel
+from training.train import Split, TrainData, predict, train
+
+FUSION_ORDER = ("concat", "gated", "attention", "late")
+
+
+def subsets(modalities: list[str]) -> list[tuple[str, ...]]:
+    """Every non-empty subset, singles first, in canonical modality order (7 for three modalities)."""
+    return [c for k in range(1, len(modalities) + 1) for c in combinations(modalities, k)]
+
+
+def subset_name(subset) -> str:
+    return "+".join(subset)
+
+
+def classification_metrics(predicted: np.ndarray, target: np.ndarray, n_classes: int) -> dict:
+    """Accuracy and macro-F1 (mean over the classes that occur in target or prediction)."""
+    if target.size == 0:
+        return {"n": 0, "accuracy": None, "macro_f1": None}
+    f1s = []
+    for c in range(n_classes):
+        tp = np.sum((predicted == c) & (target == c))
+        fp, fn = np.sum((predicted == c) & (target != c)), np.sum((predicted != c) & (target == c))
+        if tp + fp + fn:
+            f1s.append(2 * tp / (2 * tp + fp + fn))
+    return {"n": int(target.size), "accuracy": float(np.mean(predicted == target)), "macro_f1": float(np.mean(f1s))}
+
+
+def restrict(split: Split, subset, modalities: list[str]) -> tuple[Split, torch.Tensor]:
+    """Rows having every modality of `subset`, and their present mask with the other modalities off."""
+    columns = [modalities.index(m) for m in subset]
+    rows = torch.nonzero((split.present[:, columns] > 0.5).all(dim=1)).flatten()
+    features, present, labels = split.take(rows)
+    keep = torch.zeros(len(modalities))
+    keep[columns] = 1.0
+    return Split(features, present, labels, [split.ids[i] for i in rows]), present * keep
+
+
+def subset_metrics(model: FusedModel, split: Split) -> dict[str, dict]:
+    out = {}
+    for subset in subsets(model.modalities):
+        part, present = restrict(split, subset, model.modalities)
+        logits, _, _ = predict(model, part, present)
+        out[subset_name(subset)] = classification_metrics(
+            logits.argmax(1).numpy(), part.labels.numpy(), model.n_classes
+        )
+    return out
+
+
+def fused_vs_single(model: FusedModel, split: Split) -> dict:
+    """On the items that have every modality: all of them fused vs each one alone (same items)."""
+    full, _ = restrict(split, tuple(model.modalities), model.modalities)
+    scores = {name: m["accuracy"] for name, m in subset_metrics(model, full).items()}
+    singles = {m: scores[m] for m in model.modalities}
+    best = max(singles, key=lambda m: singles[m] or 0.0)
+    fused = scores[subset_name(model.modalities)]
+    gain = None if fused is None or singles[best] is None else fused - singles[best]
+    return {"n": len(full), "fused": fused, "single": singles, "best_single": best, "gain": gain}
+
+
+def recall_at(similarity: np.ndarray, k: int) -> float:
+    """Fraction of queries (rows) whose true match (same index) is among the k most similar columns."""
+    true = np.diag(similarity)[:, None]
+    rank = np.sum(similarity > true, axis=1)  # items strictly more similar than the true match
+    return float(np.mean(rank < k))
+
+
+def label_recall_at(similarity: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Fraction of queries whose k most similar gallery items include one with the query's label."""
+    top = np.argsort(-similarity, axis=1, kind="stable")[:, :k]  # [N,k]
+    return float(np.mean((labels[top] == labels[:, None]).any(axis=1)))
+
+
+def retrieval(model: FusedModel, split: Split) -> dict[str, dict]:
+    """Cross-modal retrieval a→b among the test items having both, both directions: recall@1/@5 of the
+    item itself (instance) and of any item with the same label (class)."""
+    _, _, embeddings = predict(model, split)
+    out = {}
+    for i, a in enumerate(model.modalities):
+        for j, b in enumerate(model.modalities):
+            both = ((split.present[:, i] > 0.5) & (split.present[:, j] > 0.5)).numpy()
+            if a == b or both.sum() < 2:
+                continue
+            sim = embeddings[a].numpy()[both] @ embeddings[b].numpy()[both].T  # [N,N] cosine (unit norm)
+            labels = split.labels.numpy()[both]
+            out[f"{a}->{b}"] = {"n": int(both.sum()), "recall@1": recall_at(sim, 1), "recall@5": recall_at(sim, 5),
+                                "label_recall@1": label_recall_at(sim, labels, 1)}  # fmt: skip
+    return out
+
+
+def confusion(model: FusedModel, split: Split) -> np.ndarray:
+    logits, _, _ = predict(model, split)
+    matrix = np.zeros((model.n_classes, model.n_classes), dtype=np.int64)  # [true, predicted]
+    np.add.at(matrix, (split.labels.numpy(), logits.argmax(1).numpy()), 1)
+    return matrix
+
+
+def evaluate(model: FusedModel, data: TrainData, split: str = "test") -> dict:
+    part = data.splits[split]
+    logits, _, _ = predict(model, part)
+    return {
+        "split": split,
+        "fusion": model.fusion.strategy,
+        "all_available": classification_metrics(logits.argmax(1).numpy(), part.labels.numpy(), model.n_classes),
+        "subsets": subset_metrics(model, part),
+        "fused_vs_single": fused_vs_single(model, part),
+        "retrieval": retrieval(model, part),
+        "confusion": confusion(model, part).tolist(),
+        "fusion_parameters": model.fusion_parameters(),
+    }
+
+
+def plot_confusion(matrix, labels: list[str], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matrix = np.asarray(matrix)
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    ax.imshow(matrix, cmap="Blues")
+    for (r, c), value in np.ndenumerate(matrix):
+        colour = "white" if value > matrix.max() / 2 else "black"
+        ax.text(c, r, str(value), ha="center", va="center", fontsize=7, color=colour)
+    ax.set(xticks=range(len(labels)), yticks=range(len(labels)), xticklabels=labels, yticklabels=labels)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def fusion_latency_ms(model: FusedModel, batch_sizes=(1, 32), repeats: int = 200) -> dict[str, float]:
+    """Median ORT latency (1 thread) of the exported fusion graph, all modalities present."""
+    from training.export import export_fusion
+    from training.export_encoders import ort_session
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "fusion.onnx"
+        export_fusion(model.fusion, path)
+        session = ort_session(path, threads=1)
+        out = {}
+        for batch in batch_sizes:
+            feeds = {f"{m}_embedding": np.random.default_rng(0).normal(size=(batch, model.dim)).astype(np.float32)
+                     for m in model.modalities}  # fmt: skip
+            feeds["present"] = np.ones((batch, len(model.modalities)), np.float32)
+            session.run(None, feeds)  # warm-up
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                session.run(None, feeds)
+                times.append(time.perf_counter() - start)
+            out[f"bs{batch}"] = float(np.median(times) * 1000)
+    return out
+
+
+def compare_fusions(cfg, data: TrainData, trained: dict[str, FusedModel] | None = None) -> list[dict]:
+    """Train every fusion strategy on the same data and seed (reusing `trained` ones); one row each."""
+    trained = dict(trained or {})
+    rows = []
+    for strategy in tqdm(FUSION_ORDER, desc="fusion comparison", unit="fusion", disable=not cfg.progress):
+        if strategy not in trained:
+            run_cfg = dataclasses.replace(cfg, fusion=strategy, progress=False)
+            trained[strategy] = train(run_cfg, data).model
+        model = trained[strategy]
+        report = subset_metrics(model, data.splits["test"])
+        rows.append({
+            "fusion": strategy,
+            "subsets": {name: m["accuracy"] for name, m in report.items()},
+            "fusion_parameters": model.fusion_parameters(),
+            "latency_ms": fusion_latency_ms(model),
+        })  # fmt: skip
+    return rows
