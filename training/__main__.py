@@ -50,10 +50,10 @@ def build_demo_data(cfg: TrainConfig, force: bool = True) -> Path:
     return build_tridigits(manifest.parent, seed=cfg.demo_seed, scale=cfg.demo_scale, progress=cfg.progress)
 
 
-def load_data(cfg: TrainConfig):
+def load_data(cfg: TrainConfig, backbone_state: dict | None = None):
     from training.train import load_train_data
 
-    return load_train_data(cfg)
+    return load_train_data(cfg, backbone_state=backbone_state)
 
 
 def run_train(cfg: TrainConfig, data=None):
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     helps = {
         "build-demo-data": "synthesise the tridigits dataset (espeak-ng) into the directory of --data",
-        "train": "train on cached frozen-backbone features; checkpoint + curves in --out-dir",
+        "train": "train on cached backbone features (--finetune-last N: tune N blocks); checkpoint in --out-dir",
         "evaluate": "test metrics, fusion comparison, confusion matrix and model card in --out-dir",
         "export": "write and verify models/<name>/<version>/ (and <name>-int8 with --quantize int8)",
         "build-default": "build-demo-data → train → evaluate → export (config tridigits.toml)",
@@ -140,11 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     cfg = config_from_args(args)
     started = time.perf_counter()
-    try:
-        _dispatch(args.command, cfg, args)
-    except NotImplementedError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    _dispatch(args.command, cfg, args)
     print(f"{args.command}: done in {time.perf_counter() - started:.1f} s")
     return 0
 
@@ -160,15 +156,17 @@ def _dispatch(command: str, cfg: TrainConfig, args) -> None:
         # the demo data is our own output: skip decoding every file once more just to validate it (~1 min);
         # feature extraction decodes every item the cache lacks anyway
         cfg = dataclasses.replace(cfg, check_media=False)
-    with _step("features"):
-        data = load_data(cfg)
     if command in ("train", "build-default"):
+        with _step("features"):
+            data = load_data(cfg)
         with _step(f"train ({cfg.fusion})"):
             model, data, training = run_train(cfg, data)
         if command == "train":
             return
     else:
         model, training = load_trained(cfg)
+        with _step("features"):
+            data = load_data(cfg, model.backbone_state)  # a fine-tuned model's features come from its weights
     if command == "export":
         report_path = Path(cfg.out_dir) / REPORT
         if not report_path.is_file():

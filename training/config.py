@@ -36,7 +36,8 @@ class TrainConfig:
     heads: int = 4  # attention fusion
     layers: int = 1  # attention fusion
     dropout: float = 0.1
-    finetune_last: int = 0  # 0 = frozen backbones (cached features)
+    finetune_last: int = 0  # 0 = frozen backbones (cached features); N > 0 tunes the last N blocks (slow)
+    finetune_lr: float = 5e-5  # learning rate of the tuned backbone blocks (the heads use lr)
     # optimisation
     epochs: int = 30
     batch_size: int = 128

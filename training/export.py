@@ -85,8 +85,8 @@ def fusion_parity(graph: FusionGraph, path: Path, m: int, dim: int, rows: int = 
 
 
 def trained_encoder(model: FusedModel, modality: str) -> EncoderWithProjection:
-    """Packaged backbone + the projection head the fused model learned on its features."""
-    encoder = build_encoder(modality, dim=model.dim)
+    """Packaged backbone (with its fine-tuned blocks, if any) + the projection head the fused model learned."""
+    encoder = build_encoder(modality, dim=model.dim, tuned=model.backbone_state.get(modality))
     encoder.proj.load_state_dict(model.projections[modality].state_dict())
     return encoder.eval()
 

@@ -1,4 +1,4 @@
-"""Train the fused model on cached frozen-backbone features.
+"""Train the fused model on cached frozen-backbone features (or live, partly tuned backbones: finetune.py).
 
 Deterministic for a seed (one torch.Generator drives shuffling and modality dropout), AdamW, early
 stopping on validation fused accuracy, the best checkpoint kept. Features come from
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,12 +28,14 @@ class Split:
     present: torch.Tensor  # [N,M] f32, columns in TrainData.modalities order
     labels: torch.Tensor  # [N] int64 class indices
     ids: list[str]
+    live: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None  # fine-tuning: features computed now
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def take(self, rows: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-        return {m: f[rows] for m, f in self.features.items()}, self.present[rows], self.labels[rows]
+        features = self.live(rows) if self.live else {m: f[rows] for m, f in self.features.items()}
+        return features, self.present[rows], self.labels[rows]
 
 
 @dataclass
@@ -68,11 +71,12 @@ def make_split(examples: list, modalities: list[str], labels: list[str], feature
     return Split(dense, torch.from_numpy(present), targets, [e.id for e in examples])
 
 
-def load_train_data(cfg, examples: list | None = None) -> TrainData:
-    """Dataset → frozen-backbone features (cached on disk) → one Split per train/val/test."""
+def load_train_data(cfg, examples: list | None = None, backbone_state: dict | None = None) -> TrainData:
+    """Dataset → backbone features (cached on disk; fine-tuned weights from backbone_state, if any) → one Split
+    per train/val/test."""
     from training.data.dataset import labels_of, load_dataset
     from training.data.features import FeatureCache, extract_features
-    from training.model.backbones import build_encoder
+    from training.model.backbones import build_backbone
 
     torch.set_num_threads(cfg.threads)  # the backbones (cache misses) are worth the threads
     examples = load_dataset(Path(cfg.data), check_media=cfg.check_media) if examples is None else examples
@@ -82,7 +86,7 @@ def load_train_data(cfg, examples: list | None = None) -> TrainData:
     cache = FeatureCache(Path(cfg.cache_dir))
     features = {s: {} for s in by_split}
     for m in modalities:
-        backbone = build_encoder(m, cfg.dim).backbone  # loaded once per modality, frozen
+        backbone = build_backbone(m, tuned=(backbone_state or {}).get(m))  # loaded once per modality, frozen
         for s, items in by_split.items():
             if any(getattr(e, m) is not None for e in items):
                 features[s][m] = extract_features(items, m, backbone, cache, progress=cfg.progress)
@@ -155,17 +159,18 @@ def _validate(model: FusedModel, split: Split) -> dict[str, float]:
 
 def train(cfg, data: TrainData, *, out_dir: Path | None = None) -> TrainResult:
     """Train one model; with out_dir, write model.pt, history.json and training_curves.png there."""
-    if cfg.finetune_last > 0:
-        raise NotImplementedError(
-            "finetune_last > 0 needs live backbones in the training loop; only the frozen path (cached "
-            "features, finetune_last = 0) is implemented"
-        )
+    from training import finetune
+
     torch.manual_seed(cfg.seed)
-    # the heads are small: one thread is ~25x faster than two on a busy 2-core machine (no sync stalls)
-    torch.set_num_threads(1)
+    # the heads are small: one thread is ~25x faster than two on a busy 2-core machine (no sync stalls);
+    # live backbones (fine-tuning) are big enough to use every thread
+    torch.set_num_threads(cfg.threads if cfg.finetune_last > 0 else 1)
     generator = torch.Generator().manual_seed(cfg.seed)
     model = build_model(data.modalities, data.feature_dims(), len(data.labels), cfg)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.finetune_last > 0:
+        finetune.attach_live_backbones(model, data, cfg)
+    groups = finetune.parameter_groups(model, cfg)
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
     history, best = [], (-1.0, 0, None)  # (val accuracy, epoch, state)
     bar = tqdm(range(1, cfg.epochs + 1), desc=f"train {cfg.fusion}", unit="epoch", disable=not cfg.progress)
@@ -180,6 +185,8 @@ def train(cfg, data: TrainData, *, out_dir: Path | None = None) -> TrainResult:
         elif epoch - best[1] >= cfg.patience:
             break  # early stopping: no validation improvement for `patience` epochs
     model.load_state_dict(best[2])
+    if cfg.finetune_last > 0:
+        finetune.detach_backbones(model, data, cfg)  # tuned weights → model.backbone_state; fresh features
     result = TrainResult(model.eval(), history, best[1], best[0])
     if out_dir is not None:
         write_run(result, data, cfg, Path(out_dir))

@@ -189,8 +189,19 @@ _BUILD = {
 }
 
 
-def build_encoder(modality: str, dim: int = 256, finetune_last: int = 0) -> EncoderWithProjection:
-    """Packaged backbone of `modality` + a fresh projection to `dim`."""
-    backbone_cls, encoder_cls = _BUILD[modality]
-    backbone = backbone_cls().finetune_last(finetune_last)
-    return encoder_cls(backbone, backbone.out_dim, dim)
+def build_backbone(modality: str, finetune_last: int = 0, tuned: dict[str, torch.Tensor] | None = None) -> Backbone:
+    """Packaged backbone of `modality`, its last `finetune_last` blocks trainable, `tuned` weights loaded."""
+    backbone = _BUILD[modality][0]().finetune_last(finetune_last)
+    if tuned:
+        unexpected = backbone.load_state_dict(tuned, strict=False).unexpected_keys
+        if unexpected:
+            raise ValueError(f"{modality}: tuned weights name unknown tensors {unexpected[:3]}")
+    return backbone
+
+
+def build_encoder(
+    modality: str, dim: int = 256, finetune_last: int = 0, tuned: dict[str, torch.Tensor] | None = None
+) -> EncoderWithProjection:
+    """Packaged backbone of `modality` (with fine-tuned weights, if any) + a fresh projection to `dim`."""
+    backbone = build_backbone(modality, finetune_last, tuned)
+    return _BUILD[modality][1](backbone, backbone.out_dim, dim)

@@ -51,6 +51,8 @@ class FusedModel(nn.Module):
         self.fusion = build_fusion(
             fusion, self.modalities, dim, n_classes, hidden=hidden, heads=heads, layers=layers, dropout=dropout
         )
+        # modality → the fine-tuned backbone tensors ({} = frozen packaged backbones); see training/finetune.py
+        self.backbone_state: dict[str, dict[str, torch.Tensor]] = {}
 
     def embed(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {m: F.normalize(self.projections[m](features[m]), dim=-1) for m in self.modalities}  # [B,D] each
@@ -81,10 +83,8 @@ def build_model(modalities: list[str], feature_dims: dict[str, int], n_classes: 
 
 
 def save_checkpoint(model: FusedModel, path, *, labels: list[str], extra: dict | None = None) -> None:
-    torch.save(
-        {"state_dict": model.state_dict(), "hparams": model.hparams, "labels": labels, **(extra or {})},
-        path,
-    )
+    blob = {"state_dict": model.state_dict(), "hparams": model.hparams, "labels": labels, **(extra or {})}
+    torch.save(blob | {"backbone_state": model.backbone_state}, path)
 
 
 def load_checkpoint(path) -> tuple[FusedModel, dict]:
@@ -92,4 +92,5 @@ def load_checkpoint(path) -> tuple[FusedModel, dict]:
     hp = dict(blob["hparams"])
     model = FusedModel(hp.pop("modalities"), hp.pop("feature_dims"), hp.pop("n_classes"), **hp)
     model.load_state_dict(blob["state_dict"])
+    model.backbone_state = blob.get("backbone_state", {})
     return model.eval(), blob

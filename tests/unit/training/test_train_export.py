@@ -127,11 +127,6 @@ def test_config_toml_and_cli_overrides():
         dataclasses.replace(cfg, fusion="sum")
 
 
-def test_finetuning_is_reported_as_not_implemented(data):
-    with pytest.raises(NotImplementedError, match="frozen"):
-        train(config(finetune_last=1), data)
-
-
 def test_bundle_tokenizer_has_padding_disabled(tmp_path):
     from tokenizers import Tokenizer
 

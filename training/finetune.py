@@ -1,0 +1,89 @@
+"""`--finetune-last N`: train the last N blocks of every backbone (and its final norm) together with the heads.
+
+Cached features assume a frozen backbone, so while fine-tuning the train and val splits get *live*
+features: inputs are decoded once (service.preprocess, as the server decodes them) and kept in memory,
+and every batch runs the backbones, the frozen blocks without gradients and the last N with. Frozen blocks
+and every BatchNorm stay in eval mode (Backbone.train), so only the tuned blocks' dropout is active.
+Memory: a decoded 224x224 image is 0.6 MB, so a few thousand images fit; audio and text are far smaller.
+
+After training, the tuned tensors go into the checkpoint (`backbone_state`: trainable parameters only)
+and every split's features are recomputed with the tuned backbones (cached under their new weight digest),
+so evaluation, the fusion comparison and export all see what the tuned encoders compute.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from training.data.features import FeatureCache, collate, default_preprocess, extract_features, raw_inputs
+from training.model.backbones import build_backbone
+
+
+class LiveFeatures:
+    """rows → {modality: [B,F]}: backbone features computed now (zero rows where an item lacks the modality)."""
+
+    def __init__(self, backbones: nn.ModuleDict, inputs: dict[str, list], dims: dict[str, int]):
+        self.backbones, self.inputs, self.dims = backbones, inputs, dims
+
+    def __call__(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        rows_list, out = rows.tolist(), {}
+        for modality, backbone in self.backbones.items():
+            having = [i for i, row in enumerate(rows_list) if self.inputs[modality][row] is not None]
+            table = torch.zeros(len(rows_list), self.dims[modality])  # [B,F]
+            if having:
+                batch = collate(modality, [self.inputs[modality][rows_list[i]] for i in having])
+                table = table.index_copy(0, torch.tensor(having), backbone(*batch))  # keeps the graph
+            out[modality] = table
+        return out
+
+
+def decoded_inputs(examples: list, modalities: list[str]) -> dict[str, list]:
+    """{modality: [encoder inputs or None per example]}, decoded once with the server's preprocessing."""
+    specs = default_preprocess()
+    return {m: [raw_inputs(e, m, specs) if getattr(e, m) is not None else None for e in examples] for m in modalities}
+
+
+def attach_live_backbones(model: nn.Module, data, cfg) -> None:
+    """Give `model` trainable backbones (model.backbones) and the train/val splits live features."""
+    if not data.examples.get("train"):
+        raise ValueError("fine-tuning needs the dataset's examples (load_train_data), not features alone")
+    model.backbones = nn.ModuleDict({m: build_backbone(m, cfg.finetune_last) for m in data.modalities})
+    for name in ("train", "val"):
+        inputs = decoded_inputs(data.examples.get(name, []), data.modalities)
+        data.splits[name].live = LiveFeatures(model.backbones, inputs, data.feature_dims())
+
+
+def parameter_groups(model: nn.Module, cfg) -> list[dict]:
+    """Heads at cfg.lr; tuned backbone blocks at cfg.finetune_lr (pretrained weights move gently)."""
+    backbones = getattr(model, "backbones", None)
+    tuned = [p for p in backbones.parameters() if p.requires_grad] if backbones is not None else []
+    tuned_ids = {id(p) for p in backbones.parameters()} if backbones is not None else set()
+    heads = [p for p in model.parameters() if id(p) not in tuned_ids]
+    return [{"params": heads}] + ([{"params": tuned, "lr": cfg.finetune_lr}] if tuned else [])
+
+
+def trainable_state(backbone: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in backbone.named_parameters() if p.requires_grad}
+
+
+def detach_backbones(model: nn.Module, data, cfg) -> None:
+    """Move the tuned weights into model.backbone_state and recompute every split's features with them."""
+    from training.train import make_split
+
+    backbones = model.backbones
+    del model.backbones
+    model.backbone_state = {m: trainable_state(b) for m, b in backbones.items()}
+    cache = FeatureCache(Path(cfg.cache_dir))
+    for name in list(data.splits):
+        examples = data.examples.get(name, [])
+        features = {}
+        for m, backbone in backbones.items():
+            backbone.finetune_last(0)  # frozen again: extraction may then run it on onnxruntime
+            features[m] = extract_features(examples, m, backbone, cache, progress=cfg.progress)
+            if not len(features[m]):
+                features[m] = np.zeros((0, backbone.out_dim), np.float32)
+        data.splits[name] = make_split(examples, data.modalities, data.labels, features)
