@@ -104,8 +104,10 @@ def render_model_card(report: dict, cfg, data: TrainData) -> str:
         lines += ["## int8 (dynamic quantisation)", "", report["int8"]["summary"], ""]
     lines += ["## Encoders and licences", "", "| modality | backbone | PyPI package | licence |", "|---|---|---|---|"]
     lines += [f"| {m} | {b} | {p} | {lic} |" for m, b, p, lic in LICENCES if m in data.modalities]
-    lines += ["", "Backbones are frozen; each has a trained linear projection to the joint space (L2-normalised).",
-              "", "## Training configuration", "", "```toml"]  # fmt: skip
     config = training.get("config") or cfg.as_dict()  # what the model was trained with
+    tuned = config.get("finetune_last", 0)
+    backbones = f"The last {tuned} blocks of each backbone were fine-tuned" if tuned else "Backbones are frozen"
+    lines += ["", f"{backbones}; each has a trained linear projection to the joint space (L2-normalised).",
+              "", "## Training configuration", "", "```toml"]  # fmt: skip
     lines += [f"{k} = {json.dumps(v)}" for k, v in config.items()] + ["```", ""]
     return "\n".join(lines)
