@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from service.errors import DeadlineExceeded, NotReady, QueueFull
-from service.inference.batch_window import padding_ratio, plan_batches
+from service.inference.batch_window import padding_ratio
 from service.inference.batcher import Batcher, BatchPolicy
 from service.metrics import Metrics
 
@@ -262,15 +262,6 @@ async def test_budget_sorts_window_and_caps_padded_cells(make, metrics):
     assert sample(metrics, "fusionserve_batch_padding_ratio_sum") == pytest.approx(expected)
 
 
-def test_plan_batches_rules():
-    assert plan_batches([], 4, None) == []
-    assert plan_batches([5, 1, 3], 4, None) == [[0, 1, 2]]  # fixed size: arrival order, one batch
-    assert plan_batches([5, 1, 3], 4, 100) == [[1, 2, 0]]
-    assert plan_batches([1, 1, 1, 1, 1], 2, 100) == [[0, 1], [2, 3], [4]]  # size cap still holds
-    assert plan_batches([200, 1], 4, 100) == [[1], [0]]
-    assert padding_ratio([2, 4]) == pytest.approx(0.25)
-
-
 # ---- failures and lifecycle ----------------------------------------------------------------------
 
 
@@ -350,9 +341,3 @@ async def test_runs_in_named_worker_thread_or_given_executor(make):
         await batcher2.submit("y", deadline=soon())
         await batcher2.stop()
         assert rec2.threads[0].startswith("custom")
-
-
-def test_policy_validation():
-    for bad in [(0, 0.01, 8), (4, -1.0, 8), (4, 0.01, 0), (4, 0.01, 8, 0)]:
-        with pytest.raises(ValueError):
-            BatchPolicy(*bad)
