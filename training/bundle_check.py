@@ -19,6 +19,7 @@ import numpy as np
 
 from service import manifest as mf
 from training.data.features import collate
+from training.export_encoders import ort_session
 
 
 class BundleCheckError(RuntimeError):
@@ -43,19 +44,10 @@ class OrtBundle:
     """A bundle's encoder and fusion graphs on onnxruntime's CPU provider."""
 
     def __init__(self, bundle: Path, threads: int = 2):
-        import onnxruntime as ort
-
         self.manifest = mf.read_manifest(bundle / "manifest.json")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.log_severity_level = 3
-
-        def session(file: str):
-            return ort.InferenceSession(str(bundle / file), options, providers=["CPUExecutionProvider"])
-
         self.specs = {m: getattr(self.manifest.encoders, m) for m in self.manifest.modalities()}
-        self.encoders = {m: session(spec.file) for m, spec in self.specs.items()}
-        self.fusion = session(self.manifest.fusion.file)
+        self.encoders = {m: ort_session(bundle / spec.file, threads) for m, spec in self.specs.items()}
+        self.fusion = ort_session(bundle / self.manifest.fusion.file, threads)
 
     def embed(self, modality: str, arrays: Sequence[tuple[np.ndarray, ...]]) -> np.ndarray:
         """Preprocessed items (service.preprocess output) → embeddings [B, D], padded as the server pads."""

@@ -13,13 +13,10 @@ so evaluation, the fusion comparison and export all see what the tuned encoders 
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import torch
 from torch import nn
 
-from training.data.features import FeatureCache, collate, default_preprocess, extract_features, raw_inputs
+from training.data.features import collate, decoded_inputs
 from training.model.backbones import build_backbone
 
 
@@ -39,12 +36,6 @@ class LiveFeatures:
                 table = table.index_copy(0, torch.tensor(having), backbone(*batch))  # keeps the graph
             out[modality] = table
         return out
-
-
-def decoded_inputs(examples: list, modalities: list[str]) -> dict[str, list]:
-    """{modality: [encoder inputs or None per example]}, decoded once with the server's preprocessing."""
-    specs = default_preprocess()
-    return {m: [raw_inputs(e, m, specs) if getattr(e, m) is not None else None for e in examples] for m in modalities}
 
 
 def attach_live_backbones(model: nn.Module, data, cfg) -> None:
@@ -71,19 +62,11 @@ def trainable_state(backbone: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def detach_backbones(model: nn.Module, data, cfg) -> None:
-    """Move the tuned weights into model.backbone_state and recompute every split's features with them."""
-    from training.train import make_split
+    """Move the tuned weights into model.backbone_state and recompute every split's features with them
+    (load_train_data: the same path `evaluate` and `export` take for a fine-tuned checkpoint)."""
+    from training.train import load_train_data
 
-    backbones = model.backbones
+    model.backbone_state = {m: trainable_state(b) for m, b in model.backbones.items()}
     del model.backbones
-    model.backbone_state = {m: trainable_state(b) for m, b in backbones.items()}
-    cache = FeatureCache(Path(cfg.cache_dir))
-    for name in list(data.splits):
-        examples = data.examples.get(name, [])
-        features = {}
-        for m, backbone in backbones.items():
-            backbone.finetune_last(0)  # frozen again: extraction may then run it on onnxruntime
-            features[m] = extract_features(examples, m, backbone, cache, progress=cfg.progress)
-            if not len(features[m]):
-                features[m] = np.zeros((0, backbone.out_dim), np.float32)
-        data.splits[name] = make_split(examples, data.modalities, data.labels, features)
+    examples = [e for split in data.examples.values() for e in split]
+    data.splits = load_train_data(cfg, examples, model.backbone_state).splits

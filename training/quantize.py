@@ -19,7 +19,7 @@ import numpy as np
 
 from service import manifest as mf
 from training.bundle_check import BundleCheckError, OrtBundle, server_check
-from training.data.features import content, decode, default_preprocess
+from training.data.features import default_preprocess, raw_inputs
 from training.evaluate import classification_metrics, subset_name, subsets
 
 # Transformer encoders: quantise the MatMuls (nearly all their compute) to int8. EfficientNet-Lite0 is all
@@ -49,25 +49,28 @@ def quantize_encoders(src: Path, dst: Path, manifest: mf.Manifest) -> list[str]:
     return done
 
 
-def ort_embeddings(bundle: OrtBundle, examples: list, batch: int = 16) -> tuple[dict, dict]:
-    """Per modality: {example id: embedding [D]} from the bundle's ORT encoders; and seconds spent in ORT."""
-    specs, out, seconds = default_preprocess(), {}, {}
-    for modality in bundle.encoders:
+def ort_embeddings(bundles: list[OrtBundle], examples: list, batch: int = 16) -> list[tuple[dict, dict]]:
+    """Per bundle: ({modality: {example id: embedding [D]}}, {modality: seconds in ORT}). Each chunk of inputs
+    is decoded once and run through every bundle (same inputs, a chunk at a time in memory)."""
+    specs, results = default_preprocess(), [({}, {}) for _ in bundles]
+    for modality in bundles[0].encoders:
         having = [e for e in examples if getattr(e, modality) is not None]
-        out[modality], seconds[modality] = {}, 0.0
+        for out, seconds in results:
+            out[modality], seconds[modality] = {}, 0.0
         for start in range(0, len(having), batch):
             chunk = having[start : start + batch]
-            arrays = [decode(content(e, modality), modality, specs) for e in chunk]
-            began = time.perf_counter()
-            rows = bundle.embed(modality, arrays)  # [B, D]
-            seconds[modality] += time.perf_counter() - began
-            out[modality].update((e.id, row) for e, row in zip(chunk, rows, strict=True))
-    return out, seconds
+            arrays = [raw_inputs(e, modality, specs) for e in chunk]
+            for bundle, (out, seconds) in zip(bundles, results, strict=True):
+                began = time.perf_counter()
+                rows = bundle.embed(modality, arrays)  # [B, D]
+                seconds[modality] += time.perf_counter() - began
+                out[modality].update((e.id, row) for e, row in zip(chunk, rows, strict=True))
+    return results
 
 
-def ort_accuracy(bundle: OrtBundle, examples: list, labels: list[str]) -> dict:
-    """Test accuracy per modality subset through the bundle's ORT encoders and fusion."""
-    embeddings, seconds = ort_embeddings(bundle, examples)
+def ort_accuracy(bundle: OrtBundle, embedded: tuple[dict, dict], examples: list, labels: list[str]) -> dict:
+    """Test accuracy per modality subset from the bundle's ORT embeddings (ort_embeddings) and its fusion."""
+    embeddings, seconds = embedded
     index, modalities = {label: i for i, label in enumerate(labels)}, bundle.manifest.modalities()
     result = {"ort_seconds": seconds}
     for subset in subsets(modalities):
@@ -122,17 +125,17 @@ def quantize_bundle(src: Path, data, report: dict, cfg) -> tuple[Path, dict]:
     shutil.copytree(src, dst)
     quantized = quantize_encoders(src, dst, manifest)
     base = manifest.model_dump(exclude={"files", "metrics"}) | {"name": dst.parent.name}
-    write_bundle_manifest(dst, base, {})  # new hashes; golden outputs still fp32 (replaced below)
     test = data.examples["test"]
-    fp32 = ort_accuracy(OrtBundle(src, cfg.threads), test, data.labels)
-    int8 = ort_accuracy(OrtBundle(dst, cfg.threads), test, data.labels)
+    bundles = [OrtBundle(src, cfg.threads), OrtBundle(dst, cfg.threads)]
+    embedded = ort_embeddings(bundles, test)
+    fp32, int8 = (ort_accuracy(b, e, test, data.labels) for b, e in zip(bundles, embedded, strict=True))
     names = [subset_name(s) for s in subsets(manifest.modalities())]
     comparison = {"quantized": quantized, "fp32": fp32, "int8": int8, "summary": _summary(fp32, int8, names, quantized)}
     card = render_model_card(report | {"int8": comparison}, cfg, data).replace(
         f"# {cfg.name} ", f"# {cfg.name}-int8 ", 1
     )
     (dst / "model_card.md").write_text(card, encoding="utf-8")
-    write_bundle_manifest(dst, base, {})  # the card changed: re-hash before loading it again
+    write_bundle_manifest(dst, base, {})  # new hashes (int8 encoders, card); golden outputs still fp32 (below)
     base["golden"] = self_golden(dst, manifest, cfg.threads)
     metrics = {"int8_vs_fp32": {k: v for k, v in comparison.items() if k != "summary"}, "golden": "self-consistency"}
     write_bundle_manifest(dst, base, metrics)

@@ -24,7 +24,7 @@ def check_bundle(directory: Path, settings: Settings) -> dict:
     report: dict = {"bundle": str(directory), "ok": False, "reason": None, "golden_max_error": None}
     try:
         bundle = load_bundle(directory, settings)
-        results = golden_results(bundle, settings)
+        results = golden_results(bundle, settings) if bundle.manifest.golden else []
     except BundleError as error:
         return report | {"reason": str(error)}
     error = max_golden_error(bundle, results) if bundle.manifest.golden else 0.0

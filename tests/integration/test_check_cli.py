@@ -62,3 +62,11 @@ def test_runs_as_python_dash_m_service(tiny_models):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1])["ok"] is True
+
+
+def test_a_bundle_without_golden_examples_loads_and_reports_none(tmp_path, capsys):
+    from tests.bundles import build_bundle
+
+    code, out = check(build_bundle(tmp_path, "plain", "1", golden=False), capsys, "--json")
+    report = json.loads(out)
+    assert code == 0 and report["ok"] and report["outputs"] == [] and report["golden_max_error"] == 0.0

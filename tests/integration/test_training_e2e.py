@@ -126,7 +126,6 @@ def test_int8_bundle_is_servable_and_reports_its_accuracy_change(built):
     assert report["ok"], report["reason"]
     comparison = read_manifest(int8 / "manifest.json").metrics["int8_vs_fp32"]
     assert comparison["quantized"] == ["text", "audio"]
-    for subset in SUBSETS:
+    for subset in SUBSETS:  # tiny test split: a few items may flip, a broken quantisation flips many
         name = "+".join(subset)
-        assert 0.0 <= comparison["int8"][name]["accuracy"] <= 1.0, name
-        assert comparison["fp32"][name]["accuracy"] is not None, name
+        assert abs(comparison["int8"][name]["accuracy"] - comparison["fp32"][name]["accuracy"]) <= 0.15, name

@@ -83,6 +83,12 @@ def raw_inputs(example: Example, modality: str, specs: PreprocessSpecs | None = 
     return decode(content(example, modality), modality, specs or default_preprocess())
 
 
+def decoded_inputs(examples: list, modalities: list[str]) -> dict[str, list]:
+    """{modality: [encoder inputs or None per example]}, decoded once with the server's preprocessing."""
+    specs = default_preprocess()
+    return {m: [raw_inputs(e, m, specs) if getattr(e, m) is not None else None for e in examples] for m in modalities}
+
+
 def collate(modality: str, items: Sequence[tuple[np.ndarray, ...]]) -> tuple[torch.Tensor, ...]:
     """Pad a batch at the end as the server does: image [B,3,S,S]; text ids+mask [B,L]; audio mel+mask."""
     if modality == "image":
