@@ -12,22 +12,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service.errors import BundleError
 from service.inference.runtime import NUMPY_DTYPES, OrtModel
-from service.manifest import EncoderSpec, FusionSpec, TensorSpec
+from service.manifest import MODALITY_LOGITS, EncoderSpec, FusionSpec, TensorSpec
+from service.preprocess.batch import collate
 
 TextArrays = tuple[np.ndarray, np.ndarray]  # input_ids [L], attention_mask [L] (int64)
 
 
 def _cast(array: np.ndarray, spec: TensorSpec) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=NUMPY_DTYPES[spec.dtype])
-
-
-def _pad_stack(rows: list[np.ndarray], length: int) -> np.ndarray:
-    """Stack 1-D or 2-D arrays, zero-padding their last axis to `length`."""
-    out = np.zeros((len(rows), *rows[0].shape[:-1], length), dtype=rows[0].dtype)
-    for i, row in enumerate(rows):
-        out[i, ..., : row.shape[-1]] = row
-    return out
 
 
 @dataclass
@@ -38,20 +32,8 @@ class EncoderComponent:
     frames_multiple: int = 1  # audio: pad the frame axis to a multiple (conv strides)
 
     def feeds(self, payloads: list) -> dict[str, np.ndarray]:
-        inputs = self.spec.inputs
-        if self.modality == "image":  # payloads: [3, S, S] each
-            return {inputs[0].name: _cast(np.stack(payloads), inputs[0])}
-        if self.modality == "text":  # payloads: (ids [L], mask [L])
-            length = max(len(ids) for ids, _ in payloads)
-            ids = _pad_stack([p[0] for p in payloads], length)  # [B, L]
-            mask = _pad_stack([p[1] for p in payloads], length)  # [B, L]
-            return {inputs[0].name: _cast(ids, inputs[0]), inputs[1].name: _cast(mask, inputs[1])}
-        # audio payloads: log-mel [n_mels, T]
-        longest = max(p.shape[-1] for p in payloads)
-        length = -(-longest // self.frames_multiple) * self.frames_multiple
-        mel = _pad_stack(payloads, length)  # [B, n_mels, T]
-        mask = _pad_stack([np.ones(p.shape[-1], np.float32) for p in payloads], length)  # [B, T]
-        return {inputs[0].name: _cast(mel, inputs[0]), inputs[1].name: _cast(mask, inputs[1])}
+        arrays = collate(self.modality, payloads, self.frames_multiple)  # service.preprocess: shared with training
+        return {spec.name: _cast(array, spec) for spec, array in zip(self.spec.inputs, arrays, strict=True)}
 
     def __call__(self, payloads: list) -> list[np.ndarray]:
         (embedding,) = self.model.run(self.feeds(payloads))[:1]  # [B, D]
@@ -59,8 +41,15 @@ class EncoderComponent:
 
 
 @dataclass
+class FusionOutput:
+    logits: np.ndarray  # [C]
+    fused: np.ndarray  # [D]
+    modality_logits: dict[str, np.ndarray]  # present modality → its own head's logits [C]; {} without the output
+
+
+@dataclass
 class FusionComponent:
-    """payload: {modality: embedding [D]} for the present modalities → (logits [C], fused [D])."""
+    """payload: {modality: embedding [D]} for the present modalities → FusionOutput."""
 
     model: OrtModel
     spec: FusionSpec
@@ -81,9 +70,23 @@ class FusionComponent:
         feeds[present_spec.name] = _cast(present, present_spec)
         return feeds
 
-    def __call__(self, payloads: list[dict[str, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
-        logits, fused = self.model.run(self.feeds(payloads))[:2]  # [B, C], [B, D]
-        return list(zip(logits.astype(np.float32), fused.astype(np.float32), strict=True))
+    def __call__(self, payloads: list[dict[str, np.ndarray]]) -> list[FusionOutput]:
+        outputs = dict(zip(self.model.output_names, self.model.run(self.feeds(payloads)), strict=True))
+        logits = outputs["logits"].astype(np.float32)  # [B, C]
+        fused = outputs["fused"].astype(np.float32)  # [B, D]
+        heads = self._modality_logits(outputs, payloads, logits.shape)
+        return [FusionOutput(*row) for row in zip(logits, fused, heads, strict=True)]
+
+    def _modality_logits(self, outputs: dict, payloads: list[dict], shape: tuple[int, int]) -> list[dict]:
+        """Per item {present modality: logits [C]}; the rows of absent modalities are dropped here."""
+        if not self.spec.has_modality_logits:
+            return [{} for _ in payloads]
+        heads = outputs[MODALITY_LOGITS].astype(np.float32)  # [B, M, C]
+        expected = (shape[0], len(self.spec.modalities), shape[1])
+        if heads.shape != expected:  # met at golden replay / warm-up, so the version is not loaded
+            raise BundleError(f"{self.spec.file}: {MODALITY_LOGITS} has shape {heads.shape}, expected {expected}")
+        columns = {m: i for i, m in enumerate(self.spec.modalities)}
+        return [{m: heads[row, columns[m]] for m in payload} for row, payload in enumerate(payloads)]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

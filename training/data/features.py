@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from service.manifest import AudioPreprocess, ImagePreprocess, TextPreprocess
 from service.preprocess import FusionError, decode_audio, decode_image, decode_text, encode_text, load_tokenizer
+from service.preprocess.batch import collate as collate_arrays
 from training.data.dataset import MAX_AUDIO_SECONDS, MAX_IMAGE_PIXELS, MAX_TEXT_CHARS, Example
 from training.data.onnx_runner import FeatureRunner
 
@@ -90,21 +91,8 @@ def decoded_inputs(examples: list, modalities: list[str]) -> dict[str, list]:
 
 
 def collate(modality: str, items: Sequence[tuple[np.ndarray, ...]]) -> tuple[torch.Tensor, ...]:
-    """Pad a batch at the end as the server does: image [B,3,S,S]; text ids+mask [B,L]; audio mel+mask."""
-    if modality == "image":
-        return (torch.from_numpy(np.stack([item[0] for item in items])),)
-    lengths = [item[0].shape[-1] for item in items]
-    longest = max(lengths)
-    if modality == "text":
-        ids, mask = np.zeros((2, len(items), longest), dtype=np.int64)
-        for row, (item_ids, item_mask) in enumerate(items):
-            ids[row, : item_ids.size], mask[row, : item_mask.size] = item_ids, item_mask
-        return torch.from_numpy(ids), torch.from_numpy(mask)
-    mels = np.zeros((len(items), items[0][0].shape[0], longest), dtype=np.float32)
-    frame_mask = np.zeros((len(items), longest), dtype=np.float32)
-    for row, (mel,) in enumerate(items):
-        mels[row, :, : mel.shape[-1]], frame_mask[row, : mel.shape[-1]] = mel, 1.0
-    return torch.from_numpy(mels), torch.from_numpy(frame_mask)
+    """The server's own batch collation (service.preprocess.batch) as torch tensors."""
+    return tuple(torch.from_numpy(array) for array in collate_arrays(modality, items))
 
 
 _DIGESTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
