@@ -18,6 +18,8 @@ SCHEMA_VERSION = 1
 MODALITIES = ("image", "text", "audio")
 Modality = Literal["image", "text", "audio"]
 DType = Literal["float32", "float16", "int64", "int32", "bool"]
+FUSION_OUTPUTS = ("logits", "fused")  # required; the server picks fusion outputs by name
+MODALITY_LOGITS = "modality_logits"  # optional: each modality's own head, for classify?explain=true
 
 
 def _relative_path(value: str) -> str:
@@ -101,7 +103,24 @@ class FusionSpec(Strict):
     # inputs: one embedding [batch, D] per modality, in `modalities` order, then present [batch, M] f32
     modalities: list[Modality]
     inputs: list[TensorSpec]
-    outputs: list[TensorSpec]  # logits [batch, C] then fused [batch, D]
+    # by name: logits [batch, C], fused [batch, D], optionally modality_logits [batch, M, C] (M in
+    # `modalities` order; each modality's own calibrated head; rows of absent modalities are meaningless)
+    outputs: list[TensorSpec]
+
+    @model_validator(mode="after")
+    def _named_outputs(self) -> FusionSpec:
+        names = [t.name for t in self.outputs]
+        missing = [n for n in FUSION_OUTPUTS if n not in names]
+        if missing or len(set(names)) != len(names):
+            raise ValueError(f"fusion.outputs {names} must name {list(FUSION_OUTPUTS)} once each")
+        return self
+
+    @property
+    def has_modality_logits(self) -> bool:
+        return any(t.name == MODALITY_LOGITS for t in self.outputs)
+
+    def output(self, name: str) -> TensorSpec | None:
+        return next((t for t in self.outputs if t.name == name), None)
 
 
 class GoldenInput(Strict):
@@ -118,6 +137,8 @@ class GoldenOutput(Strict):
     probabilities: list[float]
     fused: list[float]
     embeddings: dict[Modality, list[float]] = Field(default_factory=dict)
+    # softmax over labels of each present modality's modality_logits row (bundles that declare it)
+    modality_probabilities: dict[Modality, list[float]] = Field(default_factory=dict)
 
 
 class GoldenExample(Strict):
@@ -151,15 +172,33 @@ class Manifest(Strict):
         missing = [p for p in self.referenced_files() if p not in self.files]
         if missing:
             raise ValueError(f"files without a sha256 entry: {missing}")
+        self._check_modality_logits()
         for example in self.golden:
-            if not example.inputs.modalities():
-                raise ValueError("a golden example needs at least one input")
-            if len(example.outputs.probabilities) != len(self.labels):
-                raise ValueError("golden probabilities must have one score per label")
-            stray = set(example.outputs.embeddings) - set(example.inputs.modalities())
-            if stray:
-                raise ValueError(f"golden embeddings for {sorted(stray)}, not among its inputs")
+            self._check_golden(example)
         return self
+
+    def _check_modality_logits(self) -> None:
+        spec = self.fusion.output(MODALITY_LOGITS)
+        expected = [len(self.fusion.modalities), len(self.labels)]
+        if spec is not None and (len(spec.shape) != 3 or spec.shape[1:] != expected):
+            raise ValueError(f"fusion output {MODALITY_LOGITS} must have shape [batch, {expected[0]}, {expected[1]}]")
+
+    def _check_golden(self, example: GoldenExample) -> None:
+        inputs, outputs = example.inputs.modalities(), example.outputs
+        if not inputs:
+            raise ValueError("a golden example needs at least one input")
+        if len(outputs.probabilities) != len(self.labels):
+            raise ValueError("golden probabilities must have one score per label")
+        stray = set(outputs.embeddings) - set(inputs)
+        if stray:
+            raise ValueError(f"golden embeddings for {sorted(stray)}, not among its inputs")
+        stray = set(outputs.modality_probabilities) - set(inputs)
+        if stray:
+            raise ValueError(f"golden modality_probabilities for {sorted(stray)}, not among its inputs")
+        if any(len(p) != len(self.labels) for p in outputs.modality_probabilities.values()):
+            raise ValueError("golden modality_probabilities must have one score per label")
+        if outputs.modality_probabilities and not self.fusion.has_modality_logits:
+            raise ValueError(f"golden modality_probabilities need a fusion output named {MODALITY_LOGITS}")
 
     def modalities(self) -> list[str]:
         return self.encoders.present()

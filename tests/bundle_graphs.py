@@ -23,6 +23,7 @@ IMAGE_WEIGHTS = ("image_w1", "image_b1", "image_w2")
 TEXT_WEIGHTS = ("text_table", "text_w")
 AUDIO_WEIGHTS = ("audio_w1", "audio_w2")
 FUSION_WEIGHTS = ("fusion_w", "fusion_b")
+HEAD_WEIGHTS = ("head_w_{modality}", "head_b_{modality}")  # [D,C], [C] per modality (fusion with heads)
 
 _ONNX_DTYPES = {"float32": TensorProto.FLOAT, "int64": TensorProto.INT64}
 
@@ -144,11 +145,13 @@ def audio_encoder(weights: dict[str, np.ndarray], n_mels: int, dim: int):
     return _model("audio_encoder", nodes, inputs, outputs, weights), inputs, outputs
 
 
-def fusion(weights: dict[str, np.ndarray], modalities: list[str], dim: int, classes: int):
-    """<m>_embedding [B,D] per modality + present [B,M] → logits [B,C] and fused [B,D].
+def fusion(weights: dict[str, np.ndarray], modalities: list[str], dim: int, classes: int, heads: bool = False):
+    """<m>_embedding [B,D] per modality + present [B,M] → logits [B,C] and fused [B,D]; with `heads` also
+    modality_logits [B,M,C]: each modality's own linear head on its embedding.
 
     Every embedding is multiplied by its present column first, so an absent modality contributes
-    nothing whatever the caller put in its slot.
+    nothing to logits and fused whatever the caller put in its slot. The heads read the raw slot: the
+    row of an absent modality is meaningless (garbage in, garbage out), and the server must drop it.
     """
     inputs = [_spec(f"{m}_embedding", "float32", "batch", dim) for m in modalities]
     inputs.append(_spec("present", "float32", "batch", len(modalities)))
@@ -167,5 +170,22 @@ def fusion(weights: dict[str, np.ndarray], modalities: list[str], dim: int, clas
         helper.make_node("Sum", masked, ["summed"]),
         *_l2_normalise("summed", "fused"),
     ]
+    if heads:
+        outputs.append(_spec("modality_logits", "float32", "batch", len(modalities), classes))
+        nodes += _modality_heads(modalities)
     model = _model("fusion", nodes, inputs, outputs, {**weights, **slices})
     return model, inputs, outputs
+
+
+def _modality_heads(modalities: list[str]) -> list[NodeProto]:
+    """<m>_embedding [B,D] · head_w_<m> [D,C] + head_b_<m> → [B,1,C] each, stacked → modality_logits [B,M,C]."""
+    nodes, rows = [], []
+    for modality in modalities:
+        weight, bias = (name.format(modality=modality) for name in HEAD_WEIGHTS)
+        nodes += [
+            helper.make_node("MatMul", [f"{modality}_embedding", weight], [f"head_{modality}_linear"]),
+            helper.make_node("Add", [f"head_{modality}_linear", bias], [f"head_{modality}"]),
+            helper.make_node("Unsqueeze", [f"head_{modality}", "axis1"], [f"head_{modality}_row"]),
+        ]
+        rows.append(f"head_{modality}_row")
+    return [*nodes, helper.make_node("Concat", rows, ["modality_logits"], axis=1)]

@@ -42,21 +42,20 @@ def preprocess_item(bundle_dir: Path, inputs: dict) -> dict:
 
 
 def reference_outputs(bundle_dir: Path, inputs: dict) -> dict:
-    """Numpy (float64) outputs for one raw item {"image": png, "audio": wav, "text": str}, any subset."""
+    """Numpy (float64) outputs for one raw item {"image": png, "audio": wav, "text": str}, any subset:
+    probabilities [C], fused [D], embeddings and (bundles with heads) modality_probabilities per present modality."""
     bundle_dir = Path(bundle_dir)
     manifest = read_manifest(bundle_dir / "manifest.json")
     arrays = preprocess_item(bundle_dir, inputs)
     embeddings = {m: _ENCODERS[m](_weights(bundle_dir / getattr(manifest.encoders, m).file), arrays[m]) for m in arrays}
-    logits, fused = _fusion(
-        _weights(bundle_dir / manifest.fusion.file),
-        manifest.fusion.modalities,
-        embeddings,
-        manifest.embedding_dim,
-    )
+    fusion_weights = _weights(bundle_dir / manifest.fusion.file)
+    logits, fused = _fusion(fusion_weights, manifest.fusion.modalities, embeddings, manifest.embedding_dim)
+    heads = _heads(fusion_weights, embeddings) if manifest.fusion.has_modality_logits else {}
     return {
         "probabilities": _softmax(logits).tolist(),
         "fused": fused.tolist(),
         "embeddings": {m: e.tolist() for m, e in embeddings.items()},
+        "modality_probabilities": {m: _softmax(h).tolist() for m, h in heads.items()},
     }
 
 
@@ -94,6 +93,12 @@ def _fusion(w: dict, modalities: list[str], embeddings: dict, dim: int) -> tuple
     slots = [embeddings.get(m, np.zeros(dim)) for m in modalities]  # absent → zeros (present = 0)
     logits = np.concatenate(slots) @ w["fusion_w"] + w["fusion_b"]
     return logits, _normalise(np.sum(slots, axis=0))
+
+
+def _heads(w: dict, embeddings: dict) -> dict[str, np.ndarray]:
+    """Each present modality's own logits [C]; absent modalities have none (their rows are meaningless)."""
+    names = {m: [n.format(modality=m) for n in graphs.HEAD_WEIGHTS] for m in embeddings}
+    return {m: e @ w[names[m][0]] + w[names[m][1]] for m, e in embeddings.items()}
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -137,8 +137,10 @@ def build_bundle(
     text_max_length: int = 16,
     golden: bool = True,
     audio_max_seconds: float = 10.0,
+    modality_heads: bool = True,
 ) -> Path:
-    """Write models/<name>/<version>/ under `root` and return that directory."""
+    """Write models/<name>/<version>/ under `root` and return that directory. `modality_heads`: fusion.onnx
+    also outputs modality_logits (classify?explain=true); without it the bundle is like older ones."""
     modalities = [m for m in MODALITIES if m in modalities]  # canonical order = fusion input order
     if not modalities:
         raise ValueError("a bundle needs at least one modality")
@@ -150,7 +152,7 @@ def build_bundle(
         "audio": AudioPreprocess(sample_rate=SAMPLE_RATE, max_seconds=audio_max_seconds, n_mels=n_mels),
     }
     encoders = {m: _write_encoder(bundle, m, specs[m], _rng(seed, m), dim) for m in modalities}
-    fusion = _write_fusion(bundle, modalities, _rng(seed, "fusion"), dim, len(labels))
+    fusion = _write_fusion(bundle, modalities, _rng(seed, "fusion"), dim, len(labels), modality_heads)
     (bundle / "model_card.md").write_text(f"# {name} {version}\n\nRandom weights (seed {seed}), for tests.\n")
     files = sorted(p.name for p in bundle.iterdir() if p.name != "manifest.json")
     manifest = Manifest(
@@ -207,13 +209,19 @@ def _write_encoder(bundle: Path, modality: str, spec, rng: np.random.Generator, 
     return encoder(file=FILES[modality], inputs=inputs, outputs=outputs, preprocess=spec)
 
 
-def _write_fusion(bundle: Path, modalities: list[str], rng: np.random.Generator, dim: int, classes: int):
+def _write_fusion(bundle: Path, modalities: list[str], rng: np.random.Generator, dim: int, classes: int, heads: bool):
     # std 1.5 gives logits of a few units: probabilities far from uniform, so parity checks bite
     weights = {
         "fusion_w": rng.normal(0, 1.5, (len(modalities) * dim, classes)),
         "fusion_b": rng.normal(0, 0.1, classes),
     }
-    model, inputs, outputs = graphs.fusion(weights, modalities, dim, classes)
+    if heads:  # drawn after the fusion weights, which therefore do not depend on `heads`
+        for i, modality in enumerate(modalities):
+            # the modality's block of fusion_w plus noise: heads agree with the fusion often, not always
+            block = weights["fusion_w"][i * dim : (i + 1) * dim]  # [D, C]
+            weight, bias = (name.format(modality=modality) for name in graphs.HEAD_WEIGHTS)
+            weights |= {weight: block + rng.normal(0, 1.5, (dim, classes)), bias: rng.normal(0, 0.1, classes)}
+    model, inputs, outputs = graphs.fusion(weights, modalities, dim, classes, heads)
     onnx.save(model, bundle / FILES["fusion"])
     return FusionSpec(file=FILES["fusion"], strategy="concat", modalities=modalities, inputs=inputs, outputs=outputs)
 

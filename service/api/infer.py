@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -97,14 +98,24 @@ def record_stages(metrics, model: str, items: list[PreparedItem], post_s: float)
     metrics.stage_duration.labels(model, "postprocess", "all").observe(post_s)
 
 
-async def handle(request: Request, model: str, version: str | None, endpoint: str, respond) -> JSONResponse:
-    """Shared by classify and embed; `respond(state, results)` builds the body."""
+async def handle(
+    request: Request,
+    model: str,
+    version: str | None,
+    endpoint: str,
+    respond: Callable[[VersionState, list[ItemResult]], dict],
+    admit: Callable[[VersionState], None] | None = None,
+) -> JSONResponse:
+    """Shared by classify and embed; `respond(state, results)` builds the body. `admit(state)` may refuse
+    the request for the resolved version (raise a FusionError) before the body is read or anything runs."""
     app, started = request.app.state, time.perf_counter()
     metrics, status, label = app.metrics, "500", "unknown"
     metrics.inflight_requests.inc()
     try:
         state = app.registry.get(model, version)
         label = model
+        if admit is not None:
+            admit(state)
         deadline = request_deadline(request, app.settings.default_deadline_ms)
         items = await prepare_all(request, state)
         results = await until_disconnect(request, run_items(state, items, deadline))

@@ -2,28 +2,57 @@
 
 from __future__ import annotations
 
+import numpy as np
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from service.api.infer import handle
 from service.api.schemas import ERRORS, REQUEST_BODY, ClassifyResponse, EmbedResponse
+from service.errors import InvalidInput
+from service.inference.pipeline import ItemResult
 from service.inference.registry import ModelEntry, VersionState
+from service.manifest import MODALITIES
 
 router = APIRouter()
 
 
-def _classify_body(top_k: int):
-    def respond(state: VersionState, results) -> dict:
+def _ranking(probabilities: np.ndarray) -> np.ndarray:
+    return probabilities.argsort()[::-1]  # label indices, best first
+
+
+def _evidence(result: ItemResult, labels: list[str], fused_top: int) -> dict:
+    """Each present modality's own top label vs the fused one (classify?explain=true)."""
+    evidence = []
+    for modality in (m for m in MODALITIES if m in result.modality_probabilities):
+        probabilities = result.modality_probabilities[modality]  # [C]
+        top = int(_ranking(probabilities)[0])
+        evidence.append(
+            {"modality": modality, "label": labels[top], "score": float(probabilities[top]), "agrees": top == fused_top}
+        )
+    return {"evidence": evidence, "agreement": all(e["agrees"] for e in evidence)}
+
+
+def require_explainable(state: VersionState) -> None:
+    """Before the body is read: explain needs the served version's per-modality heads."""
+    if not state.bundle.manifest.fusion.has_modality_logits:
+        raise InvalidInput(
+            f"model {state.bundle.manifest.name!r} version {state.version!r} has no per-modality heads; "
+            "explain=true is unavailable for it",
+            field="explain",
+        )
+
+
+def _classify_body(top_k: int, explain: bool):
+    def respond(state: VersionState, results: list[ItemResult]) -> dict:
         labels = state.bundle.manifest.labels
         out = []
         for result in results:
-            order = result.probabilities.argsort()[::-1][:top_k]
-            out.append(
-                {
-                    "modalities": result.modalities,
-                    "labels": [{"label": labels[i], "score": float(result.probabilities[i])} for i in order],
-                }
-            )
+            order = _ranking(result.probabilities)
+            row = {
+                "modalities": result.modalities,
+                "labels": [{"label": labels[i], "score": float(result.probabilities[i])} for i in order[:top_k]],
+            }
+            out.append((row | _evidence(result, labels, int(order[0]))) if explain else row)
         return {"model": state.bundle.manifest.name, "version": state.version, "results": out}
 
     return respond
@@ -51,11 +80,16 @@ def _embed_body(state: VersionState, results) -> dict:
     tags=["inference"],
 )
 async def classify(
-    request: Request, model: str, top_k: int = Query(5, ge=1, le=1000), version: str | None = None
+    request: Request,
+    model: str,
+    top_k: int = Query(5, ge=1, le=1000),
+    version: str | None = None,
+    explain: bool = Query(False, description="add each present modality's own top label and an agreement flag"),
 ) -> JSONResponse:
     """Classify one item (multipart: fields image, audio, text) or many (JSON `{"inputs": [...]}`)."""
     top_k = min(top_k, request.app.state.settings.max_top_k)
-    return await handle(request, model, version, "classify", _classify_body(top_k))
+    admit = require_explainable if explain else None
+    return await handle(request, model, version, "classify", _classify_body(top_k, explain), admit=admit)
 
 
 @router.post(
@@ -82,6 +116,7 @@ def _version_summary(state: VersionState) -> dict:
             labels=manifest.labels,
             embedding_dim=manifest.embedding_dim,
             fusion=manifest.fusion.strategy,
+            explain=manifest.fusion.has_modality_logits,
             metrics=manifest.metrics,
         )
     return summary

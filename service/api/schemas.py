@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class LabelScore(BaseModel):
@@ -10,9 +10,22 @@ class LabelScore(BaseModel):
     score: float
 
 
+class Evidence(BaseModel):
+    """One present modality's own head (classify?explain=true)."""
+
+    modality: str
+    label: str = Field(description="that modality's own top label")
+    score: float = Field(description="its probability under that modality's head")
+    agrees: bool = Field(description="its top label is the fused top label")
+
+
 class ClassifyResult(BaseModel):
     modalities: list[str]
     labels: list[LabelScore]
+    evidence: list[Evidence] | None = Field(
+        None, description="explain=true only: per present modality, in the order image, text, audio"
+    )
+    agreement: bool | None = Field(None, description="explain=true only: every modality agrees with the fusion")
 
 
 class ClassifyResponse(BaseModel):

@@ -64,11 +64,18 @@ def verify_files(manifest: Manifest, directory: Path) -> None:
             raise BundleError(f"{relative}: sha256 mismatch (manifest {expected[:12]}…, file {actual[:12]}…)")
 
 
-def _check_io(model: OrtModel, inputs: list[TensorSpec], outputs: list[TensorSpec], what: str) -> None:
+def _check_io(
+    model: OrtModel, inputs: list[TensorSpec], outputs: list[TensorSpec], what: str, by_name: bool = False
+) -> None:
+    """Encoders are read by position (the embedding comes first), fusion by output name."""
     declared_in, declared_out = [t.name for t in inputs], [t.name for t in outputs]
     if sorted(model.input_names) != sorted(declared_in):
         raise BundleError(f"{what}: ONNX inputs {model.input_names} != manifest {declared_in}")
-    if model.output_names[: len(declared_out)] != declared_out:
+    if by_name:
+        matches = set(declared_out) <= set(model.output_names)
+    else:
+        matches = model.output_names[: len(declared_out)] == declared_out
+    if not matches:
         raise BundleError(f"{what}: ONNX outputs {model.output_names} != manifest {declared_out}")
 
 
@@ -81,7 +88,7 @@ def open_components(manifest: Manifest, directory: Path, settings: Settings):
         multiple = spec.preprocess.frames_multiple if modality == "audio" else FRAMES_MULTIPLE_DEFAULT
         encoders[modality] = EncoderComponent(modality, model, spec, multiple)
     fusion_model = OrtModel(directory / manifest.fusion.file, settings)
-    _check_io(fusion_model, manifest.fusion.inputs, manifest.fusion.outputs, manifest.fusion.file)
+    _check_io(fusion_model, manifest.fusion.inputs, manifest.fusion.outputs, manifest.fusion.file, by_name=True)
     fusion = FusionComponent(fusion_model, manifest.fusion, manifest.embedding_dim)
     return encoders, fusion
 
@@ -119,12 +126,13 @@ def golden_items(bundle: LoadedBundle, settings: Settings) -> list[PreparedItem]
 
 
 def max_golden_error(bundle: LoadedBundle, results) -> float:
-    """Largest |server − reference| over probabilities, fused and per-modality embeddings."""
+    """Largest |server − reference| over probabilities, fused, per-modality embeddings and probabilities."""
     worst = 0.0
     for example, result in zip(bundle.manifest.golden, results, strict=True):
         expected = example.outputs
         pairs = [(expected.probabilities, result.probabilities), (expected.fused, result.fused)]
         pairs += [(vector, result.embeddings[m]) for m, vector in expected.embeddings.items()]
+        pairs += [(vector, result.modality_probabilities[m]) for m, vector in expected.modality_probabilities.items()]
         for reference, actual in pairs:
             worst = max(worst, float(np.max(np.abs(np.asarray(reference, np.float32) - actual))))
     return worst

@@ -38,6 +38,7 @@ def check_bundle(directory: Path, settings: Settings) -> dict:
                 "probabilities": r.probabilities.tolist(),
                 "fused": r.fused.tolist(),
                 "embeddings": {m: v.tolist() for m, v in r.embeddings.items()},
+                "modality_probabilities": {m: v.tolist() for m, v in r.modality_probabilities.items()},
             }
             for r in results
         ],

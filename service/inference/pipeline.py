@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from service.inference.batcher import Batcher, BatchInfo, BatchPolicy
-from service.inference.components import EncoderComponent, FusionComponent, item_length, softmax
+from service.inference.components import (
+    EncoderComponent,
+    FusionComponent,
+    FusionOutput,
+    item_length,
+    softmax,
+)
 from service.inference.prepare import PreparedItem
 from service.metrics import Metrics
 from service.settings import Settings
@@ -25,6 +31,7 @@ class ItemResult:
     probabilities: np.ndarray  # [C]
     fused: np.ndarray  # [D]
     embeddings: dict[str, np.ndarray]  # modality → [D]
+    modality_probabilities: dict[str, np.ndarray] = field(default_factory=dict)  # present modality → [C]
     batches: dict[str, BatchInfo] = field(default_factory=dict)  # component → the batch it ran in
 
     @property
@@ -112,8 +119,8 @@ class Pipeline:
             raise failures.exceptions[0] from None
         embeddings = {m: task.result()[0] for m, task in tasks.items()}
         batches = {m: task.result()[1] for m, task in tasks.items()}
-        (logits, fused), batches["fusion"] = await self.batchers["fusion"].submit(embeddings, deadline=deadline)
-        return ItemResult(item.modalities, softmax(logits), fused, embeddings, batches)
+        output, batches["fusion"] = await self.batchers["fusion"].submit(embeddings, deadline=deadline)
+        return item_result(item, embeddings, output, batches)
 
     def run_direct(self, items: list[PreparedItem]) -> list[ItemResult]:
         return run_direct(self.encoders, self.fusion, items)
@@ -129,8 +136,22 @@ def run_direct(
         if rows:
             for row, embedding in zip(rows, encoder([items[r].arrays[modality] for r in rows]), strict=True):
                 per_item[row][modality] = embedding
-    fused_rows = fusion(per_item)
-    return [
-        ItemResult(item.modalities, softmax(logits), fused, embeddings)
-        for item, embeddings, (logits, fused) in zip(items, per_item, fused_rows, strict=True)
-    ]
+    outputs = fusion(per_item)
+    return [item_result(*row) for row in zip(items, per_item, outputs, strict=True)]
+
+
+def item_result(
+    item: PreparedItem,
+    embeddings: dict[str, np.ndarray],
+    output: FusionOutput,
+    batches: dict[str, BatchInfo] | None = None,
+) -> ItemResult:
+    """Fusion's raw output → probabilities: softmax over labels, fused and per present modality."""
+    return ItemResult(
+        item.modalities,
+        softmax(output.logits),
+        output.fused,
+        embeddings,
+        {m: softmax(logits) for m, logits in output.modality_logits.items()},
+        batches or {},
+    )

@@ -31,6 +31,9 @@ def test_a_good_bundle_passes_and_reports_the_server_outputs(tiny_models, capsys
     for golden, got in zip(manifest.golden, report["outputs"], strict=True):
         np.testing.assert_allclose(got["probabilities"], golden.outputs.probabilities, atol=manifest.golden_tolerance)
         assert sorted(got["embeddings"]) == sorted(golden.outputs.embeddings)
+        assert sorted(got["modality_probabilities"]) == sorted(golden.outputs.modality_probabilities)
+        for modality, probabilities in golden.outputs.modality_probabilities.items():
+            np.testing.assert_allclose(got["modality_probabilities"][modality], probabilities, atol=1e-5)
 
 
 def test_human_readable_line(tiny_models, capsys):

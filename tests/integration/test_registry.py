@@ -54,6 +54,13 @@ def _golden_mismatch(bundle: Path) -> None:
     edit_manifest(bundle, change)
 
 
+def _golden_heads_mismatch(bundle: Path) -> None:
+    def change(data):
+        data["golden"][0]["outputs"]["modality_probabilities"]["text"][0] += 0.01
+
+    edit_manifest(bundle, change)
+
+
 def _symlink_escape(bundle: Path) -> None:
     outside = bundle.parent.parent / "elsewhere.onnx"
     (bundle / "fusion.onnx").rename(outside)
@@ -69,8 +76,17 @@ def _symlink_escape(bundle: Path) -> None:
         (_absolute, "must be relative"),
         (_symlink_escape, "outside the bundle"),
         (_golden_mismatch, "golden examples differ"),
+        (_golden_heads_mismatch, "golden examples differ"),
     ],
-    ids=["tampered", "missing-file", "path-escape", "absolute-path", "symlink-escape", "golden-mismatch"],
+    ids=[
+        "tampered",
+        "missing-file",
+        "path-escape",
+        "absolute-path",
+        "symlink-escape",
+        "golden-mismatch",
+        "golden-modality-mismatch",
+    ],
 )
 async def test_broken_new_version_never_replaces_a_working_one(models_copy, breakage, reason):
     breakage(add_version(models_copy, "2"))

@@ -84,7 +84,7 @@ def _fuse(bundle: Path, embeddings: list[dict], absent_value: float = 0.0) -> tu
             if modality in item:
                 feeds[f"{modality}_embedding"][row] = item[modality]
                 feeds["present"][row, column] = 1.0
-    logits, fused = _run(bundle, manifest.fusion.file, feeds)
+    logits, fused = _run(bundle, manifest.fusion.file, feeds)[:2]  # modality_logits: test_modality_heads.py
     return logits, fused
 
 
@@ -156,7 +156,8 @@ def test_graphs_pass_checker_and_match_manifest_specs(bundle):
         "audio_embedding",
         "present",
     ]
-    assert [s.name for s in manifest.fusion.outputs] == ["logits", "fused"]
+    assert [s.name for s in manifest.fusion.outputs] == ["logits", "fused", "modality_logits"]
+    assert manifest.fusion.outputs[2].shape == ["batch", 3, 4] and manifest.fusion.has_modality_logits
 
 
 # ------------------------------------------------------------------ onnxruntime == numpy reference

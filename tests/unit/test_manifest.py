@@ -36,7 +36,7 @@ def valid() -> dict:
                 {"name": "text_embedding", "dtype": "float32", "shape": ["batch", 4]},
                 {"name": "present", "dtype": "float32", "shape": ["batch", 1]},
             ],
-            "outputs": [{"name": "logits", "dtype": "float32", "shape": ["batch", 2]}, SPEC],
+            "outputs": [{"name": "logits", "dtype": "float32", "shape": ["batch", 2]}, {**SPEC, "name": "fused"}],
         },
         "files": {"text_encoder.onnx": "0" * 64, "fusion.onnx": "1" * 64, "tokenizer.json": "2" * 64},
         "golden": [{"inputs": {"text": "hi"}, "outputs": {"probabilities": [0.5, 0.5], "fused": [0, 0, 0, 1]}}],
@@ -49,6 +49,25 @@ def test_valid_manifest_round_trips(tmp_path):
     assert manifest.referenced_files() == ["fusion.onnx", "text_encoder.onnx", "tokenizer.json"]
     write_manifest(manifest, tmp_path / "manifest.json")
     assert read_manifest(tmp_path / "manifest.json") == manifest
+
+
+def with_heads(data: dict, shape=("batch", 1, 2)) -> dict:
+    """Declare fusion's optional modality_logits output and golden per-modality probabilities."""
+    data["fusion"]["outputs"].append({"name": "modality_logits", "dtype": "float32", "shape": list(shape)})
+    data["golden"][0]["outputs"]["modality_probabilities"] = {"text": [0.25, 0.75]}
+    return data
+
+
+def test_modality_logits_are_optional_and_declared_by_name():
+    plain = Manifest.model_validate(valid())
+    assert not plain.fusion.has_modality_logits and plain.golden[0].outputs.modality_probabilities == {}
+    heads = Manifest.model_validate(with_heads(valid()))
+    assert heads.fusion.has_modality_logits and heads.fusion.output("modality_logits").shape == ["batch", 1, 2]
+    assert heads.golden[0].outputs.modality_probabilities == {"text": [0.25, 0.75]}
+    assert heads.schema_version == 1
+    reordered = valid()  # the server picks fusion outputs by name, so their order is free
+    reordered["fusion"]["outputs"].reverse()
+    assert Manifest.model_validate(reordered).fusion.output("logits").shape == ["batch", 2]
 
 
 def broken(change) -> dict:
@@ -81,6 +100,22 @@ def broken(change) -> dict:
             "not among its inputs",
         ),
         (lambda d: d.update(golden_tolerance=0), "greater than 0"),
+        (lambda d: d["fusion"]["outputs"][1].update(name="embedding"), "must name ['logits', 'fused']"),
+        (lambda d: d["fusion"]["outputs"].append(d["fusion"]["outputs"][0]), "once each"),
+        (lambda d: with_heads(d, shape=("batch", 2, 2)), "must have shape [batch, 1, 2]"),
+        (lambda d: with_heads(d, shape=("batch", 2)), "must have shape [batch, 1, 2]"),
+        (
+            lambda d: d["golden"][0]["outputs"].update(modality_probabilities={"text": [1.0]}),
+            "modality_probabilities must have one score per label",
+        ),
+        (
+            lambda d: with_heads(d)["golden"][0]["outputs"].update(modality_probabilities={"audio": [0.5, 0.5]}),
+            "modality_probabilities for ['audio'], not among its inputs",
+        ),
+        (
+            lambda d: d["golden"][0]["outputs"].update(modality_probabilities={"text": [0.5, 0.5]}),
+            "need a fusion output named modality_logits",
+        ),
     ],
     ids=[
         "absolute",
@@ -101,6 +136,13 @@ def broken(change) -> dict:
         "golden-empty",
         "golden-embedding-absent",
         "tolerance",
+        "fusion-output-names",
+        "fusion-output-twice",
+        "heads-shape",
+        "heads-rank",
+        "golden-heads-length",
+        "golden-heads-absent",
+        "golden-heads-undeclared",
     ],
 )
 def test_invalid_manifests_are_rejected_with_a_reason(change, message):
