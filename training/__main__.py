@@ -51,7 +51,7 @@ def build_demo_data(cfg: TrainConfig, force: bool = True) -> Path:
 
 
 def load_data(cfg: TrainConfig, backbone_state: dict | None = None):
-    from training.train import load_train_data
+    from training.data.splits import load_train_data
 
     return load_train_data(cfg, backbone_state=backbone_state)
 
@@ -63,7 +63,8 @@ def run_train(cfg: TrainConfig, data=None):
     result = train(cfg, data, out_dir=Path(cfg.out_dir))
     print(f"    best epoch {result.best_epoch}: validation accuracy {result.best_val_accuracy:.3f}")
     training = {"best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy,
-                "epochs_run": len(result.history), "config": cfg.as_dict()}  # fmt: skip
+                "epochs_run": len(result.history), "temperatures": result.temperatures,
+                "config": cfg.as_dict()}  # fmt: skip
     return result.model, data, training
 
 
@@ -71,7 +72,8 @@ def load_trained(cfg: TrainConfig):
     from training.model.fused import load_checkpoint
 
     model, blob = load_checkpoint(Path(cfg.out_dir) / "model.pt")
-    training = {k: blob[k] for k in ("best_epoch", "best_val_accuracy", "epochs_run", "config") if k in blob}
+    keys = ("best_epoch", "best_val_accuracy", "epochs_run", "temperatures", "config")
+    training = {k: blob[k] for k in keys if k in blob}
     return model, training
 
 

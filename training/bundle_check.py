@@ -62,3 +62,27 @@ class OrtBundle:
         feeds = {f"{m}_embedding": embeddings.get(m, zeros).astype(np.float32) for m in modalities}
         feeds["present"] = np.array([[float(m in embeddings) for m in modalities]] * rows, dtype=np.float32)
         return self.fusion.run(["logits"], feeds)[0]
+
+
+def server_golden_error(bundle: Path, threads: int = 2) -> float:
+    """The server's own loader replays the golden examples (`python -m service check`) → max |server − torch|."""
+    report = server_check(bundle, threads)
+    if report.get("golden_max_error") is None:
+        raise BundleCheckError(f"{bundle}: the server cannot load the bundle: {report.get('reason')}")
+    return float(report["golden_max_error"])
+
+
+def write_bundle_manifest(bundle: Path, base: dict, metrics: dict) -> mf.Manifest:
+    """Hash every file in the bundle directory (all but manifest.json) and write manifest.json."""
+    files = sorted(p.name for p in bundle.iterdir() if p.is_file() and p.name != "manifest.json")
+    manifest = mf.Manifest(**base, files={f: mf.sha256_file(bundle / f) for f in files}, metrics=metrics)
+    mf.write_manifest(manifest, bundle / "manifest.json")
+    return manifest
+
+
+def verify_bundle_files(bundle: Path) -> None:
+    """The written manifest parses and every file it lists matches its sha256 (what the server checks first)."""
+    manifest = mf.read_manifest(bundle / "manifest.json")
+    bad = [name for name, digest in manifest.files.items() if mf.sha256_file(bundle / name) != digest]
+    if bad:
+        raise BundleCheckError(f"{bundle}: files changed after the manifest was written: {bad}")

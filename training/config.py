@@ -22,6 +22,7 @@ class TrainConfig:
     data: str = "data/tridigits/dataset.jsonl"  # JSONL manifest (see training/data/dataset.py)
     out_dir: str = "runs/tridigits"  # checkpoint, curves, evaluation report
     cache_dir: str = ".cache/fusionserve-features"  # frozen-backbone features, keyed by content hash
+    robustness_data: str = ""  # optional JSONL of clean items grouped by meta.group (evaluation only)
     check_media: bool = True  # decode every image/audio file while validating the dataset (slow: ~10 ms a file)
     models_dir: str = "models"  # bundles go to <models_dir>/<name>/<version>/
     name: str = "tridigits"
@@ -36,6 +37,8 @@ class TrainConfig:
     heads: int = 4  # attention fusion
     layers: int = 1  # attention fusion
     dropout: float = 0.1
+    image_feature: str = "pooled"  # pooled (global average, 1280-d) | spatial (stage 5, 3x3 regions, 1008-d)
+    contrastive: str = "label"  # label: every same-label item of any modality is a positive | item: paired rows
     finetune_last: int = 0  # 0 = frozen backbones (cached features); N > 0 tunes the last N blocks (slow)
     finetune_lr: float = 5e-5  # learning rate of the tuned backbone blocks (the heads use lr)
     # optimisation
@@ -61,6 +64,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
+        if self.image_feature not in ("pooled", "spatial"):
+            raise ValueError(f"image_feature must be 'pooled' or 'spatial', got {self.image_feature!r}")
+        if self.contrastive not in ("item", "label"):
+            raise ValueError(f"contrastive must be 'item' or 'label', got {self.contrastive!r}")
         if self.quantize not in ("", "int8"):
             raise ValueError(f"quantize must be '' or 'int8', got {self.quantize!r}")
         if self.dim < 1 or self.epochs < 1 or self.batch_size < 1:

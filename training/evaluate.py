@@ -11,39 +11,21 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
-from itertools import combinations
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from training.data.splits import Split, TrainData
+from training.export_encoders import ort_session
+from training.export_fusion import export_fusion
+from training.metrics import classification_metrics, label_recall_at, recall_at, subset_name, subsets
 from training.model.fused import FusedModel
-from training.train import Split, TrainData, predict, train
+from training.robustness import calibration, robustness
+from training.train import predict, train
 
 FUSION_ORDER = ("concat", "gated", "attention", "late")
-
-
-def subsets(modalities: list[str]) -> list[tuple[str, ...]]:
-    """Every non-empty subset, singles first, in canonical modality order (7 for three modalities)."""
-    return [c for k in range(1, len(modalities) + 1) for c in combinations(modalities, k)]
-
-
-def subset_name(subset) -> str:
-    return "+".join(subset)
-
-
-def classification_metrics(predicted: np.ndarray, target: np.ndarray, n_classes: int) -> dict:
-    """Accuracy and macro-F1 (mean over the classes that occur in target or prediction)."""
-    if target.size == 0:
-        return {"n": 0, "accuracy": None, "macro_f1": None}
-    f1s = []
-    for c in range(n_classes):
-        tp = np.sum((predicted == c) & (target == c))
-        fp, fn = np.sum((predicted == c) & (target != c)), np.sum((predicted != c) & (target == c))
-        if tp + fp + fn:
-            f1s.append(2 * tp / (2 * tp + fp + fn))
-    return {"n": int(target.size), "accuracy": float(np.mean(predicted == target)), "macro_f1": float(np.mean(f1s))}
 
 
 def restrict(split: Split, subset, modalities: list[str]) -> tuple[Split, torch.Tensor]:
@@ -76,19 +58,6 @@ def fused_vs_single(model: FusedModel, split: Split) -> dict:
     fused = scores[subset_name(model.modalities)]
     gain = None if fused is None or singles[best] is None else fused - singles[best]
     return {"n": len(full), "fused": fused, "single": singles, "best_single": best, "gain": gain}
-
-
-def recall_at(similarity: np.ndarray, k: int) -> float:
-    """Fraction of queries (rows) whose true match (same index) is among the k most similar columns."""
-    true = np.diag(similarity)[:, None]
-    rank = np.sum(similarity > true, axis=1)  # items strictly more similar than the true match
-    return float(np.mean(rank < k))
-
-
-def label_recall_at(similarity: np.ndarray, labels: np.ndarray, k: int) -> float:
-    """Fraction of queries whose k most similar gallery items include one with the query's label."""
-    top = np.argsort(-similarity, axis=1, kind="stable")[:, :k]  # [N,k]
-    return float(np.mean((labels[top] == labels[:, None]).any(axis=1)))
 
 
 def retrieval(model: FusedModel, split: Split) -> dict[str, dict]:
@@ -127,6 +96,8 @@ def evaluate(model: FusedModel, data: TrainData, split: str = "test") -> dict:
         "retrieval": retrieval(model, part),
         "confusion": confusion(model, part).tolist(),
         "fusion_parameters": model.fusion_parameters(),
+        "calibration": calibration(model, data, split),
+        "robustness": robustness(model, data),
     }
 
 
@@ -151,12 +122,9 @@ def plot_confusion(matrix, labels: list[str], path: Path, title: str) -> None:
 
 def fusion_latency_ms(model: FusedModel, batch_sizes=(1, 32), repeats: int = 200) -> dict[str, float]:
     """Median ORT latency (1 thread) of the exported fusion graph, all modalities present."""
-    from training.export import export_fusion
-    from training.export_encoders import ort_session
-
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "fusion.onnx"
-        export_fusion(model.fusion, path)
+        export_fusion(model, path)
         session = ort_session(path, threads=1)
         out = {}
         for batch in batch_sizes:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from training.data.features import collate, decoded_inputs
+from training.data.splits import load_train_data
 from training.model.backbones import build_backbone
 
 
@@ -42,7 +43,9 @@ def attach_live_backbones(model: nn.Module, data, cfg) -> None:
     """Give `model` trainable backbones (model.backbones) and the train/val splits live features."""
     if not data.examples.get("train"):
         raise ValueError("fine-tuning needs the dataset's examples (load_train_data), not features alone")
-    model.backbones = nn.ModuleDict({m: build_backbone(m, cfg.finetune_last) for m in data.modalities})
+    model.backbones = nn.ModuleDict(
+        {m: build_backbone(m, cfg.finetune_last, image_feature=cfg.image_feature) for m in data.modalities}
+    )
     for name in ("train", "val"):
         inputs = decoded_inputs(data.examples.get(name, []), data.modalities)
         data.splits[name].live = LiveFeatures(model.backbones, inputs, data.feature_dims())
@@ -64,9 +67,6 @@ def trainable_state(backbone: nn.Module) -> dict[str, torch.Tensor]:
 def detach_backbones(model: nn.Module, data, cfg) -> None:
     """Move the tuned weights into model.backbone_state and recompute every split's features with them
     (load_train_data: the same path `evaluate` and `export` take for a fine-tuned checkpoint)."""
-    from training.train import load_train_data
-
     model.backbone_state = {m: trainable_state(b) for m, b in model.backbones.items()}
     del model.backbones
-    examples = [e for split in data.examples.values() for e in split]
-    data.splits = load_train_data(cfg, examples, model.backbone_state).splits
+    data.splits = load_train_data(cfg, data.examples, model.backbone_state).splits

@@ -1,9 +1,15 @@
-"""Training losses: fused cross-entropy + auxiliary per-modality cross-entropy + symmetric InfoNCE.
+"""Training losses: fused cross-entropy + auxiliary per-modality cross-entropy + a contrastive term.
 
 The auxiliary heads keep every single-modality embedding discriminative on its own (so a request with one
-modality still classifies well); InfoNCE pulls the embeddings of the same item together across modalities,
-which is what makes the joint space usable for cross-modal retrieval. Each term only looks at the items
-where its modalities are present (after modality dropout).
+modality still classifies well). The contrastive term aligns the joint space across modalities, in one of
+two ways (TrainConfig.contrastive):
+- "item": symmetric InfoNCE (CLIP) between the modalities of one row — right when a row is a real pair
+  (a photo and its caption, a clip and its transcript): the row's other modality is the only positive.
+- "label": supervised contrastive (Khosla et al., 2020) over every present (item, modality) embedding of
+  the batch: all others with the anchor's label are positives, whatever their modality — right when items
+  share nothing across modalities but the label (tridigits). Item-level InfoNCE would push those
+  same-label items of other rows apart as negatives.
+Each term only looks at the items where its modalities are present.
 """
 
 from __future__ import annotations
@@ -41,6 +47,31 @@ def pairwise_info_nce(
     return torch.stack(terms).mean() if terms else None
 
 
+def label_contrastive(
+    embeddings: dict[str, torch.Tensor],
+    present: torch.Tensor,
+    labels: torch.Tensor,
+    modalities: list[str],
+    temperature: float,
+) -> torch.Tensor | None:
+    """Supervised contrastive loss over the batch's present embeddings of every modality.
+
+    embeddings: {m: [B,D]} unit norm, present: [B,M], labels: [B] → scalar; None when no point has a positive.
+    """
+    rows = [present[:, i] > 0.5 for i in range(len(modalities))]
+    points = torch.cat([embeddings[m][r] for m, r in zip(modalities, rows, strict=True)])  # [P,D]
+    point_labels = torch.cat([labels[r] for r in rows])  # [P]
+    itself = torch.eye(len(point_labels), dtype=torch.bool, device=points.device)
+    logits = (points @ points.t() / temperature).masked_fill(itself, -1e9)  # [P,P], no self-similarity
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    positives = (point_labels[:, None] == point_labels[None, :]) & ~itself  # [P,P]
+    count = positives.sum(dim=1)
+    anchors = count > 0
+    if not bool(anchors.any()):
+        return None
+    return (-(log_prob * positives).sum(dim=1)[anchors] / count[anchors]).mean()
+
+
 def auxiliary_ce(
     aux_logits: dict[str, torch.Tensor], present: torch.Tensor, labels: torch.Tensor, modalities: list[str]
 ) -> torch.Tensor | None:
@@ -56,12 +87,15 @@ def auxiliary_ce(
 def total_loss(
     out: FusedOutput, present: torch.Tensor, labels: torch.Tensor, modalities: list[str], cfg
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Weighted sum (weights from TrainConfig: w_fused, w_aux, w_nce, temperature) and its parts."""
+    """Weighted sum (TrainConfig: w_fused, w_aux, w_nce, contrastive, temperature) and its parts."""
     parts = {"fused": F.cross_entropy(out.logits, labels)}
     aux = auxiliary_ce(out.aux_logits, present, labels, modalities)
     if aux is not None:
         parts["aux"] = aux
-    nce = pairwise_info_nce(out.embeddings, present, modalities, cfg.temperature)
+    if cfg.contrastive == "label":
+        nce = label_contrastive(out.embeddings, present, labels, modalities, cfg.temperature)
+    else:
+        nce = pairwise_info_nce(out.embeddings, present, modalities, cfg.temperature)
     if nce is not None:
         parts["nce"] = nce
     weights = {"fused": cfg.w_fused, "aux": cfg.w_aux, "nce": cfg.w_nce}

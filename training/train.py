@@ -9,44 +9,17 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
-from service.manifest import MODALITIES
+from training import finetune
+from training.calibration import calibrate
+from training.data.splits import Split, TrainData
 from training.losses import total_loss
 from training.model.fused import FusedModel, build_model, save_checkpoint
-
-
-@dataclass
-class Split:
-    features: dict[str, torch.Tensor]  # modality → [N,F_m] f32, zero rows where absent
-    present: torch.Tensor  # [N,M] f32, columns in TrainData.modalities order
-    labels: torch.Tensor  # [N] int64 class indices
-    ids: list[str]
-    live: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None  # fine-tuning: features computed now
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def take(self, rows: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-        features = self.live(rows) if self.live else {m: f[rows] for m, f in self.features.items()}
-        return features, self.present[rows], self.labels[rows]
-
-
-@dataclass
-class TrainData:
-    modalities: list[str]  # canonical order (image, text, audio) restricted to what the data has
-    labels: list[str]  # class names; index = class id
-    splits: dict[str, Split]
-    examples: dict[str, list] = field(default_factory=dict)  # split → [Example] in row order
-
-    def feature_dims(self) -> dict[str, int]:
-        return {m: int(self.splits["train"].features[m].shape[1]) for m in self.modalities}
 
 
 @dataclass
@@ -55,48 +28,7 @@ class TrainResult:
     history: list[dict]
     best_epoch: int
     best_val_accuracy: float
-
-
-def make_split(examples: list, modalities: list[str], labels: list[str], features: dict[str, np.ndarray]) -> Split:
-    """features: modality → [N_present, F] for the examples having it, in order (extract_features' layout)."""
-    present = np.array([[getattr(e, m) is not None for m in modalities] for e in examples], np.float32)  # [N,M]
-    dense = {}
-    for column, m in enumerate(modalities):
-        rows = np.flatnonzero(present[:, column])
-        table = np.zeros((len(examples), features[m].shape[1]), np.float32)  # [N,F]
-        table[rows] = features[m]
-        dense[m] = torch.from_numpy(table)
-    index = {label: i for i, label in enumerate(labels)}
-    targets = torch.tensor([index[e.label] for e in examples], dtype=torch.long)
-    return Split(dense, torch.from_numpy(present), targets, [e.id for e in examples])
-
-
-def load_train_data(cfg, examples: list | None = None, backbone_state: dict | None = None) -> TrainData:
-    """Dataset → backbone features (cached on disk; fine-tuned weights from backbone_state, if any) → one Split
-    per train/val/test."""
-    from training.data.dataset import labels_of, load_dataset
-    from training.data.features import FeatureCache, extract_features
-    from training.model.backbones import build_backbone
-
-    torch.set_num_threads(cfg.threads)  # the backbones (cache misses) are worth the threads
-    examples = load_dataset(Path(cfg.data), check_media=cfg.check_media) if examples is None else examples
-    labels = labels_of(examples)
-    modalities = [m for m in MODALITIES if any(getattr(e, m) is not None for e in examples)]
-    by_split = {s: [e for e in examples if e.split == s] for s in ("train", "val", "test")}
-    cache = FeatureCache(Path(cfg.cache_dir))
-    features = {s: {} for s in by_split}
-    for m in modalities:
-        backbone = build_backbone(m, tuned=(backbone_state or {}).get(m))  # loaded once per modality, frozen
-        for s, items in by_split.items():
-            if any(getattr(e, m) is not None for e in items):
-                features[s][m] = extract_features(items, m, backbone, cache, progress=cfg.progress)
-        del backbone
-    dims = {m: next(f[m].shape[1] for f in features.values() if m in f) for m in modalities}
-    for s in features:  # a split without any item of a modality still needs [0,F] tables
-        for m in modalities:
-            features[s].setdefault(m, np.zeros((0, dims[m]), np.float32))
-    splits = {s: make_split(items, modalities, labels, features[s]) for s, items in by_split.items()}
-    return TrainData(modalities, labels, splits, by_split)
+    temperatures: dict[str, float]  # calibration fitted on the validation split (training/calibration.py)
 
 
 def modality_dropout(present: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
@@ -133,7 +65,7 @@ def _epoch(model, split: Split, optimizer, cfg, generator: torch.Generator) -> d
     sums: dict[str, float] = {}
     batches = 0
     for start in range(0, len(split), cfg.batch_size):
-        features, present, labels = split.take(order[start : start + cfg.batch_size])
+        features, present, labels = split.take(order[start : start + cfg.batch_size], generator)  # a random view
         dropped = modality_dropout(present, cfg.modality_dropout, generator)  # [B,M]
         out = model(features, dropped)
         # the auxiliary and InfoNCE terms see every present modality: dropout is there to teach fusion
@@ -159,8 +91,6 @@ def _validate(model: FusedModel, split: Split) -> dict[str, float]:
 
 def train(cfg, data: TrainData, *, out_dir: Path | None = None) -> TrainResult:
     """Train one model; with out_dir, write model.pt, history.json and training_curves.png there."""
-    from training import finetune
-
     torch.manual_seed(cfg.seed)
     # the heads are small: one thread is ~25x faster than two on a busy 2-core machine (no sync stalls);
     # live backbones (fine-tuning) are big enough to use every thread
@@ -187,7 +117,8 @@ def train(cfg, data: TrainData, *, out_dir: Path | None = None) -> TrainResult:
     model.load_state_dict(best[2])
     if cfg.finetune_last > 0:
         finetune.detach_backbones(model, data, cfg)  # tuned weights → model.backbone_state; fresh features
-    result = TrainResult(model.eval(), history, best[1], best[0])
+    temperatures = calibrate(model, data.splits["val"])  # inside the model, so inside fusion.onnx
+    result = TrainResult(model.eval(), history, best[1], best[0], temperatures)
     if out_dir is not None:
         write_run(result, data, cfg, Path(out_dir))
     return result
@@ -196,7 +127,7 @@ def train(cfg, data: TrainData, *, out_dir: Path | None = None) -> TrainResult:
 def write_run(result: TrainResult, data: TrainData, cfg, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     extra = {"config": cfg.as_dict(), "best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy}
-    extra["epochs_run"] = len(result.history)
+    extra |= {"epochs_run": len(result.history), "temperatures": result.temperatures}
     save_checkpoint(result.model, out_dir / "model.pt", labels=data.labels, extra=extra)
     (out_dir / "history.json").write_text(json.dumps(result.history, indent=1) + "\n")
     plot_curves(result.history, out_dir / "training_curves.png", result.best_epoch)

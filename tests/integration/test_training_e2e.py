@@ -105,6 +105,40 @@ async def test_embed_json_batch_matches_torch(built):
             assert np.abs(np.asarray(result[m]) - expected["embeddings"][m]).max() <= 1e-4, (subset, m)
 
 
+async def test_explain_gives_each_modality_heads_answer_as_torch_computes_it(built):
+    cfg, _, _, test = built
+    labels = [str(d) for d in range(10)]
+    async with serving(fast_settings(cfg.bundle_dir().parent.parent)) as (_, client):
+        for example, subset in cases(test)[:3]:
+            files = {m: (*MIME[m][:1], raw(example, m), MIME[m][1]) if m in MIME else (None, raw(example, m))
+                     for m in subset}  # fmt: skip
+            response = await client.post(f"/v1/models/{cfg.name}/classify?explain=true", files=files)
+            assert response.status_code == 200, response.text
+            (result,) = response.json()["results"]
+            expected = torch_outputs(built, example, subset)["modality_probabilities"]
+            assert [e["modality"] for e in result["evidence"]] == list(subset)
+            for evidence in result["evidence"]:
+                probabilities = expected[evidence["modality"]]
+                assert evidence["label"] == labels[int(np.argmax(probabilities))]
+                assert abs(evidence["score"] - max(probabilities)) <= 1e-4
+                assert evidence["agrees"] == (evidence["label"] == result["labels"][0]["label"])
+            assert result["agreement"] == all(e["agrees"] for e in result["evidence"])
+
+
+def test_bundle_manifest_records_calibration_and_robustness(built):
+    from service.manifest import read_manifest
+
+    metrics = read_manifest(built[0].bundle_dir() / "manifest.json").metrics
+    calibration = metrics["calibration"]
+    assert set(calibration["temperatures"]) == {"fused", "image", "text", "audio"}
+    assert 0 <= calibration["ece_after"] <= 1 and 0 <= calibration["ece_before"] <= 1
+    robustness = metrics["robustness"]
+    assert len(robustness["accuracy"]["image"]) == 18  # polarity x filter x size
+    assert any("held out" in group for group in robustness["accuracy"]["audio"])
+    assert {"numeral", "en", "de"} <= set(robustness["accuracy"]["text"])
+    assert len(robustness["label_recall@1"]) == 6  # every ordered modality pair
+
+
 def test_bundle_manifest_records_parity(built):
     from service.manifest import read_manifest
 

@@ -2,8 +2,10 @@
 
 Each line is a JSON object with `id`, `split` (train / val / test), `label`, and any non-empty subset of
 `image` (path), `text` (string) and `audio` (path); paths are relative to the manifest's directory. An
-optional `meta` object is carried for the user and ignored; any other key is reported (catches typos such
-as "imgae"). Media are decoded with the server's own code (service.preprocess), so a file the server would
+optional `meta` object is carried along (evaluation groups a robustness set by `meta.group`); an optional
+`views` object lists extra renderings of the item's media for training, `{"image": [paths], "audio": [paths]}`
+(augmentation whose features the cache stores like any other file). Any other key is reported (catches
+typos such as "imgae"). Media are decoded with the server's own code (service.preprocess), so a file the server would
 reject is reported here, with the server's reason, instead of failing half-way through training.
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from service.manifest import AudioPreprocess, ImagePreprocess
@@ -19,7 +21,7 @@ from service.preprocess import FusionError, decode_audio, decode_image, decode_t
 
 SPLITS = ("train", "val", "test")
 MEDIA = ("image", "audio")
-KEYS = frozenset({"id", "split", "label", "image", "text", "audio", "meta"})
+KEYS = frozenset({"id", "split", "label", "image", "text", "audio", "meta", "views"})
 # The server's default request limits (service/settings.py): training accepts what serving accepts.
 MAX_IMAGE_PIXELS = 40_000_000
 MAX_AUDIO_SECONDS = 30.0
@@ -37,6 +39,8 @@ class Example:
     image: Path | None = None
     text: str | None = None
     audio: Path | None = None
+    views: dict[str, tuple[Path, ...]] = field(default_factory=dict, compare=False)  # modality → renderings
+    meta: dict = field(default_factory=dict, compare=False)
 
     def modalities(self) -> list[str]:
         return [m for m in ("image", "text", "audio") if getattr(self, m) is not None]
@@ -69,6 +73,24 @@ def _check_fields(obj: dict) -> list[str]:
     if "meta" in obj and not isinstance(obj["meta"], dict):
         problems.append("meta must be a JSON object")
     return problems
+
+
+def _view_paths(obj: dict, root: Path) -> tuple[dict[str, tuple[Path, ...]], list[str]]:
+    """`views`: {"image"|"audio": [path, ...]} for media the item has → (paths, problems)."""
+    views = obj.get("views", {})
+    if not isinstance(views, dict):
+        return {}, ["views must be a JSON object {modality: [paths]}"]
+    out, problems = {}, []
+    for modality, paths in views.items():
+        if modality not in MEDIA or obj.get(modality) is None:
+            problems.append(f"views.{modality}: views are for the item's own image or audio")
+        elif not isinstance(paths, list):
+            problems.append(f"views.{modality} must be a list of paths")
+        else:
+            found = [_media_path(p, f"views.{modality}", root) for p in paths]
+            problems += [p for _, bad in found for p in bad]
+            out[modality] = tuple(path for path, _ in found if path is not None)
+    return out, problems
 
 
 def _check_text(text: object) -> list[str]:
@@ -115,7 +137,8 @@ def _parse_line(raw: str, root: Path) -> tuple[object, Example | None, list[str]
         return None, None, [f"invalid JSON: {exc.msg} (column {exc.colno})"], {}
     if not isinstance(obj, dict):
         return None, None, [f"expected a JSON object, got {type(obj).__name__}"], {}
-    problems = _check_fields(obj) + _check_text(obj.get("text"))
+    views, view_problems = _view_paths(obj, root)
+    problems = _check_fields(obj) + _check_text(obj.get("text")) + view_problems
     media: dict[str, Path] = {}
     for modality in MEDIA:
         path, bad = _media_path(obj.get(modality), modality, root)
@@ -124,7 +147,8 @@ def _parse_line(raw: str, root: Path) -> tuple[object, Example | None, list[str]
             media[modality] = path
     if problems:
         return obj.get("id"), None, problems, media
-    example = Example(id=obj["id"], split=obj["split"], label=str(obj["label"]), text=obj.get("text"), **media)
+    example = Example(id=obj["id"], split=obj["split"], label=str(obj["label"]), text=obj.get("text"), **media,
+                      views=views, meta=obj.get("meta", {}))  # fmt: skip
     return example.id, example, [], media
 
 

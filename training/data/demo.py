@@ -25,8 +25,10 @@ from tqdm import tqdm
 from training.data.demo_media import AudioJob, ImageJob, make_item
 from training.data.demo_readme import write_readme
 from training.data.demo_text import WORDS, make_hint
+from training.data.demo_views import CLEAN_VARIANTS, audio_views, image_views, robustness_items
 
 SPLITS = ("train", "val", "test")
+ROBUSTNESS = "robustness.jsonl"
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,9 @@ class DemoConfig:
     text_typo_prob: float = 0.3
     text_max_typos: int = 2
     partial_set_sizes: tuple[int, int] = (2, 5)
+    # training views per train item (demo_views.py): extra renderings of its image and its spoken word
+    image_views: int = 9
+    audio_views: int = 2
 
 
 def voices(cfg: DemoConfig, split: str) -> list[str]:
@@ -159,8 +164,47 @@ def plan(cfg: DemoConfig, seed: int, scale: float) -> list[dict]:
         row |= {"text": hint} if hint else {}
         row |= {"audio": f"audio/{row['id']}.wav"} if audio else {}
         row["meta"] = _meta(source if image else None, audio, kind)
-        items.append({"row": row, "image": image, "audio": audio, "seed": [seed, number]})
+        image_seed, audio_seed = np.random.SeedSequence([seed, number]).spawn(2)
+        jobs = [(row.get("image"), image, image_seed), (row.get("audio"), audio, audio_seed)]
+        items.append({"row": row, "jobs": [job for job in jobs if job[1] is not None]})
     return items
+
+
+def add_views(cfg: DemoConfig, items: list[dict], seed: int) -> None:
+    """Training views of every train item, drawn from their own generator (the items stay as they were)."""
+    rng = np.random.default_rng([seed, 1])
+    for number, item in enumerate(items):
+        row = item["row"]
+        if row["split"] != "train":
+            continue
+        originals = {("image" if isinstance(job, ImageJob) else "audio"): job for _, job, _ in item["jobs"]}
+        views: dict[str, list] = {}
+        if "image" in originals:
+            views["image"] = image_views(originals["image"], cfg.image_views, rng, lambda r: _image_job(cfg, None, r))
+        if "audio" in originals:
+            views["audio"] = audio_views(originals["audio"], cfg.audio_views, rng, cfg.audio_snr_db)
+        seeds = iter(np.random.SeedSequence([seed, number, 1]).spawn(cfg.image_views + cfg.audio_views))
+        for modality, jobs in views.items():
+            suffix = "png" if modality == "image" else "wav"
+            paths = [f"views/{row['id']}-{modality[0]}{k}.{suffix}" for k in range(len(jobs))]
+            item["jobs"] += [(path, job, next(seeds)) for path, job in zip(paths, jobs, strict=True)]
+            row.setdefault("views", {})[modality] = paths
+
+
+def plan_robustness(cfg: DemoConfig, seed: int, scale: float = 1.0) -> list[dict]:
+    """The clean robustness set (demo_views.py): test-split digits and held-out voices, no corruption.
+    Below scale 1 it keeps that share of each digit's test images and of the voice variants."""
+    images, pools = _image_pools(cfg, np.random.default_rng(seed))  # the same pools plan() draws from
+    per_digit = {d: max(2, round(len(pools[("test", d)]) * min(scale, 1.0))) for d in range(10)}
+    sources = [(images[int(s)], d) for d in range(10) for s in pools[("test", d)][: per_digit[d]]]
+    variants = max(1, round(len(CLEAN_VARIANTS) * min(scale, 1.0)))
+    return robustness_items(sources, cfg.accents + cfg.test_accents, cfg.test_accents, seed, variants)
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    tmp.replace(path)
 
 
 def _meta(source: int | None, audio: AudioJob | None, hint: str | None) -> dict:
@@ -171,7 +215,7 @@ def _meta(source: int | None, audio: AudioJob | None, hint: str | None) -> dict:
 
 
 def _synthesise(out_dir: Path, items: list[dict], workers: int, progress: bool) -> None:
-    jobs = [(out_dir, it["row"]["id"], it["image"], it["audio"], it["seed"]) for it in items]
+    jobs = [(out_dir, it["jobs"]) for it in items]
     # fork (where it exists) needs no `if __name__ == "__main__"` guard in the caller's script and starts at
     # once; the workers run only numpy/Pillow/soundfile/soxr and espeak-ng, never torch or OpenMP code.
     methods = multiprocessing.get_all_start_methods()
@@ -191,21 +235,24 @@ def build_tridigits(
     config: DemoConfig | None = None,
     workers: int = 2,
 ) -> Path:
-    """Write dataset.jsonl, images/, audio/ and README.md into out_dir; return the manifest's path."""
+    """Write dataset.jsonl (with training views), robustness.jsonl, their media and README.md into out_dir;
+    return the dataset manifest's path."""
     if shutil.which("espeak-ng") is None:
         raise RuntimeError("espeak-ng is not installed: run `make espeak` (Debian package espeak-ng)")
     cfg = config or DemoConfig()
     out_dir = Path(out_dir)
     manifest = out_dir / "dataset.jsonl"
-    manifest.unlink(missing_ok=True)  # no stale manifest points at half-written media
-    for sub in ("images", "audio"):
+    for stale in (manifest, out_dir / ROBUSTNESS):
+        stale.unlink(missing_ok=True)  # no stale manifest points at half-written media
+    for sub in ("images", "audio", "views", "clean"):
         shutil.rmtree(out_dir / sub, ignore_errors=True)
         (out_dir / sub).mkdir(parents=True)
     items = plan(cfg, seed, scale)
-    _synthesise(out_dir, items, workers, progress)
+    add_views(cfg, items, seed)
+    clean = plan_robustness(cfg, seed, scale)
+    _synthesise(out_dir, items + clean, workers, progress)
     rows = [it["row"] for it in items]
     write_readme(out_dir / "README.md", cfg, rows, seed=seed, scale=scale)
-    tmp = manifest.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
-    tmp.replace(manifest)
+    _write_jsonl(out_dir / ROBUSTNESS, [it["row"] for it in clean])
+    _write_jsonl(manifest, rows)
     return manifest

@@ -29,6 +29,13 @@ class ImageJob:
     patches: tuple[tuple[float, float, float, float, float], ...]  # (x, y, w, h, grey level) in 0..1
     shift: tuple[float, float]  # translation, fraction of the side
     contrast: float  # ink darkness 0..1
+    light_ink: bool = False  # False: dark ink on light paper (the corrupted split); True: inverted
+    resample: str = "bicubic"  # the 8x8 → size upscaling filter: nearest | bilinear | bicubic
+
+
+CLEAN_IMAGE = dict(blur=0.0, noise=0.0, patches=(), shift=(0.0, 0.0), contrast=1.0)  # an ImageJob's no-corruption
+_RESAMPLE = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
+             "bicubic": Image.Resampling.BICUBIC}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -37,16 +44,16 @@ class AudioJob:
     voice: str  # espeak-ng voice: accent+variant
     speed: int  # words per minute
     pitch: int  # 0..99
-    snr_db: float
+    snr_db: float | None  # None: clean (no noise added)
     noise_colour: float  # spectral slope exponent: 0 white, 1 pink, 2 brown
     lead_s: float  # silence before the word
     tail_s: float  # silence after it
 
 
 def render_digit(job: ImageJob, rng: np.random.Generator) -> Image.Image:
-    """Upscaled digit, dark ink on light paper, shifted, blurred, occluded and noisy (greyscale)."""
+    """Upscaled digit, dark ink on light paper (or inverted), shifted, blurred, occluded and noisy (greyscale)."""
     ink = Image.fromarray((job.pixels / 16.0 * 255).astype(np.uint8), "L")
-    ink = ink.resize((job.size, job.size), Image.Resampling.BICUBIC)
+    ink = ink.resize((job.size, job.size), _RESAMPLE[job.resample])
     ink = ink.transform(
         ink.size, Image.Transform.AFFINE, (1, 0, -job.shift[0] * job.size, 0, 1, -job.shift[1] * job.size)
     )
@@ -56,7 +63,10 @@ def render_digit(job: ImageJob, rng: np.random.Generator) -> Image.Image:
     for x, y, w, h, grey in job.patches:
         x0, y0 = int(x * job.size), int(y * job.size)
         paper[y0 : y0 + max(1, int(h * job.size)), x0 : x0 + max(1, int(w * job.size))] = grey
-    paper = paper + rng.normal(0.0, job.noise, paper.shape).astype(np.float32)
+    if job.noise > 0:
+        paper = paper + rng.normal(0.0, job.noise, paper.shape).astype(np.float32)
+    if job.light_ink:
+        paper = 1.0 - paper
     return Image.fromarray((np.clip(paper, 0.0, 1.0) * 255).round().astype(np.uint8), "L")
 
 
@@ -85,6 +95,8 @@ def noisy_speech(job: AudioJob, rng: np.random.Generator) -> np.ndarray:
     speech = speak(job.word, job.voice, job.speed, job.pitch)
     lead, tail = int(job.lead_s * SAMPLE_RATE), int(job.tail_s * SAMPLE_RATE)
     clip = np.concatenate([np.zeros(lead, np.float32), speech, np.zeros(tail, np.float32)])
+    if job.snr_db is None:
+        return (clip * (0.5 / max(1e-6, float(np.abs(clip).max())))).astype(np.float32)
     active = speech[np.abs(speech) > 0.02 * np.abs(speech).max()] if speech.size else speech
     power = float(np.mean(active**2)) if active.size else 1e-4
     noise = coloured_noise(clip.size, job.noise_colour, rng) * np.sqrt(power / 10 ** (job.snr_db / 10))
@@ -92,12 +104,16 @@ def noisy_speech(job: AudioJob, rng: np.random.Generator) -> np.ndarray:
     return (clip * (0.5 / max(1e-6, float(np.abs(clip).max())))).astype(np.float32)  # peak at -6 dBFS
 
 
-def make_item(args: tuple[Path, str, ImageJob | None, AudioJob | None, int]) -> None:
-    """Write one item's media: <root>/images/<id>.png and <root>/audio/<id>.wav (those present)."""
-    root, item_id, image_job, audio_job, seed = args
-    image_rng, audio_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
-    if image_job is not None:
-        render_digit(image_job, image_rng).save(root / "images" / f"{item_id}.png", optimize=False)
-    if audio_job is not None:
-        clip = noisy_speech(audio_job, audio_rng)
-        sf.write(root / "audio" / f"{item_id}.wav", clip, SAMPLE_RATE, subtype="PCM_16", format="WAV")
+def write_media(path: Path, job: ImageJob | AudioJob, rng: np.random.Generator) -> None:
+    """One PNG (ImageJob) or 16 kHz 16-bit WAV (AudioJob) at `path`."""
+    if isinstance(job, ImageJob):
+        render_digit(job, rng).save(path, optimize=False)
+    else:
+        sf.write(path, noisy_speech(job, rng), SAMPLE_RATE, subtype="PCM_16", format="WAV")
+
+
+def make_item(args: tuple[Path, list[tuple[str, ImageJob | AudioJob, np.random.SeedSequence]]]) -> None:
+    """Write one item's media files: (path relative to root, job, seed of its own rng) each."""
+    root, jobs = args
+    for relative, job, seed in jobs:
+        write_media(root / relative, job, np.random.default_rng(seed))

@@ -48,7 +48,15 @@ scale and settings give byte-identical files.
 - Some items lack the text, the image or the audio (never all three), so every modality subset occurs.
 
 `dataset.jsonl`: one item per line with `id`, `split`, `label`, the present modalities and `meta`
-(generation parameters: load_digits index, voice, speed, pitch, SNR, hint kind).
+(generation parameters: load_digits index, voice, speed, pitch, SNR, hint kind). Train items also list
+`views` (`views/<id>-i<k>.png`, `views/<id>-a<k>.wav`): {cfg.image_views} re-renderings of the same digit (clean,
+mildly and fully corrupted; either ink polarity; nearest / bilinear / bicubic upscaling; 24–128 px) and
+{cfg.audio_views} of the same spoken word (clean, and in fresh noise), sampled during training.
+
+`robustness.jsonl` (`clean/`): clean single-modality items for evaluation only — the test split's own
+digits in every ink polarity × upscaling filter × size (32, 64, 128 px), every digit word spoken without
+noise by each accent (the two test accents included), exact text hints per language; `meta.group` names
+the rendering.
 
 ## Items per split and modality subset
 

@@ -2,7 +2,9 @@
 
 features {m: [B,F_m]} → projection (Linear F_m → D, L2-normalise; the same maths as
 EncoderWithProjection.project, whose `proj` receives these weights at export) → fusion → logits, fused.
-The auxiliary linear heads (one per modality) exist only for the training loss and are not exported.
+The auxiliary linear heads (one per modality) train each embedding to classify on its own and are
+exported as fusion.onnx's `modality_logits` (per-modality evidence, `?explain=true`). `temperature` holds the
+calibration (training/calibration.py): [fused, then one per modality], 1 until fitted; outputs are divided by it.
 """
 
 from __future__ import annotations
@@ -37,13 +39,15 @@ class FusedModel(nn.Module):
         heads: int = 4,
         layers: int = 1,
         dropout: float = 0.1,
+        image_feature: str = "pooled",
     ):
         super().__init__()
         # constructor arguments, stored in checkpoints so that load_checkpoint rebuilds the same model
         self.hparams = dict(
             modalities=list(modalities), feature_dims=dict(feature_dims), n_classes=n_classes, fusion=fusion,
-            dim=dim, hidden=hidden, heads=heads, layers=layers, dropout=dropout,
+            dim=dim, hidden=hidden, heads=heads, layers=layers, dropout=dropout, image_feature=image_feature,
         )  # fmt: skip
+        self.image_feature = image_feature  # which backbone read-out the image features are (backbones.py)
         self.modalities, self.dim, self.n_classes = list(modalities), dim, n_classes
         self.feature_dims = {m: int(feature_dims[m]) for m in self.modalities}
         self.projections = nn.ModuleDict({m: nn.Linear(self.feature_dims[m], dim) for m in self.modalities})
@@ -51,6 +55,7 @@ class FusedModel(nn.Module):
         self.fusion = build_fusion(
             fusion, self.modalities, dim, n_classes, hidden=hidden, heads=heads, layers=layers, dropout=dropout
         )
+        self.register_buffer("temperature", torch.ones(1 + len(self.modalities)))  # [1+M]
         # modality → the fine-tuned backbone tensors ({} = frozen packaged backbones); see training/finetune.py
         self.backbone_state: dict[str, dict[str, torch.Tensor]] = {}
 
@@ -60,8 +65,8 @@ class FusedModel(nn.Module):
     def forward(self, features: dict[str, torch.Tensor], present: torch.Tensor) -> FusedOutput:
         embeddings = self.embed(features)
         logits, fused = self.fusion(embeddings, present)  # [B,C], [B,D]
-        aux = {m: self.aux[m](e) for m, e in embeddings.items()}
-        return FusedOutput(logits, fused, embeddings, aux)
+        aux = {m: self.aux[m](embeddings[m]) / self.temperature[1 + i] for i, m in enumerate(self.modalities)}
+        return FusedOutput(logits / self.temperature[0], fused, embeddings, aux)
 
     def fusion_parameters(self) -> int:
         return sum(p.numel() for p in self.fusion.parameters())
@@ -79,7 +84,25 @@ def build_model(modalities: list[str], feature_dims: dict[str, int], n_classes: 
         heads=cfg.heads,
         layers=cfg.layers,
         dropout=cfg.dropout,
+        image_feature=cfg.image_feature,
     )
+
+
+class ServingGraph(nn.Module):
+    """What fusion.onnx computes. Inputs: <m>_embedding [B,D] per modality (in order), present [B,M].
+    Outputs: calibrated fused logits [B,C], fused [B,D], calibrated per-modality logits [B,M,C] (rows of
+    absent modalities are meaningless; the server ignores them)."""
+
+    def __init__(self, model: FusedModel):
+        super().__init__()
+        self.fusion, self.aux, self.modalities = model.fusion, model.aux, model.modalities
+        self.register_buffer("temperature", model.temperature.detach().clone())
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        *embeddings, present = inputs  # M × [B,D], [B,M]
+        logits, fused = self.fusion(dict(zip(self.modalities, embeddings, strict=True)), present)
+        heads = torch.stack([self.aux[m](e) for m, e in zip(self.modalities, embeddings, strict=True)], dim=1)
+        return logits / self.temperature[0], fused, heads / self.temperature[1:, None]  # [B,C], [B,D], [B,M,C]
 
 
 def save_checkpoint(model: FusedModel, path, *, labels: list[str], extra: dict | None = None) -> None:
@@ -91,6 +114,8 @@ def load_checkpoint(path) -> tuple[FusedModel, dict]:
     blob = torch.load(path, map_location="cpu", weights_only=False)
     hp = dict(blob["hparams"])
     model = FusedModel(hp.pop("modalities"), hp.pop("feature_dims"), hp.pop("n_classes"), **hp)
-    model.load_state_dict(blob["state_dict"])
+    state = blob["state_dict"]
+    state.setdefault("temperature", model.temperature)  # checkpoints from before calibration existed
+    model.load_state_dict(state)
     model.backbone_state = blob.get("backbone_state", {})
     return model.eval(), blob

@@ -163,15 +163,3 @@ def build_fusion(strategy: str, modalities: list[str], dim: int, n_classes: int,
     if strategy not in FUSIONS:
         raise ValueError(f"unknown fusion {strategy!r}; choose one of {', '.join(FUSIONS)}")
     return FUSIONS[strategy](modalities, dim, n_classes, **options)
-
-
-class FusionGraph(nn.Module):
-    """ONNX-facing wrapper: positional inputs (<m>_embedding … in modality order, then present)."""
-
-    def __init__(self, fusion: Fusion):
-        super().__init__()
-        self.fusion = fusion
-
-    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        *embeddings, present = inputs  # M × [B,D], [B,M]
-        return self.fusion(dict(zip(self.fusion.modalities, embeddings, strict=True)), present)

@@ -11,10 +11,11 @@ import torch
 
 from training.config import TrainConfig
 from training.data.features import collate, default_preprocess, raw_inputs
+from training.data.splits import load_train_data
 from training.export import trained_encoder
 from training.model.backbones import build_backbone
 from training.model.fused import load_checkpoint
-from training.train import load_train_data, train
+from training.train import train
 
 WORDS = {"small": ["one", "two", "three", "a few"], "large": ["ninety", "a thousand", "millions", "a great many"]}
 

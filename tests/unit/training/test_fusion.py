@@ -7,8 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from training.export import all_subsets_present, export_fusion
 from training.export_encoders import ort_session
+from training.export_fusion import all_subsets_present, export_fusion
+from training.model.fused import FusedModel
 from training.model.fusion import FUSIONS, build_fusion
 
 torch.set_num_threads(1)
@@ -81,19 +82,25 @@ def test_single_modality_fusion(strategy):
 
 @pytest.mark.parametrize("strategy", list(FUSIONS))
 def test_onnx_export_matches_torch_on_all_subsets(strategy, tmp_path):
-    fusion = make(strategy)
-    spec, diff = export_fusion(fusion, tmp_path / "fusion.onnx")
+    torch.manual_seed(0)
+    model = FusedModel(MODALITIES, dict.fromkeys(MODALITIES, 8), CLASSES, fusion=strategy, dim=DIM, hidden=48,
+                       heads=4, layers=2).eval()  # fmt: skip
+    model.temperature.copy_(torch.tensor([1.7, 0.8, 1.3, 2.1]))  # calibration is part of the graph
+    fusion = model.fusion
+    spec, diff = export_fusion(model, tmp_path / "fusion.onnx")
     assert diff <= 1e-5
     assert [t.name for t in spec.inputs] == ["image_embedding", "text_embedding", "audio_embedding", "present"]
-    assert [t.name for t in spec.outputs] == ["logits", "fused"] and spec.strategy == strategy
+    assert [t.name for t in spec.outputs] == ["logits", "fused", "modality_logits"] and spec.strategy == strategy
     # one batch holding all 7 subsets, absent slots zero as the server sends them
     present = all_subsets_present(7, 3)
     inputs = {m: e * present[:, [i]] for i, (m, e) in enumerate(embeddings(7, seed=3).items())}
     with torch.no_grad():
-        expected = [t.numpy() for t in fusion(inputs, present)]
+        logits, fused = fusion(inputs, present)
+        heads = torch.stack([model.aux[m](e) / model.temperature[1 + i] for i, (m, e) in enumerate(inputs.items())], 1)
+        expected = [(logits / 1.7).numpy(), fused.numpy(), heads.numpy()]
     session = ort_session(tmp_path / "fusion.onnx")
     feeds = {f"{m}_embedding": e.numpy() for m, e in inputs.items()} | {"present": present.numpy()}
-    got = session.run(["logits", "fused"], feeds)
+    got = session.run(["logits", "fused", "modality_logits"], feeds)
     for a, b in zip(got, expected, strict=True):
         assert np.abs(a - b).max() <= 1e-5
     single = session.run(["logits"], {k: v[:1] for k, v in feeds.items()})[0]  # dynamic batch: 1 row

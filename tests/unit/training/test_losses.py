@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from training.losses import auxiliary_ce, info_nce, pairwise_info_nce, total_loss
+from training.losses import auxiliary_ce, info_nce, label_contrastive, pairwise_info_nce, total_loss
 from training.model.fused import FusedOutput
 
 MODALITIES = ["image", "text", "audio"]
@@ -78,12 +78,16 @@ def test_auxiliary_ce_uses_present_items_only():
     assert torch.allclose(auxiliary_ce(logits, present, labels, MODALITIES), expected)
 
 
-def test_total_loss_weights():
+@pytest.mark.parametrize("contrastive", ["item", "label"])
+def test_total_loss_weights(contrastive):
     emb = {m: unit(4, seed=i) for i, m in enumerate(MODALITIES)}
     aux = {m: torch.randn(4, 3, generator=torch.Generator().manual_seed(10 + i)) for i, m in enumerate(MODALITIES)}
     out = FusedOutput(torch.randn(4, 3, generator=torch.Generator().manual_seed(5)), unit(4), emb, aux)
     present, labels = torch.ones(4, 3), torch.tensor([0, 1, 2, 0])
-    cfg = SimpleNamespace(w_fused=1.0, w_aux=0.5, w_nce=0.25, temperature=0.1)
+    cfg = SimpleNamespace(w_fused=1.0, w_aux=0.5, w_nce=0.25, temperature=0.1, contrastive=contrastive)
     total, parts = total_loss(out, present, labels, MODALITIES, cfg)
     assert set(parts) == {"fused", "aux", "nce"}
+    term = label_contrastive if contrastive == "label" else pairwise_info_nce
+    args = (emb, present, labels, MODALITIES, 0.1) if contrastive == "label" else (emb, present, MODALITIES, 0.1)
+    assert parts["nce"] == pytest.approx(float(term(*args)), rel=1e-6)
     assert total.item() == pytest.approx(parts["fused"] + 0.5 * parts["aux"] + 0.25 * parts["nce"], rel=1e-6)

@@ -12,11 +12,13 @@ import pytest
 import torch
 
 from training.config import TrainConfig, add_config_arguments, config_from_args, load_config
-from training.evaluate import evaluate, recall_at
-from training.export import export_fusion
+from training.data.splits import Split, TrainData
+from training.evaluate import evaluate
 from training.export_encoders import ort_session
+from training.export_fusion import export_fusion
+from training.metrics import recall_at
 from training.model.fused import load_checkpoint
-from training.train import Split, TrainData, modality_dropout, predict, train
+from training.train import modality_dropout, predict, train
 
 MODALITIES = ["image", "text", "audio"]
 DIMS = {"image": 24, "text": 12, "audio": 16}
@@ -106,7 +108,7 @@ def test_recall_at_k():
 
 def test_trained_fusion_exports(data, tmp_path):
     model = train(config(fusion="gated"), data).model
-    spec, diff = export_fusion(model.fusion, tmp_path / "fusion.onnx")
+    spec, diff = export_fusion(model, tmp_path / "fusion.onnx")
     assert diff <= 1e-5 and spec.modalities == MODALITIES
     split = data.splits["test"]
     _, _, embeddings = predict(model, split)

@@ -1,0 +1,61 @@
+"""Metric functions shared by evaluation, the model card and the int8 sweep: a leaf module (numpy only)."""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+import numpy as np
+
+
+def subsets(modalities: list[str]) -> list[tuple[str, ...]]:
+    """Every non-empty subset, singles first, in canonical modality order (7 for three modalities)."""
+    return [c for k in range(1, len(modalities) + 1) for c in combinations(modalities, k)]
+
+
+def subset_name(subset) -> str:
+    return "+".join(subset)
+
+
+def classification_metrics(predicted: np.ndarray, target: np.ndarray, n_classes: int) -> dict:
+    """Accuracy and macro-F1 (mean over the classes that occur in target or prediction)."""
+    if target.size == 0:
+        return {"n": 0, "accuracy": None, "macro_f1": None}
+    f1s = []
+    for c in range(n_classes):
+        tp = np.sum((predicted == c) & (target == c))
+        fp, fn = np.sum((predicted == c) & (target != c)), np.sum((predicted != c) & (target == c))
+        if tp + fp + fn:
+            f1s.append(2 * tp / (2 * tp + fp + fn))
+    return {"n": int(target.size), "accuracy": float(np.mean(predicted == target)), "macro_f1": float(np.mean(f1s))}
+
+
+def recall_at(similarity: np.ndarray, k: int) -> float:
+    """Fraction of queries (rows) whose true match (same index) is among the k most similar columns."""
+    true = np.diag(similarity)[:, None]
+    rank = np.sum(similarity > true, axis=1)  # items strictly more similar than the true match
+    return float(np.mean(rank < k))
+
+
+def label_recall_at(similarity: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Fraction of queries whose k most similar gallery items include one with the query's label."""
+    top = np.argsort(-similarity, axis=1, kind="stable")[:, :k]  # [N,k]
+    return float(np.mean((labels[top] == labels[:, None]).any(axis=1)))
+
+
+def expected_calibration_error(probabilities: np.ndarray, target: np.ndarray, bins: int = 15) -> float | None:
+    """ECE: confidence-weighted |accuracy − confidence| over equal-width confidence bins (Guo et al. 2017).
+
+    probabilities [N,C] (rows sum to 1), target [N] class ids.
+    """
+    if target.size == 0:
+        return None
+    confidence, predicted = probabilities.max(axis=1), probabilities.argmax(axis=1)
+    correct = (predicted == target).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)  # bin of each row
+    total = 0.0
+    for b in range(bins):
+        rows = which == b
+        if rows.any():
+            total += rows.mean() * abs(correct[rows].mean() - confidence[rows].mean())
+    return float(total)
