@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from service.api.errors import install_error_handlers
 from service.api.middleware import ApiKeyMiddleware, BodyLimitMiddleware
 from service.api.routes import router
+from service.dataplane import DataPlane
 from service.inference.registry import Registry
 from service.metrics import Metrics
 from service.settings import Settings
@@ -32,6 +33,7 @@ def _log_load_failure(task: asyncio.Task) -> None:
 async def lifespan(app: FastAPI):
     state = app.state
     state.preprocess_pool = ThreadPoolExecutor(state.settings.preprocess_threads, thread_name_prefix="preprocess")
+    state.plane.preprocess_pool = state.preprocess_pool
     state.loader = asyncio.create_task(state.registry.load_all(state.registry.discover()))
     state.loader.add_done_callback(_log_load_failure)
     try:
@@ -56,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = Metrics()
     app.state.registry = Registry(settings, app.state.metrics)
     app.state.draining = False
+    app.state.plane = DataPlane(app.state.registry, settings, app.state.metrics, lambda: app.state.draining)
     install_error_handlers(app)
     app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)

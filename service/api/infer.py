@@ -1,6 +1,7 @@
-"""The data plane behind classify and embed: read → preprocess (thread pool) → pipeline → response.
+"""The v1 protocol's request cycle around the data plane: admit (before the body) → read → infer → respond.
 
-Owns the request-level concerns: deadline, client disconnect, metrics per request, Server-Timing.
+Owns what is HTTP here: the deadline header, watching for the client's disconnect, per-request metrics,
+Server-Timing, and orjson encoding of the (large, float-heavy) bodies.
 """
 
 from __future__ import annotations
@@ -9,21 +10,26 @@ import asyncio
 import time
 from collections.abc import Callable
 
+import orjson
 from fastapi import Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from service.api.inputs import read_items
+from service.dataplane import ClientDisconnected, Inference
 from service.errors import FusionError, InvalidInput
-from service.inference.pipeline import ItemResult
-from service.inference.prepare import PreparedItem, prepare_item
 from service.inference.registry import VersionState
 
 DEADLINE_HEADER = "x-request-timeout-ms"
 REJECT_REASON = {413: "too_large", 400: "invalid", 415: "invalid", 422: "invalid"}
 
 
-class ClientDisconnected(Exception):
-    """The client went away: its queued items were dropped before compute."""
+class OrjsonResponse(Response):
+    """JSON via orjson: numpy arrays serialise natively (no .tolist() of every embedding)."""
+
+    media_type = "application/json"
+
+    def render(self, content) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def request_deadline(request: Request, default_ms: float) -> float:
@@ -45,57 +51,34 @@ async def _wait_for_disconnect(request: Request) -> None:
         pass
 
 
-async def until_disconnect(request: Request, work):
-    """Run `work`; if the client disconnects first, cancel it so queued items are dropped."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_wait_for_disconnect(request))
-    try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    except asyncio.CancelledError:  # this handler itself was cancelled: never leave the work running
-        task.cancel()
-        raise
-    finally:
-        watcher.cancel()
-    if task.done():
-        return task.result()
-    task.cancel()  # the client is gone: its items leave their queues before any compute
-    await asyncio.wait({task})
-    raise ClientDisconnected()
-
-
-async def prepare_all(request: Request, state: VersionState) -> list[PreparedItem]:
-    app = request.app.state
-    raw_items = await read_items(request, app.settings)
-    bundle, loop = state.bundle, asyncio.get_running_loop()
-    jobs = [
-        loop.run_in_executor(app.preprocess_pool, prepare_item, raw, bundle.manifest, bundle.tokenizer, app.settings)
-        for raw in raw_items
-    ]
-    return list(await asyncio.gather(*jobs))
-
-
-async def run_items(state: VersionState, items: list[PreparedItem], deadline: float) -> list[ItemResult]:
-    return list(await asyncio.gather(*(state.pipeline.run(item, deadline) for item in items)))
-
-
-def server_timing(items: list[PreparedItem], results: list[ItemResult], total_s: float) -> str:
+def server_timing(done: Inference, total_s: float) -> str:
+    items, results = done.items, done.results
     parts = [
         f"decode;dur={max(i.decode_s for i in items) * 1000:.2f}",
         f"queue;dur={max(r.queue_s for r in results) * 1000:.2f}",
         f"infer;dur={max(r.infer_s for r in results) * 1000:.2f}",
         f"total;dur={total_s * 1000:.2f}",
     ]
-    components = sorted({name for r in results for name in r.batches})
-    for name in components:
+    for name in sorted({name for r in results for name in r.batches}):
         sizes = ",".join(str(r.batches[name].size) for r in results if name in r.batches)
         parts.append(f'batch-{name};desc="{sizes}"')
     return ", ".join(parts)
 
 
-def record_stages(metrics, model: str, items: list[PreparedItem], post_s: float) -> None:
-    for item in items:
+def record_stages(metrics, model: str, done: Inference, post_s: float) -> None:
+    for item in done.items:
         metrics.stage_duration.labels(model, "decode", "+".join(item.modalities)).observe(item.decode_s)
     metrics.stage_duration.labels(model, "postprocess", "all").observe(post_s)
+
+
+async def _infer(request: Request, plane, admitted) -> Inference:
+    deadline = request_deadline(request, plane.settings.default_deadline_ms)
+    raw_items = await read_items(request, plane.settings)
+    watcher = asyncio.ensure_future(_wait_for_disconnect(request))
+    try:
+        return await plane.infer(admitted, raw_items, deadline, cancelled=watcher)
+    finally:
+        watcher.cancel()
 
 
 async def handle(
@@ -103,26 +86,21 @@ async def handle(
     model: str,
     version: str | None,
     endpoint: str,
-    respond: Callable[[VersionState, list[ItemResult]], dict],
-    admit: Callable[[VersionState], None] | None = None,
-) -> JSONResponse:
-    """Shared by classify and embed; `respond(state, results)` builds the body. `admit(state)` may refuse
-    the request for the resolved version (raise a FusionError) before the body is read or anything runs."""
-    app, started = request.app.state, time.perf_counter()
-    metrics, status, label = app.metrics, "500", "unknown"
+    respond: Callable[[VersionState, Inference], dict],
+    explain: bool = False,
+) -> Response:
+    """Shared by classify and embed; `respond(state, done)` builds the body."""
+    plane, started = request.app.state.plane, time.perf_counter()
+    metrics, status = plane.metrics, "500"
     metrics.inflight_requests.inc()
+    label = model if model in plane.registry.models else "unknown"  # no label per made-up model name
     try:
-        state = app.registry.get(model, version)
-        label = model
-        if admit is not None:
-            admit(state)
-        deadline = request_deadline(request, app.settings.default_deadline_ms)
-        items = await prepare_all(request, state)
-        results = await until_disconnect(request, run_items(state, items, deadline))
+        async with plane.admit(model, version, explain=explain) as admitted:  # before the body is read
+            done = await _infer(request, plane, admitted)
         post_started = time.perf_counter()
-        response = JSONResponse(respond(state, results))
-        record_stages(metrics, model, items, time.perf_counter() - post_started)
-        response.headers["Server-Timing"] = server_timing(items, results, time.perf_counter() - started)
+        response = OrjsonResponse(respond(admitted.state, done))
+        record_stages(metrics, model, done, time.perf_counter() - post_started)
+        response.headers["Server-Timing"] = server_timing(done, time.perf_counter() - started)
         status = "200"
         return response
     except FusionError as error:
@@ -132,10 +110,8 @@ async def handle(
         raise
     except ClientDisconnected:
         status = "499"
-        return JSONResponse(
-            {"error": {"type": "client_closed", "message": "client disconnected", "field": None}},
-            status_code=499,
-        )
+        body = {"error": {"type": "client_closed", "message": "client disconnected", "field": None}}
+        return OrjsonResponse(body, status_code=499)
     finally:
         metrics.inflight_requests.dec()
         metrics.requests_total.labels(label, endpoint, status).inc()

@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import sys
 
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
-from starlette.formparsers import MultiPartException
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from service.errors import BadRequest, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from service.inference.prepare import RawItem
@@ -45,30 +46,58 @@ async def read_items(request: Request, settings: Settings) -> list[RawItem]:
     )
 
 
-def _form_error(message: str, settings: Settings) -> Exception:
-    if "maximum size" in message:
+class TooManyParts(MultiPartException):
+    """More multipart parts (files and fields together) than FUSIONSERVE_MAX_FORM_PARTS."""
+
+
+class FieldTooLarge(MultiPartException):
+    """A non-file multipart field larger than FUSIONSERVE_MAX_FIELD_BYTES."""
+
+
+class LimitedMultiPartParser(MultiPartParser):
+    """Starlette's multipart parser with our two limits raising their own exception types, so the answer
+    (400 naming the part limit, 413 naming the field limit) never depends on the wording of a message."""
+
+    def __init__(self, request: Request, settings: Settings):
+        unlimited = sys.maxsize  # Starlette's own counters never fire: ours below do, with types
+        super().__init__(request.headers, request.stream(), max_files=unlimited, max_fields=unlimited,
+                         max_part_size=unlimited)  # fmt: skip
+        self.settings, self._parts = settings, 0
+
+    def on_part_begin(self) -> None:
+        self._parts += 1
+        if self._parts > self.settings.max_form_parts:
+            raise TooManyParts(f"more than {self.settings.max_form_parts} parts")
+        super().on_part_begin()
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        part = self._current_part
+        if part.file is None and len(part.data) + (end - start) > self.settings.max_field_bytes:
+            raise FieldTooLarge(f"field {part.field_name!r} over {self.settings.max_field_bytes} bytes")
+        super().on_part_data(data, start, end)
+
+
+def _form_error(error: Exception, settings: Settings) -> Exception:
+    if isinstance(error, FieldTooLarge):
         return PayloadTooLarge(
             f"a form field exceeds {settings.max_field_bytes} bytes "
             "(FUSIONSERVE_MAX_FIELD_BYTES); send media as file parts",
             field="form",
         )
-    if "Too many" in message:
+    if isinstance(error, TooManyParts):
         return BadRequest(
             f"too many form parts: the limit is {settings.max_form_parts} (FUSIONSERVE_MAX_FORM_PARTS)",
             field="form",
         )
+    message = getattr(error, "detail", None) or getattr(error, "message", None) or str(error)
     return BadRequest(f"malformed multipart body: {message}", field="form")
 
 
 async def read_multipart(request: Request, settings: Settings) -> RawItem:
     try:
-        form = await request.form(
-            max_files=settings.max_form_parts,
-            max_fields=settings.max_form_parts,
-            max_part_size=settings.max_field_bytes,
-        )
+        form = await LimitedMultiPartParser(request, settings).parse()
     except (MultiPartException, HTTPException) as error:
-        raise _form_error(str(getattr(error, "detail", None) or getattr(error, "message", error)), settings) from None
+        raise _form_error(error, settings) from None
     item = RawItem()
     for name, value in form.multi_items():
         if name not in MODALITIES:

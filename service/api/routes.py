@@ -1,4 +1,4 @@
-"""HTTP routes only (DESIGN §4): parsing and inference live in api/infer.py and inference/."""
+"""v1 HTTP routes (DESIGN §4): each calls only the data plane (service/dataplane.py), via api/infer.py."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from fastapi.responses import JSONResponse, Response
 
 from service.api.infer import handle
 from service.api.schemas import ERRORS, REQUEST_BODY, ClassifyResponse, EmbedResponse
-from service.errors import InvalidInput
+from service.dataplane import Inference
 from service.inference.pipeline import ItemResult
-from service.inference.registry import ModelEntry, VersionState
+from service.inference.registry import VersionState
 from service.manifest import MODALITIES
 
 router = APIRouter()
@@ -32,21 +32,11 @@ def _evidence(result: ItemResult, labels: list[str], fused_top: int) -> dict:
     return {"evidence": evidence, "agreement": all(e["agrees"] for e in evidence)}
 
 
-def require_explainable(state: VersionState) -> None:
-    """Before the body is read: explain needs the served version's per-modality heads."""
-    if not state.bundle.manifest.fusion.has_modality_logits:
-        raise InvalidInput(
-            f"model {state.bundle.manifest.name!r} version {state.version!r} has no per-modality heads; "
-            "explain=true is unavailable for it",
-            field="explain",
-        )
-
-
 def _classify_body(top_k: int, explain: bool):
-    def respond(state: VersionState, results: list[ItemResult]) -> dict:
+    def respond(state: VersionState, done: Inference) -> dict:
         labels = state.bundle.manifest.labels
         out = []
-        for result in results:
+        for result in done.results:
             order = _ranking(result.probabilities)
             row = {
                 "modalities": result.modalities,
@@ -58,11 +48,11 @@ def _classify_body(top_k: int, explain: bool):
     return respond
 
 
-def _embed_body(state: VersionState, results) -> dict:
+def _embed_body(state: VersionState, done: Inference) -> dict:
     out = []
-    for result in results:
-        row = {"modalities": result.modalities, "fused": result.fused.tolist()}
-        row.update({m: vector.tolist() for m, vector in result.embeddings.items()})
+    for result in done.results:
+        row = {"modalities": result.modalities, "fused": result.fused}  # numpy: orjson writes it directly
+        row.update(result.embeddings)
         out.append(row)
     return {
         "model": state.bundle.manifest.name,
@@ -87,9 +77,8 @@ async def classify(
     explain: bool = Query(False, description="add each present modality's own top label and an agreement flag"),
 ) -> JSONResponse:
     """Classify one item (multipart: fields image, audio, text) or many (JSON `{"inputs": [...]}`)."""
-    top_k = min(top_k, request.app.state.settings.max_top_k)
-    admit = require_explainable if explain else None
-    return await handle(request, model, version, "classify", _classify_body(top_k, explain), admit=admit)
+    top_k = min(top_k, request.app.state.plane.settings.max_top_k)
+    return await handle(request, model, version, "classify", _classify_body(top_k, explain), explain=explain)
 
 
 @router.post(
@@ -104,50 +93,14 @@ async def embed(request: Request, model: str, version: str | None = None) -> JSO
     return await handle(request, model, version, "embed", _embed_body)
 
 
-def _version_summary(state: VersionState) -> dict:
-    summary = {"version": state.version, "status": state.status, "reason": state.reason}
-    if state.bundle is not None:
-        manifest = state.bundle.manifest
-        summary.update(
-            provider=state.bundle.provider,
-            load_seconds=state.load_seconds,
-            golden_max_error=state.golden_max_error,
-            modalities=manifest.modalities(),
-            labels=manifest.labels,
-            embedding_dim=manifest.embedding_dim,
-            fusion=manifest.fusion.strategy,
-            explain=manifest.fusion.has_modality_logits,
-            metrics=manifest.metrics,
-        )
-    return summary
-
-
-def _model_summary(request: Request, entry: ModelEntry) -> dict:
-    settings = request.app.state.settings
-    ready = entry.ready_versions()
-    limits = {
-        "max_upload_bytes": settings.max_upload_bytes,
-        "max_image_pixels": settings.max_image_pixels,
-        "max_audio_seconds": settings.max_audio_seconds,
-        "max_text_chars": settings.max_text_chars,
-        "max_items_per_request": settings.max_items_per_request,
-    }
-    return {
-        "name": entry.name,
-        "default_version": ready[0].version if ready else None,
-        "limits": limits,
-        "versions": [_version_summary(v) for v in entry.versions.values()],
-    }
-
-
 @router.get("/v1/models", tags=["models"])
 async def list_models(request: Request) -> dict:
-    return {"models": [_model_summary(request, e) for e in request.app.state.registry.models.values()]}
+    return {"models": request.app.state.plane.models()}
 
 
 @router.get("/v1/models/{model}", tags=["models"])
 async def describe_model(request: Request, model: str) -> dict:
-    return _model_summary(request, request.app.state.registry.entry(model))
+    return request.app.state.plane.describe(model)
 
 
 @router.get("/healthz", tags=["health"])
@@ -157,28 +110,13 @@ async def healthz() -> dict:
 
 @router.get("/readyz", tags=["health"])
 async def readyz(request: Request) -> JSONResponse:
-    state = request.app.state
-    ready = state.registry.all_ready() and not state.draining
-    body = {
-        "ready": ready,
-        "draining": state.draining,
-        "providers_requested": state.settings.providers,
-        "models": {
-            e.name: {
-                v.version: {
-                    "status": v.status,
-                    "provider": v.bundle.provider if v.bundle else None,
-                    "reason": v.reason,
-                }
-                for v in e.versions.values()
-            }
-            for e in state.registry.models.values()
-        },
-    }
-    return JSONResponse(body, status_code=200 if ready else 503)
+    plane = request.app.state.plane
+    return JSONResponse(plane.readiness(), status_code=200 if plane.ready() else 503)
 
 
-@router.get("/metrics", tags=["health"])
+@router.get("/metrics", tags=["health"], response_class=Response,
+            responses={200: {"content": {"text/plain; version=0.0.4; charset=utf-8": {}},
+                             "description": "Prometheus text exposition format"}})  # fmt: skip
 async def metrics(request: Request) -> Response:
-    payload, content_type = request.app.state.metrics.render()
+    payload, content_type = request.app.state.plane.metrics.render()
     return Response(payload, media_type=content_type)

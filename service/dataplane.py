@@ -1,0 +1,209 @@
+"""The data plane: the one seam between the protocols (v1 REST today; KServe V2, OpenAI, gRPC next) and
+inference, in the style of MLServer's DataPlane. Every protocol resolves, admits and infers through it, so
+they share the batchers, the limits, the metrics and the error rules.
+
+    async with plane.admit(model, version) as admitted:    # 404 / 429 before the request body is read
+        raw = ...protocol-specific decoding of the body...
+        results = await plane.infer(admitted, raw, deadline, cancelled)
+
+Admission at the door: a request is refused (429, Retry-After from the measured drain rate) when the work
+already admitted for its model version would make it wait longer than `max_queue_wait_ms` — the requests in
+flight divided by the rate at which that version has been completing them — so the bound follows from time,
+not from a fixed count. Below 2 × max_batch_size requests in flight nobody is refused (batches stay full);
+with no completion in the last RATE_WINDOW_S (a cold start) there is no rate to judge by and only the
+per-component queue bounds (max_queued_items) apply. Admitted requests are bounded, so the preprocessing
+backlog is too (each holds at most max_items_per_request items).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from service.errors import InvalidInput, QueueFull
+from service.inference.pipeline import ItemResult
+from service.inference.prepare import PreparedItem, RawItem, prepare_item
+from service.inference.registry import ModelEntry, Registry, VersionState
+from service.metrics import Metrics
+from service.settings import Settings
+
+RATE_WINDOW_S = 2.0  # completions older than this do not count towards the drain rate
+
+
+class ClientDisconnected(Exception):
+    """The caller went away: its queued items were dropped before compute."""
+
+
+class DrainMeter:
+    """Requests in flight for one model version and the rate it has recently been completing them."""
+
+    def __init__(self, window_s: float = RATE_WINDOW_S):
+        self.in_flight, self.window_s = 0, window_s
+        self._done: deque[float] = deque(maxlen=512)  # completion times (monotonic)
+
+    def completed(self, now: float) -> None:
+        self.in_flight -= 1
+        self._done.append(now)
+
+    def rate(self, now: float) -> float | None:
+        """Completions per second over the recent window; None with too few to tell."""
+        while self._done and self._done[0] < now - self.window_s:
+            self._done.popleft()
+        if len(self._done) < 8:
+            return None
+        return len(self._done) / max(now - self._done[0], 1e-3)
+
+    def expected_wait_s(self, now: float) -> float | None:
+        rate = self.rate(now)
+        return None if rate is None else self.in_flight / rate
+
+
+@dataclass
+class Admitted:
+    """A request let in for `state`; it holds one in-flight slot until the `admit` block ends."""
+
+    model: str
+    state: VersionState
+
+
+@dataclass
+class Inference:
+    items: list[PreparedItem]
+    results: list[ItemResult]
+
+
+class DataPlane:
+    def __init__(self, registry: Registry, settings: Settings, metrics: Metrics, draining: Callable[[], bool]):
+        self.registry, self.settings, self.metrics = registry, settings, metrics
+        self.draining = draining  # the server's shutdown state (set on SIGTERM, before the lifespan ends)
+        self.preprocess_pool: ThreadPoolExecutor | None = None  # started with the app (lifespan)
+        self._meters: dict[tuple[str, str], DrainMeter] = {}
+
+    # ---- health and metadata -------------------------------------------------------------------
+
+    def ready(self) -> bool:
+        """Every configured model loaded, verified and warm, and not draining."""
+        return self.registry.all_ready() and not self.draining()
+
+    def readiness(self) -> dict:
+        """/readyz's body: per model and version, its status, provider in use and failure reason."""
+        return {
+            "ready": self.ready(),
+            "draining": self.draining(),
+            "providers_requested": self.settings.providers,
+            "models": {
+                e.name: {v.version: {"status": v.status, "provider": v.bundle.provider if v.bundle else None,
+                                     "reason": v.reason} for v in e.versions.values()}
+                for e in self.registry.models.values()
+            },
+        }  # fmt: skip
+
+    def models(self) -> list[dict]:
+        return [describe_entry(e, self.settings) for e in self.registry.models.values()]
+
+    def describe(self, model: str) -> dict:
+        return describe_entry(self.registry.entry(model), self.settings)
+
+    def resolve(self, model: str, version: str | None = None) -> VersionState:
+        """The ready version asked for (default: the newest ready one); 404 / 503 otherwise."""
+        return self.registry.get(model, version)
+
+    # ---- admission -----------------------------------------------------------------------------
+
+    def meter(self, model: str, version: str) -> DrainMeter:
+        return self._meters.setdefault((model, version), DrainMeter())
+
+    def _check_door(self, model: str, meter: DrainMeter, now: float) -> None:
+        floor = 2 * self.settings.max_batch_size
+        wait = meter.expected_wait_s(now)
+        limit = self.settings.max_queue_wait_ms / 1000
+        if wait is None or meter.in_flight < floor or wait <= limit:
+            return  # no rate measured yet (cold): the per-component queue bounds still apply
+        self.metrics.reject(model, "queue_full")
+        raise QueueFull(
+            f"model {model!r} is at capacity: {meter.in_flight} requests in flight, expected wait "
+            f"{wait * 1000:.0f} ms > "
+            f"{self.settings.max_queue_wait_ms:g} ms (FUSIONSERVE_MAX_QUEUE_WAIT_MS)",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
+
+    @asynccontextmanager
+    async def admit(self, model: str, version: str | None = None, *, explain: bool = False):
+        """Resolve and admit one request before its body is read; yields an Admitted."""
+        state = self.resolve(model, version)
+        if explain and not state.bundle.manifest.fusion.has_modality_logits:
+            raise InvalidInput(
+                f"model {model!r} version {state.version!r} has no per-modality heads; "
+                "explain=true is unavailable for it",
+                field="explain",
+            )
+        meter = self.meter(model, state.version)
+        self._check_door(model, meter, time.monotonic())
+        meter.in_flight += 1
+        try:
+            yield Admitted(model, state)
+        finally:
+            meter.completed(time.monotonic())
+
+    # ---- inference -----------------------------------------------------------------------------
+
+    async def prepare(self, admitted: Admitted, raw_items: list[RawItem]) -> list[PreparedItem]:
+        """Decode and preprocess in the thread pool, never on the event loop."""
+        bundle, loop = admitted.state.bundle, asyncio.get_running_loop()
+        jobs = [
+            loop.run_in_executor(self.preprocess_pool, prepare_item, raw, bundle.manifest, bundle.tokenizer,
+                                 self.settings)  # fmt: skip
+            for raw in raw_items
+        ]
+        return list(await asyncio.gather(*jobs))
+
+    async def infer(
+        self, admitted: Admitted, raw_items: list[RawItem], deadline: float, cancelled: asyncio.Future | None = None
+    ) -> Inference:
+        """Preprocess and run every item; if `cancelled` completes first, the items leave their queues
+        before compute and ClientDisconnected is raised."""
+        items = await self.prepare(admitted, raw_items)
+        pipeline = admitted.state.pipeline
+        work = asyncio.ensure_future(asyncio.gather(*(pipeline.run(item, deadline) for item in items)))
+        if cancelled is None:
+            return Inference(items, list(await work))
+        try:
+            await asyncio.wait({work, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # this caller itself was cancelled: never leave the work running
+            work.cancel()
+            raise
+        if work.done():
+            return Inference(items, list(work.result()))
+        work.cancel()
+        await asyncio.wait({work})
+        raise ClientDisconnected()
+
+
+def describe_version(state: VersionState) -> dict:
+    summary = {"version": state.version, "status": state.status, "reason": state.reason}
+    if state.bundle is not None:
+        manifest = state.bundle.manifest
+        summary.update(
+            provider=state.bundle.provider, load_seconds=state.load_seconds, golden_max_error=state.golden_max_error,
+            modalities=manifest.modalities(), labels=manifest.labels, embedding_dim=manifest.embedding_dim,
+            fusion=manifest.fusion.strategy, explain=manifest.fusion.has_modality_logits, metrics=manifest.metrics,
+        )  # fmt: skip
+    return summary
+
+
+def describe_entry(entry: ModelEntry, settings: Settings) -> dict:
+    ready = entry.ready_versions()
+    limits = {name: getattr(settings, name) for name in ("max_upload_bytes", "max_image_pixels", "max_audio_seconds",
+                                                          "max_text_chars", "max_items_per_request")}  # fmt: skip
+    return {
+        "name": entry.name,
+        "default_version": ready[0].version if ready else None,
+        "limits": limits,
+        "versions": [describe_version(v) for v in entry.versions.values()],
+    }

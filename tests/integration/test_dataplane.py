@@ -1,0 +1,117 @@
+"""The data plane: every v1 route goes through it, door admission refuses before the body is read (and
+says when to come back), responses are what their schemas declare."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from pathlib import Path
+
+from service.api.schemas import ClassifyResponse, EmbedResponse, ErrorResponse
+from tests.integration.conftest import fast_settings, metric, serving
+from tests.integration.test_batching import item
+
+ROOT = Path(__file__).resolve().parents[2]
+ROUTES = [
+    ("post", "/v1/models/tiny/classify?top_k=2", {"json": {"inputs": [item(1, "text", "image")]}}, "infer"),
+    ("post", "/v1/models/tiny/embed", {"json": {"inputs": [item(2, "audio")]}}, "infer"),
+    ("get", "/v1/models", {}, "models"),
+    ("get", "/v1/models/tiny", {}, "describe"),
+    ("get", "/readyz", {}, "ready"),
+]
+
+
+def test_v1_http_layer_never_reaches_past_the_data_plane():
+    for module in ("routes.py", "infer.py"):
+        source = (ROOT / "service" / "api" / module).read_text()
+        for reach in ("state.registry", ".pipeline.", ".batchers", "preprocess_pool"):
+            assert reach not in source, (module, reach)
+
+
+async def test_every_route_calls_the_data_plane(tiny_models):
+    async with serving(fast_settings(tiny_models)) as (app, client):
+        plane, calls = app.state.plane, []
+        for name in ("infer", "models", "describe", "ready"):
+            original = getattr(plane, name)
+
+            def spy(*args, _original=original, _name=name, **kwargs):
+                calls.append(_name)
+                return _original(*args, **kwargs)
+
+            setattr(plane, name, spy)
+        for method, url, kwargs, expected in ROUTES:
+            calls.clear()
+            response = await getattr(client, method)(url, **kwargs)
+            assert response.status_code == 200, (url, response.text)
+            assert expected in calls, (url, calls)
+
+
+def _at_capacity(plane, in_flight: int, rate: float, model: str = "tiny", version: str = "1") -> None:
+    """Pretend `in_flight` requests are admitted and the version completes `rate` of them per second."""
+    meter = plane.meter(model, version)
+    meter.in_flight += in_flight
+    now = time.monotonic()
+    meter._done.extend(now - (19 - k) / rate for k in range(20))  # 20 completions at that rate, up to now
+
+
+async def _asgi_post(app, path: str, body: bytes) -> tuple[int, dict, list[str]]:
+    """POST through the raw ASGI interface, recording whether the app ever asked for the body."""
+    events, sent = [], {}
+
+    async def receive():
+        if "body read" in events:  # a connected client: nothing more until it disconnects
+            await asyncio.Event().wait()
+        events.append("body read")
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            sent["status"], sent["headers"] = message["status"], dict(message["headers"])
+        elif message["type"] == "http.response.body":
+            sent["body"] = sent.get("body", b"") + message.get("body", b"")
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+             "server": ("test", 80), "client": ("test", 1)}  # fmt: skip
+    await app(scope, receive, send)
+    return sent["status"], {k.decode(): v.decode() for k, v in sent["headers"].items()}, events + [sent["body"]]
+
+
+async def test_door_refuses_before_the_body_is_read_with_retry_after_from_the_drain_rate(tiny_models):
+    async with serving(fast_settings(tiny_models, max_queue_wait_ms=100)) as (app, _):
+        plane = app.state.plane
+        _at_capacity(plane, in_flight=500, rate=50.0)  # expected wait 10 s, far over 100 ms
+        body = json.dumps({"inputs": [item(3, "text")]}).encode()
+        status, headers, events = await _asgi_post(app, "/v1/models/tiny/embed", body)
+        assert status == 429 and "body read" not in events
+        error = json.loads(events[-1])["error"]
+        assert error["type"] == "queue_full" and "FUSIONSERVE_MAX_QUEUE_WAIT_MS" in error["message"]
+        assert int(headers["retry-after"]) == math.ceil(500 / plane.meter("tiny", "1").rate(time.monotonic()))
+        assert metric(app, "fusionserve_rejected_total", model="tiny", reason="queue_full") == 1
+        assert metric(app, "fusionserve_requests_total", model="tiny", endpoint="embed", status="429") == 1
+        plane.meter("tiny", "1").in_flight -= 500
+        status, _, events = await _asgi_post(app, "/v1/models/tiny/embed", body)
+        assert status == 200 and "body read" in events  # below the bound: admitted as usual
+
+
+async def test_door_admits_while_the_expected_wait_is_short(tiny_models):
+    async with serving(fast_settings(tiny_models, max_queue_wait_ms=1000)) as (app, client):
+        _at_capacity(app.state.plane, in_flight=100, rate=1000.0)  # expected wait 0.1 s < 1 s
+        response = await client.post("/v1/models/tiny/embed", json={"inputs": [item(4, "text")]})
+        assert response.status_code == 200, response.text
+
+
+async def test_responses_are_exactly_their_declared_schema(tiny_models):
+    async with serving(fast_settings(tiny_models)) as (_, client):
+        classify = await client.post("/v1/models/tiny/classify?explain=true",
+                                     json={"inputs": [item(5, "image", "audio"), item(6, "text")]})  # fmt: skip
+        embed = await client.post("/v1/models/tiny/embed", json={"inputs": [item(7, "image", "text", "audio")]})
+        error = await client.post("/v1/models/tiny/embed", json={"inputs": [{"image": "***"}]})
+    for response, schema in ((classify, ClassifyResponse), (embed, EmbedResponse), (error, ErrorResponse)):
+        body = response.json()
+        # a round trip through the declared model loses nothing and adds nothing: no undeclared keys
+        assert schema.model_validate(body).model_dump(exclude_unset=True) == body, schema.__name__
+    assert classify.headers["content-type"] == "application/json"
