@@ -1,7 +1,9 @@
-"""`fusionserve serve`: run the server with uvicorn and drain gracefully on SIGTERM.
+"""`fusionserve serve`: run the server with uvicorn and drain without loss on SIGTERM.
 
-On SIGTERM readiness flips to 503 at once; uvicorn stops accepting connections, lets in-flight requests
-finish (their queued items included) for up to drain_timeout_s, then the lifespan drains the batchers.
+On SIGTERM readiness flips to 503 at once; for drain_grace_s the server keeps accepting and answers new
+requests 503 + `Connection: close`; then it stops accepting (serving what waits in the accept queue), lets
+in-flight requests finish (their queued items included) within drain_timeout_s of the signal, and the
+lifespan drains the batchers (service/drain.py).
 """
 
 from __future__ import annotations
@@ -13,19 +15,10 @@ from pathlib import Path
 
 import uvicorn
 
+from service.drain import DrainingServer, DrainMiddleware
 from service.inference.check import run_check
 from service.main import create_app
 from service.settings import SettingsError, load_settings
-
-
-class DrainingServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, app):
-        super().__init__(config)
-        self.fusion_app = app
-
-    def handle_exit(self, sig, frame) -> None:
-        self.fusion_app.state.draining = True
-        super().handle_exit(sig, frame)
 
 
 def serve(overrides: dict) -> None:
@@ -33,18 +26,17 @@ def serve(overrides: dict) -> None:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
     config = uvicorn.Config(
-        app,
+        DrainMiddleware(app, lambda: app.state.draining, settings.max_upload_bytes),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        timeout_graceful_shutdown=int(settings.drain_timeout_s) or None,
         access_log=False,
     )
     # uvicorn re-raises the stop signal after its graceful shutdown, which would end the process with
     # -SIGTERM; a drained server should exit 0, so the handler it restores and re-raises into is a no-op.
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, lambda *_: None)
-    DrainingServer(config, app).run()
+    DrainingServer(config, app.state, settings.drain_grace_s, settings.drain_timeout_s).run()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -57,11 +49,25 @@ def main(argv: list[str] | None = None) -> None:
     check = commands.add_parser("check", help="load one bundle as the server would and replay its golden examples")
     check.add_argument("bundle", help="a bundle directory, models/<name>/<version>")
     check.add_argument("--json", action="store_true", help="print the report (and golden outputs) as JSON")
+    optimize = commands.add_parser(
+        "optimize", help="write a new bundle version with optimised encoder graphs; it must pass the golden replay"
+    )
+    optimize.add_argument("bundle", help="the source bundle directory, models/<name>/<version>")
+    optimize.add_argument("--out-version", help="version to write (default: the next free integer)")
+    optimize.add_argument(
+        "--min-speedup", type=float, default=1.0, help="keep an optimised graph only if this much faster (default 1.0)"
+    )
+    optimize.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     try:
         if args.command == "check":
             settings = load_settings(model_dir=Path(args.bundle).parent.parent)
             raise SystemExit(run_check(args.bundle, args.json, settings))
+        if args.command == "optimize":
+            from service.inference.optimize import run_optimize  # onnx + graph passes: only for this command
+
+            settings = load_settings(model_dir=Path(args.bundle).parent.parent)
+            raise SystemExit(run_optimize(args.bundle, args.out_version, args.min_speedup, args.json, settings))
         serve({k: v for k, v in vars(args).items() if k != "command" and v is not None})
     except SettingsError as error:
         parser.exit(2, f"fusionserve: {error}\n")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "FUSIONSERVE_"
@@ -32,7 +32,9 @@ class Settings(BaseSettings):
     # dynamic batching (per component: image, text, audio, fusion)
     max_batch_size: int = Field(32, ge=1, le=4096)
     component_max_batch_size: dict[str, int] = Field(default_factory=dict)
-    max_queue_delay_ms: float = Field(5.0, ge=0, le=10_000)
+    max_queue_delay_ms: float = Field(
+        5.0, ge=0, le=10_000, description="longest a forming batch waits for imminent arrivals; a lone item never waits"
+    )
     max_queued_items: int = Field(256, ge=1)
     # door admission (service/dataplane.py): refuse when the admitted work's expected wait exceeds this
     max_queue_wait_ms: float = Field(250.0, gt=0, le=600_000)
@@ -54,7 +56,8 @@ class Settings(BaseSettings):
 
     # security and lifecycle
     api_key: SecretStr | None = None
-    drain_timeout_s: float = Field(30.0, ge=0)
+    drain_timeout_s: float = Field(30.0, ge=0, description="SIGTERM to exit: grace + in-flight requests")
+    drain_grace_s: float = Field(2.0, ge=0, description="after SIGTERM, keep accepting and answer 503 + close")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("component_max_batch_size")
@@ -78,6 +81,14 @@ class Settings(BaseSettings):
     def _positive_sizes(cls, value: list[int]) -> list[int]:
         if any(size < 1 for size in value):
             raise ValueError("warm-up batch sizes must be >= 1")
+        return value
+
+    @field_validator("drain_grace_s")
+    @classmethod
+    def _grace_within_drain(cls, value: float, info: ValidationInfo) -> float:
+        timeout = info.data.get("drain_timeout_s")  # absent when it failed its own validation
+        if timeout is not None and value > timeout:
+            raise ValueError(f"must not exceed FUSIONSERVE_DRAIN_TIMEOUT_S ({timeout:g}), which it is part of")
         return value
 
     def batch_size_for(self, component: str) -> int:
