@@ -43,6 +43,9 @@ def session_options(settings: Settings) -> ort.SessionOptions:
     options.inter_op_num_threads = settings.inter_op_threads
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only: ORT's warnings about unused initialisers are noise
+    # Memory patterns are planned and cached per input shape; with dynamic batch sizes and lengths that
+    # cache only grows. Off: image encoder, random batches 1–32 of decoded PNGs, RSS plateau 599 → 536 MB.
+    options.enable_mem_pattern = False
     # Each component has its own session and thread pool; spinning pools would burn the cores that the
     # event loop, preprocessing and the other components need between batches.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
