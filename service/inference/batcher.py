@@ -1,10 +1,17 @@
-"""Dynamic batching for one model component (DESIGN §5), in the style of TEI's router queue.
+"""Continuous batching for one model component (DESIGN §5), in the style of TEI's router queue.
 
-One asyncio task owns the queue: it waits for the first item, lets a window fill for at most
-`max_delay_s` (or until `max_batch_size` items wait), cuts the window into batches that respect the
-padding budget, and runs each batch in a worker thread. Callers only enqueue and wait on their own
-future, so admission (429) never awaits and a caller that gives up (deadline, disconnect) takes its
-item out of the queue at once.
+One asyncio task owns the queue, and it never waits for nothing:
+- idle (no batch computing): the first item runs at once, with whatever else is already queued;
+- while a batch computes in the worker thread, arrivals queue; when it ends, everything waiting forms the
+  next batch at once (cut by max_batch_size and the padding budget);
+- the max delay is spent only where waiting pays: two or more items wait (a batch is forming), it is
+  not full, and the next arrival is due (newest arrival + the mean gap between the waiting items) before
+  the oldest item's max delay runs out. The loop then waits at most two gaps past the newest arrival and
+  re-decides at each arrival (batch_window.company_wait_s), so a stream that stopped costs two gaps.
+Callers only enqueue and wait on their own future, so admission (429) never awaits and a caller that
+gives up (deadline, disconnect) takes its item out of the queue at once. `depth`, `busy`, `drain_rate`
+and `expected_wait_s()` are cheap reads for admission at the door. BatchPolicy and BatchInfo live in
+batch_window with the other pure parts and are re-exported here.
 """
 
 from __future__ import annotations
@@ -19,31 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.errors import DeadlineExceeded, NotReady, QueueFull
-from service.inference.batch_window import padding_ratio, plan_batches
+from service.inference.batch_window import BatchInfo, BatchPolicy, company_wait_s, padding_ratio, plan_batches
 from service.metrics import Metrics
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class BatchPolicy:
-    max_batch_size: int
-    max_delay_s: float  # how long the first item of a window may wait for company
-    max_queue: int  # items waiting, not counting the batch being computed
-    budget: int | None = None  # batch_size * longest_length <= budget; None = fixed-size inputs
-
-    def __post_init__(self) -> None:
-        if self.max_batch_size < 1 or self.max_queue < 1 or self.max_delay_s < 0:
-            raise ValueError(f"invalid batch policy: {self}")
-        if self.budget is not None and self.budget < 1:
-            raise ValueError(f"invalid padding budget: {self.budget}")
-
-
-@dataclass(frozen=True)
-class BatchInfo:
-    size: int  # items in the batch this item ran in
-    queue_s: float  # time from submit to batch start
-    infer_s: float  # run_batch wall time
+DRAIN_ALPHA = 0.2  # weight of the newest batch in the drain rate: recent, but not one batch's noise
 
 
 @dataclass(eq=False)  # identity hash: items are keys of the queue
@@ -73,6 +60,8 @@ class Batcher:
         self._queue: OrderedDict[_Item, None] = OrderedDict()
         self._held: list[_Item] = []  # taken from the queue by the loop, not answered yet
         self._waiter: asyncio.Future | None = None  # set while the loop sleeps
+        self._computing = 0  # items inside run_batch right now
+        self._drain_rate: float | None = None  # items per second of run_batch time, EWMA over batches
         self._task: asyncio.Task | None = None
         self._accepting = False
         labels = {"model": model, "component": component}
@@ -87,6 +76,23 @@ class Batcher:
     @property
     def depth(self) -> int:
         return len(self._queue)
+
+    @property
+    def busy(self) -> bool:
+        """A batch is computing in the worker thread."""
+        return self._computing > 0
+
+    @property
+    def drain_rate(self) -> float | None:
+        """Items per second over recent successful batches (EWMA of size / infer_s); None before one."""
+        return self._drain_rate
+
+    def expected_wait_s(self) -> float | None:
+        """Time to clear what is here now (queued, taken, computing) at the measured drain rate."""
+        if (rate := self._drain_rate) is None:
+            return None
+        taken = sum(1 for it in self._held if not it.future.done())  # the computing batch included
+        return (len(self._queue) + taken) / rate
 
     async def start(self) -> None:
         if self._task is not None:
@@ -149,9 +155,7 @@ class Batcher:
         item = _Item(payload, length, deadline, now, asyncio.get_running_loop().create_future())
         self._queue[item] = None
         self._m_depth.set(len(self._queue))
-        # Wake the loop only when it may act: a first item to wait for, or a full batch to flush.
-        if len(self._queue) == 1 or len(self._queue) >= self.policy.max_batch_size:
-            self._wake()
+        self._wake()  # a sleeping loop re-decides at every arrival; a computing one looks when done
         return item
 
     def _abandon(self, item: _Item) -> None:
@@ -183,12 +187,17 @@ class Batcher:
                     return None
                 await self._wait(None)
                 continue
-            oldest = next(iter(self._queue))
-            wait_s = oldest.enqueued + self.policy.max_delay_s - time.monotonic()
-            full = len(self._queue) >= self.policy.max_batch_size
-            if full or wait_s <= 0 or not self._accepting:  # stopping: no point waiting for company
+            wait_s = self._company_wait_s() if self._accepting else 0.0  # stopping: nobody is coming
+            if wait_s <= 0:
                 return self._take()
             await self._wait(wait_s)
+
+    def _company_wait_s(self) -> float:
+        if len(self._queue) < 2:  # a lone item never waits: decided without a look at the queue
+            return 0.0
+        oldest, newest = next(iter(self._queue)).enqueued, next(reversed(self._queue)).enqueued
+        lengths = [it.length for it in self._queue]
+        return company_wait_s(lengths, oldest, newest, time.monotonic(), self.policy)
 
     async def _wait(self, timeout: float | None) -> None:
         # A fresh future per wait, no polling: the caller re-checked every condition with no await
@@ -224,7 +233,7 @@ class Batcher:
             return
         for it in batch:
             it.started = True
-        start = time.monotonic()
+        start, self._computing = time.monotonic(), len(batch)
         try:
             results = await asyncio.get_running_loop().run_in_executor(
                 self._executor, self._run_batch, [it.payload for it in batch]
@@ -237,8 +246,10 @@ class Batcher:
             results, error = [], exc
         else:
             error = None
+        finally:
+            self._computing = 0
         infer_s = time.monotonic() - start
-        self._record(batch, start, infer_s)  # a failed batch still spent its compute
+        self._record(batch, start, infer_s, ok=error is None)  # a failed batch still spent its compute
         if error is not None:
             self._answer(batch, error)
             return
@@ -246,7 +257,10 @@ class Batcher:
             if not it.future.done():  # the caller may have been cancelled meanwhile
                 it.future.set_result((result, BatchInfo(len(batch), start - it.enqueued, infer_s)))
 
-    def _record(self, batch: list[_Item], start: float, infer_s: float) -> None:
+    def _record(self, batch: list[_Item], start: float, infer_s: float, ok: bool) -> None:
+        if ok:  # a batch that failed fast says nothing about the drain rate
+            rate, old = len(batch) / max(infer_s, 1e-6), self._drain_rate
+            self._drain_rate = rate if old is None else old + DRAIN_ALPHA * (rate - old)
         self._m_size.observe(len(batch))
         if self._m_padding is not None:
             self._m_padding.observe(padding_ratio([it.length for it in batch]))

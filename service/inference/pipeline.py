@@ -50,8 +50,8 @@ class ItemResult:
 
 def policy_for(component: str, settings: Settings) -> BatchPolicy:
     budgets = {"text": settings.text_token_budget, "audio": settings.audio_frame_budget}
-    # Fusion waits for no one: the items of an encoder batch resolve in the same event-loop tick, so they
-    # reach the fusion queue together anyway; a delay there would only add latency to every request.
+    # Fusion waits for no one (max delay 0: the imminent-arrival rule never holds a batch there): the items
+    # of an encoder batch resolve in the same event-loop tick, so they reach the fusion queue together anyway.
     delay_ms = 0.0 if component == "fusion" else settings.max_queue_delay_ms
     return BatchPolicy(
         max_batch_size=settings.batch_size_for(component),

@@ -19,6 +19,11 @@ def item(seed: int, *modalities: str) -> dict:
     return {m: inputs[m] if m == "text" else base64.b64encode(inputs[m]).decode() for m in modalities}
 
 
+async def wait_depth(batcher, depth: int) -> None:
+    while batcher.depth < depth:
+        await asyncio.sleep(0.005)
+
+
 def batch_sizes(server_timing: str) -> dict[str, list[int]]:
     """'batch-text;desc="3,3"' → {"text": [3, 3]}."""
     sizes = {}
@@ -30,10 +35,21 @@ def batch_sizes(server_timing: str) -> dict[str, list[int]]:
 
 
 async def test_concurrent_requests_form_batches(tiny_models):
+    # The tiny encoders compute faster than requests arrive, so each would find its batcher idle and run
+    # at once, alone (continuous batching never waits for nothing). Holding the first text batch in ORT
+    # makes the others arrive while a batch computes: they must form the next batch(es) together.
     async with serving(fast_settings(tiny_models, max_queue_delay_ms=50)) as (app, client):
-        responses = await asyncio.gather(
-            *(client.post(EMBED, json={"inputs": [item(seed, "text", "audio")]}) for seed in range(12))
-        )
+        text_queue = app.state.registry.get("tiny").pipeline.batchers["text"]
+        with Gate(app, "text") as gate:
+            posts = [
+                asyncio.create_task(client.post(EMBED, json={"inputs": [item(seed, "text", "audio")]}))
+                for seed in range(12)
+            ]
+            await asyncio.to_thread(gate.entered.wait, 10)
+            held = len(next(iter(gate.calls[0].values())))  # requests that arrived together share the first
+            await asyncio.wait_for(wait_depth(text_queue, 12 - held), 10)
+            gate.open()
+            responses = await asyncio.gather(*posts)
         assert all(r.status_code == 200 for r in responses)
         executed = metric(app, "fusionserve_batch_size_count", model="tiny", component="text")
         items = metric(app, "fusionserve_batch_size_sum", model="tiny", component="text")
@@ -57,12 +73,19 @@ async def test_outputs_are_batch_invariant(tiny_models):
             np.testing.assert_allclose(batched[key], alone[key], atol=1e-5)
 
 
-async def test_flush_on_delay_answers_a_lone_request(tiny_models):
-    async with serving(fast_settings(tiny_models, max_queue_delay_ms=30)) as (_, client):
-        started = time.perf_counter()
-        response = await client.post(EMBED, json={"inputs": [item(1, "text")]})
-        assert response.status_code == 200
-        assert time.perf_counter() - started < 1.0  # waited ~30 ms for company, then ran alone
+def queue_ms(server_timing: str) -> float:
+    """'queue;dur=0.12' → 0.12 (the slowest item's queue time, in ms)."""
+    part = next(p for p in server_timing.split(", ") if p.startswith("queue;dur="))
+    return float(part[len("queue;dur=") :])
+
+
+async def test_a_lone_request_does_not_wait_for_company(tiny_models):
+    async with serving(fast_settings(tiny_models, max_queue_delay_ms=200)) as (_, client):
+        for seed in (1, 2):  # the second comes after the first: the batchers are idle again
+            response = await client.post(EMBED, json={"inputs": [item(seed, "text", "audio")]})
+            assert response.status_code == 200
+            assert batch_sizes(response.headers["server-timing"]) == {"text": [1], "audio": [1], "fusion": [1]}
+            assert queue_ms(response.headers["server-timing"]) < 50  # the old window: >= 200 ms
 
 
 async def test_queue_full_answers_429_fast_and_counts(tiny_models):

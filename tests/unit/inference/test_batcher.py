@@ -1,7 +1,7 @@
 """The dynamic batcher (DESIGN §5, §7 rows 12-14) with fake run_batch functions that record their calls.
 
-Timing-sensitive cases hold the worker with a threading.Event gate instead of relying on sleeps, so
-what queues up while a batch computes is decided by the test, not by the scheduler.
+Batch formation, admission, dropping, padding budget and lifecycle; the continuous-batching policy
+(when to wait) and the load readings (busy, drain rate) are in test_continuous_batching.py.
 """
 
 from __future__ import annotations
@@ -16,97 +16,18 @@ import pytest
 from service.errors import DeadlineExceeded, NotReady, QueueFull
 from service.inference.batch_window import padding_ratio
 from service.inference.batcher import Batcher, BatchPolicy
-from service.metrics import Metrics
-
-MODEL, COMPONENT = "m", "text"
-LABELS = {"model": MODEL, "component": COMPONENT}
-
-
-class Recorder:
-    """A fake run_batch: records payloads, can be held shut by a gate, fails on payload 'boom'."""
-
-    def __init__(self, sleep_s: float = 0.0, gated: bool = False):
-        self.calls: list[list] = []
-        self.threads: list[str] = []
-        self.sleep_s = sleep_s
-        self.gate = threading.Event()
-        if not gated:
-            self.gate.set()
-        self.entered = threading.Event()
-
-    def __call__(self, payloads: list) -> list:
-        self.calls.append(list(payloads))
-        self.threads.append(threading.current_thread().name)
-        self.entered.set()
-        assert self.gate.wait(timeout=10), "test forgot to open the gate"
-        time.sleep(self.sleep_s)
-        if "boom" in payloads:
-            raise ValueError("boom in batch")
-        if "short" in payloads:
-            return []
-        return [f"out-{p}" for p in payloads]
-
-    def computed(self) -> list:
-        return [p for call in self.calls for p in call]
-
-    async def wait_entered(self) -> None:
-        assert await asyncio.to_thread(self.entered.wait, 5)
-
-
-@pytest.fixture
-def metrics() -> Metrics:
-    return Metrics()
-
-
-@pytest.fixture
-async def make(metrics):
-    made: list[Batcher] = []
-
-    async def _make(
-        run_batch, *, max_batch_size=4, max_delay_s=0.02, max_queue=64, budget=None, executor=None
-    ) -> Batcher:
-        policy = BatchPolicy(max_batch_size, max_delay_s, max_queue, budget)
-        batcher = Batcher(COMPONENT, MODEL, run_batch, policy, metrics, executor)
-        await batcher.start()
-        made.append(batcher)
-        return batcher
-
-    yield _make
-    for batcher in made:
-        if isinstance(batcher._run_batch, Recorder):
-            batcher._run_batch.gate.set()
-        await asyncio.wait_for(batcher.stop(), 5)
-
-
-def sample(metrics: Metrics, name: str, labels: dict | None = None) -> float | None:
-    return metrics.registry.get_sample_value(name, labels if labels is not None else LABELS)
-
-
-def depth_gauge(metrics: Metrics) -> float | None:
-    return sample(metrics, "fusionserve_queue_depth")
-
-
-def rejected(metrics: Metrics, reason: str) -> float | None:
-    return sample(metrics, "fusionserve_rejected_total", {"model": MODEL, "reason": reason})
-
-
-def soon(seconds: float = 5.0) -> float:
-    return time.monotonic() + seconds
-
-
-async def wait_until(cond, timeout: float = 5.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, "condition not reached"
-        await asyncio.sleep(0.005)
-
-
-async def start_blocked(batcher: Batcher, rec: Recorder, payload="blocker") -> asyncio.Task:
-    """Put one item into compute and keep it there until rec.gate is set."""
-    task = asyncio.create_task(batcher.submit(payload, deadline=soon()))
-    await rec.wait_entered()
-    return task
-
+from tests.unit.inference.fakes import (
+    COMPONENT,
+    LABELS,
+    MODEL,
+    Recorder,
+    depth_gauge,
+    rejected,
+    sample,
+    soon,
+    start_blocked,
+    wait_until,
+)
 
 # ---- batch formation ---------------------------------------------------------------------------
 
@@ -131,17 +52,6 @@ async def test_concurrent_submits_form_batches_and_map_results(make, metrics):
         assert sample(metrics, "fusionserve_stage_duration_seconds_count", labels) == 40
     assert sample(metrics, "fusionserve_batch_padding_ratio_count") is None  # fixed-size inputs
     assert batcher.depth == 0 and depth_gauge(metrics) == 0
-
-
-async def test_single_item_flushes_after_max_delay(make):
-    rec = Recorder()
-    batcher = await make(rec, max_batch_size=8, max_delay_s=0.2)
-    t0 = time.monotonic()
-    result, info = await batcher.submit("solo", deadline=soon())
-    elapsed = time.monotonic() - t0
-    assert result == "out-solo" and info.size == 1
-    assert 0.18 <= elapsed < 0.2 + 0.5, elapsed
-    assert 0.18 <= info.queue_s < 0.2 + 0.5
 
 
 async def test_full_batch_does_not_wait_for_delay(make):
