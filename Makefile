@@ -6,6 +6,7 @@ MODELS ?= models
 PYTEST_ARGS ?=
 
 .PHONY: install serve test lint bench tiny-bundle default-bundle espeak deploy-tools deploy-check clean
+.PHONY: bench-peers-setup bench-peers bench-overload bench-soak bench-bundle
 
 # The virtual environment, rebuilt when pyproject.toml changes.
 install: $(VENV)/.installed
@@ -50,6 +51,28 @@ test: install lint espeak deploy-tools
 
 bench: install
 	$(BIN)/python -m bench
+
+# Issue 8 item 7 (docs/benchmarks.md): peers, overload, soak, on the default bundle $(MODELS)/tridigits/1.
+# Extra flags through BENCH_ARGS, e.g. `make bench-peers BENCH_ARGS=--quick` (a smoke run, not for quoting).
+BENCH_ARGS ?=
+BENCH_VENVS ?= /work/bench-venvs
+bench-bundle: install
+	@test -f $(MODELS)/tridigits/1/manifest.json || $(MAKE) --no-print-directory default-bundle
+
+# One venv per peer (FastAPI baseline, LitServe, PyTriton) under $(BENCH_VENVS), outside the repository.
+bench-peers-setup: install
+	PROJECT_PY=$(BIN)/python BENCH_VENVS=$(BENCH_VENVS) bench/peers/setup.sh
+
+# A peer that fails to install is skipped, with the reason in the results (`-`: make goes on).
+bench-peers: bench-bundle
+	-PROJECT_PY=$(BIN)/python BENCH_VENVS=$(BENCH_VENVS) bench/peers/setup.sh
+	$(BIN)/python -m bench.peers --model-dir $(MODELS) --venvs $(BENCH_VENVS) $(BENCH_ARGS)
+
+bench-overload: bench-bundle
+	$(BIN)/python -m bench.overload --model-dir $(MODELS) $(BENCH_ARGS)
+
+bench-soak: bench-bundle
+	$(BIN)/python -m bench.soak --model-dir $(MODELS) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -22,6 +22,7 @@ class _Connection(asyncio.Protocol):
         self.waiter: asyncio.Future | None = None
         self.closed = False
         self.received = False  # any byte of the current request's answer
+        self.keep_alive = False  # read inside on_message_complete: llhttp resets its state right after
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -35,6 +36,7 @@ class _Connection(asyncio.Protocol):
             self.close()
 
     def on_message_complete(self) -> None:  # httptools callback: the whole response (body included) is in
+        self.keep_alive = self.parser.should_keep_alive()
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(self.parser.get_status_code())
 
@@ -48,7 +50,7 @@ class _Connection(asyncio.Protocol):
 
     async def request(self, data: bytes) -> int:
         self.waiter = asyncio.get_running_loop().create_future()
-        self.received = False
+        self.received = self.keep_alive = False
         self.transport.write(data)
         return await self.waiter
 
@@ -66,6 +68,7 @@ class RawClient:
         self.host, self.port, self.timeout_s = host, port, timeout_s
         self.slots = asyncio.Semaphore(max_connections)
         self.idle: list[_Connection] = []
+        self.connections_opened = 0
 
     def build(self, path: str, body: bytes, headers: dict) -> bytes:
         head = [f"POST {path} HTTP/1.1", f"Host: {self.host}:{self.port}", f"Content-Length: {len(body)}"]
@@ -80,6 +83,7 @@ class RawClient:
                 return connection, True
         loop = asyncio.get_running_loop()
         _, connection = await loop.create_connection(_Connection, self.host, self.port)
+        self.connections_opened += 1
         return connection, False
 
     async def send(self, request: bytes) -> str:
@@ -107,7 +111,7 @@ class RawClient:
                     continue
                 raise
             finally:  # also on cancellation: a connection with a request in flight is never reused
-                if answered and not connection.closed and connection.parser.should_keep_alive():
+                if answered and not connection.closed and connection.keep_alive:
                     self.idle.append(connection)
                 else:
                     connection.close()
