@@ -157,8 +157,9 @@ class DataPlane:
         """Decode and preprocess in the thread pool, never on the event loop."""
         bundle, loop = admitted.state.bundle, asyncio.get_running_loop()
         jobs = [
-            loop.run_in_executor(self.preprocess_pool, prepare_item, raw, bundle.manifest, bundle.tokenizer,
-                                 self.settings)  # fmt: skip
+            loop.run_in_executor(
+                self.preprocess_pool, prepare_item, raw, bundle.manifest, bundle.tokenizer, self.settings
+            )  # fmt: skip
             for raw in raw_items
         ]
         return list(await asyncio.gather(*jobs))
