@@ -9,7 +9,7 @@ they share the batchers, the limits, the metrics and the error rules.
 Admission at the door: a request is refused (429, Retry-After from the measured drain rate) when the work
 already admitted for its model version would make it wait longer than `max_queue_wait_ms` — the requests in
 flight divided by the rate at which that version has been completing them — so the bound follows from time,
-not from a fixed count. Below 2 × max_batch_size requests in flight nobody is refused (batches stay full);
+not from a fixed count. Below ADMIT_FLOOR requests in flight nobody is refused;
 with no completion in the last RATE_WINDOW_S (a cold start) there is no rate to judge by and only the
 per-component queue bounds (max_queued_items) apply. Admitted requests are bounded, so the preprocessing
 backlog is too (each holds at most max_items_per_request items).
@@ -34,6 +34,7 @@ from service.metrics import Metrics
 from service.settings import Settings
 
 RATE_WINDOW_S = 2.0  # completions older than this do not count towards the drain rate
+ADMIT_FLOOR = 4  # requests in flight that are never refused at the door, whatever the measured rate
 
 
 class ClientDisconnected(Exception):
@@ -120,7 +121,7 @@ class DataPlane:
         return self._meters.setdefault((model, version), DrainMeter())
 
     def _check_door(self, model: str, meter: DrainMeter, now: float) -> None:
-        floor = 2 * self.settings.max_batch_size
+        floor = ADMIT_FLOOR
         wait = meter.expected_wait_s(now)
         limit = self.settings.max_queue_wait_ms / 1000
         if wait is None or meter.in_flight < floor or wait <= limit:

@@ -18,6 +18,7 @@ from service.api.middleware import ApiKeyMiddleware, BodyLimitMiddleware
 from service.api.routes import router
 from service.dataplane import DataPlane
 from service.inference.registry import Registry
+from service.inference.runtime import lower_priority
 from service.metrics import Metrics
 from service.settings import Settings
 
@@ -32,7 +33,10 @@ def _log_load_failure(task: asyncio.Task) -> None:
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     state = app.state
-    state.preprocess_pool = ThreadPoolExecutor(state.settings.preprocess_threads, thread_name_prefix="preprocess")
+    state.preprocess_pool = ThreadPoolExecutor(
+        state.settings.preprocess_threads, thread_name_prefix="preprocess", initializer=lower_priority,
+        initargs=(state.settings.compute_nice,),  # decoding yields to the event loop too
+    )  # fmt: skip
     state.plane.preprocess_pool = state.preprocess_pool
     state.loader = asyncio.create_task(state.registry.load_all(state.registry.discover()))
     state.loader.add_done_callback(_log_load_failure)

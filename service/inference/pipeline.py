@@ -21,6 +21,7 @@ from service.inference.components import (
     softmax,
 )
 from service.inference.prepare import PreparedItem
+from service.inference.runtime import lower_priority
 from service.metrics import Metrics
 from service.settings import Settings
 
@@ -73,7 +74,10 @@ class Pipeline:
         self.encoders, self.fusion = encoders, fusion
         components = {**encoders, "fusion": fusion}
         # one worker thread per component: ORT parallelises inside a call; components overlap
-        self._executor = ThreadPoolExecutor(len(components), thread_name_prefix=f"ort-{model}")
+        self._executor = ThreadPoolExecutor(
+            len(components), thread_name_prefix=f"ort-{model}", initializer=lower_priority,
+            initargs=(settings.compute_nice,),
+        )  # fmt: skip
         self._active, self._idle = 0, asyncio.Event()  # items between submit and result
         self._idle.set()
         self.batchers = {

@@ -7,6 +7,8 @@ falls back to CPU and `provider` says so (DESIGN §7 row 18) — it never fails 
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +39,39 @@ def requested_providers(setting: str) -> list[str]:
     return [CPU]
 
 
+def lower_priority(nice: int) -> None:
+    """Make the calling thread (and the threads it starts, which inherit it) `nice` steps less urgent.
+
+    Compute threads yield the cores to the event loop, so refusing a request (429) or parsing the next one
+    never waits behind a batch. Linux sets nice per thread; elsewhere this does nothing.
+    """
+    if nice > 0 and hasattr(os, "setpriority"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+        except OSError as error:  # e.g. a sandbox forbidding it: serve anyway
+            log.warning("could not lower compute-thread priority: %s", error)
+
+
+def _in_thread(make, nice: int):
+    """Call `make()` in a short-lived thread at the compute priority: ORT's intra-op pool, created with the
+    session, inherits it."""
+    out: dict = {}
+
+    def run() -> None:
+        lower_priority(nice)
+        try:
+            out["value"] = make()
+        except BaseException as error:  # re-raised in the caller
+            out["error"] = error
+
+    thread = threading.Thread(target=run, name="ort-session")
+    thread.start()
+    thread.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
 def session_options(settings: Settings) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.intra_op_num_threads = settings.intra_op_threads
@@ -59,13 +94,18 @@ class OrtModel:
     def __init__(self, path: Path, settings: Settings):
         self.path = Path(path)
         providers = requested_providers(settings.providers)
+
+        def create(chosen: list[str]) -> ort.InferenceSession:
+            make = lambda: ort.InferenceSession(str(path), session_options(settings), providers=chosen)  # noqa: E731
+            return _in_thread(make, settings.compute_nice)
+
         try:
-            self.session = ort.InferenceSession(str(path), session_options(settings), providers=providers)
+            self.session = create(providers)
         except Exception as error:  # CUDA libraries missing at session creation: fall back, say why
             if providers == [CPU]:
                 raise
             log.warning("could not create %s on %s (%s); falling back to CPU", path.name, providers[0], error)
-            self.session = ort.InferenceSession(str(path), session_options(settings), providers=[CPU])
+            self.session = create([CPU])
         self.provider = self.session.get_providers()[0]
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
