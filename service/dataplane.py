@@ -8,9 +8,9 @@ they share the batchers, the limits, the metrics and the error rules.
 
 Admission at the door: a request is refused (429, Retry-After from the measured drain rate) when the work
 already admitted for its model version would make it wait longer than `max_queue_wait_ms` — the requests in
-flight divided by the rate at which that version has been completing them — so the bound follows from time,
-not from a fixed count. Below ADMIT_FLOOR requests in flight nobody is refused;
-with no completion in the last RATE_WINDOW_S (a cold start) there is no rate to judge by and only the
+flight divided by that version's drain rate (DrainMeter: its best recent second) — so the bound follows from
+time, not from a fixed count. Up to max_batch_size requests in flight nobody is refused (one full batch);
+with no completions in the last CAPACITY_WINDOW_S (a cold start) there is no rate to judge by and only the
 per-component queue bounds (max_queued_items) apply. Admitted requests are bounded, so the preprocessing
 backlog is too (each holds at most max_items_per_request items).
 """
@@ -33,8 +33,7 @@ from service.inference.registry import ModelEntry, Registry, VersionState
 from service.metrics import Metrics
 from service.settings import Settings
 
-RATE_WINDOW_S = 2.0  # completions older than this do not count towards the drain rate
-ADMIT_FLOOR = 4  # requests in flight that are never refused at the door, whatever the measured rate
+CAPACITY_WINDOW_S = 10  # whole seconds whose completion counts the drain rate is the best of
 
 
 class ClientDisconnected(Exception):
@@ -42,23 +41,30 @@ class ClientDisconnected(Exception):
 
 
 class DrainMeter:
-    """Requests in flight for one model version and the rate it has recently been completing them."""
+    """Requests in flight for one model version, and its drain rate: the most requests it completed in
+    one whole second of the last CAPACITY_WINDOW_S. A capacity, not the current pace: refusals cost CPU
+    under overload, and a bound judged by the current completion rate would shrink with it and refuse
+    ever more (a spiral); the best recent second does not move."""
 
-    def __init__(self, window_s: float = RATE_WINDOW_S):
+    def __init__(self, window_s: int = CAPACITY_WINDOW_S):
         self.in_flight, self.window_s = 0, window_s
-        self._done: deque[float] = deque(maxlen=512)  # completion times (monotonic)
+        self._seconds: deque[list[int]] = deque()  # [whole second (monotonic), completions in it]
 
     def completed(self, now: float) -> None:
         self.in_flight -= 1
-        self._done.append(now)
+        second = int(now)
+        if self._seconds and self._seconds[-1][0] == second:
+            self._seconds[-1][1] += 1
+        else:
+            self._seconds.append([second, 1])
 
     def rate(self, now: float) -> float | None:
-        """Completions per second over the recent window; None with too few to tell."""
-        while self._done and self._done[0] < now - self.window_s:
-            self._done.popleft()
-        if len(self._done) < 8:
-            return None
-        return len(self._done) / max(now - self._done[0], 1e-3)
+        """Completions per second of the best recent whole second; None with fewer than 8 (cold)."""
+        current = int(now)
+        while self._seconds and self._seconds[0][0] < current - self.window_s:
+            self._seconds.popleft()
+        best = max((count for second, count in self._seconds if second < current), default=0)
+        return float(best) if best >= 8 else None
 
     def expected_wait_s(self, now: float) -> float | None:
         rate = self.rate(now)
@@ -121,7 +127,7 @@ class DataPlane:
         return self._meters.setdefault((model, version), DrainMeter())
 
     def _check_door(self, model: str, meter: DrainMeter, now: float) -> None:
-        floor = ADMIT_FLOOR
+        floor = self.settings.max_batch_size  # up to one full batch in flight is never refused
         wait = meter.expected_wait_s(now)
         limit = self.settings.max_queue_wait_ms / 1000
         if wait is None or meter.in_flight < floor or wait <= limit:

@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     )
     max_queued_items: int = Field(256, ge=1)
     # door admission (service/dataplane.py): refuse when the admitted work's expected wait exceeds this
-    max_queue_wait_ms: float = Field(75.0, gt=0, le=600_000)
+    max_queue_wait_ms: float = Field(100.0, gt=0, le=600_000)
     text_token_budget: int = Field(8192, ge=1, description="max padded tokens (batch x longest) per text batch")
     audio_frame_budget: int = Field(48_000, ge=1, description="max padded mel frames per audio batch")
     default_deadline_ms: float = Field(10_000, gt=0)

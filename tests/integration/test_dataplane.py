@@ -49,11 +49,13 @@ async def test_every_route_calls_the_data_plane(tiny_models):
 
 
 def _at_capacity(plane, in_flight: int, rate: float, model: str = "tiny", version: str = "1") -> None:
-    """Pretend `in_flight` requests are admitted and the version completes `rate` of them per second."""
+    """Pretend `in_flight` requests are admitted and the version completed `rate` of them last second."""
     meter = plane.meter(model, version)
+    last_second = int(time.monotonic()) - 1
+    for k in range(int(rate)):
+        meter.in_flight += 1
+        meter.completed(last_second + k / rate)
     meter.in_flight += in_flight
-    now = time.monotonic()
-    meter._done.extend(now - (19 - k) / rate for k in range(20))  # 20 completions at that rate, up to now
 
 
 async def _asgi_post(app, path: str, body: bytes) -> tuple[int, dict, list[str]]:
@@ -115,3 +117,15 @@ async def test_responses_are_exactly_their_declared_schema(tiny_models):
         # a round trip through the declared model loses nothing and adds nothing: no undeclared keys
         assert schema.model_validate(body).model_dump(exclude_unset=True) == body, schema.__name__
     assert classify.headers["content-type"] == "application/json"
+
+
+def test_drain_rate_is_the_best_recent_second_so_overload_cannot_shrink_it():
+    from service.dataplane import DrainMeter
+
+    meter, base = DrainMeter(window_s=10), 1000.0
+    for second, count in ((0, 300), (1, 120), (2, 40)):  # refusals eat CPU: the pace falls second by second
+        for k in range(count):
+            meter.in_flight += 1
+            meter.completed(base + second + k / count)
+    assert meter.rate(base + 3.5) == 300.0  # the capacity, not the last second's 40
+    assert meter.rate(base + 13.5) is None  # idle past the window: cold again, nothing to judge by
