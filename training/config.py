@@ -22,7 +22,7 @@ class TrainConfig:
     data: str = "data/tridigits/dataset.jsonl"  # JSONL manifest (see training/data/dataset.py)
     out_dir: str = "runs/tridigits"  # checkpoint, curves, evaluation report
     cache_dir: str = ".cache/fusionserve-features"  # frozen-backbone features, keyed by content hash
-    robustness_data: str = ""  # optional JSONL of clean items grouped by meta.group (evaluation only)
+    robustness_data: str = ""  # optional JSONL of clean items grouped by meta.group, relative to `data`'s folder
     check_media: bool = True  # decode every image/audio file while validating the dataset (slow: ~10 ms a file)
     models_dir: str = "models"  # bundles go to <models_dir>/<name>/<version>/
     name: str = "tridigits"

@@ -29,7 +29,9 @@ WARM_RESPONSES = 4 * CLIENTS
 # small batches for text and fusion keep the clients out of step, so that at any moment some are between
 # requests (uvicorn's "idle") while others wait on a batch; max_batch_size 16 keeps the door admission's
 # floor (2 × 16 in flight) above the 32 clients, so no 429
-LOAD = dict(max_batch_size=16, component_max_batch_size='{"text": 4, "fusion": 4}', max_queue_delay_ms=2)
+# the door must not refuse these 32 clients: this test is about drain, not admission (test_dataplane.py)
+LOAD = dict(max_batch_size=16, component_max_batch_size='{"text": 4, "fusion": 4}', max_queue_delay_ms=2,
+            max_queue_wait_ms=600_000)  # fmt: skip
 
 
 @dataclass

@@ -92,8 +92,9 @@ def view_table(items: list[Example], modality: str, own: torch.Tensor, views: np
 def _examples(cfg) -> dict[str, list[Example]]:
     examples = load_dataset(Path(cfg.data), check_media=cfg.check_media)
     by_split = {s: [e for e in examples if e.split == s] for s in ("train", "val", "test")}
-    if cfg.robustness_data and Path(cfg.robustness_data).is_file():
-        by_split[CLEAN] = load_dataset(Path(cfg.robustness_data), check_media=cfg.check_media)
+    robustness = Path(cfg.data).parent / cfg.robustness_data  # relative to the dataset manifest
+    if cfg.robustness_data and robustness.is_file():
+        by_split[CLEAN] = load_dataset(robustness, check_media=cfg.check_media)
     return by_split
 
 
