@@ -11,56 +11,21 @@ import asyncio
 
 import httptools
 
+from bench import rawhttp
 
-class _Connection(asyncio.Protocol):
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
-        self.waiter: asyncio.Future | None = None
-        self.closed, self.received = False, False
-        self.retry_after: str | None = None
-        self.keep_alive = False
 
-    def connection_made(self, transport) -> None:
-        self.transport = transport
+class _Connection(rawhttp._Connection):
+    """rawhttp's connection that also keeps the answer's Retry-After header."""
 
-    def data_received(self, data: bytes) -> None:
-        self.received = True
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as error:
-            self._fail(error)
-            self.close()
+    retry_after: str | None = None
 
     def on_header(self, name: bytes, value: bytes) -> None:  # httptools callback
         if name.lower() == b"retry-after":
             self.retry_after = value.decode("latin-1")
 
-    def on_message_complete(self) -> None:
-        # read keep-alive here: once this callback returns, llhttp resets its state for the next message and
-        # should_keep_alive() answers False (which is why bench/rawhttp.py never reuses a connection)
-        self.keep_alive = self.parser.should_keep_alive()
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(self.parser.get_status_code())
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self._fail(exc or ConnectionResetError("server closed the connection"))
-
-    def _fail(self, error: Exception) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_exception(error)
-
     async def request(self, data: bytes) -> int:
-        self.waiter = asyncio.get_running_loop().create_future()
-        self.received, self.retry_after, self.keep_alive = False, None, False
-        self.transport.write(data)
-        return await self.waiter
-
-    def close(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
+        self.retry_after = None
+        return await super().request(data)
 
 
 class OneConnectionClient:
