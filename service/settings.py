@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     models: list[str] = Field(default_factory=list, description="model names to serve; empty = all found")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    # KServe V2 gRPC (GRPCInferenceService) on this port; off when unset
+    grpc_port: int | None = Field(None, ge=1, le=65535)
+    # live model management: rescan model_dir every this many seconds (0 = off)
+    model_poll_s: float = Field(0.0, ge=0)
 
     # onnxruntime
     providers: Literal["auto", "cpu", "cuda"] = "auto"
@@ -56,6 +60,8 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(4096, ge=1)
     max_items_per_request: int = Field(32, ge=1)
     max_top_k: int = Field(100, ge=1)
+    # hosts whose http(s) URLs may be fetched as inputs (OpenAI image_url); empty = only data: URLs
+    url_allow_hosts: list[str] = Field(default_factory=list)
 
     # security and lifecycle
     api_key: SecretStr | None = None
