@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from service.errors import InvalidInput, QueueFull
+from service.errors import FusionError, InvalidInput, QueueFull
 from service.inference.pipeline import ItemResult
 from service.inference.prepare import PreparedItem, RawItem, prepare_item
 from service.inference.registry import ModelEntry, Registry, VersionState
@@ -34,6 +34,7 @@ from service.metrics import Metrics
 from service.settings import Settings
 
 CAPACITY_WINDOW_S = 10  # whole seconds whose completion counts the drain rate is the best of
+REJECT_REASON = {413: "too_large", 400: "invalid", 415: "invalid", 422: "invalid"}  # status → rejected_total reason
 
 
 class ClientDisconnected(Exception):
@@ -80,6 +81,14 @@ class Admitted:
 
 
 @dataclass
+class Tracked:
+    """One request's accounting (DataPlane.track); `status` is the protocol-neutral outcome, HTTP-numbered."""
+
+    model_label: str
+    status: str = "200"
+
+
+@dataclass
 class Inference:
     items: list[PreparedItem]
     results: list[ItemResult]
@@ -120,6 +129,34 @@ class DataPlane:
     def resolve(self, model: str, version: str | None = None) -> VersionState:
         """The ready version asked for (default: the newest ready one); 404 / 503 otherwise."""
         return self.registry.get(model, version)
+
+    # ---- per-request accounting (every protocol) ---------------------------------------------------
+
+    @asynccontextmanager
+    async def track(self, model: str, endpoint: str):
+        """In-flight gauge, requests_total by outcome, request duration and rejected_total for one request,
+        whatever protocol carried it. A FusionError sets the status from its HTTP meaning; ClientDisconnected
+        is 499; anything else escaping is 500."""
+        label = model if model in self.registry.models else "unknown"  # no label per made-up model name
+        tracked, started = Tracked(label), time.perf_counter()
+        self.metrics.inflight_requests.inc()
+        try:
+            yield tracked
+        except FusionError as error:
+            tracked.status = str(error.status)
+            if error.status in REJECT_REASON and label != "unknown":
+                self.metrics.reject(label, REJECT_REASON[error.status])
+            raise
+        except ClientDisconnected:
+            tracked.status = "499"
+            raise
+        except BaseException:
+            tracked.status = "500"
+            raise
+        finally:
+            self.metrics.inflight_requests.dec()
+            self.metrics.requests_total.labels(label, endpoint, tracked.status).inc()
+            self.metrics.request_duration.labels(label, endpoint).observe(time.perf_counter() - started)
 
     # ---- admission -----------------------------------------------------------------------------
 

@@ -16,11 +16,10 @@ from fastapi.responses import Response
 
 from service.api.inputs import read_items
 from service.dataplane import ClientDisconnected, Inference
-from service.errors import FusionError, InvalidInput
+from service.errors import InvalidInput
 from service.inference.registry import VersionState
 
 DEADLINE_HEADER = "x-request-timeout-ms"
-REJECT_REASON = {413: "too_large", 400: "invalid", 415: "invalid", 422: "invalid"}
 
 
 class OrjsonResponse(Response):
@@ -91,28 +90,14 @@ async def handle(
 ) -> Response:
     """Shared by classify and embed; `respond(state, done)` builds the body."""
     plane, started = request.app.state.plane, time.perf_counter()
-    metrics, status = plane.metrics, "500"
-    metrics.inflight_requests.inc()
-    label = model if model in plane.registry.models else "unknown"  # no label per made-up model name
     try:
-        async with plane.admit(model, version, explain=explain) as admitted:  # before the body is read
-            done = await _infer(request, plane, admitted)
-        post_started = time.perf_counter()
-        response = OrjsonResponse(respond(admitted.state, done))
-        record_stages(metrics, model, done, time.perf_counter() - post_started)
+        async with plane.track(model, endpoint), plane.admit(model, version, explain=explain) as admitted:
+            done = await _infer(request, plane, admitted)  # admitted before the body is read
+            post_started = time.perf_counter()
+            response = OrjsonResponse(respond(admitted.state, done))
+            record_stages(plane.metrics, model, done, time.perf_counter() - post_started)
         response.headers["Server-Timing"] = server_timing(done, time.perf_counter() - started)
-        status = "200"
         return response
-    except FusionError as error:
-        status = str(error.status)
-        if error.status in REJECT_REASON and label != "unknown":
-            metrics.reject(label, REJECT_REASON[error.status])
-        raise
     except ClientDisconnected:
-        status = "499"
         body = {"error": {"type": "client_closed", "message": "client disconnected", "field": None}}
         return OrjsonResponse(body, status_code=499)
-    finally:
-        metrics.inflight_requests.dec()
-        metrics.requests_total.labels(label, endpoint, status).inc()
-        metrics.request_duration.labels(label, endpoint).observe(time.perf_counter() - started)
