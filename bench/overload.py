@@ -1,9 +1,12 @@
 """`python -m bench.overload` (= `make bench-overload`): fusionserve past saturation, with the settings that ship.
 
-1. Saturation sweep: closed loops at 8, 16, 32, 64 clients; peak = the best throughput; the saturating
-   concurrency = the smallest reaching 95 % of it.
+1. Saturation sweep: closed loops at 8, 16, 32, 64 clients; the saturating concurrency = the smallest
+   reaching 95 % of the best throughput.
 2. Overload: 1×, 4×, 16× that concurrency, one keep-alive connection per client (a client whose connection
-   the server closed reconnects). Reports goodput (200s/s), 429 and admitted latency, 5xx, Retry-After.
+   the server closed reconnects), in `rounds` interleaved rounds (the order rotated each round). A round's
+   peak is its best level, and each level's goodput / peak is the median of its per-round ratios: on a
+   shared machine a single window swings by ±10 %, so the best of four single sweep windows is a biased
+   "peak" and only side-by-side ratios compare. Latencies are pooled over the rounds.
 Targets (pass/fail): goodput ≥ 90 % of peak, 429 p99 ≤ 20 ms, no 5xx, admitted p99 ≤ 2 × p99 at saturation.
 Writes results.json and results.md to --out (default bench/results/overload). See docs/benchmarks.md.
 """
@@ -14,6 +17,7 @@ import argparse
 import asyncio
 import json
 import shlex
+import statistics
 import sys
 import tempfile
 import time
@@ -42,6 +46,7 @@ class OverloadPlan:
     overload_s: float = 10.0  # measured window per overload level
     warmup_s: float = 2.0
     pool: int = 32
+    rounds: int = 3  # interleaved repetitions of the overload levels
     http_timeout_s: float = 30.0
     # a refused client waits the Retry-After it was given (what the header is for); False: retries at once
     honor_retry_after: bool = True
@@ -50,7 +55,7 @@ class OverloadPlan:
         return asdict(self)
 
 
-QUICK = OverloadPlan(sweep_s=3.0, overload_s=4.0, warmup_s=1.0, pool=8)
+QUICK = OverloadPlan(sweep_s=3.0, overload_s=4.0, warmup_s=1.0, pool=8, rounds=1)
 
 
 class Tally:
@@ -58,6 +63,12 @@ class Tally:
         self.statuses: Counter[str] = Counter()
         self.latencies: dict[str, list[float]] = {}
         self.retry_after: Counter[str] = Counter()
+
+    def merge(self, other: Tally) -> None:
+        self.statuses.update(other.statuses)
+        self.retry_after.update(other.retry_after)
+        for status, latencies in other.latencies.items():
+            self.latencies.setdefault(status, []).extend(latencies)
 
     def add(self, status: str, retry_after: str | None, latency: float) -> None:
         self.statuses[status] += 1
@@ -112,30 +123,65 @@ async def hammer(
         hung = True
     summary = tally.summary(clients, duration_s) | {"hung": hung}
     summary["connections_opened"] = sum(c.connections_opened for c in connections)
-    return summary | await reading
+    return summary | await reading, tally
 
 
-def saturation(sweep: list[dict]) -> tuple[float, dict]:
-    """(peak goodput, the sweep point at the smallest concurrency reaching 95 % of it)."""
-    peak = max(point["goodput"] for point in sweep)
-    return peak, next(point for point in sweep if point["goodput"] >= 0.95 * peak)
+def saturation(sweep: list[dict]) -> dict:
+    """The sweep point at the smallest concurrency reaching 95 % of the best throughput."""
+    best = max(point["goodput"] for point in sweep)
+    return next(point for point in sweep if point["goodput"] >= 0.95 * best)
 
 
 def target(value, limit: str, ok: bool | None) -> dict:
     return {"value": value, "limit": limit, "pass": ok}
 
 
-def verdicts(level: dict, peak: float, saturated_p99: float | None) -> dict:
+def verdicts(level: dict, saturated_p99: float | None) -> dict:
     """The four targets for one overload level: value, limit, pass (None = nothing to judge, e.g. no 429)."""
-    rejected_p99, admitted_p99 = level["rejected_429"]["p99_ms"], level["ok"]["p99_ms"]
+    rejected_p99, admitted_p99, ratio = level["rejected_429"]["p99_ms"], level["ok"]["p99_ms"], level["vs_peak"]
     admitted_limit = 2 * saturated_p99 if saturated_p99 else None
     admitted_ok = None if admitted_p99 is None or not admitted_limit else admitted_p99 <= admitted_limit
     return {
-        "goodput_vs_peak": target(round(level["goodput"] / peak, 3), ">= 0.90", level["goodput"] >= 0.9 * peak),
+        "goodput_vs_peak": target(ratio, ">= 0.90", ratio >= 0.9),
         "p99_429_ms": target(rejected_p99, "<= 20", None if rejected_p99 is None else rejected_p99 <= 20),
         "count_5xx": target(level["count_5xx"], "== 0", level["count_5xx"] == 0),
         "admitted_p99_ms": target(admitted_p99, f"<= {admitted_limit:.1f}" if admitted_limit else "?", admitted_ok),
     }
+
+
+async def overload_rounds(server: ServerProcess, payloads, clients: int, plan: OverloadPlan) -> dict[int, list]:
+    """multiple → [(summary, tally) per round]; the level order rotates each round."""
+    runs: dict[int, list] = {m: [] for m in plan.multiples}
+    for round_index in range(plan.rounds):
+        shift = round_index % len(plan.multiples)
+        for multiple in plan.multiples[shift:] + plan.multiples[:shift]:
+            run = await hammer(server, payloads, multiple * clients, plan.warmup_s, plan.overload_s,
+                               plan.honor_retry_after)  # fmt: skip
+            runs[multiple].append(run)
+            level = run[0]
+            say(
+                f"  overload round {round_index + 1} {multiple:>2}x ({level['clients']} clients) "
+                f"goodput {level['goodput']:.1f} req/s  200 p99 {level['ok']['p99_ms']} ms  "
+                f"429 p99 {level['rejected_429']['p99_ms']} ms  {level['status_counts']}"
+            )
+    return runs
+
+
+def pooled_level(runs: list, peaks: list[float], clients: int, plan: OverloadPlan) -> dict:
+    """One level over its rounds: latencies pooled, goodput and × peak as medians of the rounds."""
+    tally = Tally()
+    for _, round_tally in runs:
+        tally.merge(round_tally)
+    level = tally.summary(clients, plan.overload_s * len(runs))
+    goodputs = [summary["goodput"] for summary, _ in runs]
+    ratios = [goodput / peak for goodput, peak in zip(goodputs, peaks, strict=True)]
+    level |= {"goodput": round(statistics.median(goodputs), 2), "goodput_rounds": goodputs}
+    level |= {"vs_peak": round(statistics.median(ratios), 3), "vs_peak_rounds": [round(r, 3) for r in ratios]}
+    for key in ("connections_opened", "server_cpu_cores", "client_cpu_cores"):
+        values = [summary.get(key) for summary, _ in runs if summary.get(key) is not None]
+        level[key] = statistics.median(values) if values else None
+    level["hung"] = any(summary["hung"] for summary, _ in runs)
+    return level
 
 
 async def run_workload(server: ServerProcess, workload, path: str, plan: OverloadPlan) -> dict:
@@ -143,26 +189,22 @@ async def run_workload(server: ServerProcess, workload, path: str, plan: Overloa
     payloads = [builder.build(path, body, headers) for body, headers in workload.bodies]
     sweep = []
     for clients in plan.sweep:
-        point = await hammer(server, payloads, clients, plan.warmup_s, plan.sweep_s)
+        point, _ = await hammer(server, payloads, clients, plan.warmup_s, plan.sweep_s)
         sweep.append(point)
         say(
             f"  sweep    {workload.name:<10} c={clients:<4} {point['goodput']:7.1f} req/s  "
             f"p99 {point['ok']['p99_ms']} ms  {point['status_counts']}"
         )
-    peak, saturated = saturation(sweep)
-    levels = []
-    for multiple in plan.multiples:
-        level = await hammer(server, payloads, multiple * saturated["clients"], plan.warmup_s, plan.overload_s,
-                             plan.honor_retry_after)  # fmt: skip
-        level |= {"multiple": multiple, "targets": verdicts(level, peak, saturated["ok"]["p99_ms"])}
-        levels.append(level)
-        say(
-            f"  overload {workload.name:<10} {multiple:>2}x ({level['clients']} clients) "
-            f"goodput {level['goodput']:.1f} req/s  200 p99 {level['ok']['p99_ms']} ms  "
-            f"429 p99 {level['rejected_429']['p99_ms']} ms  "
-            f"{level['status_counts']}  Retry-After {level['retry_after_values']}"
-        )
-    return {"sweep": sweep, "peak": peak, "saturating_clients": saturated["clients"], "levels": levels}
+    saturated = saturation(sweep)["clients"]
+    runs = await overload_rounds(server, payloads, saturated, plan)
+    # each round's peak: its best level (the saturating concurrency can sit just below the knee)
+    peaks = [max(level) for level in zip(*([s["goodput"] for s, _ in runs[m]] for m in plan.multiples), strict=True)]
+    levels = [pooled_level(runs[m], peaks, m * saturated, plan) | {"multiple": m} for m in plan.multiples]
+    saturated_p99 = levels[0]["ok"]["p99_ms"]
+    for level in levels:
+        level["targets"] = verdicts(level, saturated_p99)
+    return {"sweep": sweep, "peak": round(statistics.median(peaks), 2), "peak_rounds": peaks,
+            "saturating_clients": saturated, "saturated_p99_ms": saturated_p99, "levels": levels}  # fmt: skip
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -172,6 +214,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sweep", help="closed-loop concurrencies to find saturation (default 8,16,32,64)")
     parser.add_argument("--multiples", help="overload levels as multiples of saturation (default 1,4,16)")
     parser.add_argument("--duration", type=float, help="measured seconds per overload level (default 10)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds of the overload levels (default 3)")
     parser.add_argument("--retry-immediately", action="store_true", help="refused clients ignore Retry-After")
     parser.add_argument("--model-dir", type=Path, default=Path("models"))
     parser.add_argument("--model", default="tridigits")
@@ -185,9 +228,13 @@ def make_plan(args: argparse.Namespace) -> OverloadPlan:
         "sweep": tuple(int(c) for c in args.sweep.split(",")) if args.sweep else None,
         "multiples": tuple(int(m) for m in args.multiples.split(",")) if args.multiples else None,
         "overload_s": args.duration,
+        "rounds": args.rounds,
         "honor_retry_after": False if args.retry_immediately else None,
     }
-    return replace(plan, **{k: v for k, v in changes.items() if v is not None})
+    plan = replace(plan, **{k: v for k, v in changes.items() if v is not None})
+    if 1 not in plan.multiples:  # the 1x level (saturation) is what admitted p99 is judged against
+        plan = replace(plan, multiples=(1, *plan.multiples))
+    return plan
 
 
 async def run_all(bundle, workloads, plan: OverloadPlan, log_dir: Path) -> tuple[dict, dict, list[str]]:

@@ -24,6 +24,7 @@ def _verdict(ok: bool | None) -> str:
 def header(results: dict) -> list[str]:
     m, plan, server = results["machine"], results["plan"], results["server"]
     s = results["settings"]
+    retry = "waits the Retry-After it got" if plan.get("honor_retry_after", True) else "retries at once"
     return [
         "# fusionserve under overload",
         "",
@@ -41,8 +42,11 @@ def header(results: dict) -> list[str]:
         f"{s['preprocess_threads']}. Ready {server.get('ready_s')} s after spawn; RSS at the end "
         f"{server.get('rss_mb')} MB (peak {server.get('peak_rss_mb')} MB).  ",
         f"Load: closed loops, one keep-alive connection per client (a client whose connection was closed "
-        f"reconnects; no client waits for Retry-After), multipart, one item per request; {plan['warmup_s']} s "
-        f"warm-up, then {plan['sweep_s']} s per sweep point and {plan['overload_s']} s per overload level.",
+        f"reconnects; a refused client {retry}), multipart, one item per request; {plan['warmup_s']} s "
+        f"warm-up, then {plan['sweep_s']} s per sweep point and {plan['overload_s']} s per overload level, "
+        f"the levels in {plan.get('rounds', 1)} interleaved round(s) (order rotated each round). A round's peak "
+        "= its best level; × peak = the median of the per-round ratios; "
+        "latencies pooled over the rounds.",
     ]
 
 
@@ -66,7 +70,8 @@ def level_rows(result: dict) -> list[str]:
     for lv in result["levels"]:
         ok, rej = lv["ok"], lv["rejected_429"]
         rows.append(
-            f"| {lv['multiple']}× | {lv['clients']} | {_f(lv['goodput'])} ({lv['goodput'] / result['peak']:.2f}) | "
+            f"| {lv['multiple']}× | {lv['clients']} | {_f(lv['goodput'])} ({lv['vs_peak']:.2f}; rounds "
+            f"{', '.join(f'{r:.2f}' for r in lv['vs_peak_rounds'])}) | "
             f"{_f(ok['p50_ms'])} / {_f(ok['p99_ms'])} | {lv['status_counts'].get('429', 0)} | "
             f"{_f(rej['p50_ms'], 2)} / {_f(rej['p99_ms'], 2)} | {lv['count_5xx']} | "
             f"{lv['retry_after_values'] or '–'} | "
@@ -90,13 +95,13 @@ def target_rows(result: dict) -> list[str]:
 def write_markdown(results: dict, out: Path) -> Path:
     lines = header(results)
     for name, result in results["workloads"].items():
-        sat = next(p for p in result["sweep"] if p["clients"] == result["saturating_clients"])
         lines += [
             "",
             f"## {name}",
             "",
-            f"Peak {result['peak']:.1f} req/s; saturating concurrency {result['saturating_clients']} clients "
-            f"(p99 there {_f(sat['ok']['p99_ms'])} ms).",
+            f"Saturating concurrency {result['saturating_clients']} clients (sweep); peak {result['peak']:.1f} "
+            f"req/s (each round's best level, median of rounds {result['peak_rounds']}); p99 at saturation (1×) "
+            f"{_f(result['saturated_p99_ms'])} ms.",
             "",
             *sweep_rows(result),
             "",
