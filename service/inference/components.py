@@ -8,6 +8,8 @@ item's output does not depend on its batch-mates.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,6 +89,38 @@ class FusionComponent:
             raise BundleError(f"{self.spec.file}: {MODALITY_LOGITS} has shape {heads.shape}, expected {expected}")
         columns = {m: i for i, m in enumerate(self.spec.modalities)}
         return [{m: heads[row, columns[m]] for m in payload} for row, payload in enumerate(payloads)]
+
+
+@dataclass
+class Encoded:
+    """What an encoder batch answers per item in the server."""
+
+    embedding: np.ndarray  # [D]
+    fusion: FusionOutput | None = None  # set when the item had only this modality: fused in the same call
+    fused_rows: int = 0  # how many rows of the batch went on to fusion with it
+
+
+@dataclass
+class EncodeThenFuse:
+    """An encoder's batch function in the server. Items that carry only this modality continue straight
+    into fusion in the same worker call: for single-modality requests (the common case) the fusion queue
+    and two thread hand-offs fall away (~0.5 ms each on a VM). Fusion is row-wise, so fusing a subset of
+    rows gives each row what the fusion batcher would. Payload: (encoder input, only this modality)."""
+
+    encoder: EncoderComponent
+    fusion: FusionComponent
+    count_fusion: Callable[[int, float], None]  # (rows, seconds): fusion's metrics count these batches too
+
+    def __call__(self, payloads: list[tuple[object, bool]]) -> list[Encoded]:
+        embeddings = self.encoder([payload for payload, _ in payloads])  # [B] of [D]
+        alone = [row for row, (_, only) in enumerate(payloads) if only]
+        outputs = []
+        if alone:
+            started = time.perf_counter()
+            outputs = self.fusion([{self.encoder.modality: embeddings[row]} for row in alone])
+            self.count_fusion(len(alone), time.perf_counter() - started)
+        fused = dict(zip(alone, outputs, strict=True))
+        return [Encoded(e, fused.get(row), len(alone) if row in fused else 0) for row, e in enumerate(embeddings)]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ import numpy as np
 from service.inference.batcher import Batcher, BatchInfo, BatchPolicy
 from service.inference.components import (
     EncoderComponent,
+    EncodeThenFuse,
     FusionComponent,
     FusionOutput,
     item_length,
@@ -72,7 +73,13 @@ class Pipeline:
         metrics: Metrics,
     ):
         self.encoders, self.fusion = encoders, fusion
-        components = {**encoders, "fusion": fusion}
+        fused_inline = {m: EncodeThenFuse(e, fusion, self._count_inline_fusion) for m, e in encoders.items()}
+        components = {**fused_inline, "fusion": fusion}
+        self._m_fusion = {
+            "size": metrics.batch_size.labels(model=model, component="fusion"),
+            "queue": metrics.stage_duration.labels(model=model, stage="queue", modality="fusion"),
+            "infer": metrics.stage_duration.labels(model=model, stage="infer", modality="fusion"),
+        }
         # one worker thread per component: ORT parallelises inside a call; components overlap
         self._executor = ThreadPoolExecutor(
             len(components), thread_name_prefix=f"ort-{model}", initializer=lower_priority,
@@ -84,6 +91,13 @@ class Pipeline:
             name: Batcher(name, model, run, policy_for(name, settings), metrics, self._executor)
             for name, run in components.items()
         }
+
+    def _count_inline_fusion(self, rows: int, infer_s: float) -> None:
+        """A fusion batch run inside an encoder's call (EncodeThenFuse) counts like the fusion batcher's own."""
+        self._m_fusion["size"].observe(rows)
+        for _ in range(rows):
+            self._m_fusion["queue"].observe(0.0)
+            self._m_fusion["infer"].observe(infer_s)
 
     async def start(self) -> None:
         for batcher in self.batchers.values():
@@ -114,16 +128,23 @@ class Pipeline:
                 tasks = {
                     m: group.create_task(
                         self.batchers[m].submit(
-                            item.arrays[m], length=item_length(m, item.arrays[m]), deadline=deadline
+                            (item.arrays[m], len(item.modalities) == 1),
+                            length=item_length(m, item.arrays[m]),
+                            deadline=deadline,
                         )
                     )
                     for m in item.modalities
                 }
         except BaseExceptionGroup as failures:  # callers want the first real error (429, 504…)
             raise failures.exceptions[0] from None
-        embeddings = {m: task.result()[0] for m, task in tasks.items()}
+        encoded = {m: task.result()[0] for m, task in tasks.items()}
         batches = {m: task.result()[1] for m, task in tasks.items()}
-        output, batches["fusion"] = await self.batchers["fusion"].submit(embeddings, deadline=deadline)
+        embeddings = {m: e.embedding for m, e in encoded.items()}
+        (first,) = encoded.values() if len(encoded) == 1 else (None,)
+        if first is not None and first.fusion is not None:  # fused inside its encoder's batch call
+            output, batches["fusion"] = first.fusion, BatchInfo(first.fused_rows, 0.0, 0.0)
+        else:
+            output, batches["fusion"] = await self.batchers["fusion"].submit(embeddings, deadline=deadline)
         return item_result(item, embeddings, output, batches)
 
     def run_direct(self, items: list[PreparedItem]) -> list[ItemResult]:

@@ -146,3 +146,21 @@ async def test_cancelled_request_is_never_computed(tiny_models):
             assert (await blocker).status_code == 200
         assert len(gate.calls) == 1
         assert metric(app, "fusionserve_queue_depth", model="tiny", component="text") == 0
+
+
+async def test_single_modality_items_fuse_inside_their_encoder_batch(tiny_models):
+    """Image-only and text-only items skip the fusion queue (fused in the encoder's call) and get the same
+    answer as when fused by the fusion batcher beside multi-modality items; multi-modality items still queue."""
+    async with serving(fast_settings(tiny_models)) as (app, client):
+        fusion_queue = app.state.registry.get("tiny").pipeline.batchers["fusion"]
+        calls = []
+        original = fusion_queue._run_batch
+        fusion_queue._run_batch = lambda payloads: calls.append(len(payloads)) or original(payloads)
+        mixed = [item(0, "image"), item(1, "text"), item(2, "image", "text")]
+        batched = (await client.post(EMBED, json={"inputs": mixed})).json()["results"]
+        assert sum(calls) == 1  # only the image+text item went through the fusion batcher
+        for index, single in enumerate(mixed[:2]):
+            alone = (await client.post(EMBED, json={"inputs": [single]})).json()["results"][0]
+            np.testing.assert_allclose(batched[index]["fused"], alone["fused"], atol=1e-5)
+        assert sum(calls) == 1
+        assert metric(app, "fusionserve_batch_size_sum", model="tiny", component="fusion") == 5
