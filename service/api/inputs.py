@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import base64
 import binascii
-import json
 import sys
 
+import orjson
+import pybase64
 from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
@@ -122,8 +122,8 @@ async def _field_value(name: str, value: UploadFile | str) -> bytes | str:
 
 def read_json(body: bytes, settings: Settings) -> list[RawItem]:
     try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        data = orjson.loads(body)  # a 500 KB base64 image body: ~2x faster than json.loads, on the event loop
+    except orjson.JSONDecodeError as error:
         raise BadRequest(f"body is not valid JSON: {error}", field="body") from None
     if isinstance(data, dict) and isinstance(data.get("inputs"), list):
         count = len(data["inputs"])
@@ -156,19 +156,21 @@ def field_path(location: tuple) -> str:
 def _json_item(index: int, item: InputItem) -> RawItem:
     prefix = f"inputs[{index}]."
     return RawItem(
-        image=_b64(item.image, prefix + "image"),
-        audio=_b64(item.audio, prefix + "audio"),
+        image=decode_base64(item.image, prefix + "image"),
+        audio=decode_base64(item.audio, prefix + "audio"),
         text=item.text,
         prefix=prefix,
     )
 
 
-def _b64(value: str | None, field: str) -> bytes | None:
+def decode_base64(value: str | None, field: str) -> bytes | None:
+    """Strict base64 (a data: URL's payload too) → bytes; InvalidInput naming `field` otherwise. pybase64's
+    SIMD decoder: the stdlib's validating decode costs ~2 ms per 500 KB image, on the event loop."""
     if value is None:
         return None
     if value.startswith("data:") and "," in value:  # data:image/png;base64,....
         value = value.split(",", 1)[1]
     try:
-        return base64.b64decode(value, validate=True)
+        return pybase64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise InvalidInput(f"{field} is not valid base64", field=field) from None
