@@ -44,7 +44,7 @@ def request_deadline(request: Request, default_ms: float) -> float:
     return time.monotonic() + timeout_ms / 1000
 
 
-async def _wait_for_disconnect(request: Request) -> None:
+async def wait_for_disconnect(request: Request) -> None:
     # After the body is read, receive() returns only when the client disconnects (or the response ends).
     while (await request.receive())["type"] != "http.disconnect":
         pass
@@ -73,7 +73,7 @@ def record_stages(metrics, model: str, done: Inference, post_s: float) -> None:
 async def _infer(request: Request, plane, admitted) -> Inference:
     deadline = request_deadline(request, plane.settings.default_deadline_ms)
     raw_items = await read_items(request, plane.settings)
-    watcher = asyncio.ensure_future(_wait_for_disconnect(request))
+    watcher = asyncio.ensure_future(wait_for_disconnect(request))
     try:
         return await plane.infer(admitted, raw_items, deadline, cancelled=watcher)
     finally:

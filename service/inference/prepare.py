@@ -22,9 +22,13 @@ class RawItem:
     audio: bytes | None = None
     text: str | bytes | None = None
     prefix: str = ""  # "inputs[3]." for JSON items, so errors name the exact field
+    suffix: str = ""  # "[3]" for KServe V2 rows, whose fields are tensor elements: "image[3]"
 
     def modalities(self) -> list[str]:
         return [m for m in MODALITIES if getattr(self, m) is not None]
+
+    def field(self, modality: str) -> str:
+        return f"{self.prefix}{modality}{self.suffix}"
 
 
 @dataclass
@@ -48,7 +52,7 @@ def check_modalities(raw: RawItem, manifest: Manifest) -> None:
         if modality not in manifest.modalities():
             raise InvalidInput(
                 f"model {manifest.name!r} has no {modality} encoder; it accepts {', '.join(manifest.modalities())}",
-                field=raw.prefix + modality,
+                field=raw.field(modality),
             )
 
 
@@ -61,10 +65,10 @@ def prepare_item(raw: RawItem, manifest: Manifest, tokenizer, settings: Settings
             raw.image,
             encoders.image.preprocess,
             max_pixels=settings.max_image_pixels,
-            field=raw.prefix + "image",
+            field=raw.field("image"),
         )
     if raw.text is not None:
-        field_name = raw.prefix + "text"
+        field_name = raw.field("text")
         text = preprocess.decode_text(raw.text, max_chars=settings.max_text_chars, field=field_name)
         arrays["text"] = preprocess.encode_text(text, tokenizer, encoders.text.preprocess, field=field_name)
     if raw.audio is not None:
@@ -73,6 +77,6 @@ def prepare_item(raw: RawItem, manifest: Manifest, tokenizer, settings: Settings
             raw.audio,
             spec,
             max_seconds=min(settings.max_audio_seconds, spec.max_seconds),
-            field=raw.prefix + "audio",
+            field=raw.field("audio"),
         )
     return PreparedItem(arrays, decode_s=time.perf_counter() - started)

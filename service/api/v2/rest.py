@@ -1,0 +1,158 @@
+"""KServe V2 (Open Inference Protocol) over HTTP: health, metadata and infer, on the same data plane as v1.
+
+Errors answer in the protocol's shape, `{"error": "<message>"}`, with v1's status and message (the field
+leads the message where the message does not name it). The request cycle is v1's: admission before the
+body is read, the `x-request-timeout-ms` deadline (tightened by Triton's `timeout` parameter), the client
+disconnect watch, per-request metrics (endpoint "v2_infer") and Server-Timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from service.api.infer import request_deadline, server_timing, wait_for_disconnect
+from service.api.v2 import core
+from service.api.v2.rest_codec import HEADER_LENGTH, InferenceRequestBody, decode_request, encode_response
+from service.dataplane import ClientDisconnected
+from service.errors import FusionError, UnsupportedMediaType
+
+router = APIRouter(tags=["kserve-v2"])
+ENDPOINT = "v2_infer"  # the endpoint label of fusionserve_requests_* for V2 REST inference
+V2_ERROR_SCHEMA = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
+V2_ERROR = {"content": {"application/json": {"schema": V2_ERROR_SCHEMA}}}
+ERRORS = {status: {"description": meaning, **V2_ERROR} for status, meaning in {
+    400: "malformed body", 404: "unknown model or version", 413: "a limit exceeded (named)",
+    422: "invalid tensors (the field named)", 429: "at capacity; Retry-After", 503: "not ready",
+    504: "deadline exceeded"}.items()}  # fmt: skip
+
+
+def inline_refs(schema: dict) -> dict:
+    """Pydantic's schema with its $defs inlined: openapi_extra is pasted as is, where "#/$defs/…" would dangle."""
+    definitions = schema.pop("$defs", {})
+
+    def resolve(node):
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return resolve(definitions[node["$ref"].rsplit("/", 1)[-1]])
+            return {key: resolve(value) for key, value in node.items()}
+        return [resolve(value) for value in node] if isinstance(node, list) else node
+
+    return resolve(schema)
+
+
+INFER_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": inline_refs(InferenceRequestBody.model_json_schema())},
+            "application/octet-stream": {
+                "schema": {"type": "string", "format": "binary"},
+                "description": f"binary tensor extension: {HEADER_LENGTH} bytes of JSON header, then raw tensors",
+            },
+        },
+    }
+}
+
+
+def v2_error(error: FusionError) -> JSONResponse:
+    return JSONResponse({"error": core.error_message(error)}, status_code=error.status, headers=error.headers)
+
+
+@router.get("/v2", responses=ERRORS)
+async def server_metadata() -> dict:
+    """Server metadata: name, version and the protocol extensions served."""
+    return core.server_metadata()
+
+
+@router.get("/v2/health/live")
+async def server_live() -> dict:
+    return {"live": True}
+
+
+@router.get("/v2/health/ready", responses={503: {"description": "not ready (loading or draining)"}})
+async def server_ready(request: Request) -> JSONResponse:
+    ready = request.app.state.plane.ready()
+    return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+
+def _metadata(request: Request, model: str, version: str | None) -> JSONResponse:
+    try:
+        return JSONResponse(core.model_metadata(request.app.state.plane, model, version))
+    except FusionError as error:
+        return v2_error(error)
+
+
+@router.get("/v2/models/{model}", responses=ERRORS)
+async def model_metadata(request: Request, model: str) -> JSONResponse:
+    """Inputs, outputs (with shapes) and, in `parameters`, the labels and embedding dimension."""
+    return _metadata(request, model, None)
+
+
+@router.get("/v2/models/{model}/versions/{version}", responses=ERRORS)
+async def model_version_metadata(request: Request, model: str, version: str) -> JSONResponse:
+    return _metadata(request, model, version)
+
+
+def _ready(request: Request, model: str, version: str | None) -> JSONResponse:
+    """200 when ready; as the protocol says, a 4xx when not (400, Triton's; 404 for an unknown model)."""
+    try:
+        ready = core.model_ready(request.app.state.plane, model, version)
+    except FusionError as error:
+        return v2_error(error)
+    return JSONResponse({"name": model, "ready": ready}, status_code=200 if ready else 400)
+
+
+@router.get("/v2/models/{model}/ready", responses=ERRORS | {400: {"description": "not ready"}})
+async def model_ready(request: Request, model: str) -> JSONResponse:
+    return _ready(request, model, None)
+
+
+@router.get("/v2/models/{model}/versions/{version}/ready", responses=ERRORS | {400: {"description": "not ready"}})
+async def model_version_ready(request: Request, model: str, version: str) -> JSONResponse:
+    return _ready(request, model, version)
+
+
+@router.post("/v2/models/{model}/infer", responses=ERRORS, openapi_extra=INFER_BODY)
+async def infer(request: Request, model: str) -> Response:
+    """Every row of the input tensors through the model; JSON tensors or Triton's binary extension."""
+    return await _infer(request, model, None)
+
+
+@router.post("/v2/models/{model}/versions/{version}/infer", responses=ERRORS, openapi_extra=INFER_BODY)
+async def infer_version(request: Request, model: str, version: str) -> Response:
+    return await _infer(request, model, version)
+
+
+async def _infer(request: Request, model: str, version: str | None) -> Response:
+    plane, started = request.app.state.plane, time.perf_counter()
+    try:
+        async with plane.track(model, ENDPOINT), plane.admit(model, version) as admitted:
+            deadline = request_deadline(request, plane.settings.default_deadline_ms)  # before the body: v1's order
+            decoded = decode_request(await _read_body(request), request.headers.get(HEADER_LENGTH))
+            if decoded.timeout_us is not None:
+                deadline = min(deadline, time.monotonic() + decoded.timeout_us / 1e6)
+            watcher = asyncio.ensure_future(wait_for_disconnect(request))
+            try:
+                response = await core.infer(plane, admitted, decoded.request, deadline, cancelled=watcher)
+            finally:
+                watcher.cancel()
+            body, headers = encode_response(response, decoded)
+    except FusionError as error:
+        return v2_error(error)
+    except ClientDisconnected:
+        return JSONResponse({"error": "client disconnected"}, status_code=499)
+    headers["Server-Timing"] = server_timing(response.inference, time.perf_counter() - started)
+    return Response(body, headers=headers)
+
+
+async def _read_body(request: Request) -> bytes:
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding != "identity":  # a compressed body would dodge the body limit (a zip bomb)
+        raise UnsupportedMediaType(
+            f"Content-Encoding {encoding} is not accepted; send the body uncompressed", field="content-encoding"
+        )
+    return await request.body()
