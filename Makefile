@@ -43,8 +43,8 @@ deploy-check: install deploy-tools
 	$(BIN)/python -m pytest tests/deploy $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check service training tests bench
-	$(BIN)/ruff format --check service training tests bench
+	$(BIN)/ruff check service training tests bench fusionserve_client
+	$(BIN)/ruff format --check service training tests bench fusionserve_client
 
 test: install lint espeak deploy-tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

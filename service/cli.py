@@ -1,27 +1,32 @@
-"""`fusionserve serve`: run the server with uvicorn and drain without loss on SIGTERM.
+"""`fusionserve`: serve, check and optimize bundles; classify and embed on a running server (the client).
 
-On SIGTERM readiness flips to 503 at once; for drain_grace_s the server keeps accepting and answers new
-requests 503 + `Connection: close`; then it stops accepting (serving what waits in the accept queue), lets
-in-flight requests finish (their queued items included) within drain_timeout_s of the signal, and the
-lifespan drains the batchers (service/drain.py).
+`serve` runs the server with uvicorn and drains without loss on SIGTERM: readiness flips to 503 at once; for
+drain_grace_s the server keeps accepting and answers new requests 503 + `Connection: close`; then it stops
+accepting (serving what waits in the accept queue), lets in-flight requests finish (their queued items
+included) within drain_timeout_s of the signal, and the lifespan drains the batchers (service/drain.py).
+
+The server's modules are imported only by the server's verbs, so `classify` and `embed` run with only
+`fusionserve[client]` (httpx) installed; the serving image, in turn, ships without the client.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import signal
 from pathlib import Path
 
-import uvicorn
-
-from service.drain import DrainingServer, DrainMiddleware
-from service.inference.check import run_check
-from service.main import create_app
-from service.settings import SettingsError, load_settings
+CLIENT_VERBS = ("classify", "embed")
 
 
 def serve(overrides: dict) -> None:
+    import logging
+    import signal
+
+    import uvicorn
+
+    from service.drain import DrainingServer, DrainMiddleware
+    from service.main import create_app
+    from service.settings import load_settings
+
     settings = load_settings(**overrides)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
@@ -39,9 +44,7 @@ def serve(overrides: dict) -> None:
     DrainingServer(config, app.state, settings.drain_grace_s, settings.drain_timeout_s).run()
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="fusionserve", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+def _add_server_commands(commands: argparse._SubParsersAction) -> None:
     run = commands.add_parser("serve", help="serve the bundles in FUSIONSERVE_MODEL_DIR")
     run.add_argument("--model-dir", help="overrides FUSIONSERVE_MODEL_DIR")
     run.add_argument("--host", help="overrides FUSIONSERVE_HOST")
@@ -58,9 +61,32 @@ def main(argv: list[str] | None = None) -> None:
         "--min-speedup", type=float, default=1.0, help="keep an optimised graph only if this much faster (default 1.0)"
     )
     optimize.add_argument("--json", action="store_true", help="print the report as JSON")
-    args = parser.parse_args(argv)
+
+
+def _add_client_commands(commands: argparse._SubParsersAction) -> str | None:
+    """The client's verbs, or (where the client or httpx is not installed) placeholders that say so: the
+    reason is returned, and running one of them prints it."""
+    try:
+        from fusionserve_client.cli import add_commands
+    except ModuleNotFoundError as error:
+        if error.name not in ("fusionserve_client", "httpx"):
+            raise
+        for verb in CLIENT_VERBS:
+            commands.add_parser(verb, help="(needs fusionserve[client])").add_argument("rest", nargs=argparse.REMAINDER)
+        return f"{error.name} is not installed; pip install 'fusionserve[client]'"
+    add_commands(commands)
+    return None
+
+
+def _run_server_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    try:
+        from service.settings import SettingsError, load_settings  # pydantic-settings: the server's verbs only
+    except ModuleNotFoundError as error:  # a client-only install (fusionserve[client])
+        parser.exit(2, f"fusionserve {args.command}: {error.name} is not installed; pip install 'fusionserve[serve]'\n")
     try:
         if args.command == "check":
+            from service.inference.check import run_check
+
             settings = load_settings(model_dir=Path(args.bundle).parent.parent)
             raise SystemExit(run_check(args.bundle, args.json, settings))
         if args.command == "optimize":
@@ -71,6 +97,21 @@ def main(argv: list[str] | None = None) -> None:
         serve({k: v for k, v in vars(args).items() if k != "command" and v is not None})
     except SettingsError as error:
         parser.exit(2, f"fusionserve: {error}\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="fusionserve", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_server_commands(commands)
+    client_missing = _add_client_commands(commands)
+    args = parser.parse_args(argv)
+    if args.command in CLIENT_VERBS:
+        if client_missing:
+            parser.exit(2, f"fusionserve {args.command}: {client_missing}\n")
+        from fusionserve_client.cli import run
+
+        raise SystemExit(run(args))
+    _run_server_command(args, parser)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-@pytest.mark.parametrize("package", ["training", "service"])
+@pytest.mark.parametrize("package", ["training", "service", "fusionserve_client"])
 def test_no_import_cycles(package):
     cycle = find_cycle(import_graph(package))
     assert cycle is None, "import cycle: " + " → ".join(cycle)

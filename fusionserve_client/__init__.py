@@ -1,0 +1,49 @@
+"""fusionserve's Python client: needs only httpx (`pip install fusionserve[client]`); never imports the server.
+
+from fusionserve_client import Client
+with Client("http://127.0.0.1:8000") as client:
+    result = client.classify("tridigits", image="seven.png", text="a seven")
+    print(result.top.label, result.top.score)
+"""
+
+from fusionserve_client.client import DEFAULT_URL, AsyncClient, Client, Item
+from fusionserve_client.errors import (
+    AuthenticationError,
+    BadRequestError,
+    ConnectionFailed,
+    DeadlineExceededError,
+    FusionServeError,
+    InvalidInputError,
+    NotFoundError,
+    NotReadyError,
+    OverloadedError,
+    PayloadTooLargeError,
+    ServerError,
+    UnsupportedMediaTypeError,
+)
+from fusionserve_client.results import Classification, Embedding, Evidence, Label, ModelInfo, ModelVersion
+
+__all__ = [
+    "DEFAULT_URL",
+    "AsyncClient",
+    "AuthenticationError",
+    "BadRequestError",
+    "Classification",
+    "Client",
+    "ConnectionFailed",
+    "DeadlineExceededError",
+    "Embedding",
+    "Evidence",
+    "FusionServeError",
+    "InvalidInputError",
+    "Item",
+    "Label",
+    "ModelInfo",
+    "ModelVersion",
+    "NotFoundError",
+    "NotReadyError",
+    "OverloadedError",
+    "PayloadTooLargeError",
+    "ServerError",
+    "UnsupportedMediaTypeError",
+]
