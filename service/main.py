@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from service.api.errors import install_error_handlers
 from service.api.middleware import ApiKeyMiddleware, BodyLimitMiddleware
+from service.api.openai_embeddings import router as openai_router
 from service.api.routes import router
 from service.api.v2.rest import router as v2_router
 from service.dataplane import DataPlane
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(v2_router)
+    app.include_router(openai_router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
     if settings.api_key is not None:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value())

@@ -1,0 +1,193 @@
+"""/v1/embeddings under the server's rules, with the real `openai` SDK: image URLs fetched only from allow-listed
+hosts (a real HTTP server on 127.0.0.1), the API key, door admission (429), the deadline header (504) and a
+client that disconnects while queued."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import numpy as np
+import openai
+import pytest
+
+from tests import media
+from tests.integration.conftest import Gate, fast_settings, metric, serving
+from tests.integration.live import ThreadedServer
+from tests.integration.test_dataplane import _at_capacity
+from tests.integration.test_live_server import wait_for
+from tests.integration.test_openai import b64, refused, v1_fused
+
+KEY = "sekret"
+LIMIT = 64 * 1024  # FUSIONSERVE_MAX_UPLOAD_BYTES of the fetching server
+SMALL, BIG = media.png(20, 20, seed=1), media.png(300, 300, seed=2)  # BIG: random pixels, far over LIMIT
+MEDIUM = media.png(120, 120, seed=3)  # ~43 KB: one is under LIMIT, two are over it
+
+
+class MediaHost(BaseHTTPRequestHandler):
+    """The allow-listed host: a PNG, a PNG over the limit, a 404, a redirect and a slow answer."""
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        if self.path == "/slow.png":
+            time.sleep(1.0)
+        if self.path == "/moved.png":
+            self.send_response(302)
+            self.send_header("Location", "/small.png")
+            self.end_headers()
+            return
+        body = {"/small.png": SMALL, "/slow.png": SMALL, "/big.png": BIG, "/medium.png": MEDIUM}.get(self.path)
+        self.send_response(200 if body else 404)
+        self.send_header("Content-Length", str(len(body or b"")))
+        self.end_headers()
+        self.wfile.write(body or b"")
+
+    def log_message(self, *args):  # keep the test output clean
+        pass
+
+
+@pytest.fixture(scope="module")
+def media_host():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), MediaHost)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def secured(tiny_models):
+    settings = fast_settings(tiny_models, api_key=KEY, url_allow_hosts=["127.0.0.1"], max_upload_bytes=LIMIT)
+    with ThreadedServer(settings) as server:
+        yield server
+
+
+def sdk_for(server, api_key: str = KEY) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.base_url + "/v1", api_key=api_key, max_retries=0)
+
+
+def image_item(url: str) -> list[dict]:
+    return [{"type": "text", "text": "one"}, {"type": "image_url", "image_url": {"url": url}}]
+
+
+def test_the_api_key_is_required_and_enough(secured):
+    with sdk_for(secured, "not-the-key") as sdk, pytest.raises(openai.AuthenticationError) as caught:
+        sdk.embeddings.create(model="tiny", input="one")
+    assert caught.value.message == "Error code: 401 - missing or wrong API key"
+    # no key at all: the SDK refuses to send one, so plain httpx
+    missing = httpx.post(secured.base_url + "/v1/embeddings", json={"model": "tiny", "input": "one"})
+    assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
+    with sdk_for(secured) as sdk:
+        assert len(sdk.embeddings.create(model="tiny", input="one").data[0].embedding) == 8
+
+
+def test_allow_listed_urls_are_fetched_and_equal_the_inline_image(secured, media_host):
+    with sdk_for(secured) as sdk:
+        fetched = sdk.embeddings.create(model="tiny", input=[image_item(media_host + "/small.png")])
+        inline = sdk.embeddings.create(model="tiny", input=[image_item("data:image/png;base64," + b64(SMALL))])
+    assert np.allclose(fetched.data[0].embedding, inline.data[0].embedding, atol=1e-6)
+    v1 = httpx.post(secured.base_url + "/v1/models/tiny/embed", headers={"x-api-key": KEY},
+                    json={"inputs": [{"text": "one", "image": b64(SMALL)}]})  # fmt: skip
+    np.testing.assert_allclose(fetched.data[0].embedding, v1.json()["results"][0]["fused"], atol=1e-5)
+
+
+FETCH_ERRORS = {  # path → (SDK error, what the message says)
+    "/missing.png": (openai.UnprocessableEntityError, "/missing.png answered HTTP 404"),
+    "/moved.png": (openai.UnprocessableEntityError, "answered HTTP 302 (redirects are not followed)"),
+    "/big.png": (openai.APIStatusError, f"exceed {LIMIT} bytes in all (FUSIONSERVE_MAX_UPLOAD_BYTES)"),
+}
+
+
+@pytest.mark.parametrize("path", FETCH_ERRORS)
+def test_fetch_failures_name_the_part(secured, media_host, path):
+    error_class, message = FETCH_ERRORS[path]
+    with sdk_for(secured) as sdk:
+        body = refused(error_class, lambda: sdk.embeddings.create(model="tiny", input=[image_item(media_host + path)]))
+    assert body["param"] == "input[0][1].image_url" and message in body["message"], body
+
+
+def test_the_byte_limit_holds_for_all_fetched_files_together(secured, media_host):
+    with sdk_for(secured) as sdk:
+        one = sdk.embeddings.create(model="tiny", input=[image_item(media_host + "/medium.png")])
+        assert len(one.data) == 1
+        two = [image_item(media_host + "/medium.png")] * 2
+        with pytest.raises(openai.APIStatusError) as caught:
+            sdk.embeddings.create(model="tiny", input=two)
+    assert caught.value.status_code == 413 and f"exceed {LIMIT} bytes in all" in caught.value.message
+
+
+def test_a_fetch_past_the_deadline_is_504(secured, media_host):
+    with sdk_for(secured) as sdk:
+        call = lambda: sdk.embeddings.create(  # noqa: E731
+            model="tiny", input=[image_item(media_host + "/slow.png")], extra_headers={"x-request-timeout-ms": "300"}
+        )
+        body = refused(openai.InternalServerError, call)
+    assert (body["code"], body["type"], body["param"]) == ("deadline_exceeded", "server_error", "input[0][1].image_url")
+
+
+def test_other_hosts_stay_refused_with_an_allow_list(secured):
+    with sdk_for(secured) as sdk:
+        embed = lambda url: sdk.embeddings.create(model="tiny", input=[image_item(url)])  # noqa: E731
+        body = refused(openai.UnprocessableEntityError, lambda: embed("http://localhost:1/x.png"))
+        assert "'localhost' is not allowed (allowed: 127.0.0.1)" in body["message"]
+        body = refused(openai.UnprocessableEntityError, lambda: embed("file:///etc/passwd"))
+        assert body["message"].startswith("input[0][1].image_url: send a data: URL")
+
+
+async def test_at_capacity_is_a_rate_limit_error_with_retry_after(tiny_models):
+    async with serving(fast_settings(tiny_models, max_queue_wait_ms=100)) as (app, client):
+        _at_capacity(app.state.plane, in_flight=500, rate=50.0)  # expected wait 10 s, far over 100 ms
+        sdk = openai.AsyncOpenAI(base_url="http://fusionserve/v1", api_key="unused", max_retries=0, http_client=client)
+        with pytest.raises(openai.RateLimitError) as caught:
+            await sdk.embeddings.create(model="tiny", input="one")
+    assert caught.value.body["code"] == "rate_limit_exceeded" and int(caught.value.response.headers["retry-after"]) >= 1
+    assert "FUSIONSERVE_MAX_QUEUE_WAIT_MS" in caught.value.message
+    assert metric(app, "fusionserve_requests_total", model="tiny", endpoint="openai_embeddings", status="429") == 1
+
+
+@pytest.fixture(scope="module")
+def live(tiny_models):
+    with ThreadedServer(fast_settings(tiny_models)) as server:
+        yield server
+
+
+@contextmanager
+def text_encoder_busy(live):
+    """One request holds the text encoder in ORT, so the next texts wait in its queue."""
+    body = {"model": "tiny", "input": "one"}
+    blocker = threading.Thread(target=httpx.post, args=(live.base_url + "/v1/embeddings",),
+                               kwargs={"json": body, "timeout": 30}, daemon=True)  # fmt: skip
+    with Gate(live.app, "text") as gate:
+        blocker.start()
+        assert gate.entered.wait(10)
+        yield
+        gate.open()
+    blocker.join(10)
+
+
+def test_deadline_while_queued_is_504(live):
+    with sdk_for(live) as sdk:
+        with text_encoder_busy(live):
+            late = lambda: sdk.embeddings.create(  # noqa: E731
+                model="tiny", input="two", extra_headers={"x-request-timeout-ms": "200"}
+            )
+            body = refused(openai.InternalServerError, late)
+        assert body["code"] == "deadline_exceeded" and "deadline" in body["message"]
+        served = sdk.embeddings.create(model="tiny", input="two")  # the encoder serves again once released
+    np.testing.assert_allclose(served.data[0].embedding, v1_fused(live, [{"text": "two"}])[0], atol=1e-5)
+
+
+def test_client_disconnect_while_queued_drops_its_items(live):
+    depth = lambda: metric(live.app, "fusionserve_queue_depth", model="tiny", component="text")  # noqa: E731
+    body = json.dumps({"model": "tiny", "input": ["one", "two"]})
+    head = f"POST /v1/embeddings HTTP/1.1\r\nHost: fusionserve\r\nContent-Length: {len(body)}\r\n\r\n"
+    with text_encoder_busy(live):
+        with socket.create_connection(("127.0.0.1", live.port)) as sock:
+            sock.sendall((head + body).encode())
+            wait_for(lambda: depth() == 2)
+        wait_for(lambda: depth() == 0)  # dropped before compute once the server saw the disconnect
