@@ -15,9 +15,11 @@ from fastapi import FastAPI
 
 from service.api.errors import install_error_handlers
 from service.api.middleware import ApiKeyMiddleware, BodyLimitMiddleware
+from service.api.openai_embeddings import openai_error
 from service.api.openai_embeddings import router as openai_router
 from service.api.routes import router
 from service.api.v2.rest import router as v2_router
+from service.api.v2.rest import v2_error
 from service.dataplane import DataPlane
 from service.inference.registry import Registry
 from service.inference.runtime import lower_priority
@@ -69,7 +71,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(router)
     app.include_router(v2_router)
     app.include_router(openai_router)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    shapes = {"/v2/": v2_error, "/v1/embeddings": openai_error}  # errors answered before any route runs
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes, error_shapes=shapes)
     if settings.api_key is not None:
-        app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value())
+        app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value(), error_shapes=shapes)
     return app

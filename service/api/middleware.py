@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable, Mapping
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import PayloadTooLarge
+from service.errors import FusionError, PayloadTooLarge, Unauthorized
 
-OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
+# path prefix → the protocol's error response (e.g. "/v2/" → {"error": "<message>"}); wired by main.py so
+# an answer given here, before any route runs, still has the shape its protocol's clients parse
+ErrorShapes = Mapping[str, Callable[[FusionError], Response]]
+
+OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready")  # probes stay open
 
 
 async def send_json_error(
@@ -39,9 +45,18 @@ async def send_json_error(
     await send({"type": "http.response.body", "body": body})
 
 
+async def send_error(scope: Scope, receive: Receive, send: Send, error: FusionError, shapes: ErrorShapes) -> None:
+    """`error` in the shape of the protocol that owns the path (longest prefix), else v1's."""
+    prefixes = sorted((p for p in shapes if scope["path"].startswith(p)), key=len, reverse=True)
+    if prefixes:
+        return await shapes[prefixes[0]](error)(scope, receive, send)
+    headers = [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+    await send_json_error(send, error.status, error.type, error.message, error.field, headers)
+
+
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int, error_shapes: ErrorShapes | None = None):
+        self.app, self.max_bytes, self.shapes = app, max_bytes, error_shapes or {}
 
     def _message(self) -> str:
         return f"request body exceeds the limit of {self.max_bytes} bytes (FUSIONSERVE_MAX_UPLOAD_BYTES)"
@@ -52,9 +67,8 @@ class BodyLimitMiddleware:
         declared = dict(scope.get("headers", ())).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             # refuse before reading a byte of the body
-            return await send_json_error(
-                send, 413, "payload_too_large", self._message(), None, [(b"connection", b"close")]
-            )
+            error = PayloadTooLarge(self._message(), headers={"Connection": "close"})
+            return await send_error(scope, receive, send, error, self.shapes)
         received = 0
 
         async def limited_receive() -> Message:
@@ -72,8 +86,8 @@ class BodyLimitMiddleware:
 class ApiKeyMiddleware:
     """`Authorization: Bearer <key>` or `X-API-Key: <key>`; health and metrics stay open for probes."""
 
-    def __init__(self, app: ASGIApp, api_key: str):
-        self.app, self.key = app, api_key.encode()
+    def __init__(self, app: ASGIApp, api_key: str, error_shapes: ErrorShapes | None = None):
+        self.app, self.key, self.shapes = app, api_key.encode(), error_shapes or {}
 
     def _presented(self, scope: Scope) -> bytes:
         headers = dict(scope.get("headers", ()))
@@ -86,12 +100,7 @@ class ApiKeyMiddleware:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
             return await self.app(scope, receive, send)
         if not secrets.compare_digest(self._presented(scope), self.key):
-            return await send_json_error(
-                send,
-                401,
-                "unauthorized",
-                "missing or wrong API key",
-                "authorization",
-                [(b"www-authenticate", b"Bearer")],
-            )
+            challenge = {"WWW-Authenticate": "Bearer"}
+            error = Unauthorized("missing or wrong API key", field="authorization", headers=challenge)
+            return await send_error(scope, receive, send, error, self.shapes)
         await self.app(scope, receive, send)
