@@ -191,7 +191,8 @@ class DataPlane:
         self._check_door(model, meter, time.monotonic())
         meter.in_flight += 1
         try:
-            yield Admitted(model, state)
+            with state.hold():  # a version being unloaded stops its batchers only once no request holds it
+                yield Admitted(model, state)
         finally:
             meter.completed(time.monotonic())
 

@@ -17,11 +17,13 @@ from service.api.errors import install_error_handlers
 from service.api.middleware import ApiKeyMiddleware, BodyLimitMiddleware
 from service.api.openai_embeddings import openai_error
 from service.api.openai_embeddings import router as openai_router
+from service.api.repository import router as repository_router
 from service.api.routes import router
 from service.api.v2.rest import router as v2_router
 from service.api.v2.rest import v2_error
 from service.dataplane import DataPlane
 from service.inference.registry import Registry
+from service.inference.reload import ModelRepository
 from service.inference.runtime import lower_priority
 from service.metrics import Metrics
 from service.settings import Settings
@@ -44,11 +46,13 @@ async def lifespan(app: FastAPI):
     state.plane.preprocess_pool = state.preprocess_pool
     state.loader = asyncio.create_task(state.registry.load_all(state.registry.discover()))
     state.loader.add_done_callback(_log_load_failure)
+    state.repository.start(state.loader)  # polls model_dir when FUSIONSERVE_MODEL_POLL_S > 0
     try:
         yield
     finally:
         state.draining = True  # /readyz → 503 while queued work finishes
         state.loader.cancel()
+        await state.repository.stop()
         await state.registry.stop()
         state.preprocess_pool.shutdown(wait=True)
         log.info("drained; bye")
@@ -65,12 +69,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.registry = Registry(settings, app.state.metrics)
+    app.state.repository = ModelRepository(app.state.registry)
     app.state.draining = False
     app.state.plane = DataPlane(app.state.registry, settings, app.state.metrics, lambda: app.state.draining)
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(v2_router)
     app.include_router(openai_router)
+    app.include_router(repository_router)
     shapes = {"/v2/": v2_error, "/v1/embeddings": openai_error}  # errors answered before any route runs
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes, error_shapes=shapes)
     if settings.api_key is not None:

@@ -3,11 +3,14 @@
 Scans `<model_dir>/<name>/<version>/`, loads every version (newest first) through bundle.load_bundle,
 replays its golden examples, warms it up and starts its batchers. A version that fails is recorded with
 its reason and never replaces a working one; the default version of a model is the newest ready one.
+A version retired while serving (its directory gone, or an unload) takes no new request at once, finishes
+the admitted ones, and only then stops its batchers and leaves (service/inference/reload.py decides when).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -24,23 +27,65 @@ from service.metrics import Metrics
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
+Fingerprint = tuple[tuple[str, int, int], ...]
+
+
+def fingerprint(directory: Path) -> Fingerprint:
+    """Each file's path, size and mtime: it changes while a directory is still being copied in."""
+    found = []
+    try:
+        for path in sorted(directory.rglob("*")):
+            if path.is_file():
+                stat = path.stat()
+                found.append((path.relative_to(directory).as_posix(), stat.st_size, stat.st_mtime_ns))
+    except OSError:  # removed while we looked: whatever was there has changed
+        return ()
+    return tuple(found)
+
+
+def version_directories(model_dir: Path) -> list[Path]:
+    """The version directories (numeric names) of one model, newest first."""
+    try:
+        versions = [p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+    except OSError:  # not there (any more)
+        return []
+    return sorted(versions, key=lambda p: int(p.name), reverse=True)
 
 
 @dataclass
 class VersionState:
     version: str
-    status: str = "loading"  # loading | ready | failed
+    status: str = "loading"  # loading | ready | failed | draining (retired: admitted requests finishing)
     reason: str | None = None
     bundle: LoadedBundle | None = None
     pipeline: Pipeline | None = None
     load_seconds: float | None = None
     golden_max_error: float | None = None
+    fingerprint: Fingerprint | None = None  # of the files the last load attempt read
+    in_flight: int = 0  # admitted requests (DataPlane.admit holds one each)
+    idle: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    retiring: asyncio.Task | None = field(default=None, repr=False)
+
+    @contextlib.contextmanager
+    def hold(self):
+        """One admitted request: a retired version stops its batchers only once none is held."""
+        self.in_flight += 1
+        self.idle.clear()
+        try:
+            yield self
+        finally:
+            self.in_flight -= 1
+            if not self.in_flight:
+                self.idle.set()
 
 
 @dataclass
 class ModelEntry:
     name: str
     versions: dict[str, VersionState] = field(default_factory=dict)
+    # counted by /readyz: configured or found at start-up, or ready once since; a model that appears
+    # later does not take a serving pod out of rotation while it loads (or if it never loads)
+    required: bool = True
 
     def ready_versions(self) -> list[VersionState]:
         ready = [v for v in self.versions.values() if v.status == "ready"]
@@ -65,6 +110,7 @@ class Registry:
     def __init__(self, settings: Settings, metrics: Metrics):
         self.settings, self.metrics = settings, metrics
         self.models: dict[str, ModelEntry] = {}
+        self.unloaded: set[str] = set()  # unloaded on request: 404 until loaded again
         self.loading_done = False
 
     def scan(self) -> dict[str, list[Path]]:
@@ -72,9 +118,9 @@ class Registry:
         found: dict[str, list[Path]] = {}
         if root.is_dir():
             for model_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-                versions = [p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+                versions = version_directories(model_dir)
                 if versions:
-                    found[model_dir.name] = sorted(versions, key=lambda p: int(p.name), reverse=True)
+                    found[model_dir.name] = versions
         wanted = self.settings.models
         for name in wanted:
             found.setdefault(name, [])  # configured but absent: never ready
@@ -93,19 +139,22 @@ class Registry:
         found = self.discover() if found is None else found
         for name, directories in found.items():
             for directory in directories:
-                await self._load_version(name, directory, self.models[name].versions[directory.name])
+                await self.load_version(name, directory, self.models[name].versions[directory.name])
         self.loading_done = True
 
-    async def _load_version(self, name: str, directory: Path, state: VersionState) -> None:
-        started = time.perf_counter()
+    async def load_version(self, name: str, directory: Path, state: VersionState) -> None:
+        """Load, verify and warm up in a thread; the version serves (and may become the default) only
+        once all of that passed. Any failure leaves it `failed` with its reason."""
+        started, state.status, state.reason = time.perf_counter(), "loading", None
         try:
             state.bundle, state.pipeline = await asyncio.to_thread(self._prepare, directory, state)
-        except BundleError as error:
-            state.status, state.reason = "failed", str(error)
-            log.error("model %s version %s not loaded: %s", name, state.version, error)
+        except Exception as error:  # noqa: BLE001 — whatever breaks, this version is not served
+            state.status, state.reason, state.bundle, state.pipeline = "failed", _reason(error), None, None
+            log.error("model %s version %s not loaded: %s", name, state.version, state.reason)
             return
         await state.pipeline.start()
-        state.load_seconds, state.status = time.perf_counter() - started, "ready"
+        state.load_seconds, state.status = time.perf_counter() - started, "ready"  # the switch: one assignment
+        self.models[name].required = True
         self.metrics.model_load_seconds.labels(name, state.version).set(state.load_seconds)
         self.metrics.model_info.labels(name, state.version, state.bundle.provider).set(1)
         log.info(
@@ -119,6 +168,7 @@ class Registry:
 
     def _prepare(self, directory: Path, state: VersionState) -> tuple[LoadedBundle, Pipeline]:
         """Blocking part of a load (runs in a thread): files, sessions, parity, warm-up."""
+        state.fingerprint = fingerprint(directory)  # before reading: a copy still going on shows as a change
         bundle = load_bundle(directory, self.settings)
         pipeline = Pipeline(bundle.manifest.name, bundle.encoders, bundle.fusion, self.settings, self.metrics)
         if bundle.manifest.golden:
@@ -133,7 +183,39 @@ class Registry:
             pipeline.run_direct(warmup_items(bundle) * size)
         return bundle, pipeline
 
+    def retire(self, name: str, state: VersionState, reason: str) -> asyncio.Task | None:
+        """Take `state` out of service now: new requests go to the newest other ready version (or 404 for
+        this one); a running version is drained and unloaded in the background (the returned task)."""
+        entry = self.models[name]
+        if state.status not in ("ready", "draining"):  # loading (pending) or failed: nothing runs
+            del entry.versions[state.version]
+            self._forget_if_empty(entry)
+            return None
+        if state.retiring is None:
+            state.status, state.reason = "draining", reason
+            log.info("model %s version %s retired (%s): draining", name, state.version, reason)
+            state.retiring = asyncio.create_task(self._drain_and_unload(entry, state))
+        return state.retiring
+
+    async def _drain_and_unload(self, entry: ModelEntry, state: VersionState) -> None:
+        while state.in_flight:  # admitted requests finish on this version's batchers
+            await state.idle.wait()
+        await state.pipeline.stop()
+        if entry.versions.get(state.version) is state:
+            del entry.versions[state.version]
+        with contextlib.suppress(KeyError):  # the gauges forget the version
+            self.metrics.model_info.remove(entry.name, state.version, state.bundle.provider)
+            self.metrics.model_load_seconds.remove(entry.name, state.version)
+        self._forget_if_empty(entry)
+        log.info("model %s version %s unloaded", entry.name, state.version)
+
+    def _forget_if_empty(self, entry: ModelEntry) -> None:
+        if not entry.versions and entry.name not in self.settings.models and self.models.get(entry.name) is entry:
+            del self.models[entry.name]
+
     def entry(self, name: str) -> ModelEntry:
+        if name in self.unloaded:
+            raise NotFound(f"model {name!r} was unloaded (POST /v2/repository/models/{name}/load)", field="model")
         if name not in self.models:
             raise NotFound(f"model {name!r} not found; served models: {sorted(self.models)}", field="model")
         return self.models[name]
@@ -146,7 +228,7 @@ class Registry:
                 raise NotReady(f"model {name!r} has no ready version yet", field="model")
             return ready[0]
         state = entry.versions.get(version)
-        if state is None or state.status == "failed":
+        if state is None or state.status in ("failed", "draining"):
             why = f" ({state.reason})" if state else ""
             raise NotFound(f"model {name!r} has no servable version {version!r}{why}", field="version")
         if state.status != "ready":
@@ -154,9 +236,18 @@ class Registry:
         return state
 
     def all_ready(self) -> bool:
-        return self.loading_done and bool(self.models) and all(e.ready_versions() for e in self.models.values())
+        required = [e for e in self.models.values() if e.required]
+        return self.loading_done and bool(required) and all(e.ready_versions() for e in required)
 
     async def stop(self) -> None:
-        for entry in self.models.values():
-            for state in entry.ready_versions():
-                await state.pipeline.stop()
+        """Shutdown: every running version (draining ones too) finishes its queued items and stops."""
+        for entry in list(self.models.values()):
+            for state in list(entry.versions.values()):
+                if state.retiring is not None:
+                    state.retiring.cancel()
+                if state.status in ("ready", "draining"):
+                    await state.pipeline.stop()
+
+
+def _reason(error: Exception) -> str:
+    return str(error) if isinstance(error, BundleError) else f"unexpected error: {error!r}"
