@@ -27,7 +27,7 @@ from service.inference.registry import VersionState
 from service.manifest import MODALITIES, Manifest
 
 PLATFORM = "fusionserve"
-EXTENSIONS = ["binary_tensor_data"]  # Triton's names; binary tensors are a REST-only extension
+EXTENSIONS = ["binary_tensor_data", "model_repository"]  # Triton's names (binary tensors: REST only)
 
 
 @dataclass
