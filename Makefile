@@ -7,6 +7,7 @@ PYTEST_ARGS ?=
 
 .PHONY: install serve test lint bench tiny-bundle default-bundle espeak deploy-tools deploy-check clean
 .PHONY: bench-peers-setup bench-peers bench-overload bench-soak bench-bundle
+.PHONY: grpc-stubs
 
 # The virtual environment, rebuilt when pyproject.toml changes.
 install: $(VENV)/.installed
@@ -33,7 +34,6 @@ espeak:
 	scripts/install-system-packages.sh espeak-ng=espeak-ng
 deploy-tools:
 	scripts/install-system-packages.sh prometheus=promtool,prometheus
-
 # The default bundle $(MODELS)/tridigits/1; the Dockerfile's build stage runs the same commands.
 default-bundle: install espeak
 	$(BIN)/python -m training build-default --models-dir $(MODELS)
@@ -73,6 +73,15 @@ bench-overload: bench-bundle
 
 bench-soak: bench-bundle
 	$(BIN)/python -m bench.soak --model-dir $(MODELS) $(BENCH_ARGS)
+
+# Regenerate the committed KServe V2 gRPC stubs (service/api/v2/grpc_predict_v2_pb2*.py) from the .proto. The
+# generator is pinned, and old on purpose: its gencode (protobuf 5.27, grpcio 1.66) loads on every protobuf and
+# grpcio that pyproject allows; in its own venv, so the project's protobuf stays as it is.
+GRPC_TOOLS := .cache/grpc-tools
+grpc-stubs:
+	test -x $(GRPC_TOOLS)/bin/python || $(PYTHON) -m venv $(GRPC_TOOLS)
+	$(GRPC_TOOLS)/bin/pip install --quiet grpcio-tools==1.66.0
+	$(GRPC_TOOLS)/bin/python scripts/grpc_stubs.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -19,6 +19,7 @@ from service.api.openai_embeddings import openai_error
 from service.api.openai_embeddings import router as openai_router
 from service.api.repository import router as repository_router
 from service.api.routes import router
+from service.api.v2 import grpc_server
 from service.api.v2.rest import router as v2_router
 from service.api.v2.rest import v2_error
 from service.dataplane import DataPlane
@@ -39,6 +40,8 @@ def _log_load_failure(task: asyncio.Task) -> None:
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     state = app.state
+    # KServe V2 gRPC when FUSIONSERVE_GRPC_PORT is set; first, so a port in use fails the start at once
+    state.grpc_server = await grpc_server.start(state.plane)
     state.preprocess_pool = ThreadPoolExecutor(
         state.settings.preprocess_threads, thread_name_prefix="preprocess", initializer=lower_priority,
         initargs=(state.settings.compute_nice,),  # decoding yields to the event loop too
@@ -51,6 +54,8 @@ async def lifespan(app: FastAPI):
         yield
     finally:
         state.draining = True  # /readyz → 503 while queued work finishes
+        # new RPCs → UNAVAILABLE; those in flight finish while the batchers still run
+        await grpc_server.stop(state.grpc_server, state.settings.drain_timeout_s)
         state.loader.cancel()
         await state.repository.stop()
         await state.registry.stop()
