@@ -15,9 +15,12 @@ import numpy as np
 
 from service.api.v2 import grpc_predict_v2_pb2 as pb2
 from service.api.v2.core import InferRequest, InferResponse, Tensor
-from service.api.v2.rest_codec import NUMERIC, deserialize_bytes
-from service.api.v2.rest_codec import _output_name as output_name  # refuses Triton's classification parameter
-from service.api.v2.rest_codec import _raw as raw_bytes  # the binary extension's layout is raw_output_contents'
+from service.api.v2.rest_codec import (
+    NUMERIC,
+    deserialize_bytes,
+    output_name,  # refuses Triton's classification parameter
+    raw_bytes,  # the binary extension's layout is raw_output_contents'
+)
 from service.errors import InvalidInput
 
 CONTENTS = {

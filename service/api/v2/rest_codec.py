@@ -101,7 +101,7 @@ def decode_request(body: bytes, header_length: str | None) -> DecodedRequest:
         inputs.append(tensor)
     if offset != len(blob):
         raise BadRequest(f"the body has {len(blob) - offset} bytes beyond its inputs' binary_data_size", "body")
-    outputs = None if parsed.outputs is None else [_output_name(i, o) for i, o in enumerate(parsed.outputs)]
+    outputs = None if parsed.outputs is None else [output_name(i, o) for i, o in enumerate(parsed.outputs)]
     decoded = DecodedRequest(InferRequest(inputs, outputs, parsed.id, parsed.parameters))
     decoded.binary_default = _flag(parsed.parameters, "binary_data_output", "parameters")
     for index, output in enumerate(parsed.outputs or []):
@@ -127,7 +127,7 @@ def _timeout(parameters: dict) -> float | None:
     return float(value)
 
 
-def _output_name(index: int, output: RequestOutput) -> str:
+def output_name(index: int, output: RequestOutput) -> str:
     if "classification" in output.parameters:
         raise InvalidInput(
             "the classification extension is not supported; ask for the label and probabilities outputs",
@@ -220,7 +220,7 @@ def serialize_bytes(elements: list[bytes]) -> bytes:
 # ---- response -------------------------------------------------------------------------------------------
 
 
-def _raw(tensor: Tensor) -> bytes:
+def raw_bytes(tensor: Tensor) -> bytes:
     if tensor.datatype == "BYTES":
         return serialize_bytes(tensor.data)
     return np.ascontiguousarray(tensor.data, dtype=NUMERIC[tensor.datatype]).tobytes()
@@ -238,7 +238,7 @@ def encode_response(response: InferResponse, decoded: DecodedRequest) -> tuple[b
     for tensor in response.outputs:
         described = {"name": tensor.name, "datatype": tensor.datatype, "shape": tensor.shape}
         if decoded.is_binary(tensor.name):
-            blobs.append(_raw(tensor))
+            blobs.append(raw_bytes(tensor))
             described["parameters"] = {"binary_data_size": len(blobs[-1])}
         else:
             described["data"] = _json_data(tensor)
