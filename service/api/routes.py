@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from service.api.infer import handle
 from service.api.schemas import ERRORS, REQUEST_BODY, ClassifyResponse, EmbedResponse
@@ -114,9 +115,18 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse(plane.readiness(), status_code=200 if plane.ready() else 503)
 
 
-@router.get("/metrics", tags=["health"], response_class=Response,
-            responses={200: {"content": {"text/plain; version=0.0.4; charset=utf-8": {}},
-                             "description": "Prometheus text exposition format"}})  # fmt: skip
+# The declared media type is the constant the registry renders with (service/metrics.py), so the document
+# cannot drift from the header when prometheus_client moves its exposition format on (0.0.4 → 1.0.0).
+METRICS_RESPONSES = {
+    200: {
+        "description": "Prometheus text exposition format",
+        "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+    }
+}
+
+
+@router.get("/metrics", tags=["health"], response_class=Response, responses=METRICS_RESPONSES)
 async def metrics(request: Request) -> Response:
+    """Every fusionserve_* series (README, "Metrics"), for Prometheus to scrape."""
     payload, content_type = request.app.state.plane.metrics.render()
     return Response(payload, media_type=content_type)

@@ -72,6 +72,10 @@ MULTIPART_SCHEMA = {
         },
         "text": {"type": "string"},
     },
+    # as read_items enforces: only these fields, at least one of them (declared so that generated
+    # clients and property-based tests send what the server accepts)
+    "additionalProperties": False,
+    "minProperties": 1,
 }
 JSON_SCHEMA = {
     "type": "object",
@@ -87,6 +91,8 @@ JSON_SCHEMA = {
                     "audio": {"type": "string", "format": "byte", "description": "base64 audio file"},
                     "text": {"type": "string"},
                 },
+                "additionalProperties": False,
+                "minProperties": 1,
             },
         }
     },
