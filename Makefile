@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 MODELS ?= models
 PYTEST_ARGS ?=
 
-.PHONY: install serve test lint bench tiny-bundle default-bundle espeak deploy-tools deploy-check clean
+.PHONY: install serve test lint bench tiny-bundle default-bundle espeak deploy-tools deploy-check chromium clean
 .PHONY: bench-peers-setup bench-peers bench-overload bench-soak bench-bundle
 .PHONY: grpc-stubs
 
@@ -34,6 +34,10 @@ espeak:
 	scripts/install-system-packages.sh espeak-ng=espeak-ng
 deploy-tools:
 	scripts/install-system-packages.sh prometheus=promtool,prometheus
+# Headless Chromium and its driver for tests/browser (/docs, /redoc and the playground, network off).
+chromium:
+	scripts/install-system-packages.sh chromium=chromium chromium-driver=chromedriver
+
 # The default bundle $(MODELS)/tridigits/1; the Dockerfile's build stage runs the same commands.
 default-bundle: install espeak
 	$(BIN)/python -m training build-default --models-dir $(MODELS)
@@ -46,7 +50,7 @@ lint: install
 	$(BIN)/ruff check service training tests bench fusionserve_client
 	$(BIN)/ruff format --check service training tests bench fusionserve_client
 
-test: install lint espeak deploy-tools
+test: install lint espeak deploy-tools chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install

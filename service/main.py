@@ -17,6 +17,8 @@ from service.api.errors import install_error_handlers
 from service.api.middleware import ApiKeyMiddleware, BodyLimitMiddleware
 from service.api.openai_embeddings import openai_error
 from service.api.openai_embeddings import router as openai_router
+from service.api.pages import declare_api_key
+from service.api.pages import router as pages_router
 from service.api.repository import router as repository_router
 from service.api.routes import router
 from service.api.v2 import grpc_server
@@ -69,6 +71,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="fusionserve",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc from local assets: service/api/pages.py
+        redoc_url=None,
         description="Fused image + text + audio inference: classifications and joint-space embeddings.",
     )
     app.state.settings = settings
@@ -81,9 +85,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(router)
     app.include_router(v2_router)
     app.include_router(openai_router)
+    app.include_router(pages_router)
     app.include_router(repository_router)
     shapes = {"/v2/": v2_error, "/v1/embeddings": openai_error}  # errors answered before any route runs
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes, error_shapes=shapes)
     if settings.api_key is not None:
+        declare_api_key(app)  # Swagger UI's "Authorize" sends it
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value(), error_shapes=shapes)
     return app

@@ -20,6 +20,10 @@ from service.errors import FusionError, PayloadTooLarge, Unauthorized
 ErrorShapes = Mapping[str, Callable[[FusionError], Response]]
 
 OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/ready")  # probes stay open
+# The pages a person uses (service/api/pages.py) and what they load need no key: they ask for it and send it
+# on their API calls. Not OPEN_PATHS: a draining server refuses them like any request.
+PAGE_PATHS = ("/", "/docs", "/docs/oauth2-redirect", "/redoc", "/favicon.ico", "/openapi.json")
+PAGE_ASSET_PREFIX = "/static/"
 
 
 async def send_json_error(
@@ -83,8 +87,13 @@ class BodyLimitMiddleware:
         await self.app(scope, limited_receive, send)
 
 
+def _keyless(path: str) -> bool:
+    return path in OPEN_PATHS or path in PAGE_PATHS or path.startswith(PAGE_ASSET_PREFIX)
+
+
 class ApiKeyMiddleware:
-    """`Authorization: Bearer <key>` or `X-API-Key: <key>`; health and metrics stay open for probes."""
+    """`Authorization: Bearer <key>` or `X-API-Key: <key>`; health and metrics stay open for probes, the
+    pages for people (they ask for the key)."""
 
     def __init__(self, app: ASGIApp, api_key: str, error_shapes: ErrorShapes | None = None):
         self.app, self.key, self.shapes = app, api_key.encode(), error_shapes or {}
@@ -97,7 +106,7 @@ class ApiKeyMiddleware:
         return headers.get(b"x-api-key", b"")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] != "http" or _keyless(scope["path"]):
             return await self.app(scope, receive, send)
         if not secrets.compare_digest(self._presented(scope), self.key):
             challenge = {"WWW-Authenticate": "Bearer"}
