@@ -216,10 +216,12 @@ def _meta(source: int | None, audio: AudioJob | None, hint: str | None) -> dict:
 
 def _synthesise(out_dir: Path, items: list[dict], workers: int, progress: bool) -> None:
     jobs = [(out_dir, it["jobs"]) for it in items]
-    # fork (where it exists) needs no `if __name__ == "__main__"` guard in the caller's script and starts at
-    # once; the workers run only numpy/Pillow/soundfile/soxr and espeak-ng, never torch or OpenMP code.
+    # forkserver, not fork: a caller with threads (a test run that served gRPC or drove a browser, a notebook)
+    # forks a child whose threading state is half-copied, and its subprocess calls can spin forever. The
+    # server process starts once from a clean state; the workers run only numpy/Pillow/soundfile/soxr and
+    # espeak-ng. spawn where forkserver does not exist (Windows, and macOS before 3.14's default).
     methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         done = pool.map(make_item, jobs, chunksize=8)
         for _ in tqdm(done, total=len(jobs), desc="tridigits: synthesising", unit="item", disable=not progress):
