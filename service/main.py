@@ -81,13 +81,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.repository = ModelRepository(app.state.registry)
     app.state.draining = False
     app.state.plane = DataPlane(app.state.registry, settings, app.state.metrics, lambda: app.state.draining)
-    install_error_handlers(app)
+    shapes = {"/v2/": v2_error, "/v1/embeddings": openai_error}  # each protocol's error body, by path
+    install_error_handlers(app, shapes)
     app.include_router(router)
     app.include_router(v2_router)
     app.include_router(openai_router)
     app.include_router(pages_router)
     app.include_router(repository_router)
-    shapes = {"/v2/": v2_error, "/v1/embeddings": openai_error}  # errors answered before any route runs
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes, error_shapes=shapes)
     if settings.api_key is not None:
         declare_api_key(app)  # Swagger UI's "Authorize" sends it

@@ -6,10 +6,11 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
-from service.errors import FusionError
+from service.api.middleware import ErrorShapes, shape_for
+from service.errors import FusionError, InvalidInput
 
 log = logging.getLogger(__name__)
 HTTP_TYPES = {
@@ -27,15 +28,23 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-async def fusion_error(_: Request, error: FusionError) -> JSONResponse:
-    return error_response(error.status, error.type, error.message, error.field, error.headers)
+def _handlers(shapes: ErrorShapes):
+    """FusionError and request-validation errors in the shape of the path's protocol (v1's by default), so a
+    protocol's routes raise like v1's and never catch to re-shape."""
 
+    async def fusion_error(request: Request, error: FusionError) -> Response:
+        shape = shape_for(request.url.path, shapes)
+        if shape is not None:
+            return shape(error)
+        return error_response(error.status, error.type, error.message, error.field, error.headers)
 
-async def validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
-    first = error.errors()[0]
-    location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
-    field = ".".join(location) or None
-    return error_response(422, "invalid_input", f"{field or 'request'}: {first.get('msg')}", field)
+    async def validation_error(request: Request, error: RequestValidationError) -> Response:
+        first = error.errors()[0]
+        location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
+        field = ".".join(location) or None
+        return await fusion_error(request, InvalidInput(f"{field or 'request'}: {first.get('msg')}", field=field))
+
+    return fusion_error, validation_error
 
 
 async def http_error(_: Request, error: HTTPException) -> JSONResponse:
@@ -48,7 +57,8 @@ async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
     return error_response(500, "internal_error", "internal error; see the server log")
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, shapes: ErrorShapes) -> None:
+    fusion_error, validation_error = _handlers(shapes)
     app.add_exception_handler(FusionError, fusion_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)

@@ -49,11 +49,17 @@ async def send_json_error(
     await send({"type": "http.response.body", "body": body})
 
 
+def shape_for(path: str, shapes: ErrorShapes) -> Callable[[FusionError], Response] | None:
+    """The error response of the protocol that owns `path` (longest prefix); None = v1's shape."""
+    prefixes = sorted((p for p in shapes if path.startswith(p)), key=len, reverse=True)
+    return shapes[prefixes[0]] if prefixes else None
+
+
 async def send_error(scope: Scope, receive: Receive, send: Send, error: FusionError, shapes: ErrorShapes) -> None:
-    """`error` in the shape of the protocol that owns the path (longest prefix), else v1's."""
-    prefixes = sorted((p for p in shapes if scope["path"].startswith(p)), key=len, reverse=True)
-    if prefixes:
-        return await shapes[prefixes[0]](error)(scope, receive, send)
+    """`error` in the shape of the protocol that owns the path, else v1's."""
+    shape = shape_for(scope["path"], shapes)
+    if shape is not None:
+        return await shape(error)(scope, receive, send)
     headers = [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
     await send_json_error(send, error.status, error.type, error.message, error.field, headers)
 

@@ -185,8 +185,6 @@ async def create_embeddings(request: Request) -> Response:
                 post_started = time.perf_counter()
                 response = OrjsonResponse(respond(options, admitted, done))
                 record_stages(plane.metrics, name, done, time.perf_counter() - post_started)
-    except FusionError as error:
-        return openai_error(error)
     except ClientDisconnected:
         body = {"error": {"message": "client disconnected", "type": "client_closed", "param": None, "code": None}}
         return OrjsonResponse(body, status_code=499)

@@ -18,8 +18,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, StrictBool, ValidationError
 
 from service.api.inputs import field_path
-from service.api.v2.rest import V2_ERROR, inline_refs, v2_error
-from service.errors import BadRequest, FusionError
+from service.api.v2.rest import V2_ERROR, inline_refs
+from service.errors import BadRequest
 from service.inference.reload import ModelRepository
 
 router = APIRouter(tags=["model-repository"])
@@ -93,11 +93,8 @@ def _model_rows(rows: list[dict], model: str) -> dict:
 )
 async def repository_index(request: Request) -> JSONResponse:
     """Every model version on disk or loaded: state READY, LOADING, UNLOADING or UNAVAILABLE, and why."""
-    try:
-        options = await _parse(request, IndexRequest)
-        return JSONResponse(await _repository(request).index(ready_only=options.ready))
-    except FusionError as error:
-        return v2_error(error)
+    options = await _parse(request, IndexRequest)
+    return JSONResponse(await _repository(request).index(ready_only=options.ready))
 
 
 @router.post(
@@ -109,22 +106,19 @@ async def repository_index(request: Request) -> JSONResponse:
 async def load_model(request: Request, model: str) -> JSONResponse:
     """Load the model's new versions now (failed ones retried); 400 naming each version that failed."""
     repository = _repository(request)
-    try:
-        options = await _parse(request, LoadRequest)
-        if options.parameters:  # Triton's config / file: overrides
-            name = next(iter(options.parameters))
-            raise BadRequest(
-                f"parameters.{name}: loading from a configuration or files sent in the request is not supported; "
-                f"put a version directory under {repository.settings.model_dir}/{model}/",
-                field=f"parameters.{name}",
-            )
-        failed = await repository.load(model)
-        if failed:
-            reasons = "; ".join(f"version {s.version!r}: {s.reason}" for s in failed)
-            raise BadRequest(f"failed to load model {model!r}: {reasons}", field="model")
-        return JSONResponse(_model_rows(await repository.index(), model))
-    except FusionError as error:
-        return v2_error(error)
+    options = await _parse(request, LoadRequest)
+    if options.parameters:  # Triton's config / file: overrides
+        name = next(iter(options.parameters))
+        raise BadRequest(
+            f"parameters.{name}: loading from a configuration or files sent in the request is not supported; "
+            f"put a version directory under {repository.settings.model_dir}/{model}/",
+            field=f"parameters.{name}",
+        )
+    failed = await repository.load(model)
+    if failed:
+        reasons = "; ".join(f"version {s.version!r}: {s.reason}" for s in failed)
+        raise BadRequest(f"failed to load model {model!r}: {reasons}", field="model")
+    return JSONResponse(_model_rows(await repository.index(), model))
 
 
 @router.post(
@@ -136,9 +130,6 @@ async def load_model(request: Request, model: str) -> JSONResponse:
 async def unload_model(request: Request, model: str) -> JSONResponse:
     """Stop routing to the model now, let admitted requests finish, then unload it."""
     repository = _repository(request)
-    try:
-        await _parse(request, UnloadRequest)
-        await repository.unload(model)
-        return JSONResponse(_model_rows(await repository.index(), model))
-    except FusionError as error:
-        return v2_error(error)
+    await _parse(request, UnloadRequest)
+    await repository.unload(model)
+    return JSONResponse(_model_rows(await repository.index(), model))

@@ -80,10 +80,7 @@ async def server_ready(request: Request) -> JSONResponse:
 
 
 def _metadata(request: Request, model: str, version: str | None) -> JSONResponse:
-    try:
-        return JSONResponse(core.model_metadata(request.app.state.plane, model, version))
-    except FusionError as error:
-        return v2_error(error)
+    return JSONResponse(core.model_metadata(request.app.state.plane, model, version))
 
 
 @router.get("/v2/models/{model}", responses=ERRORS)
@@ -99,10 +96,7 @@ async def model_version_metadata(request: Request, model: str, version: str) -> 
 
 def _ready(request: Request, model: str, version: str | None) -> JSONResponse:
     """200 when ready; as the protocol says, a 4xx when not (400, Triton's; 404 for an unknown model)."""
-    try:
-        ready = core.model_ready(request.app.state.plane, model, version)
-    except FusionError as error:
-        return v2_error(error)
+    ready = core.model_ready(request.app.state.plane, model, version)
     return JSONResponse({"name": model, "ready": ready}, status_code=200 if ready else 400)
 
 
@@ -141,8 +135,6 @@ async def _infer(request: Request, model: str, version: str | None) -> Response:
             finally:
                 watcher.cancel()
             body, headers = encode_response(response, decoded)
-    except FusionError as error:
-        return v2_error(error)
     except ClientDisconnected:
         return JSONResponse({"error": "client disconnected"}, status_code=499)
     headers["Server-Timing"] = server_timing(response.inference, time.perf_counter() - started)
