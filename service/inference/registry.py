@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from service.errors import BundleError, NotFound, NotReady
+from service.inference import heap
 from service.inference.bundle import LoadedBundle, load_bundle, max_golden_error
 from service.inference.check import golden_results
 from service.inference.pipeline import Pipeline
@@ -153,6 +154,7 @@ class Registry:
             log.error("model %s version %s not loaded: %s", name, state.version, state.reason)
             return
         await state.pipeline.start()
+        heap.freeze()  # what loading made lives as long as the version: out of the collector's walks
         state.load_seconds, state.status = time.perf_counter() - started, "ready"  # the switch: one assignment
         self.models[name].required = True
         self.metrics.model_load_seconds.labels(name, state.version).set(state.load_seconds)
@@ -247,6 +249,7 @@ class Registry:
                     state.retiring.cancel()
                 if state.status in ("ready", "draining"):
                     await state.pipeline.stop()
+        heap.thaw()
 
 
 def _reason(error: Exception) -> str:

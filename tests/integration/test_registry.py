@@ -154,3 +154,15 @@ async def test_draining_flips_readiness(tiny_models):
         app.state.draining = True
         response = await client.get("/readyz")
         assert response.status_code == 503 and response.json()["draining"] is True
+
+
+async def test_a_warm_version_freezes_the_long_lived_heap_and_shutdown_thaws_it(tiny_models):
+    """Full collections skip what lives as long as the server (bench/overload.py: gen-2 pauses were the
+    429 tail), and a stopped app hands its objects back to the collector (a test process goes on)."""
+    import gc
+
+    gc.unfreeze()
+    async with serving(fast_settings(tiny_models)) as (_, client):
+        assert (await client.get("/readyz")).status_code == 200
+        assert gc.get_freeze_count() > 1000  # modules, routes, sessions: the whole warm heap
+    assert gc.get_freeze_count() == 0
