@@ -31,6 +31,7 @@ from service.metrics import Metrics
 
 log = logging.getLogger(__name__)
 DRAIN_ALPHA = 0.2  # weight of the newest batch in the drain rate: recent, but not one batch's noise
+DELIVER_CHUNK = 4  # callers answered per event-loop iteration when a batch ends (see _deliver)
 
 
 @dataclass(eq=False)  # identity hash: items are keys of the queue
@@ -253,9 +254,19 @@ class Batcher:
         if error is not None:
             self._answer(batch, error)
             return
-        for it, result in zip(batch, results, strict=True):
+        self._deliver([(it, (result, BatchInfo(len(batch), start - it.enqueued, infer_s)))
+                       for it, result in zip(batch, results, strict=True)])  # fmt: skip
+
+    def _deliver(self, answers: list[tuple[_Item, tuple[Any, BatchInfo]]]) -> None:
+        """Answer DELIVER_CHUNK callers now and the rest in later loop iterations, so that the event loop
+        polls its sockets between chunks: a refusal (429) arriving as a batch of 32 ends waits behind a
+        few responses, not all 32 (bench/overload.py, 16x: event-loop lags over 20 ms fell from ~50 to ~20
+        per run). The owner loop does not wait for this: the next batch starts at once."""
+        for it, answer in answers[:DELIVER_CHUNK]:
             if not it.future.done():  # the caller may have been cancelled meanwhile
-                it.future.set_result((result, BatchInfo(len(batch), start - it.enqueued, infer_s)))
+                it.future.set_result(answer)
+        if len(answers) > DELIVER_CHUNK:
+            asyncio.get_running_loop().call_soon(self._deliver, answers[DELIVER_CHUNK:])
 
     def _record(self, batch: list[_Item], start: float, infer_s: float, ok: bool) -> None:
         if ok:  # a batch that failed fast says nothing about the drain rate

@@ -63,6 +63,31 @@ async def test_full_batch_does_not_wait_for_delay(make):
     assert rec.calls == [[0, 1, 2, 3]] and all(info.size == 4 for _, info in outs)
 
 
+async def test_a_finished_batch_answers_its_callers_a_few_per_loop_iteration(make):
+    """Between chunks of answers the event loop runs other work (a refusal, a new request's headers), so a
+    batch of 12 ends over several iterations and nothing else waits behind all 12 responses."""
+    from service.inference.batcher import DELIVER_CHUNK
+
+    rec, ticks, stop = Recorder(), [0], asyncio.Event()
+    batcher = await make(rec, max_batch_size=12, max_delay_s=5.0)
+
+    async def ticker() -> None:  # one tick per loop iteration
+        while not stop.is_set():
+            ticks[0] += 1
+            await asyncio.sleep(0)
+
+    async def caller(i: int) -> int:
+        await batcher.submit(i, deadline=soon(10))
+        return ticks[0]
+
+    tick_task = asyncio.ensure_future(ticker())
+    answered_at = await asyncio.gather(*(caller(i) for i in range(12)))
+    stop.set()
+    await tick_task
+    assert rec.calls == [list(range(12))]  # one batch
+    assert len(set(answered_at)) == 12 // DELIVER_CHUNK and sorted(answered_at) == answered_at  # in order
+
+
 async def test_max_batch_size_respected_and_batches_grow_under_load(make):
     rec = Recorder(gated=True)
     batcher = await make(rec, max_batch_size=4, max_delay_s=0.01)
