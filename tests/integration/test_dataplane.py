@@ -99,18 +99,16 @@ async def test_door_refuses_before_the_body_is_read_with_retry_after_from_the_dr
         assert status == 200 and "body read" in events  # below the bound: admitted as usual
 
 
-async def test_door_bound_is_time_not_one_full_batch(tiny_models):
-    """Slow requests (images: ~10 per 100 ms on 2 cores) are refused well below a full batch in flight, and
-    a handful in flight is never refused, however low the measured rate."""
-    from service.dataplane import DOOR_FLOOR
-
-    async with serving(fast_settings(tiny_models, max_queue_wait_ms=100, max_batch_size=32)) as (app, client):
+async def test_door_never_refuses_one_full_batch_in_flight_however_low_the_rate(tiny_models):
+    """A closed loop of max_batch_size clients is never refused, even when the measured rate says its wait
+    is long (a lower floor spiralled with clients that retry at once); one more is."""
+    async with serving(fast_settings(tiny_models, max_queue_wait_ms=100, max_batch_size=8)) as (app, client):
         plane, body = app.state.plane, {"inputs": [item(8, "text")]}
-        _at_capacity(plane, in_flight=12, rate=10.0)  # 12 < one batch of 32, but 1.2 s to drain
-        refused = await client.post("/v1/models/tiny/embed", json=body)
-        assert refused.status_code == 429 and "12 requests in flight" in refused.json()["error"]["message"]
-        plane.meter("tiny", "1").in_flight -= 12 - (DOOR_FLOOR - 1)  # below the floor: admitted at any rate
+        _at_capacity(plane, in_flight=7, rate=10.0)  # 0.7 s to drain, but the 8th is still one batch
         assert (await client.post("/v1/models/tiny/embed", json=body)).status_code == 200
+        plane.meter("tiny", "1").in_flight += 1  # 8 in flight: the 9th is refused
+        refused = await client.post("/v1/models/tiny/embed", json=body)
+        assert refused.status_code == 429 and "8 requests in flight" in refused.json()["error"]["message"]
 
 
 async def test_door_admits_while_the_expected_wait_is_short(tiny_models):
