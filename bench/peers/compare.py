@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.batch1 import run_batch1
 from bench.ceiling import run_ceiling
 from bench.loadgen import closed_loop, say
 from bench.peers.launch import PEERS, PeerProcess, request_for, top1
@@ -37,12 +38,13 @@ class PeerPlan:
     threads: int = 2  # onnxruntime intra-op threads, every server and the ceiling
     batch_delay_ms: float = 5.0  # LitServe batch_timeout, Triton max queue delay (fusionserve's default)
     http_timeout_s: float = 30.0
+    batch1_repeats: int = 200  # in-process batch-1 items per workload per run (the c=1 target's baseline)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-QUICK = PeerPlan(runs=1, duration_s=3.0, warmup_s=1.0, c1_duration_s=2.0, c1_warmup_s=0.5, pool=8)
+QUICK = PeerPlan(runs=1, duration_s=3.0, warmup_s=1.0, c1_duration_s=2.0, c1_warmup_s=0.5, pool=8, batch1_repeats=30)
 
 
 def fusionserve_overrides(bundle: Bundle, plan: PeerPlan) -> dict:
@@ -149,8 +151,10 @@ async def one_run(index: int, all_targets: list[Target], bundle, workloads, plan
     say(f"run {index + 1}/{plan.runs}: in-process ceiling (batch {plan.concurrency}) …")
     settings = load_settings(**fusionserve_overrides(bundle, plan))
     ceiling = await run_ceiling(bundle, settings, workloads, plan)
+    batch1 = await asyncio.to_thread(run_batch1, bundle, settings, workloads, plan.batch1_repeats)
+    say("  in-process batch-1 p50: " + ", ".join(f"{w} {v['p50_ms']} ms" for w, v in batch1.items()))
     order = all_targets[index % len(all_targets) :] + all_targets[: index % len(all_targets)]
-    results = {"order": [t.name for t in order], "ceiling": ceiling, "servers": {}}
+    results = {"order": [t.name for t in order], "ceiling": ceiling, "batch1": batch1, "servers": {}}
     for target in order:
         results["servers"][target.name] = await run_target(target, bundle, workloads, plan, venvs, log_dir)
     return results
