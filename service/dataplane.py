@@ -26,10 +26,11 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from service.describe import describe_entry
 from service.errors import FusionError, InvalidInput, QueueFull
 from service.inference.pipeline import ItemResult
 from service.inference.prepare import PreparedItem, RawItem, prepare_item
-from service.inference.registry import ModelEntry, Registry, VersionState
+from service.inference.registry import Registry, VersionState
 from service.metrics import Metrics
 from service.settings import Settings
 
@@ -181,6 +182,15 @@ class DataPlane:
             headers={"Retry-After": str(max(1, math.ceil(wait)))},
         )
 
+    def check_door(self, model: str, version: str | None) -> None:
+        """The door's question alone, for a refusal before any route runs (api/door.py): QueueFull when
+        `admit` would refuse now; an unknown model or a version not ready is left for the route."""
+        try:
+            state = self.resolve(model, version)
+        except FusionError:
+            return
+        self._check_door(model, self.meter(model, state.version), time.monotonic())
+
     @asynccontextmanager
     async def admit(self, model: str, version: str | None = None, *, explain: bool = False):
         """Resolve and admit one request before its body is read; yields an Admitted."""
@@ -233,27 +243,3 @@ class DataPlane:
         work.cancel()
         await asyncio.wait({work})
         raise ClientDisconnected()
-
-
-def describe_version(state: VersionState) -> dict:
-    summary = {"version": state.version, "status": state.status, "reason": state.reason}
-    if state.bundle is not None:
-        manifest = state.bundle.manifest
-        summary.update(
-            provider=state.bundle.provider, load_seconds=state.load_seconds, golden_max_error=state.golden_max_error,
-            modalities=manifest.modalities(), labels=manifest.labels, embedding_dim=manifest.embedding_dim,
-            fusion=manifest.fusion.strategy, explain=manifest.fusion.has_modality_logits, metrics=manifest.metrics,
-        )  # fmt: skip
-    return summary
-
-
-def describe_entry(entry: ModelEntry, settings: Settings) -> dict:
-    ready = entry.ready_versions()
-    limits = {name: getattr(settings, name) for name in ("max_upload_bytes", "max_image_pixels", "max_audio_seconds",
-                                                          "max_text_chars", "max_items_per_request")}  # fmt: skip
-    return {
-        "name": entry.name,
-        "default_version": ready[0].version if ready else None,
-        "limits": limits,
-        "versions": [describe_version(v) for v in entry.versions.values()],
-    }

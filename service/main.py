@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from service.api.door import DoorMiddleware
 from service.api.errors import install_error_handlers
 from service.api.middleware import ApiKeyMiddleware, BodyLimitMiddleware
 from service.api.openai_embeddings import openai_error
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(openai_router)
     app.include_router(pages_router)
     app.include_router(repository_router)
+    app.add_middleware(DoorMiddleware, plane=app.state.plane, error_shapes=shapes)  # innermost of ours
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes, error_shapes=shapes)
     if settings.api_key is not None:
         declare_api_key(app)  # Swagger UI's "Authorize" sends it

@@ -8,10 +8,10 @@ One asyncio task owns the queue, and it never waits for nothing:
   not full, and the next arrival is due (newest arrival + the mean gap between the waiting items) before
   the oldest item's max delay runs out. The loop then waits at most two gaps past the newest arrival and
   re-decides at each arrival (batch_window.company_wait_s), so a stream that stopped costs two gaps.
-Callers only enqueue and wait on their own future, so admission (429) never awaits and a caller that
-gives up (deadline, disconnect) takes its item out of the queue at once. `depth`, `busy`, `drain_rate`
-and `expected_wait_s()` are cheap reads for admission at the door. BatchPolicy and BatchInfo live in
-batch_window with the other pure parts and are re-exported here.
+Callers only enqueue and wait on their own future, so a full queue (429) never awaits and a caller that
+gives up (deadline, disconnect) takes its item out of the queue at once. Admission at the door is the data
+plane's (service/dataplane.py), by requests in flight. BatchPolicy and BatchInfo live in batch_window with
+the other pure parts and are re-exported here; the metric series in batch_metrics.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.errors import DeadlineExceeded, NotReady, QueueFull
-from service.inference.batch_window import BatchInfo, BatchPolicy, company_wait_s, padding_ratio, plan_batches
+from service.inference.batch_metrics import BatcherMetrics
+from service.inference.batch_window import BatchInfo, BatchPolicy, company_wait_s, plan_batches
 from service.metrics import Metrics
 
 log = logging.getLogger(__name__)
-DRAIN_ALPHA = 0.2  # weight of the newest batch in the drain rate: recent, but not one batch's noise
 DELIVER_CHUNK = 4  # callers answered per event-loop iteration when a batch ends (see _deliver)
 
 
@@ -55,45 +55,19 @@ class Batcher:
         executor: concurrent.futures.Executor | None = None,
     ):
         self.component, self.model, self.policy = component, model, policy
-        self._run_batch, self._metrics = run_batch, metrics
+        self._run_batch = run_batch
         self._executor, self._own_executor = executor, executor is None
         # OrderedDict, not deque: O(1) removal of the item a cancelled or expired caller abandons.
         self._queue: OrderedDict[_Item, None] = OrderedDict()
         self._held: list[_Item] = []  # taken from the queue by the loop, not answered yet
         self._waiter: asyncio.Future | None = None  # set while the loop sleeps
-        self._computing = 0  # items inside run_batch right now
-        self._drain_rate: float | None = None  # items per second of run_batch time, EWMA over batches
         self._task: asyncio.Task | None = None
         self._accepting = False
-        labels = {"model": model, "component": component}
-        self._m_depth = metrics.queue_depth.labels(**labels)
-        self._m_size = metrics.batch_size.labels(**labels)
-        # Fixed-size components get no padding series at all rather than an always-empty one.
-        self._m_padding = None if policy.budget is None else metrics.batch_padding_ratio.labels(**labels)
-        self._m_queue = metrics.stage_duration.labels(model=model, stage="queue", modality=component)
-        self._m_infer = metrics.stage_duration.labels(model=model, stage="infer", modality=component)
-        self._m_depth.set(0)
+        self._metrics = BatcherMetrics(metrics, model, component, padded=policy.budget is not None)
 
     @property
     def depth(self) -> int:
         return len(self._queue)
-
-    @property
-    def busy(self) -> bool:
-        """A batch is computing in the worker thread."""
-        return self._computing > 0
-
-    @property
-    def drain_rate(self) -> float | None:
-        """Items per second over recent successful batches (EWMA of size / infer_s); None before one."""
-        return self._drain_rate
-
-    def expected_wait_s(self) -> float | None:
-        """Time to clear what is here now (queued, taken, computing) at the measured drain rate."""
-        if (rate := self._drain_rate) is None:
-            return None
-        taken = sum(1 for it in self._held if not it.future.done())  # the computing batch included
-        return (len(self._queue) + taken) / rate
 
     async def start(self) -> None:
         if self._task is not None:
@@ -129,7 +103,7 @@ class Batcher:
             raise
         if not done and not item.started:
             self._abandon(item)
-            self._metrics.reject(self.model, "deadline")
+            self._metrics.reject("deadline")
             waited = time.monotonic() - item.enqueued
             raise DeadlineExceeded(
                 f"deadline passed after {waited:.3f}s waiting in the {self.component} queue of model {self.model!r}"
@@ -145,24 +119,24 @@ class Batcher:
             raise ValueError(f"item length must be >= 1, got {length}")
         now = time.monotonic()
         if deadline <= now:
-            self._metrics.reject(self.model, "deadline")
+            self._metrics.reject("deadline")
             raise DeadlineExceeded(f"deadline already passed before the {self.component} queue")
         if len(self._queue) >= self.policy.max_queue:
-            self._metrics.reject(self.model, "queue_full")
+            self._metrics.reject("queue_full")
             raise QueueFull(
                 f"{self.component} queue of model {self.model!r} is full (max_queue={self.policy.max_queue} items)",
                 headers={"Retry-After": "1"},
             )
         item = _Item(payload, length, deadline, now, asyncio.get_running_loop().create_future())
         self._queue[item] = None
-        self._m_depth.set(len(self._queue))
+        self._metrics.depth.set(len(self._queue))
         self._wake()  # a sleeping loop re-decides at every arrival; a computing one looks when done
         return item
 
     def _abandon(self, item: _Item) -> None:
         if item in self._queue:
             del self._queue[item]
-            self._m_depth.set(len(self._queue))
+            self._metrics.depth.set(len(self._queue))
         item.future.cancel()  # the loop skips done futures, even if it already took the item
 
     # ---- the owner loop ------------------------------------------------------------------------
@@ -220,7 +194,7 @@ class Batcher:
             item, _ = self._queue.popitem(last=False)
             if self._live(item, now):  # expired items: their caller's own timer answers them
                 taken.append(item)
-        self._m_depth.set(len(self._queue))
+        self._metrics.depth.set(len(self._queue))
         return taken
 
     @staticmethod
@@ -234,7 +208,7 @@ class Batcher:
             return
         for it in batch:
             it.started = True
-        start, self._computing = time.monotonic(), len(batch)
+        start = time.monotonic()
         try:
             results = await asyncio.get_running_loop().run_in_executor(
                 self._executor, self._run_batch, [it.payload for it in batch]
@@ -247,10 +221,8 @@ class Batcher:
             results, error = [], exc
         else:
             error = None
-        finally:
-            self._computing = 0
         infer_s = time.monotonic() - start
-        self._record(batch, start, infer_s, ok=error is None)  # a failed batch still spent its compute
+        self._metrics.batch([it.length for it in batch], [start - it.enqueued for it in batch], infer_s)
         if error is not None:
             self._answer(batch, error)
             return
@@ -268,17 +240,6 @@ class Batcher:
         if len(answers) > DELIVER_CHUNK:
             asyncio.get_running_loop().call_soon(self._deliver, answers[DELIVER_CHUNK:])
 
-    def _record(self, batch: list[_Item], start: float, infer_s: float, ok: bool) -> None:
-        if ok:  # a batch that failed fast says nothing about the drain rate
-            rate, old = len(batch) / max(infer_s, 1e-6), self._drain_rate
-            self._drain_rate = rate if old is None else old + DRAIN_ALPHA * (rate - old)
-        self._m_size.observe(len(batch))
-        if self._m_padding is not None:
-            self._m_padding.observe(padding_ratio([it.length for it in batch]))
-        for it in batch:
-            self._m_queue.observe(start - it.enqueued)
-            self._m_infer.observe(infer_s)
-
     @staticmethod
     def _answer(items: list[_Item], error: BaseException) -> None:
         for it in items:
@@ -291,5 +252,5 @@ class Batcher:
         pending = self._held + list(self._queue)
         self._queue.clear()
         self._held = []
-        self._m_depth.set(0)
+        self._metrics.depth.set(0)
         self._answer(pending, NotReady(f"{self.component} batcher of model {self.model!r} stopped"))

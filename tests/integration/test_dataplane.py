@@ -111,6 +111,33 @@ async def test_door_never_refuses_one_full_batch_in_flight_however_low_the_rate(
         assert refused.status_code == 429 and "8 requests in flight" in refused.json()["error"]["message"]
 
 
+async def test_the_door_refuses_before_routing_in_each_protocols_shape(tiny_models, monkeypatch):
+    """Refusals skip FastAPI's routing and validation (under overload they were most of the loop's work):
+    an invalid query parameter gets the 429, not the 422, and no route runs; V2's 429 is V2-shaped and
+    counted under its own endpoint; a version that does not exist is still the route's 404."""
+    from service.api import routes
+    from service.api.v2 import rest
+
+    async def no_route(*args, **kwargs):
+        raise AssertionError("a route ran for a request the door refused")
+
+    async with serving(fast_settings(tiny_models, max_queue_wait_ms=100)) as (app, client):
+        _at_capacity(app.state.plane, in_flight=500, rate=50.0)
+        monkeypatch.setattr(routes, "handle", no_route)  # what v1 classify/embed call
+        monkeypatch.setattr(rest, "_infer", no_route)  # what both V2 infer routes call
+        v1 = await client.post("/v1/models/tiny/classify?top_k=0", json={"inputs": [item(9, "text")]})
+        assert v1.status_code == 429 and v1.json()["error"]["type"] == "queue_full"
+        assert int(v1.headers["retry-after"]) >= 1
+        v2 = await client.post("/v2/models/tiny/versions/1/infer", json={"inputs": []})
+        assert v2.status_code == 429 and "FUSIONSERVE_MAX_QUEUE_WAIT_MS" in v2.json()["error"]
+        monkeypatch.undo()
+        missing = await client.post("/v2/models/tiny/versions/9/infer", json={"inputs": []})
+        assert missing.status_code == 404  # not the door's to answer
+    assert metric(app, "fusionserve_requests_total", model="tiny", endpoint="classify", status="429") == 1
+    assert metric(app, "fusionserve_requests_total", model="tiny", endpoint="v2_infer", status="429") == 1
+    assert metric(app, "fusionserve_rejected_total", model="tiny", reason="queue_full") == 2
+
+
 async def test_door_admits_while_the_expected_wait_is_short(tiny_models):
     async with serving(fast_settings(tiny_models, max_queue_wait_ms=1000)) as (app, client):
         _at_capacity(app.state.plane, in_flight=100, rate=1000.0)  # expected wait 0.1 s < 1 s

@@ -24,7 +24,8 @@ from tests.integration.conftest import Gate, fast_settings, form, wait_ready
 from tests.integration.live import start_process
 
 EMBED = "/v1/models/tiny/embed"
-CLIENTS, RUNS = 32, 10  # the 10 SIGTERMs; plain uvicorn lost requests in 20 of 40 runs: all 10 pass by chance 0.1 %
+# the 10 SIGTERMs; plain uvicorn lost requests in 20 of 40 runs: all 10 pass by chance 0.1 %
+CLIENTS, RUNS = 32, 10
 WARM_RESPONSES = 4 * CLIENTS
 # small batches for text and fusion keep the clients out of step, so that at any moment some are between
 # requests (uvicorn's "idle") while others wait on a batch; max_batch_size 16 keeps the door admission's

@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import pytest
-
 from tests.unit.inference.fakes import Recorder, soon, start_blocked, wait_until
 
 # ---- zero wait -----------------------------------------------------------------------------------
@@ -111,42 +109,3 @@ async def test_stopping_cuts_a_forming_batch_at_once(make):
     await asyncio.wait_for(stopping, 5)
     await blocker
     assert rec.calls[1] == ["a", "b"] and info_b.queue_s < 0.2  # stopping: nobody is coming
-
-
-# ---- load readings for admission -----------------------------------------------------------------
-
-
-async def test_busy_drain_rate_and_expected_wait(make):
-    rec = Recorder(sleep_s=0.02, gated=True)
-    batcher = await make(rec, max_batch_size=4, max_delay_s=0.0)
-    assert not batcher.busy and batcher.drain_rate is None and batcher.expected_wait_s() is None
-    blocker = await start_blocked(batcher, rec)
-    assert batcher.busy and batcher.expected_wait_s() is None  # nothing measured before a batch ends
-    rec.gate.set()
-    await blocker
-    assert not batcher.busy
-    first = batcher.drain_rate
-    assert 5 < first <= 50  # one item per >= 20 ms of run_batch
-
-    rec.gate.clear()
-    rec.entered.clear()
-    blocker = await start_blocked(batcher, rec)
-    queued = [asyncio.create_task(batcher.submit(i, deadline=soon())) for i in range(4)]
-    await wait_until(lambda: batcher.depth == 4)
-    assert batcher.busy
-    assert batcher.expected_wait_s() == pytest.approx((4 + 1) / first)  # queued + computing
-    rec.gate.set()
-    await asyncio.gather(blocker, *queued)
-    second = batcher.drain_rate
-    assert first < second < 4 / 0.02  # the batch of 4 drained faster; the average moved toward it
-    assert batcher.expected_wait_s() == 0.0
-
-
-async def test_failed_batch_leaves_drain_rate_alone(make):
-    rec = Recorder()
-    batcher = await make(rec, max_delay_s=0.0)
-    await batcher.submit("ok", deadline=soon())
-    rate = batcher.drain_rate
-    with pytest.raises(ValueError, match="boom"):
-        await batcher.submit("boom", deadline=soon())
-    assert batcher.drain_rate == rate and not batcher.busy
