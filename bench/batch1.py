@@ -52,14 +52,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     bundle_info = resolve_bundle(args.model_dir, args.model, Path("/nonexistent"))
     settings = load_settings(model_dir=bundle_info.model_dir, intra_op_threads=2, providers="cpu")
-    bundle = load_bundle(bundle_info.model_dir / bundle_info.name / bundle_info.version, settings)
     out = {"command": shlex.join(["python -m bench.batch1", *(argv or sys.argv[1:])]),
-           "machine": report.machine_info(), "intra_op_threads": 2, "workloads": {}}  # fmt: skip
-    for workload in build_workloads(bundle_info, pool=16)[0]:
-        if workload.name not in C1_WORKLOADS:
-            continue
-        out["workloads"][workload.name] = batch1_ms(bundle, settings, workload.raw, args.repeats)
-        print(workload.name, out["workloads"][workload.name], flush=True)
+           "machine": report.machine_info(), "intra_op_threads": 2}  # fmt: skip
+    out["workloads"] = run_batch1(bundle_info, settings, build_workloads(bundle_info, pool=16)[0], args.repeats)
+    for name, times in out["workloads"].items():
+        print(name, times, flush=True)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(out, indent=1) + "\n")
 

@@ -168,7 +168,7 @@ class DataPlane:
         # One full batch in flight is never refused. A lower floor (4 was tried) bounds slow requests tighter
         # (32 images are ~0.3 s to drain on 2 cores) but spirals with clients that retry at once: 32 such
         # text clients got 98 % 429s, whose handling starved the admitted few, so the measured rate (and
-        # with it the bound) never rose: 43 req/s instead of ~300.
+        # with it the bound) never rose: 43 req/s instead of the ~190 this floor gives on the same machine.
         floor = self.settings.max_batch_size
         wait = meter.expected_wait_s(now)
         limit = self.settings.max_queue_wait_ms / 1000

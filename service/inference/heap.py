@@ -3,7 +3,8 @@
 CPython's gen-2 collection walks every tracked object. A loaded server holds ~90k of them that live as long
 as it does (modules, FastAPI's routes and pydantic models, sessions, tokenizers); under overload about ten
 gen-2 collections per 25 s then stalled the event loop 50-100 ms each, and a 429 that should take a few ms
-waited behind them (bench/overload.py: 429 p99 84 ms before, 33-42 ms after, same machine and run). So once
+waited behind them (bench/overload.py at 16x, two runs each on one machine: 429 p99 39 and 84 ms before,
+33 and 42 ms after; event-loop lags over 50 ms 11-12 → 2-3 per run). So once
 a version is warm, collect once and freeze what is alive (gc.freeze: a permanent generation the collector
 skips); requests' short-lived objects are collected as before. `thaw` at shutdown hands everything back, so
 a process that serves, stops and goes on (the test suite) can still free what it no longer uses.

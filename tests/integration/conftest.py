@@ -14,6 +14,7 @@ import pytest
 from service.main import create_app
 from service.settings import Settings
 from tests.bundles import build_bundle
+from tests.integration.live import ThreadedServer
 
 
 def fast_settings(model_dir: Path, **overrides) -> Settings:
@@ -45,6 +46,14 @@ async def serving(settings: Settings, wait: bool = True):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://fusionserve", timeout=60) as client:
             yield app, client
+
+
+@pytest.fixture(scope="module")
+def live(tiny_models):
+    """A real uvicorn server on loopback serving the tiny bundles, one per test module; a module that needs
+    other settings defines its own `live`."""
+    with ThreadedServer(fast_settings(tiny_models)) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

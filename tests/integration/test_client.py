@@ -36,12 +36,6 @@ API_KEY = "client-test-key"
 
 
 @pytest.fixture(scope="module")
-def live(tiny_models):
-    with ThreadedServer(fast_settings(tiny_models)) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def keyed(tiny_models):
     with ThreadedServer(fast_settings(tiny_models, api_key=API_KEY)) as server:
         yield server

@@ -150,12 +150,6 @@ async def test_at_capacity_is_a_rate_limit_error_with_retry_after(tiny_models):
     assert metric(app, "fusionserve_requests_total", model="tiny", endpoint="openai_embeddings", status="429") == 1
 
 
-@pytest.fixture(scope="module")
-def live(tiny_models):
-    with ThreadedServer(fast_settings(tiny_models)) as server:
-        yield server
-
-
 @contextmanager
 def text_encoder_busy(live):
     """One request holds the text encoder in ORT, so the next texts wait in its queue."""

@@ -21,8 +21,6 @@ from schemathesis.checks import not_a_server_error, response_schema_conformance
 
 from service.main import create_app
 from service.settings import Settings
-from tests.integration.conftest import fast_settings
-from tests.integration.live import ThreadedServer
 
 EXAMPLES_PER_MODE = 25
 REPOSITORY = "/v2/repository/"
@@ -71,15 +69,9 @@ CASES = documented_cases()
 
 
 @pytest.fixture(scope="module")
-def server(tiny_models):
-    with ThreadedServer(fast_settings(tiny_models)) as live:
-        yield live
-
-
-@pytest.fixture(scope="module")
-def api(server):
+def api(live):
     """The document as the running server serves it, with requests going to that server."""
-    return schemathesis.openapi.from_url(server.base_url + "/openapi.json")
+    return schemathesis.openapi.from_url(live.base_url + "/openapi.json")
 
 
 def to_the_served_model(case: schemathesis.Case) -> schemathesis.Case:
@@ -113,8 +105,8 @@ def fuzz(operation, mode: GenerationMode, base_url: str, served_model: bool) -> 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-def test_operation_never_answers_5xx_and_matches_its_declared_schema(api, server, case):
-    fuzz(api[case.path][case.method], case.mode, server.base_url, case.served_model)
+def test_operation_never_answers_5xx_and_matches_its_declared_schema(api, live, case):
+    fuzz(api[case.path][case.method], case.mode, live.base_url, case.served_model)
 
 
 def test_inputs_of_the_v1_inference_routes_are_fuzzed_both_ways():

@@ -22,7 +22,7 @@ from tests.integration.conftest import Gate, fast_settings, metric
 from tests.integration.live import ThreadedServer, free_port
 from tests.integration.test_dataplane import _at_capacity
 from tests.integration.test_live_server import wait_for
-from tests.integration.test_v2_rest import LABELS, MODALITIES, ROW_SUBSETS, rows_of, v1_answers, v1_error
+from tests.integration.test_v2_rest import LABELS, MODALITIES, ROW_SUBSETS, fp32_image, rows_of, v1_answers, v1_error
 
 MAX_ROWS = 4
 BODY_LIMIT = 256 * 1024
@@ -148,12 +148,6 @@ def test_outputs_selection_answers_only_those(client):
     assert error.status() == "StatusCode.INVALID_ARGUMENT" and "classification extension" in error.message()
 
 
-def fp32_image() -> triton.InferInput:
-    tensor = triton.InferInput("image", [1, 3], "FP32")
-    tensor.set_data_from_numpy(np.zeros((1, 3), np.float32))
-    return tensor
-
-
 def mismatched() -> list[triton.InferInput]:
     return tensors(rows_of()[:2], modalities=["image"]) + tensors(rows_of()[:1], modalities=["text"])
 
@@ -164,7 +158,7 @@ BAD_INPUTS = {  # name → (model, inputs, gRPC status, the message it carries)
                   "row[1]: no input: send at least one of image, text, audio"),
     "mismatched_rows": ("tiny", mismatched, "INVALID_ARGUMENT",
                         "inputs differ in their number of rows (image has 2, text has 1)"),
-    "non_bytes_image": ("tiny", lambda: [fp32_image()], "INVALID_ARGUMENT",
+    "non_bytes_image": ("tiny", lambda: [fp32_image(triton)], "INVALID_ARGUMENT",
                         "image must be a BYTES tensor of encoded files, not FP32"),
     "too_many_rows": ("tiny", lambda: tensors([{"text": "one"}] * (MAX_ROWS + 1), modalities=["text"]),
                       "INVALID_ARGUMENT",
@@ -200,7 +194,7 @@ def test_requests_are_counted_with_their_endpoint(live, client):
                                   endpoint="v2_grpc_infer", status=status)  # fmt: skip
     ok, invalid = count("200"), count("422")
     client.infer("tiny", tensors(rows_of()[:1]))
-    refused(lambda: client.infer("tiny", [fp32_image()]))
+    refused(lambda: client.infer("tiny", [fp32_image(triton)]))
     assert (count("200"), count("422")) == (ok + 1, invalid + 1)
 
 

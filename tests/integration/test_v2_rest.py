@@ -146,8 +146,9 @@ def test_outputs_selection_answers_only_those(client):
     assert error.status() == "422" and "unknown output 'logits'" in error.message()
 
 
-def fp32_image() -> triton.InferInput:
-    tensor = triton.InferInput("image", [1, 3], "FP32")
+def fp32_image(client_module=triton):
+    """An FP32 `image` tensor (the server wants BYTES), as tritonclient.http or tritonclient.grpc builds it."""
+    tensor = client_module.InferInput("image", [1, 3], "FP32")
     tensor.set_data_from_numpy(np.zeros((1, 3), np.float32))
     return tensor
 

@@ -3,7 +3,10 @@ the opt-in retry of 429s honouring Retry-After, and transport failures; against 
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
+import threading
+import time
 
 import httpx
 import pytest
@@ -48,13 +51,23 @@ class Script:
 
 @pytest.fixture
 def sleeps(monkeypatch) -> list[float]:
-    """The client's waits between retries, recorded instead of slept."""
+    """The client's waits between retries, recorded instead of slept. The patches are process-wide, so only
+    the test's own thread is recorded: a server another test left running in its thread (the browser
+    tests' session server) ticks on asyncio.sleep too, and sleeps for real."""
     waited: list[float] = []
-    monkeypatch.setattr(client_module.time, "sleep", waited.append)
+    test_thread, real_sleep, real_async_sleep = threading.get_ident(), time.sleep, asyncio.sleep
 
-    async def fake_async_sleep(seconds: float) -> None:
+    def fake_sleep(seconds: float) -> None:
+        if threading.get_ident() != test_thread:
+            return real_sleep(seconds)
         waited.append(seconds)
 
+    async def fake_async_sleep(seconds: float, *args) -> None:
+        if threading.get_ident() != test_thread:
+            return await real_async_sleep(seconds, *args)
+        waited.append(seconds)
+
+    monkeypatch.setattr(client_module.time, "sleep", fake_sleep)
     monkeypatch.setattr(client_module.asyncio, "sleep", fake_async_sleep)
     return waited
 
