@@ -43,13 +43,18 @@ class Settings(BaseSettings):
     # door admission (service/dataplane.py): refuse when the admitted work's expected wait exceeds this
     max_queue_wait_ms: float = Field(100.0, gt=0, le=600_000)
     text_token_budget: int = Field(8192, ge=1, description="max padded tokens (batch x longest) per text batch")
-    audio_frame_budget: int = Field(48_000, ge=1, description="max padded mel frames per audio batch")
+    # One 30 s clip. Audio batching gains little on CPU (49–57 us per frame from 4 x 300 frames up) while the
+    # arena grows with the batch and keeps it: 16 x 3000 frames took 1.9 GB and 6.5 s (docs/design-choices.md).
+    audio_frame_budget: int = Field(3_000, ge=1, description="max padded mel frames per audio batch")
     default_deadline_ms: float = Field(10_000, gt=0)
     preprocess_threads: int = Field(2, ge=1)
     # nice value of onnxruntime's and the preprocessing threads (0 = as the event loop): busy compute
     # never delays HTTP work such as a refusal
     compute_nice: int = Field(10, ge=0, le=19)
     warmup_batch_sizes: list[int] = Field(default_factory=lambda: [1, 4])
+    # also run each encoder's largest admissible batch at load, so the ORT arena is at its ceiling from the
+    # start and RSS under load stays put (service/inference/warmup.py)
+    warmup_largest_batch: bool = True
 
     # request limits
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024)

@@ -16,14 +16,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from service.errors import BundleError, NotFound, NotReady
 from service.inference import heap
 from service.inference.bundle import LoadedBundle, load_bundle, max_golden_error
 from service.inference.check import golden_results
 from service.inference.pipeline import Pipeline
-from service.inference.prepare import PreparedItem
+from service.inference.warmup import warmup_batches
 from service.metrics import Metrics
 from service.settings import Settings
 
@@ -91,20 +89,6 @@ class ModelEntry:
     def ready_versions(self) -> list[VersionState]:
         ready = [v for v in self.versions.values() if v.status == "ready"]
         return sorted(ready, key=lambda v: int(v.version), reverse=True)
-
-
-def warmup_items(bundle: LoadedBundle) -> list[PreparedItem]:
-    """One synthetic item with every modality, shaped like real traffic."""
-    encoders, arrays = bundle.manifest.encoders, {}
-    if encoders.image:
-        size = encoders.image.preprocess.size
-        arrays["image"] = np.zeros((3, size, size), np.float32)
-    if encoders.text:
-        ids = np.asarray(bundle.tokenizer.encode("warm up").ids, np.int64)
-        arrays["text"] = (ids, np.ones_like(ids))
-    if encoders.audio:
-        arrays["audio"] = np.zeros((encoders.audio.preprocess.n_mels, 200), np.float32)
-    return [PreparedItem(arrays)]
 
 
 class Registry:
@@ -181,8 +165,8 @@ class Registry:
                     f"golden examples differ from the reference by {error:.3g} "
                     f"(tolerance {bundle.manifest.golden_tolerance:g})"
                 )
-        for size in self.settings.warmup_batch_sizes:
-            pipeline.run_direct(warmup_items(bundle) * size)
+        for batch in warmup_batches(bundle, self.settings):
+            pipeline.run_direct(batch)
         return bundle, pipeline
 
     def retire(self, name: str, state: VersionState, reason: str) -> asyncio.Task | None:
