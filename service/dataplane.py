@@ -6,26 +6,25 @@ they share the batchers, the limits, the metrics and the error rules.
         raw = ...protocol-specific decoding of the body...
         results = await plane.infer(admitted, raw, deadline, cancelled)
 
-Admission at the door: a request is refused (429, Retry-After from the measured drain rate) when the work
-already admitted for its model version would make it wait longer than `max_queue_wait_ms` — the requests in
-flight divided by that version's drain rate (DrainMeter: its best recent second) — so the bound follows from
-time, not from a fixed count. Up to max_batch_size requests in flight nobody is refused (one full batch,
-see _check_door); with no completions in the last CAPACITY_WINDOW_S (a cold start) there is no rate to
-judge by and only the per-component queue bounds (max_queued_items) apply. Admitted requests are bounded,
+Admission at the door: a request is refused (429) when the work already admitted for its model version
+would make it wait longer than `max_queue_wait_ms` — the requests in flight divided by that version's drain
+rate (service/admission.py: its best recent second) — so the bound follows from time, not from a fixed
+count; Retry-After is DrainMeter.retry_after_s. Up to max_batch_size requests in flight nobody is refused
+(one full batch, see _check_door); with no completions in the last CAPACITY_WINDOW_S (a cold start) there is
+no rate to judge by and only the per-component queue bounds (max_queued_items) apply. Admitted requests are bounded,
 so the preprocessing backlog is too (each holds at most max_items_per_request items).
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from service.admission import DrainMeter
 from service.describe import describe_entry
 from service.errors import FusionError, InvalidInput, QueueFull
 from service.inference.pipeline import ItemResult
@@ -34,43 +33,11 @@ from service.inference.registry import Registry, VersionState
 from service.metrics import Metrics
 from service.settings import Settings
 
-CAPACITY_WINDOW_S = 10  # whole seconds whose completion counts the drain rate is the best of
 REJECT_REASON = {413: "too_large", 400: "invalid", 415: "invalid", 422: "invalid"}  # status → rejected_total reason
 
 
 class ClientDisconnected(Exception):
     """The caller went away: its queued items were dropped before compute."""
-
-
-class DrainMeter:
-    """Requests in flight for one model version, and its drain rate: the most requests it completed in
-    one whole second of the last CAPACITY_WINDOW_S. A capacity, not the current pace: refusals cost CPU
-    under overload, and a bound judged by the current completion rate would shrink with it and refuse
-    ever more (a spiral); the best recent second does not move."""
-
-    def __init__(self, window_s: int = CAPACITY_WINDOW_S):
-        self.in_flight, self.window_s = 0, window_s
-        self._seconds: deque[list[int]] = deque()  # [whole second (monotonic), completions in it]
-
-    def completed(self, now: float) -> None:
-        self.in_flight -= 1
-        second = int(now)
-        if self._seconds and self._seconds[-1][0] == second:
-            self._seconds[-1][1] += 1
-        else:
-            self._seconds.append([second, 1])
-
-    def rate(self, now: float) -> float | None:
-        """Completions per second of the best recent whole second; None with fewer than 8 (cold)."""
-        current = int(now)
-        while self._seconds and self._seconds[0][0] < current - self.window_s:
-            self._seconds.popleft()
-        best = max((count for second, count in self._seconds if second < current), default=0)
-        return float(best) if best >= 8 else None
-
-    def expected_wait_s(self, now: float) -> float | None:
-        rate = self.rate(now)
-        return None if rate is None else self.in_flight / rate
 
 
 @dataclass
@@ -175,11 +142,12 @@ class DataPlane:
         if wait is None or meter.in_flight < floor or wait <= limit:
             return  # no rate measured yet (cold): the per-component queue bounds still apply
         self.metrics.reject(model, "queue_full")
+        meter.refused(now)
         raise QueueFull(
             f"model {model!r} is at capacity: {meter.in_flight} requests in flight, expected wait "
             f"{wait * 1000:.0f} ms > "
             f"{self.settings.max_queue_wait_ms:g} ms (FUSIONSERVE_MAX_QUEUE_WAIT_MS)",
-            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            headers={"Retry-After": str(meter.retry_after_s(now))},
         )
 
     def check_door(self, model: str, version: str | None) -> None:

@@ -156,15 +156,3 @@ async def test_responses_are_exactly_their_declared_schema(tiny_models):
         # a round trip through the declared model loses nothing and adds nothing: no undeclared keys
         assert schema.model_validate(body).model_dump(exclude_unset=True) == body, schema.__name__
     assert classify.headers["content-type"] == "application/json"
-
-
-def test_drain_rate_is_the_best_recent_second_so_overload_cannot_shrink_it():
-    from service.dataplane import DrainMeter
-
-    meter, base = DrainMeter(window_s=10), 1000.0
-    for second, count in ((0, 300), (1, 120), (2, 40)):  # refusals eat CPU: the pace falls second by second
-        for k in range(count):
-            meter.in_flight += 1
-            meter.completed(base + second + k / count)
-    assert meter.rate(base + 3.5) == 300.0  # the capacity, not the last second's 40
-    assert meter.rate(base + 13.5) is None  # idle past the window: cold again, nothing to judge by

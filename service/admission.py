@@ -1,0 +1,62 @@
+"""Door admission's measurements, per model version: requests in flight, the drain rate (best recent whole
+second of completions) and the refused demand, from which the data plane judges the expected wait of a new
+request and the Retry-After of a refused one."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+CAPACITY_WINDOW_S = 10  # whole seconds whose completion counts the drain rate is the best of
+MAX_RETRY_AFTER_S = 30
+
+
+class DrainMeter:
+    """Requests in flight for one model version, and its drain rate: the most requests it completed in
+    one whole second of the last CAPACITY_WINDOW_S. A capacity, not the current pace: refusals cost CPU
+    under overload, and a bound judged by the current completion rate would shrink with it and refuse
+    ever more (a spiral); the best recent second does not move."""
+
+    def __init__(self, window_s: int = CAPACITY_WINDOW_S):
+        self.in_flight, self.window_s = 0, window_s
+        self._seconds: deque[list[int]] = deque()  # [whole second (monotonic), completions in it]
+        self._refused: deque[list[int]] = deque(maxlen=2)  # [whole second, refusals in it]: this one, the last
+
+    def completed(self, now: float) -> None:
+        self.in_flight -= 1
+        _count(self._seconds, int(now))
+
+    def refused(self, now: float) -> None:
+        _count(self._refused, int(now))
+
+    def rate(self, now: float) -> float | None:
+        """Completions per second of the best recent whole second; None with fewer than 8 (cold)."""
+        current = int(now)
+        while self._seconds and self._seconds[0][0] < current - self.window_s:
+            self._seconds.popleft()
+        best = max((count for second, count in self._seconds if second < current), default=0)
+        return float(best) if best >= 8 else None
+
+    def expected_wait_s(self, now: float) -> float | None:
+        rate = self.rate(now)
+        return None if rate is None else self.in_flight / rate
+
+    def retry_after_s(self, now: float) -> int:
+        """Whole seconds a refused client should wait: until the admitted work drains, or — when many are
+        refused — until the refused demand of the last second could be served at the drain rate. Telling
+        them all "1" brings them back together, to be refused again: under 16x overload most of the event
+        loop's time went to refusing the same clients every second."""
+        rate, wait = self.rate(now) or 0.0, self.expected_wait_s(now) or 0.0
+        current = int(now)
+        demand = max((n for second, n in self._refused if second >= current - 1), default=0)
+        if rate:
+            wait = max(wait, demand / rate)
+        return min(MAX_RETRY_AFTER_S, max(1, math.ceil(wait)))
+
+
+def _count(seconds: deque[list[int]], second: int) -> None:
+    """One more event in `second` of a deque of [whole second, events in it]."""
+    if seconds and seconds[-1][0] == second:
+        seconds[-1][1] += 1
+    else:
+        seconds.append([second, 1])
