@@ -46,12 +46,12 @@ class DrainMeter:
         refused — until the refused demand of the last second could be served at the drain rate. Telling
         them all "1" brings them back together, to be refused again: under 16x overload most of the event
         loop's time went to refusing the same clients every second."""
-        rate, wait = self.rate(now) or 0.0, self.expected_wait_s(now) or 0.0
+        rate = self.rate(now)
+        if rate is None:  # cold: nothing to scale by
+            return 1
         current = int(now)
         demand = max((n for second, n in self._refused if second >= current - 1), default=0)
-        if rate:
-            wait = max(wait, demand / rate)
-        return min(MAX_RETRY_AFTER_S, max(1, math.ceil(wait)))
+        return min(MAX_RETRY_AFTER_S, max(1, math.ceil(max(self.in_flight, demand) / rate)))
 
 
 def _count(seconds: deque[list[int]], second: int) -> None:

@@ -13,24 +13,37 @@ from __future__ import annotations
 
 import numpy as np
 
+from service.inference.batch_window import plan_batches
 from service.inference.bundle import LoadedBundle
+from service.inference.pipeline import policy_for
 from service.inference.prepare import PreparedItem
+from service.manifest import MODALITIES
 from service.preprocess.mel import num_frames
 from service.settings import Settings
+
+TRAFFIC_LENGTH = {"audio": 200}  # mel frames of a 2 s clip; text keeps the natural length of "warm up"
+
+
+def _array(bundle: LoadedBundle, modality: str, length: int | None):
+    """A zero input of `modality`: image [3,S,S] f32 · text (ids [L], mask [L]) i64 · audio [n_mels, L] f32."""
+    encoders = bundle.manifest.encoders
+    if modality == "image":
+        size = encoders.image.preprocess.size
+        return np.zeros((3, size, size), np.float32)
+    if modality == "text":
+        ids = np.asarray(bundle.tokenizer.encode("warm up").ids, np.int64)
+        ids = ids if length is None else np.resize(ids, length)
+        return ids, np.ones_like(ids)
+    return np.zeros((encoders.audio.preprocess.n_mels, length), np.float32)
+
+
+def _present(bundle: LoadedBundle) -> list[str]:
+    return [m for m in MODALITIES if getattr(bundle.manifest.encoders, m) is not None]
 
 
 def traffic_items(bundle: LoadedBundle) -> list[PreparedItem]:
     """One synthetic item with every modality, shaped like real traffic."""
-    encoders, arrays = bundle.manifest.encoders, {}
-    if encoders.image:
-        size = encoders.image.preprocess.size
-        arrays["image"] = np.zeros((3, size, size), np.float32)
-    if encoders.text:
-        ids = np.asarray(bundle.tokenizer.encode("warm up").ids, np.int64)
-        arrays["text"] = (ids, np.ones_like(ids))
-    if encoders.audio:
-        arrays["audio"] = np.zeros((encoders.audio.preprocess.n_mels, 200), np.float32)
-    return [PreparedItem(arrays)]
+    return [PreparedItem({m: _array(bundle, m, TRAFFIC_LENGTH.get(m)) for m in _present(bundle)})]
 
 
 def longest_lengths(bundle: LoadedBundle, settings: Settings) -> dict[str, int]:
@@ -46,29 +59,14 @@ def longest_lengths(bundle: LoadedBundle, settings: Settings) -> dict[str, int]:
 
 
 def largest_batches(bundle: LoadedBundle, settings: Settings) -> list[list[PreparedItem]]:
-    """Each encoder's largest batch (one single-modality list per encoder; fusion runs on each)."""
-    encoders, longest = bundle.manifest.encoders, longest_lengths(bundle, settings)
-    budgets = {"text": settings.text_token_budget, "audio": settings.audio_frame_budget}
-    batches = []
-    for modality in ("image", "text", "audio"):
-        if getattr(encoders, modality) is None:
-            continue
-        size = settings.batch_size_for(modality)
-        if modality in longest:  # batch * longest <= budget; an item over the budget runs alone
-            size = max(1, min(size, budgets[modality] // longest[modality]))
-        batches.append([_longest_item(bundle, modality, longest.get(modality, 1))] * size)
+    """Each encoder's largest batch: the first batch its batcher's policy cuts from a queue of the longest
+    items (one single-modality list per encoder; fusion runs on each)."""
+    longest, batches = longest_lengths(bundle, settings), []
+    for modality in _present(bundle):
+        policy, length = policy_for(modality, settings), longest.get(modality)
+        size = len(plan_batches([length or 1] * policy.max_batch_size, policy.max_batch_size, policy.budget)[0])
+        batches.append([PreparedItem({modality: _array(bundle, modality, length)})] * size)
     return batches
-
-
-def _longest_item(bundle: LoadedBundle, modality: str, length: int) -> PreparedItem:
-    encoders = bundle.manifest.encoders
-    if modality == "image":
-        size = encoders.image.preprocess.size
-        return PreparedItem({"image": np.zeros((3, size, size), np.float32)})
-    if modality == "text":
-        ids = np.resize(np.asarray(bundle.tokenizer.encode("warm up").ids, np.int64), length)  # [length]
-        return PreparedItem({"text": (ids, np.ones_like(ids))})
-    return PreparedItem({"audio": np.zeros((encoders.audio.preprocess.n_mels, length), np.float32)})
 
 
 def warmup_batches(bundle: LoadedBundle, settings: Settings) -> list[list[PreparedItem]]:
