@@ -30,6 +30,10 @@ class Unauthorized(FusionError):
     status, type = 401, "unauthorized"
 
 
+class Forbidden(FusionError):
+    status, type = 403, "forbidden"
+
+
 class NotFound(FusionError):
     status, type = 404, "not_found"
 

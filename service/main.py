@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from service.api.door import DoorMiddleware
 from service.api.errors import install_error_handlers
 from service.api.middleware import ApiKeyMiddleware, BodyLimitMiddleware
+from service.api.model_control import ModelControlMiddleware
 from service.api.openai_embeddings import openai_error
 from service.api.openai_embeddings import router as openai_router
 from service.api.pages import declare_api_key
@@ -94,4 +95,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.api_key is not None:
         declare_api_key(app)  # Swagger UI's "Authorize" sends it
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value(), error_shapes=shapes)
+    app.add_middleware(ModelControlMiddleware, settings=settings, error_shapes=shapes)  # load/unload: outermost
     return app

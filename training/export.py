@@ -1,7 +1,8 @@
 """Export a trained fused model as a servable bundle (DESIGN §3) and prove the server reproduces torch.
 
-models/<name>/<version>/: <m>_encoder.onnx (pretrained backbone + the trained projection), fusion.onnx,
-tokenizer.json (MiniLM's, padding off: the server pads per batch), model_card.md + PNGs, manifest.json.
+models/<name>/<version>/ (published whole by training/publishing.py): <m>_encoder.onnx (pretrained backbone +
+the trained projection), fusion.onnx, tokenizer.json (MiniLM's, padding off: the server pads per batch),
+model_card.md + PNGs, manifest.json.
 Golden examples are real test items (raw media, base64) whose outputs torch computes from the raw bytes
 through service.preprocess; the bundle is then loaded by the server's own loader (`python -m service check`,
 a subprocess: training never imports the server) and the golden examples replayed, and export fails if any
@@ -20,11 +21,13 @@ import torch
 from service import manifest as mf
 from training.bundle_check import server_golden_error, verify_bundle_files, write_bundle_manifest
 from training.data.features import PreprocessSpecs, collate, content, decode, default_preprocess
+from training.errors import UserError
 from training.export_encoders import ParityError, export_encoder
 from training.export_fusion import export_fusion
 from training.model.backbones import EncoderWithProjection, build_encoder
 from training.model.fused import FusedModel, ServingGraph
 from training.model_card import manifest_metrics, render_model_card
+from training.publishing import publishing
 
 TOLERANCE = 1e-4
 # all three, then each encoder alone, then pairs: the first four already exercise every encoder and the masking
@@ -50,7 +53,7 @@ def _encoder_inputs(examples: list, modality: str, specs: PreprocessSpecs):
     having = [e for e in examples if getattr(e, modality) is not None][:6]
     arrays = [decode(content(e, modality), modality, specs) for e in having]
     if len(arrays) < 2:
-        raise ValueError(f"need at least 2 examples with {modality} to export its encoder")
+        raise UserError(f"need at least 2 examples with {modality} to export its encoder (the dataset has fewer)")
     checks = [collate(modality, arrays[2:3] or arrays[:1])] + ([collate(modality, arrays[3:6])] if arrays[3:] else [])
     return collate(modality, arrays[:2]), checks
 
@@ -121,15 +124,21 @@ def torch_reference(model: FusedModel, encoders: dict, example, subset, specs: P
     return mf.GoldenExample(inputs=inputs, outputs=outputs)
 
 
-def export_bundle(model: FusedModel, data, cfg, report: dict, run_dir: Path, bundle: Path | None = None) -> dict:
+def publish_bundle(model: FusedModel, data, cfg, report: dict, version: str, overwrite: bool) -> tuple[Path, dict]:
+    """Export into a staging directory, verify there, publish as <models_dir>/<name>/<version> (publishing.py)."""
+    with publishing(cfg.model_dir(), version, overwrite) as staged:
+        parity = export_bundle(model, data, cfg, report, cfg.run_dir(), staged)
+    return cfg.model_dir() / version, parity
+
+
+def export_bundle(model: FusedModel, data, cfg, report: dict, run_dir: Path, bundle: Path) -> dict:
     """Write and verify the bundle in one straight line; returns the parity record (also in manifest metrics).
 
     graphs + tokenizer → golden examples (torch) → a manifest of the graphs → the server's golden replay (once)
     → model card with the measured parity → the final manifest (every file) → verify its hashes.
     """
-    specs, bundle = default_preprocess(), Path(bundle or cfg.bundle_dir())
-    shutil.rmtree(bundle, ignore_errors=True)  # never mix files of two exports
-    bundle.mkdir(parents=True)
+    specs, bundle = default_preprocess(), Path(bundle)
+    bundle.mkdir(parents=True, exist_ok=True)
     test = data.examples["test"]
     others = [e for split in ("val", "train") for e in data.examples.get(split, [])]  # if test lacks a modality
     encoders, diffs, torch_encoders = export_encoders(model, test + others, bundle, specs, cfg.progress)

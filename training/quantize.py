@@ -22,6 +22,7 @@ from training.bundle_check import BundleCheckError, OrtBundle, server_check, ser
 from training.data.features import default_preprocess, raw_inputs
 from training.metrics import classification_metrics, subset_name, subsets
 from training.model_card import render_model_card
+from training.publishing import publishing
 
 # Transformer encoders: quantise the MatMuls (nearly all their compute) to int8. EfficientNet-Lite0 is all
 # convolutions, and ORT's dynamic ConvInteger (uint8 weights only) ran ~5x slower than the fp32 graph on CPU
@@ -117,10 +118,17 @@ def _summary(fp32: dict, int8: dict, names: list[str], quantized: list[str]) -> 
     ])  # fmt: skip
 
 
-def quantize_bundle(src: Path, data, report: dict, cfg) -> tuple[Path, dict]:
-    """Write <name>-int8/<version>/ next to `src`; return it and the accuracy comparison."""
+def publish_int8(src: Path, data, report: dict, cfg, overwrite: bool) -> tuple[Path, dict]:
+    """Publish <name>-int8/<version>/ (the version of `src`) whole (publishing.py); return it and the comparison."""
+    model_dir = cfg.model_dir("-int8")
+    with publishing(model_dir, src.name, overwrite) as staged:
+        comparison = quantize_bundle(src, data, report, cfg, staged)
+    return model_dir / src.name, comparison
+
+
+def quantize_bundle(src: Path, data, report: dict, cfg, dst: Path) -> dict:
+    """Write the int8 version of `src` into `dst` (<name>-int8/<version>/); return the accuracy comparison."""
     manifest = mf.read_manifest(src / "manifest.json")
-    dst = src.parent.parent / f"{manifest.name}-int8" / manifest.version
     shutil.rmtree(dst, ignore_errors=True)
     shutil.copytree(src, dst)
     quantized = quantize_encoders(src, dst, manifest)
@@ -142,4 +150,4 @@ def quantize_bundle(src: Path, data, report: dict, cfg) -> tuple[Path, dict]:
     error = server_golden_error(dst, cfg.threads)
     if not error <= manifest.golden_tolerance:
         raise RuntimeError(f"{dst}: int8 golden self-consistency failed ({error:.3g})")
-    return dst, comparison
+    return comparison

@@ -20,6 +20,7 @@ from training.calibration import calibrate
 from training.data.splits import Split, TrainData
 from training.losses import total_loss
 from training.model.fused import FusedModel, build_model, save_checkpoint
+from training.provenance import run_record
 
 
 @dataclass
@@ -128,6 +129,7 @@ def write_run(result: TrainResult, data: TrainData, cfg, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     extra = {"config": cfg.as_dict(), "best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy}
     extra |= {"epochs_run": len(result.history), "temperatures": result.temperatures}
+    extra["run"] = run_record(cfg, data.examples, data.modalities)  # what evaluate / export check it against
     save_checkpoint(result.model, out_dir / "model.pt", labels=data.labels, extra=extra)
     (out_dir / "history.json").write_text(json.dumps(result.history, indent=1) + "\n")
     plot_curves(result.history, out_dir / "training_curves.png", result.best_epoch)

@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: request body limit and API key.
+"""Pure ASGI middleware: request body limit and API key (the admin key: api/model_control.py).
 
 Pure ASGI (not BaseHTTPMiddleware) so the body limit can stop reading as soon as the limit is crossed,
 with or without a Content-Length header (DESIGN §7 row 1).
@@ -7,6 +7,7 @@ with or without a Content-Length header (DESIGN §7 row 1).
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import Callable, Mapping
 
@@ -24,6 +25,8 @@ OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/v2/health/live", "/v2/health/
 # on their API calls. Not OPEN_PATHS: a draining server refuses them like any request.
 PAGE_PATHS = ("/", "/docs", "/docs/oauth2-redirect", "/redoc", "/favicon.ico", "/openapi.json")
 PAGE_ASSET_PREFIX = "/static/"
+# The repository API's load and unload: they take the admin key, not the API key (api/model_control.py)
+CONTROL_PATH = re.compile(r"^/v2/repository/models/(?P<model>[^/]+)/(?P<action>load|unload)$")
 
 
 async def send_json_error(
@@ -94,27 +97,30 @@ class BodyLimitMiddleware:
 
 
 def _keyless(path: str) -> bool:
-    return path in OPEN_PATHS or path in PAGE_PATHS or path.startswith(PAGE_ASSET_PREFIX)
+    open_path = path in OPEN_PATHS or path in PAGE_PATHS or path.startswith(PAGE_ASSET_PREFIX)
+    return open_path or CONTROL_PATH.match(path) is not None
+
+
+def presented_key(scope: Scope, header: bytes) -> bytes:
+    """The credential of `Authorization: Bearer <key>`, else of the `header` (e.g. b"x-api-key")."""
+    headers = dict(scope.get("headers", ()))
+    auth = headers.get(b"authorization", b"")
+    if auth[:7].lower() == b"bearer ":
+        return auth[7:].strip()
+    return headers.get(header, b"")
 
 
 class ApiKeyMiddleware:
     """`Authorization: Bearer <key>` or `X-API-Key: <key>`; health and metrics stay open for probes, the
-    pages for people (they ask for the key)."""
+    pages for people (they ask for the key); load and unload take the admin key instead (api/model_control.py)."""
 
     def __init__(self, app: ASGIApp, api_key: str, error_shapes: ErrorShapes | None = None):
         self.app, self.key, self.shapes = app, api_key.encode(), error_shapes or {}
 
-    def _presented(self, scope: Scope) -> bytes:
-        headers = dict(scope.get("headers", ()))
-        auth = headers.get(b"authorization", b"")
-        if auth[:7].lower() == b"bearer ":
-            return auth[7:].strip()
-        return headers.get(b"x-api-key", b"")
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or _keyless(scope["path"]):
             return await self.app(scope, receive, send)
-        if not secrets.compare_digest(self._presented(scope), self.key):
+        if not secrets.compare_digest(presented_key(scope, b"x-api-key"), self.key):
             challenge = {"WWW-Authenticate": "Bearer"}
             error = Unauthorized("missing or wrong API key", field="authorization", headers=challenge)
             return await send_error(scope, receive, send, error, self.shapes)

@@ -4,8 +4,10 @@
     POST     /v2/repository/models/{model}/load    scan the model's directory now; load what is new
     POST     /v2/repository/models/{model}/unload  drain and unload every version; the name 404s after
 
-Behind the API key like every non-probe path (api/middleware.py). Errors in the V2 shape `{"error": "..."}`.
-Load and unload answer once done (the load verified and warm, the unload drained), as Triton's do.
+The index is behind the API key like every non-probe path (api/middleware.py). Load and unload change what is
+served only with FUSIONSERVE_MODEL_CONTROL=explicit, and then take the admin key (api/model_control.py). Errors
+in the V2 shape `{"error": "..."}`. Load and unload answer once done (the load verified and warm, the unload
+drained), as Triton's do.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ router = APIRouter(tags=["model-repository"])
 ERRORS = {status: {"description": meaning, **V2_ERROR} for status, meaning in {
     400: "bad body, or the load failed (each failed version and its reason named)",
     404: "no such model directory, or not served here"}.items()}  # fmt: skip
+CONTROL_ERRORS = ERRORS | {status: {"description": meaning, **V2_ERROR} for status, meaning in {
+    401: "missing or wrong admin key (FUSIONSERVE_ADMIN_KEY)",
+    403: "model control is off (FUSIONSERVE_MODEL_CONTROL=none, the default)"}.items()}  # fmt: skip
 
 
 class IndexRow(BaseModel):
@@ -99,7 +104,7 @@ async def repository_index(request: Request) -> JSONResponse:
 
 @router.post(
     "/v2/repository/models/{model}/load",
-    responses=ERRORS,
+    responses=CONTROL_ERRORS,
     response_model=ModelVersions,
     openapi_extra=optional_body(LoadRequest),
 )
@@ -123,7 +128,7 @@ async def load_model(request: Request, model: str) -> JSONResponse:
 
 @router.post(
     "/v2/repository/models/{model}/unload",
-    responses=ERRORS,
+    responses=CONTROL_ERRORS,
     response_model=ModelVersions,
     openapi_extra=optional_body(UnloadRequest),
 )

@@ -1,9 +1,9 @@
 """`fusionserve optimize BUNDLE [--out-version N]`: a new bundle version with optimised encoder graphs.
 
-The new version is assembled in `models/<name>/.optimize-<N>.tmp/` (the registry only serves
-all-digit version directories), checked there exactly as the server would load it (sha256, ONNX I/O,
-golden replay against the torch outputs the source bundle carries), and only then renamed to
-`models/<name>/<N>`: a version whose optimised graphs break parity is never visible to a server.
+The new version is assembled in a hidden staging directory (service/publish.py), checked there exactly as
+the server would load it (sha256, ONNX I/O, golden replay against the torch outputs the source bundle
+carries), and only then renamed to `models/<name>/<N>`: a version whose optimised graphs break parity is
+never visible to a server.
 
 Per encoder, every pass of graph_passes.PASSES is tried; a candidate is kept only if it runs on both
 CPU and CUDA EPs, its embeddings match the plain graph's within the bundle's golden tolerance on the
@@ -28,6 +28,7 @@ from service.inference.check import check_bundle
 from service.inference.components import EncoderComponent
 from service.inference.runtime import OrtModel
 from service.manifest import Manifest, sha256_file, write_manifest
+from service.publish import VersionExists, next_version, publish, staged_version, valid_version
 from service.settings import Settings
 
 # Speed is compared at one item and at a full batch (golden inputs repeated): a fusion can pay at one
@@ -45,15 +46,11 @@ class OptimizeError(RuntimeError):
         self.report = report
 
 
-def next_version(model_dir: Path) -> str:
-    versions = [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
-    return str(max(versions, default=0) + 1)
-
-
 def _target_version(model_dir: Path, requested: str | None) -> str:
-    version = requested or next_version(model_dir)
-    if not version.isdigit():
-        raise OptimizeError(f"--out-version must be an integer, got {version!r}")
+    try:
+        version = valid_version(requested) if requested else next_version(model_dir)
+    except ValueError as error:
+        raise OptimizeError(f"--out-version: {error}") from None
     if (model_dir / version).exists():
         raise OptimizeError(f"{model_dir / version} already exists")
     return version
@@ -189,24 +186,20 @@ def optimize_bundle(source: Path, settings: Settings, out_version: str | None = 
     if not bundle.manifest.golden:
         raise OptimizeError(f"{source} has no golden examples: parity with the reference cannot be proven")
     version = _target_version(source.parent, out_version)
-    staging = source.parent / f".optimize-{version}.tmp"
-    staged = staging / bundle.manifest.name / version  # check_bundle insists on <name>/<version>
-    shutil.rmtree(staging, ignore_errors=True)  # what an interrupted earlier run left
     try:
-        shutil.copytree(source, staged)
-        report = _assemble(bundle, staged, version, settings, min_speedup)
-        if not any(done["kept"] for done in report["encoders"].values()):
-            # a copy of the source under a new number would only make every server reload the same graphs
-            raise OptimizeError("no optimised graph kept parity and speed; no version written", report)
-        check = check_bundle(staged, settings)
-        if not check["ok"]:
-            raise OptimizeError(f"optimised version {version} fails the server's check: {check['reason']}", report)
-        target = source.parent / version
-        staged.rename(target)  # one rename on one filesystem: the version appears complete or not at all
-    except (BundleError, OSError) as error:  # a golden input preprocessing rejects; a full disk; a race
+        with staged_version(source.parent, bundle.manifest.name, version, "optimize") as staged:
+            shutil.rmtree(staged)
+            shutil.copytree(source, staged)
+            report = _assemble(bundle, staged, version, settings, min_speedup)
+            if not any(done["kept"] for done in report["encoders"].values()):
+                # a copy of the source under a new number would only make every server reload the same graphs
+                raise OptimizeError("no optimised graph kept parity and speed; no version written", report)
+            check = check_bundle(staged, settings)
+            if not check["ok"]:
+                raise OptimizeError(f"optimised version {version} fails the server's check: {check['reason']}", report)
+            target = publish(staged, source.parent / version)
+    except (BundleError, OSError, VersionExists) as error:  # a golden input preprocessing rejects; a full disk; a race
         raise OptimizeError(str(error)) from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return {"ok": True, "bundle": str(target), "golden_max_error": check["golden_max_error"], **report}
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import os
 import shutil
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -47,6 +48,10 @@ def built(tmp_path_factory):
     return cfg, model, encoders, test
 
 
+def bundle(cfg) -> Path:
+    return cfg.model_dir() / "1"  # a fresh models directory: export published the first version
+
+
 def cases(test: list) -> list[tuple[object, tuple[str, ...]]]:
     """One test item per subset, taken from the end (golden examples come from the start)."""
     chosen = []
@@ -72,7 +77,7 @@ def raw(example, modality: str):
 
 async def test_classify_multipart_matches_torch(built):
     cfg, model, _, test = built
-    async with serving(fast_settings(cfg.bundle_dir().parent.parent)) as (_, client):
+    async with serving(fast_settings(Path(cfg.models_dir))) as (_, client):
         for example, subset in cases(test):
             files = {m: (*MIME[m][:1], raw(example, m), MIME[m][1]) if m in MIME else (None, raw(example, m))
                      for m in subset}  # fmt: skip
@@ -93,7 +98,7 @@ async def test_embed_json_batch_matches_torch(built):
         {m: raw(e, m) if m == "text" else base64.b64encode(raw(e, m)).decode("ascii") for m in subset}
         for e, subset in chosen
     ]
-    async with serving(fast_settings(cfg.bundle_dir().parent.parent)) as (_, client):
+    async with serving(fast_settings(Path(cfg.models_dir))) as (_, client):
         response = await client.post(f"/v1/models/{cfg.name}/embed", json={"inputs": inputs})
     assert response.status_code == 200, response.text
     body = response.json()
@@ -108,7 +113,7 @@ async def test_embed_json_batch_matches_torch(built):
 async def test_explain_gives_each_modality_heads_answer_as_torch_computes_it(built):
     cfg, _, _, test = built
     labels = [str(d) for d in range(10)]
-    async with serving(fast_settings(cfg.bundle_dir().parent.parent)) as (_, client):
+    async with serving(fast_settings(Path(cfg.models_dir))) as (_, client):
         for example, subset in cases(test)[:3]:
             files = {m: (*MIME[m][:1], raw(example, m), MIME[m][1]) if m in MIME else (None, raw(example, m))
                      for m in subset}  # fmt: skip
@@ -128,7 +133,7 @@ async def test_explain_gives_each_modality_heads_answer_as_torch_computes_it(bui
 def test_bundle_manifest_records_calibration_and_robustness(built):
     from service.manifest import read_manifest
 
-    metrics = read_manifest(built[0].bundle_dir() / "manifest.json").metrics
+    metrics = read_manifest(bundle(built[0]) / "manifest.json").metrics
     calibration = metrics["calibration"]
     assert set(calibration["temperatures"]) == {"fused", "image", "text", "audio"}
     assert 0 <= calibration["ece_after"] <= 1 and 0 <= calibration["ece_before"] <= 1
@@ -143,11 +148,11 @@ def test_bundle_manifest_records_parity(built):
     from service.manifest import read_manifest
 
     cfg = built[0]
-    manifest = read_manifest(cfg.bundle_dir() / "manifest.json")
+    manifest = read_manifest(bundle(cfg) / "manifest.json")
     assert manifest.metrics["parity"]["server_golden_max_abs_diff"] <= 1e-4
     assert len(manifest.golden) == 3 and manifest.fusion.strategy == cfg.fusion
     assert set(manifest.metrics["subsets"]) == {"+".join(s) for s in SUBSETS} | {"image+text"}
-    assert (cfg.bundle_dir() / "model_card.md").read_text().count("|") > 50
+    assert (bundle(cfg) / "model_card.md").read_text().count("|") > 50
 
 
 def test_int8_bundle_is_servable_and_reports_its_accuracy_change(built):
@@ -155,7 +160,7 @@ def test_int8_bundle_is_servable_and_reports_its_accuracy_change(built):
     from training.bundle_check import server_check
 
     cfg = built[0]
-    int8 = cfg.bundle_dir().parent.parent / f"{cfg.name}-int8" / cfg.bundle_dir().name
+    int8 = Path(cfg.models_dir) / f"{cfg.name}-int8" / bundle(cfg).name
     report = server_check(int8)  # the server's loader, in its own process
     assert report["ok"], report["reason"]
     comparison = read_manifest(int8 / "manifest.json").metrics["int8_vs_fp32"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-TRAINING_MAY_USE = ("service.manifest", "service.preprocess")
+TRAINING_MAY_USE = ("service.manifest", "service.preprocess", "service.publish")
 
 
 def imported_modules(path: Path) -> list[str]:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from service.manifest import AudioPreprocess, ImagePreprocess
 from service.preprocess import FusionError, decode_audio, decode_image, decode_text
+from training.errors import UserError
 
 SPLITS = ("train", "val", "test")
 MEDIA = ("image", "audio")
@@ -46,7 +47,7 @@ class Example:
         return [m for m in ("image", "text", "audio") if getattr(self, m) is not None]
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """Every problem of a manifest, one string per problem ("line 7: missing file x.wav")."""
 
     def __init__(self, manifest: Path | str, problems: list[str]):

@@ -115,11 +115,15 @@ def _weights_digest(module: torch.nn.Module) -> str:
 def encoder_id(backbone: torch.nn.Module, modality: str, specs: PreprocessSpecs) -> str:
     """<modality>-<backbone class>-<weights digest>-<preprocessing digest>: what a cached feature depends on."""
     core = getattr(backbone, "backbone", backbone)  # EncoderWithProjection → its backbone (projection excluded)
+    return f"{modality}-{type(core).__name__}-{_weights_digest(core)[:16]}-{preprocess_digest(modality, specs)[:8]}"
+
+
+def preprocess_digest(modality: str, specs: PreprocessSpecs) -> str:
+    """sha256 of the modality's preprocessing spec (and the tokenizer file for text)."""
     spec = getattr(specs, modality).model_dump_json().encode()
     if modality == "text":
         spec += specs.tokenizer_path.read_bytes()
-    spec_digest = hashlib.sha256(spec).hexdigest()
-    return f"{modality}-{type(core).__name__}-{_weights_digest(core)[:16]}-{spec_digest[:8]}"
+    return hashlib.sha256(spec).hexdigest()
 
 
 class FeatureCache:

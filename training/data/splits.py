@@ -89,7 +89,8 @@ def view_table(items: list[Example], modality: str, own: torch.Tensor, views: np
     return table
 
 
-def _examples(cfg) -> dict[str, list[Example]]:
+def load_examples(cfg) -> dict[str, list[Example]]:
+    """The dataset's items by split (train / val / test, + CLEAN when cfg.robustness_data exists), validated."""
     examples = load_dataset(Path(cfg.data), check_media=cfg.check_media)
     by_split = {s: [e for e in examples if e.split == s] for s in ("train", "val", "test")}
     robustness = Path(cfg.data).parent / cfg.robustness_data  # relative to the dataset manifest
@@ -102,7 +103,7 @@ def load_train_data(cfg, by_split: dict[str, list] | None = None, backbone_state
     """Dataset → backbone features (cached on disk; fine-tuned weights from backbone_state, if any) → one Split
     per train/val/test (+ CLEAN when cfg.robustness_data exists); train items' views become Split.views."""
     torch.set_num_threads(cfg.threads)  # the backbones (cache misses) are worth the threads
-    by_split = _examples(cfg) if by_split is None else by_split
+    by_split = load_examples(cfg) if by_split is None else by_split
     main = [e for s in ("train", "val", "test") for e in by_split.get(s, [])]
     labels = labels_of(main)
     modalities = [m for m in MODALITIES if any(getattr(e, m) is not None for e in main)]

