@@ -1,5 +1,7 @@
 """Triton's model repository extension (issue 9 §4): index, load and unload, proven with the real
-`tritonclient.http` against a real server on loopback, and behind the API key when one is set."""
+`tritonclient.http` against a real server on loopback. The index is behind the API key when one is set; load
+and unload need FUSIONSERVE_MODEL_CONTROL=explicit and then the admin key (tests/integration/test_model_control.py
+covers the refusals)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from tests.integration.test_live_reload import TEXT, default_version, staged, st
 
 KEY = "s3cret-repository-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
+ADMIN_KEY = "s3cret-admin-key"
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 def by_version(rows: list[dict], model: str = "tiny") -> dict[str, dict]:
@@ -28,40 +32,43 @@ def by_version(rows: list[dict], model: str = "tiny") -> dict[str, dict]:
 
 @pytest.fixture
 def live(models_copy, tmp_path):
-    """A server with the API key set, polling off: only the repository API changes what is served."""
+    """A server with the API and admin keys set, polling off: only the repository API changes what is served."""
     os.rename(staged(tmp_path, "2", seed=2), models_copy / "tiny" / "2")
     shutil.rmtree(models_copy / "tiny" / "1")  # v2 only at start; v1 comes back through load
-    with ThreadedServer(fast_settings(models_copy, api_key=KEY)) as server:
+    settings = fast_settings(models_copy, api_key=KEY, model_control="explicit", admin_key=ADMIN_KEY)
+    with ThreadedServer(settings) as server:
         yield server, triton.InferenceServerClient(f"127.0.0.1:{server.port}"), models_copy
 
 
-def test_tritonclient_index_load_and_unload_need_the_key(live, tiny_models):
+def test_tritonclient_index_needs_the_api_key_and_load_unload_the_admin_key(live, tiny_models):
     server, client, models = live
-    for call in (client.get_model_repository_index, lambda **kw: client.load_model("tiny", **kw),
-                 lambda **kw: client.unload_model("tiny", **kw)):  # fmt: skip
-        with pytest.raises(InferenceServerException) as refused:
-            call()
-        assert refused.value.status() == "401"
-        with pytest.raises(InferenceServerException):
-            call(headers={"X-API-Key": "wrong"})
+    with pytest.raises(InferenceServerException) as refused:
+        client.get_model_repository_index()
+    assert refused.value.status() == "401"
+    for call in (lambda **kw: client.load_model("tiny", **kw), lambda **kw: client.unload_model("tiny", **kw)):
+        for headers in (None, AUTH, {"X-Admin-Key": "wrong"}):  # the inference key is not the admin key
+            with pytest.raises(InferenceServerException) as refused:
+                call(headers=headers)
+            assert refused.value.status() == "401" and "admin key" in refused.value.message()
+    assert client.is_model_ready("tiny", headers=AUTH)  # nothing refused changed what is served
     assert by_version(client.get_model_repository_index(headers=AUTH)) == {
         "2": {"name": "tiny", "version": "2", "state": "READY", "reason": ""}
     }
     shutil.copytree(tiny_models / "tiny" / "1", models / "tiny" / "1")
     assert by_version(client.get_model_repository_index(headers=AUTH))["1"]["state"] == "UNAVAILABLE"  # not loaded
-    client.load_model("tiny", headers=AUTH)
+    client.load_model("tiny", headers=ADMIN)
     assert {v: r["state"] for v, r in by_version(client.get_model_repository_index(headers=AUTH)).items()} == {
         "2": "READY",
         "1": "READY",
     }
     assert client.is_model_ready("tiny", "1", headers=AUTH)
-    client.unload_model("tiny", headers=AUTH)
+    client.unload_model("tiny", headers=ADMIN)
     index = by_version(client.get_model_repository_index(headers=AUTH))
     assert {(r["state"], r["reason"]) for r in index.values()} == {("UNAVAILABLE", "unloaded")}
     with pytest.raises(InferenceServerException) as gone:
         client.get_model_metadata("tiny", headers=AUTH)
     assert gone.value.status() == "404" and "was unloaded" in gone.value.message()
-    client.load_model("tiny", headers=AUTH)
+    client.load_model("tiny", headers=ADMIN)
     assert client.is_model_ready("tiny", headers=AUTH)
     assert client.get_model_metadata("tiny", headers=AUTH)["parameters"]["version"] == "2"
 
@@ -69,24 +76,24 @@ def test_tritonclient_index_load_and_unload_need_the_key(live, tiny_models):
 def test_tritonclient_errors_carry_the_reason(live, tmp_path):
     server, client, models = live
     with pytest.raises(InferenceServerException) as absent:
-        client.load_model("nothing-here", headers=AUTH)
+        client.load_model("nothing-here", headers=ADMIN)
     assert absent.value.status() == "404" and "no directory" in absent.value.message()
     with pytest.raises(InferenceServerException) as override:
-        client.load_model("tiny", headers=AUTH, config='{"backend": "onnxruntime"}')
+        client.load_model("tiny", headers=ADMIN, config='{"backend": "onnxruntime"}')
     assert override.value.status() == "400" and "parameters.config" in override.value.message()
     broken = staged(tmp_path, "3", seed=3)
     with open(broken / "fusion.onnx", "ab") as tamper:
         tamper.write(b"\0")
     os.rename(broken, models / "tiny" / "3")
     with pytest.raises(InferenceServerException) as failed:
-        client.load_model("tiny", headers=AUTH)
+        client.load_model("tiny", headers=ADMIN)
     assert failed.value.status() == "400"
     assert "version '3'" in failed.value.message() and "fusion.onnx: sha256 mismatch" in failed.value.message()
     index = by_version(client.get_model_repository_index(headers=AUTH))
     assert index["3"]["state"] == "UNAVAILABLE" and "sha256 mismatch" in index["3"]["reason"]
     assert client.get_model_metadata("tiny", headers=AUTH)["parameters"]["version"] == "2"  # the working one
     with pytest.raises(InferenceServerException) as unknown:
-        client.unload_model("nothing-here", headers=AUTH)
+        client.unload_model("nothing-here", headers=ADMIN)
     assert unknown.value.status() == "404"
 
 
@@ -94,7 +101,7 @@ async def test_index_filters_ready_and_refuses_bad_bodies(models_copy, tmp_path)
     broken = staged(tmp_path, "2", seed=2)
     (broken / "text_encoder.onnx").unlink()
     os.rename(broken, models_copy / "tiny" / "2")
-    async with serving(fast_settings(models_copy)) as (_, client):
+    async with serving(fast_settings(models_copy, model_control="explicit")) as (_, client):  # loopback: no key
         everything = (await client.get("/v2/repository/index")).json()
         assert {r["version"]: r["state"] for r in everything} == {"2": "UNAVAILABLE", "1": "READY"}
         assert "text_encoder.onnx is missing" in by_version(everything)["2"]["reason"]
@@ -123,7 +130,7 @@ async def test_unload_drains_admitted_requests_and_the_name_404s_at_once(models_
         release.wait(10)
         return prepare_item(*args)
 
-    async with serving(fast_settings(models_copy)) as (app, client):
+    async with serving(fast_settings(models_copy, model_control="explicit")) as (app, client):
         monkeypatch.setattr(dataplane, "prepare_item", held_prepare)
         held = asyncio.create_task(client.post("/v1/models/tiny/classify", **form(text=TEXT)))
         await asyncio.to_thread(entered.wait, 10)
