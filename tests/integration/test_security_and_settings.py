@@ -48,8 +48,17 @@ def test_bad_setting_names_the_variable(monkeypatch, variable, value):
     assert variable in str(raised.value)
 
 
-def test_cli_refuses_to_start_with_a_bad_setting(tmp_path):
-    env = {"FUSIONSERVE_PORT": "99999", "PATH": "/usr/bin:/bin"}
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"FUSIONSERVE_PORT": "99999"}, "FUSIONSERVE_PORT"),
+        # model control on a reachable address without its own credential (tests/integration/test_model_control.py)
+        ({"FUSIONSERVE_MODEL_CONTROL": "explicit", "FUSIONSERVE_HOST": "0.0.0.0"}, "FUSIONSERVE_ADMIN_KEY"),
+    ],
+    ids=["bad-port", "control-without-admin-key"],
+)
+def test_cli_refuses_to_start_with_a_bad_setting(tmp_path, settings, named):
+    env = {**settings, "PATH": "/usr/bin:/bin"}
     result = subprocess.run(
         [sys.executable, "-m", "service", "serve", "--model-dir", str(tmp_path)],
         env=env,
@@ -57,8 +66,8 @@ def test_cli_refuses_to_start_with_a_bad_setting(tmp_path):
         text=True,
         timeout=60,
     )
-    assert result.returncode == 2
-    assert "FUSIONSERVE_PORT" in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert named in result.stderr
 
 
 def test_blank_api_key_means_no_key(monkeypatch):
