@@ -33,7 +33,7 @@ class ModelControlMiddleware:
 
     def _refusal(self, scope: Scope) -> FusionError | None:
         if self.mode != "explicit":
-            return Forbidden(OFF, field="model_control")
+            return Forbidden(OFF)  # no request field is wrong: the server is configured to refuse
         if self.key is not None and not secrets.compare_digest(presented_key(scope, b"x-admin-key"), self.key):
             message = "missing or wrong admin key (FUSIONSERVE_ADMIN_KEY); the API key does not load or unload models"
             return Unauthorized(message, field="authorization", headers={"WWW-Authenticate": "Bearer"})
