@@ -70,7 +70,7 @@ def run_train(cfg: TrainConfig, data=None):
           f"validation accuracy {result.best_val_accuracy:.3f}")  # fmt: skip
     training = {"best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy,
                 "epochs_run": len(result.history), "temperatures": result.temperatures,
-                "config": cfg.as_dict()}  # fmt: skip
+                "config": cfg.as_dict(), "run": result.run}  # fmt: skip
     return result.model, data, training
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -30,6 +30,7 @@ class TrainResult:
     best_epoch: int
     best_val_accuracy: float
     temperatures: dict[str, float]  # calibration fitted on the validation split (training/calibration.py)
+    run: dict = field(default_factory=dict)  # what it was trained on (provenance.py), once written to a run
 
 
 def modality_dropout(present: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
@@ -121,11 +122,12 @@ def train(cfg, data: TrainData, *, out_dir: Path | None = None) -> TrainResult:
     temperatures = calibrate(model, data.splits["val"])  # inside the model, so inside fusion.onnx
     result = TrainResult(model.eval(), history, best[1], best[0], temperatures)
     if out_dir is not None:
-        write_run(result, data, cfg, Path(out_dir))
+        result.run = write_run(result, data, cfg, Path(out_dir))
     return result
 
 
-def write_run(result: TrainResult, data: TrainData, cfg, out_dir: Path) -> None:
+def write_run(result: TrainResult, data: TrainData, cfg, out_dir: Path) -> dict:
+    """model.pt (with the run record it returns), history.json and training_curves.png in out_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
     extra = {"config": cfg.as_dict(), "best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy}
     extra |= {"epochs_run": len(result.history), "temperatures": result.temperatures}
@@ -133,6 +135,7 @@ def write_run(result: TrainResult, data: TrainData, cfg, out_dir: Path) -> None:
     save_checkpoint(result.model, out_dir / "model.pt", labels=data.labels, extra=extra)
     (out_dir / "history.json").write_text(json.dumps(result.history, indent=1) + "\n")
     plot_curves(result.history, out_dir / "training_curves.png", result.best_epoch)
+    return extra["run"]
 
 
 def plot_curves(history: list[dict], path: Path, best_epoch: int) -> None:
