@@ -1,4 +1,5 @@
-"""`Client` and `AsyncClient`: the v1 API (DESIGN §4) over httpx, answers as dataclasses, errors as exceptions.
+"""`Client` and `AsyncClient`: the v1 API (docs/protocols.md, v1) over httpx, answers as dataclasses, errors
+as exceptions.
 
 One item goes as multipart (files as they are, no base64); several go as one JSON `{"inputs": [...]}` so the
 server batches them together. Both classes build the same requests (`_Requests`) and differ only in how

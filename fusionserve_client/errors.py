@@ -11,7 +11,7 @@ import httpx
 class FusionServeError(Exception):
     """An answer other than 2xx (or no answer at all: `status` is None for transport failures).
 
-    `type`, `message` and `field` are the server's error body (DESIGN §7: the field names what was wrong,
+    `type`, `message` and `field` are the server's error body (docs/bad-input.md: the field names what was wrong,
     the message names the limit); `retry_after` is the Retry-After header in seconds, when there is one.
     """
 

@@ -1,4 +1,4 @@
-"""The server's answers as dataclasses (DESIGN §4 bodies, one object per item)."""
+"""The server's answers as dataclasses (docs/protocols.md, v1: the bodies, one object per item)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Drain without loss on SIGTERM (DESIGN §7 row 15): every request the server took in gets an answer.
+"""Drain without loss on SIGTERM (docs/bad-input.md row 15): every request the server took in gets an answer.
 
 Why plain uvicorn loses requests: its shutdown (a) closes the listening socket at once, so the kernel resets
 every connection still in the accept queue, and (b) closes at once every keep-alive connection that is

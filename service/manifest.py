@@ -1,4 +1,4 @@
-"""Schema of a model bundle's manifest.json (DESIGN §3), shared by service/ and training/.
+"""Schema of a model bundle's manifest.json (docs/bundle-format.md), shared by service/ and training/.
 
 A bundle is `models/<name>/<version>/`; every path in the manifest is relative to that directory.
 Absolute paths and paths that leave the bundle are rejected here (syntactically) and again by the

@@ -1,4 +1,4 @@
-"""Every Prometheus metric of DESIGN §6, defined once (prefix fusionserve_).
+"""Every Prometheus metric (the README's Metrics table), defined once (prefix fusionserve_).
 
 Each app gets its own CollectorRegistry so several apps (tests, benchmarks) can live in one process.
 """

@@ -1,6 +1,6 @@
 """ONNX graph builders for the test bundles (tests/bundles.py).
 
-Tiny but real graphs with the tensor names and named dynamic axes of DESIGN §3. Each builder returns the
+Tiny but real graphs with the tensor names and named dynamic axes of docs/bundle-format.md. Each builder returns the
 model and the TensorSpecs of its inputs and outputs, so the manifest and the graph are made from one
 source and cannot disagree. Weights are plain numpy arrays stored as initialisers under the names in
 `*_WEIGHTS`; tests/bundles.py reads them back for its independent numpy reference.

@@ -1,4 +1,4 @@
-"""Factory of small but real model bundles for tests (DESIGN §3).
+"""Factory of small but real model bundles for tests (docs/bundle-format.md).
 
 `build_bundle` writes real ONNX encoders + fusion (tests/bundle_graphs.py) with seeded random weights,
 a real `tokenizers` tokenizer, and a manifest whose golden examples come from `reference_outputs`: an

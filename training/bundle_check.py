@@ -1,8 +1,9 @@
 """Run an exported bundle offline: training's own onnxruntime runner, and the server's check as a subprocess.
 
-training/ may import only service.manifest and service.preprocess (DESIGN §1), so the proof that the
-*server* reproduces torch goes through `python -m service check BUNDLE --json` in a separate process —
-the very loader, preprocessing and pipeline that `make serve` runs, without training importing them.
+training/ may import only service.manifest, service.preprocess and service.publish (docs/architecture.md,
+import rules), so the proof that the *server* reproduces torch goes through `python -m service check BUNDLE
+--json` in a separate process — the very loader, preprocessing and pipeline that `make serve` runs, without
+training importing them.
 Accuracy sweeps over a whole test split use `OrtBundle` here (batched, no HTTP, no queues).
 """
 

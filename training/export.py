@@ -1,4 +1,4 @@
-"""Export a trained fused model as a servable bundle (DESIGN §3) and prove the server reproduces torch.
+"""Export a trained fused model as a servable bundle (docs/bundle-format.md) and prove the server reproduces torch.
 
 models/<name>/<version>/ (published whole by training/publishing.py): <m>_encoder.onnx (pretrained backbone +
 the trained projection), fusion.onnx, tokenizer.json (MiniLM's, padding off: the server pads per batch),

@@ -1,4 +1,4 @@
-"""Every error leaves as JSON {"error": {"type", "message", "field"}} with the status of DESIGN §7."""
+"""Every error leaves as JSON {"error": {"type", "message", "field"}} with the status of docs/bad-input.md."""
 
 from __future__ import annotations
 

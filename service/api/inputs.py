@@ -117,7 +117,7 @@ async def read_multipart(request: Request, settings: Settings) -> RawItem:
 def _unfilled_file(name: str, value: UploadFile | str) -> bool:
     """An image/audio part with no bytes and no file name is a form's file input left empty: Swagger UI's
     "Try it out" sends `audio=`, a browser's form an empty part with filename="". Absent, not an error (an
-    empty file that has a name still is one, and so is an empty text: DESIGN §7 row 9)."""
+    empty file that has a name still is one, and so is an empty text: docs/bad-input.md row 9)."""
     if name == "text":
         return False
     if isinstance(value, str):

@@ -1,7 +1,7 @@
 """Pure ASGI middleware: request body limit and API key (the admin key: api/model_control.py).
 
 Pure ASGI (not BaseHTTPMiddleware) so the body limit can stop reading as soon as the limit is crossed,
-with or without a Content-Length header (DESIGN §7 row 1).
+with or without a Content-Length header (docs/bad-input.md row 1).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""v1 HTTP routes (DESIGN §4): each calls only the data plane (service/dataplane.py), via api/infer.py."""
+"""v1 HTTP routes (docs/protocols.md, v1): each calls only the data plane (service/dataplane.py), via api/infer.py."""
 
 from __future__ import annotations
 

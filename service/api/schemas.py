@@ -1,4 +1,4 @@
-"""Response bodies (DESIGN §4) and the OpenAPI request body that lets Swagger UI send files."""
+"""Response bodies (docs/protocols.md, v1) and the OpenAPI request body that lets Swagger UI send files."""
 
 from __future__ import annotations
 

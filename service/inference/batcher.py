@@ -1,4 +1,4 @@
-"""Continuous batching for one model component (DESIGN §5), in the style of TEI's router queue.
+"""Continuous batching for one model component (docs/architecture.md, Batching), in the style of TEI's router queue.
 
 One asyncio task owns the queue, and it never waits for nothing:
 - idle (no batch computing): the first item runs at once, with whatever else is already queued;

@@ -1,7 +1,7 @@
 """Load one bundle version: validate, verify files, open sessions, prove parity, warm up.
 
 Any failure raises BundleError with the reason; the registry records it and keeps serving whatever
-version already works (DESIGN §7 rows 16–17).
+version already works (docs/bad-input.md rows 16–17).
 """
 
 from __future__ import annotations

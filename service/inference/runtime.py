@@ -1,7 +1,7 @@
 """onnxruntime sessions: one per bundle component, on the provider the settings ask for.
 
 `auto` takes CUDA when onnxruntime-gpu sees a GPU; when CUDA is asked but cannot be used the session
-falls back to CPU and `provider` says so (DESIGN §7 row 18) — it never fails the load.
+falls back to CPU and `provider` says so (docs/bad-input.md row 18) — it never fails the load.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Audio bytes → Whisper log-mel features (DESIGN §7 rows 7–8).
+"""Audio bytes → Whisper log-mel features (docs/bad-input.md rows 7–8).
 
 Checks run from cheapest to dearest: magic bytes, the declared length in the header (before any
 sample is decoded), then a block-wise decode that never holds more than one multi-channel block,

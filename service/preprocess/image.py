@@ -1,4 +1,4 @@
-"""Image bytes → normalised float32 CHW array (DESIGN §7 rows 5–6).
+"""Image bytes → normalised float32 CHW array (docs/bad-input.md rows 5–6).
 
 Order matters for safety: sniff the container from magic bytes, read only the header, check the
 pixel count, and only then let Pillow decode pixels. Every failure is a FusionError.

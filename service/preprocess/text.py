@@ -1,4 +1,4 @@
-"""Text → token ids (DESIGN §7 row 9), with the bundle's own `tokenizers` tokenizer (no transformers)."""
+"""Text → token ids (docs/bad-input.md row 9), with the bundle's own `tokenizers` tokenizer (no transformers)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """k8s/: both overlays render with kustomize, validate against pinned Kubernetes schemas, and keep the
-safety properties of DESIGN §8 (probes, drain, restricted securityContext, resources, GPU only on gpu)."""
+safety properties of docs/deploy.md (probes, drain, restricted securityContext, resources, GPU only on gpu)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DESIGN §7 rows 1–11 through HTTP: a clear 4xx naming the field and the limit, never a 500."""
+"""docs/bad-input.md rows 1–11 through HTTP: a clear 4xx naming the field and the limit, never a 500."""
 
 from __future__ import annotations
 

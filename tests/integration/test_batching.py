@@ -1,4 +1,5 @@
-"""Dynamic batching through the real app: batch formation, invariance, overload (DESIGN §5, §7 12–14)."""
+"""Dynamic batching through the real app: batch formation, invariance, overload (docs/architecture.md,
+Batching; docs/bad-input.md rows 12–14)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Drain without loss (DESIGN §7 row 15): SIGTERM under keep-alive load loses no request.
+"""Drain without loss (docs/bad-input.md row 15): SIGTERM under keep-alive load loses no request.
 
 Live: a real `fusionserve serve` process, 32 keep-alive clients in closed loop, SIGTERM mid-load, several
 times. Fast: the drain middleware's 503 + `Connection: close` on the real app over ASGI. The two ways plain

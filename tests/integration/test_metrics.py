@@ -1,4 +1,4 @@
-"""DESIGN §6: every metric exported with its labels, and counts that match the traffic sent."""
+"""The README's Metrics table: every metric exported with its labels, and counts that match the traffic sent."""
 
 from __future__ import annotations
 

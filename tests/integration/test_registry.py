@@ -1,4 +1,4 @@
-"""Which versions serve (DESIGN §3, §7 rows 16–18) and readiness around loading."""
+"""Which versions serve (docs/bundle-format.md, docs/bad-input.md rows 16–18) and readiness around loading."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""API key (DESIGN §7 row 19) and start-up validation of settings."""
+"""API key (docs/bad-input.md rows 19 and 22) and start-up validation of settings."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""DESIGN §1's import rules, checked on the source: the server never imports torch or training/, and the
+"""The import rules of docs/architecture.md, checked on the source: the server never imports torch or training/, and the
 trainer uses only service.manifest and service.preprocess (so serving internals can change freely)."""
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ as much as 30 s and padding changes the result. This module has the same weights
   * takes frame_mask [B,T] (1 real, 0 pad; real frames first, as the server pads at the end): padded
     frames and their conv1 outputs are zeroed so the convs see exactly what they would see at the end of
     the clip alone, the mask is a key-padding mask in every attention layer, and pooling is a masked mean.
-    An item's output is therefore the same alone or padded inside a batch (batch invariance, DESIGN §5),
+    An item's output is therefore the same alone or padded inside a batch (batch invariance, docs/bundle-format.md),
     up to float rounding.
 """
 

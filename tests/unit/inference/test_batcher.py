@@ -1,4 +1,5 @@
-"""The dynamic batcher (DESIGN §5, §7 rows 12-14) with fake run_batch functions that record their calls.
+"""The dynamic batcher (docs/architecture.md, Batching; docs/bad-input.md rows 12–14) with fake run_batch
+functions that record their calls.
 
 Batch formation, admission, dropping, padding budget and lifecycle; the continuous-batching policy
 (when to wait) and the load readings (busy, drain rate) are in test_continuous_batching.py.
@@ -114,7 +115,7 @@ async def test_queue_full_rejects_at_once_with_retry_after(make, metrics):
     t0 = time.perf_counter()
     with pytest.raises(QueueFull) as err:
         await batcher.submit("extra", deadline=soon())
-    assert time.perf_counter() - t0 < 0.05  # DESIGN asks < 10 ms; the margin is for a loaded CI box
+    assert time.perf_counter() - t0 < 0.05  # refused at once (~0 ms); the margin is for a loaded CI box
     assert err.value.status == 429 and err.value.headers == {"Retry-After": "1"}
     assert "max_queue=3" in err.value.message
     with pytest.raises(QueueFull):  # raised on the coroutine's first step: it never awaits

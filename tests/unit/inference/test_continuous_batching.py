@@ -1,5 +1,6 @@
-"""Continuous batching (DESIGN §5 "zero-wait"): nothing waits for nothing, the max delay is spent only on
-imminent arrivals, and the load readings that admission at the door relies on (busy, drain rate).
+"""Continuous batching (docs/architecture.md, Batching: "zero-wait"): nothing waits for nothing, the max delay
+is spent only on imminent arrivals, and the load readings that admission at the door relies on (busy, drain
+rate).
 
 Each test here fails under the old fixed-window policy (every window waited max_delay_s for company).
 """

@@ -1,4 +1,4 @@
-"""Audio decoding (DESIGN §7 rows 7–8): sniffing, declared-length checks, truncation, formats."""
+"""Audio decoding (docs/bad-input.md rows 7–8): sniffing, declared-length checks, truncation, formats."""
 
 from __future__ import annotations
 

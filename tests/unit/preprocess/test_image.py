@@ -1,4 +1,4 @@
-"""Image decoding (DESIGN §7 rows 5–6): sniffing, bombs, corrupt files, modes, EXIF, resize maths."""
+"""Image decoding (docs/bad-input.md rows 5–6): sniffing, bombs, corrupt files, modes, EXIF, resize maths."""
 
 from __future__ import annotations
 

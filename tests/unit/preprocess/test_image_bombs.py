@@ -1,4 +1,4 @@
-"""Decompression bombs: rejected from the header, before any pixel is decoded (DESIGN §7 row 6)."""
+"""Decompression bombs: rejected from the header, before any pixel is decoded (docs/bad-input.md row 6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Text validation and tokenisation (DESIGN §7 row 9), with a tiny offline WordLevel tokenizer."""
+"""Text validation and tokenisation (docs/bad-input.md row 9), with a tiny offline WordLevel tokenizer."""
 
 from __future__ import annotations
 
