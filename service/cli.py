@@ -31,7 +31,7 @@ def serve(overrides: dict) -> None:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
     config = uvicorn.Config(
-        DrainMiddleware(app, lambda: app.state.draining, settings.max_upload_bytes),
+        DrainMiddleware(app, lambda: app.state.context.draining, settings.max_upload_bytes),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
@@ -41,7 +41,7 @@ def serve(overrides: dict) -> None:
     # -SIGTERM; a drained server should exit 0, so the handler it restores and re-raises into is a no-op.
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, lambda *_: None)
-    DrainingServer(config, app.state, settings.drain_grace_s, settings.drain_timeout_s).run()
+    DrainingServer(config, app.state.context, settings.drain_grace_s, settings.drain_timeout_s).run()
 
 
 def _add_server_commands(commands: argparse._SubParsersAction) -> None:

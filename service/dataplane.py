@@ -1,10 +1,10 @@
-"""The data plane: the one seam between the protocols (v1 REST today; KServe V2, OpenAI, gRPC next) and
-inference, in the style of MLServer's DataPlane. Every protocol resolves, admits and infers through it, so
-they share the batchers, the limits, the metrics and the error rules.
+"""The data plane: the one seam between the protocols (v1, KServe V2 REST and gRPC, OpenAI) and inference, in
+the style of MLServer's DataPlane. Every protocol's request runs one cycle, `serve` (service/cycle.py): the
+protocol supplies a Codec (decode, encode) and its error shape; tracking, admission, the deadline, the
+disconnect watch, inference and the stage metrics are written here once, so every protocol shares the
+batchers, the limits, the metrics and the error rules.
 
-    async with plane.admit(model, version) as admitted:    # 404 / 429 before the request body is read
-        raw = ...protocol-specific decoding of the body...
-        results = await plane.infer(admitted, raw, deadline, cancelled)
+    served = await plane.serve(Call(model, version, endpoint), codec)   # 404 / 429 before the body is read
 
 Admission at the door: a request is refused (429) when the work already admitted for its model version
 would make it wait longer than `max_queue_wait_ms` — the requests in flight divided by that version's drain
@@ -25,9 +25,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from service.admission import DrainMeter
-from service.describe import describe_entry
+from service.cycle import Admitted, Call, ClientDisconnected, Codec, Inference, Served, record_stages
+from service.describe import describe_entry, describe_models
 from service.errors import FusionError, InvalidInput, QueueFull
-from service.inference.pipeline import ItemResult
 from service.inference.prepare import PreparedItem, RawItem, prepare_item
 from service.inference.registry import Registry, VersionState
 from service.metrics import Metrics
@@ -36,30 +36,12 @@ from service.settings import Settings
 REJECT_REASON = {413: "too_large", 400: "invalid", 415: "invalid", 422: "invalid"}  # status → rejected_total reason
 
 
-class ClientDisconnected(Exception):
-    """The caller went away: its queued items were dropped before compute."""
-
-
-@dataclass
-class Admitted:
-    """A request let in for `state`; it holds one in-flight slot until the `admit` block ends."""
-
-    model: str
-    state: VersionState
-
-
 @dataclass
 class Tracked:
     """One request's accounting (DataPlane.track); `status` is the protocol-neutral outcome, HTTP-numbered."""
 
     model_label: str
     status: str = "200"
-
-
-@dataclass
-class Inference:
-    items: list[PreparedItem]
-    results: list[ItemResult]
 
 
 class DataPlane:
@@ -77,16 +59,8 @@ class DataPlane:
 
     def readiness(self) -> dict:
         """/readyz's body: per model and version, its status, provider in use and failure reason."""
-        return {
-            "ready": self.ready(),
-            "draining": self.draining(),
-            "providers_requested": self.settings.providers,
-            "models": {
-                e.name: {v.version: {"status": v.status, "provider": v.bundle.provider if v.bundle else None,
-                                     "reason": v.reason} for v in e.versions.values()}
-                for e in self.registry.models.values()
-            },
-        }  # fmt: skip
+        return {"ready": self.ready(), "draining": self.draining(), "providers_requested": self.settings.providers,
+                "models": describe_models(self.registry)}  # fmt: skip
 
     def models(self) -> list[dict]:
         return [describe_entry(e, self.settings) for e in self.registry.models.values()]
@@ -97,6 +71,19 @@ class DataPlane:
     def resolve(self, model: str, version: str | None = None) -> VersionState:
         """The ready version asked for (default: the newest ready one); 404 / 503 otherwise."""
         return self.registry.get(model, version)
+
+    def ready_versions(self, model: str) -> list[str]:
+        """The model's ready versions, newest first; 404 for an unknown model."""
+        return [v.version for v in self.registry.entry(model).ready_versions()]
+
+    def model_ready(self, model: str, version: str | None) -> bool:
+        """Whether the version (default: any) is loaded, verified and warm and the server is not draining.
+        An unknown model is not False but NotFound (404), as everywhere else."""
+        entry = self.registry.entry(model)
+        if self.draining():
+            return False
+        state = entry.versions.get(version) if version is not None else None
+        return bool(entry.ready_versions()) if version is None else state is not None and state.status == "ready"
 
     # ---- per-request accounting (every protocol) ---------------------------------------------------
 
@@ -110,13 +97,10 @@ class DataPlane:
         self.metrics.inflight_requests.inc()
         try:
             yield tracked
-        except FusionError as error:
+        except FusionError as error:  # ClientDisconnected included: 499
             tracked.status = str(error.status)
             if error.status in REJECT_REASON and label != "unknown":
                 self.metrics.reject(label, REJECT_REASON[error.status])
-            raise
-        except ClientDisconnected:
-            tracked.status = "499"
             raise
         except BaseException:
             tracked.status = "500"
@@ -177,6 +161,29 @@ class DataPlane:
                 yield Admitted(model, state)
         finally:
             meter.completed(time.monotonic())
+
+    # ---- the request cycle (service/cycle.py) ---------------------------------------------------
+
+    async def serve(self, call: Call, codec: Codec) -> Served:
+        """One request of any protocol, from accounting to its encoded answer; errors leave as FusionError."""
+        started = time.perf_counter()
+        async with self.track(call.model, call.endpoint):
+            codec.check()
+            async with self.admit(call.model, call.version, explain=call.explain) as admitted:
+                decoded = await codec.decode(admitted)  # admitted before the body is read
+                done = await self._infer_watched(admitted, decoded, codec)
+                post_started = time.perf_counter()
+                body = codec.encode(admitted, done)
+                record_stages(self.metrics, call.model, done, time.perf_counter() - post_started)
+        return Served(body, done, time.perf_counter() - started)
+
+    async def _infer_watched(self, admitted: Admitted, decoded, codec: Codec) -> Inference:
+        watcher = codec.watch()  # after decode: an HTTP body must be read before a disconnect can be heard
+        try:
+            return await self.infer(admitted, decoded.items, decoded.deadline, cancelled=watcher)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
 
     # ---- inference -----------------------------------------------------------------------------
 

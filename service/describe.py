@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.inference.registry import ModelEntry, VersionState
+from service.inference.registry import ModelEntry, Registry, VersionState
 from service.settings import Settings
 
 
@@ -28,3 +28,12 @@ def describe_entry(entry: ModelEntry, settings: Settings) -> dict:
         "limits": limits,
         "versions": [describe_version(v) for v in entry.versions.values()],
     }
+
+
+def describe_models(registry: Registry) -> dict:
+    """/readyz's per-model part: per version, its status, the provider in use and any failure reason."""
+    return {
+        e.name: {v.version: {"status": v.status, "provider": v.bundle.provider if v.bundle else None,
+                             "reason": v.reason} for v in e.versions.values()}
+        for e in registry.models.values()
+    }  # fmt: skip

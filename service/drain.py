@@ -104,9 +104,9 @@ def accept_queued(listener: socket.socket) -> list[socket.socket]:
 class DrainingServer(uvicorn.Server):
     """uvicorn.Server whose shutdown answers every request it took in (see the module docstring)."""
 
-    def __init__(self, config: uvicorn.Config, app_state, grace_s: float, timeout_s: float):
-        super().__init__(config)
-        self.app_state, self.grace_s, self.timeout_s = app_state, grace_s, timeout_s
+    def __init__(self, config: uvicorn.Config, context, grace_s: float, timeout_s: float):
+        super().__init__(config)  # context: the app's ServerContext (service/context.py), whose `draining` we set
+        self.context, self.grace_s, self.timeout_s = context, grace_s, timeout_s
         self.drain_started: float | None = None
 
     def handle_exit(self, sig, frame) -> None:
@@ -116,7 +116,7 @@ class DrainingServer(uvicorn.Server):
     def begin_drain(self) -> None:
         if self.drain_started is None:
             self.drain_started = time.monotonic()
-            self.app_state.draining = True
+            self.context.draining = True
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.begin_drain()  # also when uvicorn stops on its own (limit_max_requests)

@@ -26,11 +26,8 @@ from service.api.routes import router
 from service.api.v2 import grpc_server
 from service.api.v2.rest import router as v2_router
 from service.api.v2.rest import v2_error
-from service.dataplane import DataPlane
-from service.inference.registry import Registry
-from service.inference.reload import ModelRepository
+from service.context import ServerContext
 from service.inference.runtime import lower_priority
-from service.metrics import Metrics
 from service.settings import Settings
 
 log = logging.getLogger("fusionserve")
@@ -43,27 +40,27 @@ def _log_load_failure(task: asyncio.Task) -> None:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
-    state = app.state
+    context: ServerContext = app.state.context
     # KServe V2 gRPC when FUSIONSERVE_GRPC_PORT is set; first, so a port in use fails the start at once
-    state.grpc_server = await grpc_server.start(state.plane)
-    state.preprocess_pool = ThreadPoolExecutor(
-        state.settings.preprocess_threads, thread_name_prefix="preprocess", initializer=lower_priority,
-        initargs=(state.settings.compute_nice,),  # decoding yields to the event loop too
+    context.grpc_server = await grpc_server.start(context.plane)
+    context.preprocess_pool = ThreadPoolExecutor(
+        context.settings.preprocess_threads, thread_name_prefix="preprocess", initializer=lower_priority,
+        initargs=(context.settings.compute_nice,),  # decoding yields to the event loop too
     )  # fmt: skip
-    state.plane.preprocess_pool = state.preprocess_pool
-    state.loader = asyncio.create_task(state.registry.load_all(state.registry.discover()))
-    state.loader.add_done_callback(_log_load_failure)
-    state.repository.start(state.loader)  # polls model_dir when FUSIONSERVE_MODEL_POLL_S > 0
+    context.plane.preprocess_pool = context.preprocess_pool
+    context.loader = asyncio.create_task(context.registry.load_all(context.registry.discover()))
+    context.loader.add_done_callback(_log_load_failure)
+    context.repository.start(context.loader)  # polls model_dir when FUSIONSERVE_MODEL_POLL_S > 0
     try:
         yield
     finally:
-        state.draining = True  # /readyz → 503 while queued work finishes
+        context.draining = True  # /readyz → 503 while queued work finishes
         # new RPCs → UNAVAILABLE; those in flight finish while the batchers still run
-        await grpc_server.stop(state.grpc_server, state.settings.drain_timeout_s)
-        state.loader.cancel()
-        await state.repository.stop()
-        await state.registry.stop()
-        state.preprocess_pool.shutdown(wait=True)
+        await grpc_server.stop(context.grpc_server, context.settings.drain_timeout_s)
+        context.loader.cancel()
+        await context.repository.stop()
+        await context.registry.stop()
+        context.preprocess_pool.shutdown(wait=True)
         log.info("drained; bye")
 
 
@@ -77,12 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
         description="Fused image + text + audio inference: classifications and joint-space embeddings.",
     )
-    app.state.settings = settings
-    app.state.metrics = Metrics()
-    app.state.registry = Registry(settings, app.state.metrics)
-    app.state.repository = ModelRepository(app.state.registry)
-    app.state.draining = False
-    app.state.plane = DataPlane(app.state.registry, settings, app.state.metrics, lambda: app.state.draining)
+    app.state.context = context = ServerContext.build(settings)
     shapes = {"/v2/": v2_error, "/v1/embeddings": openai_error}  # each protocol's error body, by path
     install_error_handlers(app, shapes)
     app.include_router(router)
@@ -90,7 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(openai_router)
     app.include_router(pages_router)
     app.include_router(repository_router)
-    app.add_middleware(DoorMiddleware, plane=app.state.plane, error_shapes=shapes)  # innermost of ours
+    app.add_middleware(DoorMiddleware, plane=context.plane, error_shapes=shapes)  # innermost of ours
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes, error_shapes=shapes)
     if settings.api_key is not None:
         declare_api_key(app)  # Swagger UI's "Authorize" sends it

@@ -1,7 +1,6 @@
-"""The v1 protocol's request cycle around the data plane: admit (before the body) → read → infer → respond.
-
-Owns what is HTTP here: the deadline header, watching for the client's disconnect, per-request metrics,
-Server-Timing, and orjson encoding of the (large, float-heavy) bodies.
+"""The v1 protocol's Codec for the data plane's request cycle (service/cycle.py): the deadline header, the
+body (multipart or JSON) read after admission, the disconnect watch, and orjson answers with Server-Timing.
+Also the HTTP pieces the other HTTP protocols share (deadline header, disconnect watch, orjson bodies).
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from service.api.inputs import read_items
-from service.dataplane import ClientDisconnected, Inference
+from service.cycle import Admitted, Call, Decoded, Inference
 from service.errors import InvalidInput
 from service.inference.registry import VersionState
 
@@ -50,54 +49,38 @@ async def wait_for_disconnect(request: Request) -> None:
         pass
 
 
-def server_timing(done: Inference, total_s: float) -> str:
-    items, results = done.items, done.results
-    parts = [
-        f"decode;dur={max(i.decode_s for i in items) * 1000:.2f}",
-        f"queue;dur={max(r.queue_s for r in results) * 1000:.2f}",
-        f"infer;dur={max(r.infer_s for r in results) * 1000:.2f}",
-        f"total;dur={total_s * 1000:.2f}",
-    ]
-    for name in sorted({name for r in results for name in r.batches}):
-        sizes = ",".join(str(r.batches[name].size) for r in results if name in r.batches)
-        parts.append(f'batch-{name};desc="{sizes}"')
-    return ", ".join(parts)
+def disconnect_watch(request: Request) -> asyncio.Future:
+    return asyncio.ensure_future(wait_for_disconnect(request))
 
 
-def record_stages(metrics, model: str, done: Inference, post_s: float) -> None:
-    for item in done.items:
-        metrics.stage_duration.labels(model, "decode", "+".join(item.modalities)).observe(item.decode_s)
-    metrics.stage_duration.labels(model, "postprocess", "all").observe(post_s)
+def plane_of(request: Request):
+    """The app's data plane (service/context.py)."""
+    return request.app.state.context.plane
 
 
-async def _infer(request: Request, plane, admitted) -> Inference:
-    deadline = request_deadline(request, plane.settings.default_deadline_ms)
-    raw_items = await read_items(request, plane.settings)
-    watcher = asyncio.ensure_future(wait_for_disconnect(request))
-    try:
-        return await plane.infer(admitted, raw_items, deadline, cancelled=watcher)
-    finally:
-        watcher.cancel()
+class V1Codec:
+    """classify and embed: one multipart item or JSON items in, `respond(state, done)` out."""
+
+    def __init__(self, request: Request, respond: Callable[[VersionState, Inference], dict]):
+        self.request, self.respond = request, respond
+        self.settings = plane_of(request).settings
+
+    def check(self) -> None:
+        pass
+
+    async def decode(self, admitted: Admitted) -> Decoded:
+        deadline = request_deadline(self.request, self.settings.default_deadline_ms)
+        return Decoded(await read_items(self.request, self.settings), deadline)
+
+    def watch(self) -> asyncio.Future:
+        return disconnect_watch(self.request)
+
+    def encode(self, admitted: Admitted, done: Inference) -> Response:
+        return OrjsonResponse(self.respond(admitted.state, done))
 
 
-async def handle(
-    request: Request,
-    model: str,
-    version: str | None,
-    endpoint: str,
-    respond: Callable[[VersionState, Inference], dict],
-    explain: bool = False,
-) -> Response:
-    """Shared by classify and embed; `respond(state, done)` builds the body."""
-    plane, started = request.app.state.plane, time.perf_counter()
-    try:
-        async with plane.track(model, endpoint), plane.admit(model, version, explain=explain) as admitted:
-            done = await _infer(request, plane, admitted)  # admitted before the body is read
-            post_started = time.perf_counter()
-            response = OrjsonResponse(respond(admitted.state, done))
-            record_stages(plane.metrics, model, done, time.perf_counter() - post_started)
-        response.headers["Server-Timing"] = server_timing(done, time.perf_counter() - started)
-        return response
-    except ClientDisconnected:
-        body = {"error": {"type": "client_closed", "message": "client disconnected", "field": None}}
-        return OrjsonResponse(body, status_code=499)
+async def serve_http(request: Request, call: Call, codec) -> Response:
+    """Any HTTP protocol's request through the data plane's cycle; the answer carries Server-Timing."""
+    served = await plane_of(request).serve(call, codec)
+    served.body.headers["Server-Timing"] = served.server_timing()
+    return served.body

@@ -2,15 +2,15 @@
 LangChain, LlamaIndex and LiteLLM send, plus multimodal content arrays (service/api/openai_inputs.py).
 
 The request names its model in the body, so the JSON is parsed first; admission (404 / 429) then comes before
-any media is decoded or fetched. Everything after is v1's cycle: the deadline header, the disconnect watch,
-per-request metrics (endpoint "openai_embeddings"), Server-Timing and orjson. Errors answer in OpenAI's shape,
-`{"error": {"message", "type", "param", "code"}}`, with v1's status and message (param = the field).
+any media is decoded or fetched. The cycle is the data plane's (service/cycle.py): the deadline header, the
+disconnect watch, per-request metrics (endpoint "openai_embeddings"), Server-Timing and orjson. Errors answer
+in OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, with v1's status and message (param = the
+field).
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Literal
 
 import numpy as np
@@ -20,11 +20,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from service.api.infer import OrjsonResponse, record_stages, request_deadline, server_timing, wait_for_disconnect
+from service.api.infer import OrjsonResponse, disconnect_watch, plane_of, request_deadline, serve_http
 from service.api.inputs import field_path
 from service.api.openai_inputs import ContentPart, parse_input
 from service.api.v2.rest import inline_refs
-from service.dataplane import Admitted, ClientDisconnected, Inference
+from service.cycle import Admitted, Call, Decoded, Inference
 from service.errors import BadRequest, FusionError, InvalidInput
 from service.fetch import Fetcher
 
@@ -86,7 +86,11 @@ ERRORS = {status: {"model": OpenAIError, "description": meaning} for status, mea
     503: "not ready", 504: "deadline exceeded"}.items()}  # fmt: skip
 REQUEST_BODY = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": inline_refs(EmbeddingRequest.model_json_schema())}}}}  # fmt: skip
-ERROR_TYPES = {401: "authentication_error", 429: "rate_limit_error"}  # else invalid_request_error / server_error
+ERROR_TYPES = {
+    401: "authentication_error",
+    429: "rate_limit_error",
+    499: "client_closed",
+}  # else invalid_request_error / server_error
 ERROR_CODES = {"not_found": "model_not_found", "queue_full": "rate_limit_exceeded"}  # else v1's error type
 
 
@@ -156,37 +160,35 @@ def respond(options: EmbeddingOptions, admitted: Admitted, done: Inference) -> d
     return {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
 
-async def embed_watched(request: Request, admitted: Admitted, data: dict, deadline: float) -> Inference:
-    plane = request.app.state.plane
-    parsed = parse_input(data["input"], plane.settings)
-    await Fetcher(plane.settings, deadline).fetch_all(parsed.remotes)
-    watcher = asyncio.ensure_future(wait_for_disconnect(request))
-    try:
-        return await plane.infer(admitted, parsed.items, deadline, cancelled=watcher)
-    finally:
-        watcher.cancel()
+class OpenAICodec:
+    """`/v1/embeddings` in the request cycle: options checked before admission, media after it."""
+
+    def __init__(self, request: Request, data: dict, malformed: FusionError | None):
+        self.http, self.data, self.malformed = request, data, malformed
+        self.settings = plane_of(request).settings
+
+    def check(self) -> None:
+        if self.malformed is not None:
+            raise self.malformed
+        self.deadline = request_deadline(self.http, self.settings.default_deadline_ms)
+        self.options = parse_options(self.data)
+
+    async def decode(self, admitted: Admitted) -> Decoded:
+        check_dimensions(self.options, admitted)
+        parsed = parse_input(self.data["input"], self.settings)
+        await Fetcher(self.settings, self.deadline).fetch_all(parsed.remotes)
+        return Decoded(parsed.items, self.deadline)
+
+    def watch(self) -> asyncio.Future:
+        return disconnect_watch(self.http)
+
+    def encode(self, admitted: Admitted, done: Inference) -> Response:
+        return OrjsonResponse(respond(self.options, admitted, done))
 
 
 @router.post("/v1/embeddings", response_model=EmbeddingResponse, responses=ERRORS, openapi_extra=REQUEST_BODY)
 async def create_embeddings(request: Request) -> Response:
     """Embeddings for a string, a list of strings, or content arrays (text, image_url, input_audio parts)."""
-    plane, started = request.app.state.plane, time.perf_counter()
     data, malformed = await read_object(request)
     name, version = split_model(data.get("model"))
-    try:
-        async with plane.track(name, ENDPOINT):
-            if malformed is not None:
-                raise malformed
-            deadline = request_deadline(request, plane.settings.default_deadline_ms)
-            options = parse_options(data)
-            async with plane.admit(name, version) as admitted:
-                check_dimensions(options, admitted)
-                done = await embed_watched(request, admitted, data, deadline)
-                post_started = time.perf_counter()
-                response = OrjsonResponse(respond(options, admitted, done))
-                record_stages(plane.metrics, name, done, time.perf_counter() - post_started)
-    except ClientDisconnected:
-        body = {"error": {"message": "client disconnected", "type": "client_closed", "param": None, "code": None}}
-        return OrjsonResponse(body, status_code=499)
-    response.headers["Server-Timing"] = server_timing(done, time.perf_counter() - started)
-    return response
+    return await serve_http(request, Call(name, version, ENDPOINT), OpenAICodec(request, data, malformed))

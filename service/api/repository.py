@@ -71,7 +71,7 @@ def optional_body(schema: type[BaseModel]) -> dict:
 
 
 def _repository(request: Request) -> ModelRepository:
-    return request.app.state.repository
+    return request.app.state.context.repository
 
 
 async def _parse(request: Request, schema: type[BaseModel]) -> Any:

@@ -7,9 +7,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from service.api.infer import handle
+from service.api.infer import V1Codec, plane_of, serve_http
 from service.api.schemas import ERRORS, REQUEST_BODY, ClassifyResponse, EmbedResponse
-from service.dataplane import Inference
+from service.cycle import Call, Inference
 from service.inference.pipeline import ItemResult
 from service.inference.registry import VersionState
 from service.manifest import MODALITIES
@@ -78,8 +78,9 @@ async def classify(
     explain: bool = Query(False, description="add each present modality's own top label and an agreement flag"),
 ) -> JSONResponse:
     """Classify one item (multipart: fields image, audio, text) or many (JSON `{"inputs": [...]}`)."""
-    top_k = min(top_k, request.app.state.plane.settings.max_top_k)
-    return await handle(request, model, version, "classify", _classify_body(top_k, explain), explain=explain)
+    top_k = min(top_k, plane_of(request).settings.max_top_k)
+    codec = V1Codec(request, _classify_body(top_k, explain))
+    return await serve_http(request, Call(model, version, "classify", explain), codec)
 
 
 @router.post(
@@ -91,17 +92,17 @@ async def classify(
 )
 async def embed(request: Request, model: str, version: str | None = None) -> JSONResponse:
     """Joint-space embeddings: fused and per present modality (L2-normalised)."""
-    return await handle(request, model, version, "embed", _embed_body)
+    return await serve_http(request, Call(model, version, "embed"), V1Codec(request, _embed_body))
 
 
 @router.get("/v1/models", tags=["models"])
 async def list_models(request: Request) -> dict:
-    return {"models": request.app.state.plane.models()}
+    return {"models": plane_of(request).models()}
 
 
 @router.get("/v1/models/{model}", tags=["models"])
 async def describe_model(request: Request, model: str) -> dict:
-    return request.app.state.plane.describe(model)
+    return plane_of(request).describe(model)
 
 
 @router.get("/healthz", tags=["health"])
@@ -111,7 +112,7 @@ async def healthz() -> dict:
 
 @router.get("/readyz", tags=["health"])
 async def readyz(request: Request) -> JSONResponse:
-    plane = request.app.state.plane
+    plane = plane_of(request)
     return JSONResponse(plane.readiness(), status_code=200 if plane.ready() else 503)
 
 
@@ -128,5 +129,5 @@ METRICS_RESPONSES = {
 @router.get("/metrics", tags=["health"], response_class=Response, responses=METRICS_RESPONSES)
 async def metrics(request: Request) -> Response:
     """Every fusionserve_* series (README, "Metrics"), for Prometheus to scrape."""
-    payload, content_type = request.app.state.plane.metrics.render()
+    payload, content_type = plane_of(request).metrics.render()
     return Response(payload, media_type=content_type)

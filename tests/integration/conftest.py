@@ -32,7 +32,7 @@ def fast_settings(model_dir: Path, **overrides) -> Settings:
 
 
 async def wait_ready(app, timeout: float = 30.0) -> None:
-    loader = app.state.loader
+    loader = app.state.context.loader
     await asyncio.wait_for(asyncio.shield(loader), timeout)
 
 
@@ -88,7 +88,7 @@ class Gate:
     """Holds one component's ORT calls until released, and records what reached ORT."""
 
     def __init__(self, app, component: str, model: str = "tiny"):
-        state = app.state.registry.get(model)
+        state = app.state.context.registry.get(model)
         self.target = state.pipeline.encoders.get(component) or state.pipeline.fusion
         self.original = self.target.model.run
         self.opened, self.calls = threading.Event(), []
@@ -113,7 +113,7 @@ class Gate:
 
 
 def metric(app, name: str, **labels) -> float:
-    value = app.state.metrics.registry.get_sample_value(name, labels)
+    value = app.state.context.metrics.registry.get_sample_value(name, labels)
     return 0.0 if value is None else value
 
 

@@ -56,7 +56,7 @@ class ThreadedServer:
 
     def __init__(self, settings: Settings):
         self.app = create_app(settings.model_copy(update={"port": free_port()}))
-        self.port = self.app.state.settings.port
+        self.port = self.app.state.context.settings.port
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.base_url = f"http://127.0.0.1:{self.port}"

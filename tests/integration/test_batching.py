@@ -40,7 +40,7 @@ async def test_concurrent_requests_form_batches(tiny_models):
     # at once, alone (continuous batching never waits for nothing). Holding the first text batch in ORT
     # makes the others arrive while a batch computes: they must form the next batch(es) together.
     async with serving(fast_settings(tiny_models, max_queue_delay_ms=50)) as (app, client):
-        text_queue = app.state.registry.get("tiny").pipeline.batchers["text"]
+        text_queue = app.state.context.registry.get("tiny").pipeline.batchers["text"]
         with Gate(app, "text") as gate:
             posts = [
                 asyncio.create_task(client.post(EMBED, json={"inputs": [item(seed, "text", "audio")]}))
@@ -92,7 +92,7 @@ async def test_a_lone_request_does_not_wait_for_company(tiny_models):
 async def test_queue_full_answers_429_fast_and_counts(tiny_models):
     settings = fast_settings(tiny_models, max_queued_items=2, max_batch_size=1)
     async with serving(settings) as (app, client):
-        text_queue = app.state.registry.get("tiny").pipeline.batchers["text"]
+        text_queue = app.state.context.registry.get("tiny").pipeline.batchers["text"]
         with Gate(app, "text") as gate:
             held = [asyncio.create_task(client.post(EMBED, json={"inputs": [item(0, "text")]}))]
             await asyncio.to_thread(gate.entered.wait, 10)  # the first item is inside ORT
@@ -153,7 +153,7 @@ async def test_single_modality_items_fuse_inside_their_encoder_batch(tiny_models
     """Image-only and text-only items skip the fusion queue (fused in the encoder's call) and get the same
     answer as when fused by the fusion batcher beside multi-modality items; multi-modality items still queue."""
     async with serving(fast_settings(tiny_models)) as (app, client):
-        fusion_queue = app.state.registry.get("tiny").pipeline.batchers["fusion"]
+        fusion_queue = app.state.context.registry.get("tiny").pipeline.batchers["fusion"]
         calls = []
         original = fusion_queue._run_batch
         fusion_queue._run_batch = lambda payloads: calls.append(len(payloads)) or original(payloads)

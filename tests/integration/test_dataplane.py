@@ -1,5 +1,6 @@
-"""The data plane: every v1 route goes through it, door admission refuses before the body is read (and
-says when to come back), responses are what their schemas declare."""
+"""The data plane: every route of every protocol goes through it, inference through its one request cycle
+(`serve`, service/cycle.py), door admission refuses before the body is read (and says when to come back),
+responses are what their schemas declare."""
 
 from __future__ import annotations
 
@@ -23,16 +24,49 @@ ROUTES = [
 ]
 
 
-def test_v1_http_layer_never_reaches_past_the_data_plane():
-    for module in ("routes.py", "infer.py"):
+PROTOCOL_MODULES = ("routes.py", "infer.py", "openai_embeddings.py", "v2/rest.py", "v2/core.py", "v2/grpc_server.py")
+
+
+def test_no_protocol_reaches_past_the_data_plane_or_writes_its_own_cycle():
+    for module in PROTOCOL_MODULES:
         source = (ROOT / "service" / "api" / module).read_text()
-        for reach in ("state.registry", ".pipeline.", ".batchers", "preprocess_pool"):
+        reaches = ("plane.registry", "context.registry", ".pipeline.", ".batchers", "preprocess_pool",
+                   "plane.track(", "plane.admit(", "plane.infer(", "record_stages")  # fmt: skip
+        for reach in reaches:
             assert reach not in source, (module, reach)
+        assert "app.state." not in source.replace("request.app.state.context.plane", ""), module
+
+
+INFERENCE = [
+    ("/v1/models/tiny/classify?top_k=2", {"json": {"inputs": [item(1, "text", "image")]}}, "classify"),
+    ("/v1/models/tiny/embed", {"json": {"inputs": [item(2, "audio")]}}, "embed"),
+    ("/v2/models/tiny/infer", {"json": {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1],
+                                                    "data": ["one"]}]}}, "v2_infer"),
+    ("/v1/embeddings", {"json": {"model": "tiny", "input": "one"}}, "openai_embeddings"),
+]  # fmt: skip
+
+
+async def test_every_protocol_infers_through_the_one_request_cycle(tiny_models):
+    async with serving(fast_settings(tiny_models)) as (app, client):
+        plane, calls = app.state.context.plane, []
+        serve = plane.serve
+
+        async def spy(call, codec):
+            calls.append(call.endpoint)
+            return await serve(call, codec)
+
+        plane.serve = spy
+        for url, kwargs, endpoint in INFERENCE:
+            response = await client.post(url, **kwargs)
+            assert response.status_code == 200, (url, response.text)
+            assert "total;dur=" in response.headers["server-timing"], url
+            assert calls[-1] == endpoint, (url, calls)
+            assert metric(app, "fusionserve_requests_total", model="tiny", endpoint=endpoint, status="200") == 1
 
 
 async def test_every_route_calls_the_data_plane(tiny_models):
     async with serving(fast_settings(tiny_models)) as (app, client):
-        plane, calls = app.state.plane, []
+        plane, calls = app.state.context.plane, []
         for name in ("infer", "models", "describe", "ready"):
             original = getattr(plane, name)
 
@@ -84,7 +118,7 @@ async def _asgi_post(app, path: str, body: bytes) -> tuple[int, dict, list[str]]
 
 async def test_door_refuses_before_the_body_is_read_with_retry_after_from_the_drain_rate(tiny_models):
     async with serving(fast_settings(tiny_models, max_queue_wait_ms=100)) as (app, _):
-        plane = app.state.plane
+        plane = app.state.context.plane
         _at_capacity(plane, in_flight=500, rate=50.0)  # expected wait 10 s, far over 100 ms
         body = json.dumps({"inputs": [item(3, "text")]}).encode()
         status, headers, events = await _asgi_post(app, "/v1/models/tiny/embed", body)
@@ -103,7 +137,7 @@ async def test_door_never_refuses_one_full_batch_in_flight_however_low_the_rate(
     """A closed loop of max_batch_size clients is never refused, even when the measured rate says its wait
     is long (a lower floor spiralled with clients that retry at once); one more is."""
     async with serving(fast_settings(tiny_models, max_queue_wait_ms=100, max_batch_size=8)) as (app, client):
-        plane, body = app.state.plane, {"inputs": [item(8, "text")]}
+        plane, body = app.state.context.plane, {"inputs": [item(8, "text")]}
         _at_capacity(plane, in_flight=7, rate=10.0)  # 0.7 s to drain, but the 8th is still one batch
         assert (await client.post("/v1/models/tiny/embed", json=body)).status_code == 200
         plane.meter("tiny", "1").in_flight += 1  # 8 in flight: the 9th is refused
@@ -122,8 +156,8 @@ async def test_the_door_refuses_before_routing_in_each_protocols_shape(tiny_mode
         raise AssertionError("a route ran for a request the door refused")
 
     async with serving(fast_settings(tiny_models, max_queue_wait_ms=100)) as (app, client):
-        _at_capacity(app.state.plane, in_flight=500, rate=50.0)
-        monkeypatch.setattr(routes, "handle", no_route)  # what v1 classify/embed call
+        _at_capacity(app.state.context.plane, in_flight=500, rate=50.0)
+        monkeypatch.setattr(routes, "serve_http", no_route)  # what v1 classify/embed call
         monkeypatch.setattr(rest, "_infer", no_route)  # what both V2 infer routes call
         v1 = await client.post("/v1/models/tiny/classify?top_k=0", json={"inputs": [item(9, "text")]})
         assert v1.status_code == 429 and v1.json()["error"]["type"] == "queue_full"
@@ -140,7 +174,7 @@ async def test_the_door_refuses_before_routing_in_each_protocols_shape(tiny_mode
 
 async def test_door_admits_while_the_expected_wait_is_short(tiny_models):
     async with serving(fast_settings(tiny_models, max_queue_wait_ms=1000)) as (app, client):
-        _at_capacity(app.state.plane, in_flight=100, rate=1000.0)  # expected wait 0.1 s < 1 s
+        _at_capacity(app.state.context.plane, in_flight=100, rate=1000.0)  # expected wait 0.1 s < 1 s
         response = await client.post("/v1/models/tiny/embed", json={"inputs": [item(4, "text")]})
         assert response.status_code == 200, response.text
 

@@ -121,7 +121,7 @@ def test_sigterm_under_keep_alive_load_answers_every_request(tiny_models):
 
 async def test_draining_answers_new_requests_503_and_closes_every_connection(tiny_models):
     app = create_app(fast_settings(tiny_models))
-    served = DrainMiddleware(app, lambda: app.state.draining, max_body_bytes=1 << 20)
+    served = DrainMiddleware(app, lambda: app.state.context.draining, max_body_bytes=1 << 20)
     async with app.router.lifespan_context(app):
         await wait_ready(app)
         transport = httpx.ASGITransport(app=served)
@@ -130,7 +130,7 @@ async def test_draining_answers_new_requests_503_and_closes_every_connection(tin
             with Gate(app, "text") as gate:  # an admitted request, held in onnxruntime across the signal
                 admitted = asyncio.ensure_future(client.post(EMBED, **form(text="three four")))
                 assert await asyncio.to_thread(gate.entered.wait, 10)
-                app.state.draining = True
+                app.state.context.draining = True
                 refused = await client.post(EMBED, **form(text="one two"))
                 probes = [await client.get(path) for path in ("/healthz", "/readyz", "/metrics")]
                 gate.open()

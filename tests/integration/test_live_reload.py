@@ -41,17 +41,17 @@ def expected_scores(bundle: Path) -> dict[str, float]:
 
 
 def sample(app, name: str, **labels) -> float | None:
-    return app.state.metrics.registry.get_sample_value(name, {"model": "tiny", **labels})
+    return app.state.context.metrics.registry.get_sample_value(name, {"model": "tiny", **labels})
 
 
 def status_of(app, version: str, model: str = "tiny") -> str | None:
-    entry = app.state.registry.models.get(model)
+    entry = app.state.context.registry.models.get(model)
     state = entry.versions.get(version) if entry else None
     return state.status if state else None
 
 
 def default_version(app, model: str = "tiny") -> str | None:
-    entry = app.state.registry.models.get(model)
+    entry = app.state.context.registry.models.get(model)
     ready = entry.ready_versions() if entry else []
     return ready[0].version if ready else None
 
@@ -160,7 +160,7 @@ async def test_a_non_atomic_copy_is_retried_until_complete(models_copy, tmp_path
     target = models_copy / "tiny" / "2"
 
     def tried_half_copied() -> bool:
-        state = app.state.registry.models["tiny"].versions.get("2")
+        state = app.state.context.registry.models["tiny"].versions.get("2")
         return state is not None and state.status == "failed" and "fusion.onnx: sha256 mismatch" in state.reason
 
     async with serving(fast_settings(models_copy, model_poll_s=POLL_S)) as (app, client):
@@ -201,7 +201,7 @@ async def test_a_tampered_version_never_becomes_default_and_loads_once_fixed(mod
             await wait_until(lambda: status_of(app, "3") == "failed", what="v3 to fail")
             await asyncio.sleep(POLL_S * 5)  # unchanged, it stays failed: not reloaded every poll
             assert attempts.count("3") == 1 and default_version(app) == "1"
-            row = next(r for r in await app.state.repository.index() if r["version"] == "3")
+            row = next(r for r in await app.state.context.repository.index() if r["version"] == "3")
             assert row["state"] == "UNAVAILABLE" and "fusion.onnx: sha256 mismatch" in row["reason"]
             assert (await client.get("/readyz")).status_code == 200
             assert (await client.post("/v1/models/tiny/classify?version=3", **form(text=TEXT))).status_code == 404
@@ -248,7 +248,7 @@ async def test_new_model_names_appear_unless_the_configuration_names_others(mode
     async with serving(fast_settings(models_copy, model_poll_s=POLL_S, models=["tiny"])) as (app, client):
         os.rename(tmp_path / "staging" / "other", models_copy / "other")
         await asyncio.sleep(POLL_S * 5)
-        assert "other" not in app.state.registry.models
+        assert "other" not in app.state.context.registry.models
         assert (await client.post("/v1/models/other/classify", **form(text=TEXT))).status_code == 404
     shutil.rmtree(models_copy / "other")
     async with serving(fast_settings(models_copy, model_poll_s=POLL_S)) as (app, client):
@@ -259,6 +259,6 @@ async def test_new_model_names_appear_unless_the_configuration_names_others(mode
         answer = await client.post("/v1/models/late/classify", **form(text=TEXT))
         assert answer.status_code == 200 and answer.json()["model"] == "late"
         shutil.rmtree(models_copy / "late")  # a model directory removed: the name goes
-        await wait_until(lambda: "late" not in app.state.registry.models, what="model 'late' to go")
+        await wait_until(lambda: "late" not in app.state.context.registry.models, what="model 'late' to go")
         assert (await client.post("/v1/models/late/classify", **form(text=TEXT))).status_code == 404
         assert (await client.get("/readyz")).status_code == 200

@@ -61,7 +61,7 @@ def vectors(response) -> np.ndarray:
 
 
 def token_count(live, *texts: str) -> int:
-    tokenizer = live.app.state.registry.get("tiny").bundle.tokenizer
+    tokenizer = live.app.state.context.registry.get("tiny").bundle.tokenizer
     return sum(len(tokenizer.encode(text, add_special_tokens=True).ids) for text in texts)
 
 

@@ -141,7 +141,7 @@ def test_other_hosts_stay_refused_with_an_allow_list(secured):
 
 async def test_at_capacity_is_a_rate_limit_error_with_retry_after(tiny_models):
     async with serving(fast_settings(tiny_models, max_queue_wait_ms=100)) as (app, client):
-        _at_capacity(app.state.plane, in_flight=500, rate=50.0)  # expected wait 10 s, far over 100 ms
+        _at_capacity(app.state.context.plane, in_flight=500, rate=50.0)  # expected wait 10 s, far over 100 ms
         sdk = openai.AsyncOpenAI(base_url="http://fusionserve/v1", api_key="unused", max_retries=0, http_client=client)
         with pytest.raises(openai.RateLimitError) as caught:
             await sdk.embeddings.create(model="tiny", input="one")

@@ -137,7 +137,7 @@ async def test_readyz_is_503_until_warm_up_finishes(tiny_models, monkeypatch):
         loading = await client.post("/v1/models/tiny/classify", **form(text="one"))
         assert loading.status_code == 503
         release.set()
-        await asyncio.wait_for(asyncio.shield(app.state.loader), 30)
+        await asyncio.wait_for(asyncio.shield(app.state.context.loader), 30)
         assert (await client.get("/readyz")).status_code == 200
 
 
@@ -151,7 +151,7 @@ async def test_no_models_or_missing_configured_model_is_not_ready(tmp_path, tiny
 
 async def test_draining_flips_readiness(tiny_models):
     async with serving(fast_settings(tiny_models)) as (app, client):
-        app.state.draining = True
+        app.state.context.draining = True
         response = await client.get("/readyz")
         assert response.status_code == 503 and response.json()["draining"] is True
 

@@ -146,9 +146,9 @@ async def test_unload_drains_admitted_requests_and_the_name_404s_at_once(models_
         assert answer.status_code == 200 and answer.json()["version"] == "1"
         done = await unload
         assert done.status_code == 200 and done.json()["versions"][0]["reason"] == "unloaded"
-        assert "tiny" not in app.state.registry.models
+        assert "tiny" not in app.state.context.registry.models
         assert (
-            app.state.metrics.registry.get_sample_value(
+            app.state.context.metrics.registry.get_sample_value(
                 "fusionserve_model_load_seconds", {"model": "tiny", "version": "1"}
             )
             is None

@@ -32,7 +32,7 @@ BODY_LIMIT = 256 * 1024
 def live(tiny_models):
     settings = fast_settings(tiny_models, max_items_per_request=MAX_ROWS, max_upload_bytes=BODY_LIMIT)
     with ThreadedServer(settings.model_copy(update={"grpc_port": free_port()})) as server:
-        server.grpc_url = f"127.0.0.1:{server.app.state.settings.grpc_port}"
+        server.grpc_url = f"127.0.0.1:{server.app.state.context.settings.grpc_port}"
         yield server
 
 
@@ -233,8 +233,8 @@ def test_cancelled_rpc_drops_its_queued_rows(live, client):
 
 
 def test_at_capacity_is_resource_exhausted_with_retry_after(live, stub):
-    meter = live.app.state.plane.meter("tiny", "1")
-    _at_capacity(live.app.state.plane, in_flight=500, rate=50.0)  # expected wait 10 s, far over 100 ms
+    meter = live.app.state.context.plane.meter("tiny", "1")
+    _at_capacity(live.app.state.context.plane, in_flight=500, rate=50.0)  # expected wait 10 s, far over 100 ms
     try:
         with pytest.raises(grpc.RpcError) as caught:
             stub.ModelInfer(pb2.ModelInferRequest(model_name="tiny"))  # refused at the door: no tensors needed

@@ -23,7 +23,7 @@ KEY = "s3cret-key"
 
 def grpc_server(settings, **overrides) -> ThreadedServer:
     server = ThreadedServer(settings.model_copy(update={"grpc_port": free_port(), **overrides}))
-    server.grpc_url = f"127.0.0.1:{server.app.state.settings.grpc_port}"
+    server.grpc_url = f"127.0.0.1:{server.app.state.context.settings.grpc_port}"
     return server
 
 
@@ -65,7 +65,7 @@ def test_drain_finishes_rpcs_in_flight_and_refuses_new_ones(tiny_models):
         assert gate.entered.wait(10)  # in ORT, held
         stopping = threading.Thread(target=live.__exit__, args=(None, None, None), daemon=True)
         stopping.start()  # uvicorn stops; the lifespan drains: draining, then the gRPC server's stop
-        wait_for(lambda: live.app.state.draining)
+        wait_for(lambda: live.app.state.context.draining)
         error = refused(lambda: triton.InferenceServerClient(live.grpc_url).infer("tiny", text))
         assert error.status() == "StatusCode.UNAVAILABLE"
         gate.open()

@@ -253,7 +253,7 @@ def test_plain_json_request_and_error_shape(live):
 
 async def test_door_refuses_before_the_body_is_read_in_v2_shape(tiny_models):
     async with serving(fast_settings(tiny_models, max_queue_wait_ms=100)) as (app, _):
-        _at_capacity(app.state.plane, in_flight=500, rate=50.0)  # expected wait 10 s, far over 100 ms
+        _at_capacity(app.state.context.plane, in_flight=500, rate=50.0)  # expected wait 10 s, far over 100 ms
         status, headers, events = await _asgi_post(app, "/v2/models/tiny/infer", b'{"inputs": []}')
         assert status == 429 and "body read" not in events and int(headers["retry-after"]) >= 1
         assert "FUSIONSERVE_MAX_QUEUE_WAIT_MS" in json.loads(events[-1])["error"]

@@ -1,30 +1,29 @@
 """The Open Inference Protocol (KServe V2) model, transport-free: REST (rest.py) and gRPC (grpc_server.py) both
-turn their wire format into an InferRequest, call `infer`, and encode the InferResponse.
+subclass V2Codec — they read their wire format into an InferRequest and write the InferResponse — and run it
+through the data plane's request cycle (service/cycle.py).
 
 Inputs are encoded media, as OpenVINO Model Server takes them: `image` and `audio` BYTES tensors of files,
 `text` a BYTES tensor of UTF-8, each of shape [N]; an empty element means "absent" for that row. Rows become
 v1 RawItems, so decoding, limits and error messages are v1's; a row's fields are named "image[2]".
 
-Callers admit at the door, before decoding anything:
-    async with plane.track(model, endpoint), plane.admit(model, version) as admitted:
-        response = await core.infer(plane, admitted, request, deadline, cancelled)
+The cycle admits at the door, before anything is decoded:
+    served = await plane.serve(Call(model, version, endpoint), RestCodec(...))
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass, field
 from importlib import metadata
 
 import numpy as np
 
-from service.api.infer import record_stages
-from service.dataplane import Admitted, DataPlane, Inference
+from service.cycle import Admitted, Decoded, Inference
+from service.dataplane import DataPlane
 from service.errors import FusionError, InvalidInput, PayloadTooLarge
 from service.inference.prepare import RawItem
-from service.inference.registry import VersionState
 from service.manifest import MODALITIES, Manifest
+from service.settings import Settings
 
 PLATFORM = "fusionserve"
 EXTENSIONS = ["binary_tensor_data", "model_repository"]  # Triton's names (binary tensors: REST only)
@@ -53,7 +52,6 @@ class InferResponse:
     model_version: str
     outputs: list[Tensor]
     id: str | None = None
-    inference: Inference | None = field(default=None, repr=False)  # timings, for Server-Timing (REST)
 
 
 def error_message(error: FusionError) -> str:
@@ -93,7 +91,7 @@ def model_metadata(plane: DataPlane, model: str, version: str | None) -> dict:
     manifest = state.bundle.manifest
     return {
         "name": model,
-        "versions": [v.version for v in plane.registry.entry(model).ready_versions()],
+        "versions": plane.ready_versions(model),
         "platform": PLATFORM,
         "inputs": [{"name": m, "datatype": "BYTES", "shape": [-1]} for m in manifest.modalities()],
         "outputs": output_specs(manifest),
@@ -106,18 +104,6 @@ def model_metadata(plane: DataPlane, model: str, version: str | None) -> dict:
             "max_items_per_request": plane.settings.max_items_per_request,
         },
     }
-
-
-def model_ready(plane: DataPlane, model: str, version: str | None) -> bool:
-    """Whether the version (default: any) is loaded, verified and warm and the server is not draining.
-    An unknown model is not False but NotFound (404), as everywhere else."""
-    entry = plane.registry.entry(model)
-    if plane.draining():
-        return False
-    if version is None:
-        return bool(entry.ready_versions())
-    state = entry.versions.get(version)
-    return state is not None and state.status == "ready"
 
 
 # ---- infer -----------------------------------------------------------------------------------------------
@@ -208,20 +194,35 @@ def _output(name: str, manifest: Manifest, done: Inference) -> Tensor:
     return Tensor(name, "FP32", list(array.shape), array)
 
 
-async def infer(
-    plane: DataPlane,
-    admitted: Admitted,
-    request: InferRequest,
-    deadline: float,
-    cancelled: asyncio.Future | None = None,
-) -> InferResponse:
-    """Validate, run every row through the data plane (its batchers, limits and metrics), build the outputs."""
-    state: VersionState = admitted.state
-    manifest = state.bundle.manifest
-    selected = _selected(request, manifest)
-    items = raw_items(request, manifest, plane.settings.max_items_per_request)
-    done = await plane.infer(admitted, items, deadline, cancelled)
-    post_started = time.perf_counter()
-    outputs = [_output(name, manifest, done) for name in selected]
-    record_stages(plane.metrics, admitted.model, done, time.perf_counter() - post_started)
-    return InferResponse(admitted.model, state.version, outputs, request.id, done)
+class V2Codec:
+    """KServe V2's half of the request cycle, shared by REST and gRPC: tensors in, rows through the data plane,
+    output tensors out. A transport supplies `read` (its wire format → InferRequest and the deadline), `write`
+    (InferResponse → its answer) and, if it can hear the caller leave, `watch`."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.request: InferRequest | None = None
+        self.selected: list[str] = []
+
+    def check(self) -> None:
+        pass
+
+    async def read(self, admitted: Admitted) -> tuple[InferRequest, float]:
+        raise NotImplementedError
+
+    def write(self, response: InferResponse):
+        raise NotImplementedError
+
+    def watch(self) -> asyncio.Future | None:
+        return None
+
+    async def decode(self, admitted: Admitted) -> Decoded:
+        self.request, deadline = await self.read(admitted)
+        manifest = admitted.state.bundle.manifest
+        self.selected = _selected(self.request, manifest)
+        return Decoded(raw_items(self.request, manifest, self.settings.max_items_per_request), deadline)
+
+    def encode(self, admitted: Admitted, done: Inference):
+        manifest = admitted.state.bundle.manifest
+        outputs = [_output(name, manifest, done) for name in self.selected]
+        return self.write(InferResponse(admitted.model, admitted.state.version, outputs, self.request.id))

@@ -25,7 +25,8 @@ from service.api.v2 import core
 from service.api.v2 import grpc_predict_v2_pb2 as pb2
 from service.api.v2 import grpc_predict_v2_pb2_grpc as pb2_grpc
 from service.api.v2.grpc_codec import decode_request, encode_response, metadata_message
-from service.dataplane import ClientDisconnected, DataPlane
+from service.cycle import Admitted, Call, ClientDisconnected
+from service.dataplane import DataPlane
 from service.errors import FusionError, InvalidInput, NotReady
 
 log = logging.getLogger("fusionserve")
@@ -35,6 +36,7 @@ OPEN_METHODS = {SERVICE + "ServerLive", SERVICE + "ServerReady"}  # probes, like
 STATUS_CODES = {
     400: grpc.StatusCode.INVALID_ARGUMENT,
     401: grpc.StatusCode.UNAUTHENTICATED,
+    499: grpc.StatusCode.CANCELLED,
     404: grpc.StatusCode.NOT_FOUND,
     # a request over a limit stays over it when retried: INVALID_ARGUMENT, so that RESOURCE_EXHAUSTED keeps
     # meaning "overloaded, retry later" (429) for clients and retry policies
@@ -83,7 +85,7 @@ class InferenceServicer(pb2_grpc.GRPCInferenceServiceServicer):
 
     async def ModelReady(self, request, context) -> pb2.ModelReadyResponse:
         try:
-            ready = core.model_ready(self.plane, request.name, request.version or None)
+            ready = self.plane.model_ready(request.name, request.version or None)
         except FusionError as error:  # an unknown model is NOT_FOUND, not "not ready"
             await abort(context, error)
         return pb2.ModelReadyResponse(ready=ready)
@@ -116,14 +118,30 @@ class InferenceServicer(pb2_grpc.GRPCInferenceServiceServicer):
             raise
 
     async def _infer(self, request, context, cancelled: asyncio.Future) -> pb2.ModelInferResponse:
-        plane, model, version = self.plane, request.model_name, request.model_version or None
-        async with plane.track(model, ENDPOINT):
-            if plane.draining():
-                raise NotReady(DRAINING)
-            async with plane.admit(model, version) as admitted:  # 404 / 429 before the tensors are decoded
-                decoded = decode_request(request)
-                deadline = rpc_deadline(context, decoded.parameters, plane.settings.default_deadline_ms)
-                response = await core.infer(plane, admitted, decoded, deadline, cancelled)
+        call = Call(request.model_name, request.model_version or None, ENDPOINT)
+        served = await self.plane.serve(call, GrpcCodec(self.plane, request, context, cancelled))
+        return served.body
+
+
+class GrpcCodec(core.V2Codec):
+    """V2 over gRPC: a ModelInferRequest in (decoded after admission), a ModelInferResponse out."""
+
+    def __init__(self, plane: DataPlane, message, context: grpc.aio.ServicerContext, cancelled: asyncio.Future):
+        super().__init__(plane.settings)
+        self.plane, self.message, self.context, self.cancelled = plane, message, context, cancelled
+
+    def check(self) -> None:
+        if self.plane.draining():
+            raise NotReady(DRAINING)
+
+    async def read(self, admitted: Admitted) -> tuple[core.InferRequest, float]:
+        decoded = decode_request(self.message)
+        return decoded, rpc_deadline(self.context, decoded.parameters, self.settings.default_deadline_ms)
+
+    def watch(self) -> asyncio.Future:
+        return asyncio.shield(self.cancelled)  # the cycle cancels what it is given; ModelInfer owns `cancelled`
+
+    def write(self, response: core.InferResponse) -> pb2.ModelInferResponse:
         return encode_response(response)
 
 

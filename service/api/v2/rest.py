@@ -1,9 +1,9 @@
 """KServe V2 (Open Inference Protocol) over HTTP: health, metadata and infer, on the same data plane as v1.
 
 Errors answer in the protocol's shape, `{"error": "<message>"}`, with v1's status and message (the field
-leads the message where the message does not name it). The request cycle is v1's: admission before the
-body is read, the `x-request-timeout-ms` deadline (tightened by Triton's `timeout` parameter), the client
-disconnect watch, per-request metrics (endpoint "v2_infer") and Server-Timing.
+leads the message where the message does not name it). The request cycle is the data plane's (service/cycle.py):
+admission before the body is read, the `x-request-timeout-ms` deadline (tightened by Triton's `timeout`
+parameter), the client disconnect watch, per-request metrics (endpoint "v2_infer") and Server-Timing.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from service.api.infer import request_deadline, server_timing, wait_for_disconnect
+from service.api.infer import disconnect_watch, plane_of, request_deadline, serve_http
 from service.api.v2 import core
 from service.api.v2.rest_codec import HEADER_LENGTH, InferenceRequestBody, decode_request, encode_response
-from service.dataplane import ClientDisconnected
+from service.cycle import Admitted, Call
 from service.errors import FusionError, UnsupportedMediaType
 
 router = APIRouter(tags=["kserve-v2"])
@@ -75,12 +75,12 @@ async def server_live() -> dict:
 
 @router.get("/v2/health/ready", responses={503: {"description": "not ready (loading or draining)"}})
 async def server_ready(request: Request) -> JSONResponse:
-    ready = request.app.state.plane.ready()
+    ready = plane_of(request).ready()
     return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
 
 def _metadata(request: Request, model: str, version: str | None) -> JSONResponse:
-    return JSONResponse(core.model_metadata(request.app.state.plane, model, version))
+    return JSONResponse(core.model_metadata(plane_of(request), model, version))
 
 
 @router.get("/v2/models/{model}", responses=ERRORS)
@@ -96,7 +96,7 @@ async def model_version_metadata(request: Request, model: str, version: str) -> 
 
 def _ready(request: Request, model: str, version: str | None) -> JSONResponse:
     """200 when ready; as the protocol says, a 4xx when not (400, Triton's; 404 for an unknown model)."""
-    ready = core.model_ready(request.app.state.plane, model, version)
+    ready = plane_of(request).model_ready(model, version)
     return JSONResponse({"name": model, "ready": ready}, status_code=200 if ready else 400)
 
 
@@ -121,24 +121,30 @@ async def infer_version(request: Request, model: str, version: str) -> Response:
     return await _infer(request, model, version)
 
 
+class RestCodec(core.V2Codec):
+    """V2 over HTTP: JSON tensors or Triton's binary extension in, the same encoding out."""
+
+    def __init__(self, request: Request):
+        super().__init__(plane_of(request).settings)
+        self.http = request
+
+    async def read(self, admitted: Admitted) -> tuple[core.InferRequest, float]:
+        deadline = request_deadline(self.http, self.settings.default_deadline_ms)  # before the body: v1's order
+        self.decoded = decode_request(await _read_body(self.http), self.http.headers.get(HEADER_LENGTH))
+        if self.decoded.timeout_us is not None:
+            deadline = min(deadline, time.monotonic() + self.decoded.timeout_us / 1e6)
+        return self.decoded.request, deadline
+
+    def watch(self) -> asyncio.Future:
+        return disconnect_watch(self.http)
+
+    def write(self, response: core.InferResponse) -> Response:
+        body, headers = encode_response(response, self.decoded)
+        return Response(body, headers=headers)
+
+
 async def _infer(request: Request, model: str, version: str | None) -> Response:
-    plane, started = request.app.state.plane, time.perf_counter()
-    try:
-        async with plane.track(model, ENDPOINT), plane.admit(model, version) as admitted:
-            deadline = request_deadline(request, plane.settings.default_deadline_ms)  # before the body: v1's order
-            decoded = decode_request(await _read_body(request), request.headers.get(HEADER_LENGTH))
-            if decoded.timeout_us is not None:
-                deadline = min(deadline, time.monotonic() + decoded.timeout_us / 1e6)
-            watcher = asyncio.ensure_future(wait_for_disconnect(request))
-            try:
-                response = await core.infer(plane, admitted, decoded.request, deadline, cancelled=watcher)
-            finally:
-                watcher.cancel()
-            body, headers = encode_response(response, decoded)
-    except ClientDisconnected:
-        return JSONResponse({"error": "client disconnected"}, status_code=499)
-    headers["Server-Timing"] = server_timing(response.inference, time.perf_counter() - started)
-    return Response(body, headers=headers)
+    return await serve_http(request, Call(model, version, ENDPOINT), RestCodec(request))
 
 
 async def _read_body(request: Request) -> bytes:
