@@ -15,6 +15,8 @@ import argparse
 from pathlib import Path
 
 CLIENT_VERBS = ("classify", "embed")
+# fp16 keeps ~3 significant digits: a stated bound for probabilities and unit-norm embeddings (docs/design-choices.md)
+FP16_TOLERANCE = 1e-2
 
 
 def serve(overrides: dict) -> None:
@@ -58,8 +60,15 @@ def _add_server_commands(commands: argparse._SubParsersAction) -> None:
     optimize.add_argument("bundle", help="the source bundle directory, models/<name>/<version>")
     optimize.add_argument("--out-version", help="version to write (default: the next free integer)")
     optimize.add_argument(
-        "--min-speedup", type=float, default=1.0, help="keep an optimised graph only if this much faster (default 1.0)"
+        "--min-speedup", type=float, help="keep an optimised graph only if this much faster (default 1.0; --fp16: 0)"
     )
+    optimize.add_argument(
+        "--fp16", action="store_true", help="float16 encoders (for a GPU), kept only within --fp16-tolerance"
+    )
+    optimize.add_argument(
+        "--fp16-tolerance", type=float, default=FP16_TOLERANCE,
+        help=f"the golden tolerance the fp16 version must meet and will carry (default {FP16_TOLERANCE:g})",
+    )  # fmt: skip
     optimize.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
@@ -90,10 +99,12 @@ def _run_server_command(args: argparse.Namespace, parser: argparse.ArgumentParse
             settings = load_settings(model_dir=Path(args.bundle).parent.parent)
             raise SystemExit(run_check(args.bundle, args.json, settings))
         if args.command == "optimize":
-            from service.inference.optimize import run_optimize  # onnx + graph passes: only for this command
+            from service.inference.optimize_cli import run_optimize  # onnx + graph passes: only for this command
 
             settings = load_settings(model_dir=Path(args.bundle).parent.parent)
-            raise SystemExit(run_optimize(args.bundle, args.out_version, args.min_speedup, args.json, settings))
+            fp16 = args.fp16_tolerance if args.fp16 else None
+            speedup = args.min_speedup if args.min_speedup is not None else (0.0 if args.fp16 else 1.0)
+            raise SystemExit(run_optimize(args.bundle, args.out_version, speedup, args.json, settings, fp16))
         serve({k: v for k, v in vars(args).items() if k != "command" and v is not None})
     except SettingsError as error:
         parser.exit(2, f"fusionserve: {error}\n")

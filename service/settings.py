@@ -38,6 +38,14 @@ class Settings(BaseSettings):
     providers: Literal["auto", "cpu", "cuda"] = "auto"
     intra_op_threads: int = Field(0, ge=0, description="0 = onnxruntime's default (all cores)")
     inter_op_threads: int = Field(1, ge=0)
+    # CUDA execution provider options (service/inference/runtime.py); onnxruntime's own defaults unless set.
+    # HEURISTIC skips cuDNN's benchmark of every convolution algorithm on the first batch of each new shape.
+    cuda_cudnn_conv_algo_search: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] = "EXHAUSTIVE"
+    cuda_arena_extend_strategy: Literal["kNextPowerOfTwo", "kSameAsRequested"] = "kNextPowerOfTwo"
+    cuda_mem_limit_mb: int = Field(0, ge=0, description="cap of the CUDA EP's memory arena per session; 0 = none")
+    # run through an IO binding (inputs bound from host memory, outputs allocated by onnxruntime on the
+    # provider and copied back once): auto = on the CUDA EP, where it saves a staging copy per tensor
+    io_binding: Literal["auto", "on", "off"] = "auto"
 
     # dynamic batching (per component: image, text, audio, fusion)
     max_batch_size: int = Field(32, ge=1, le=4096)

@@ -1,7 +1,8 @@
 """The graph passes behind `fusionserve optimize`: each writes an optimised copy of one encoder graph.
 
-Every pass stays fp32 and must emit only operators that both the CPU and the CUDA execution providers
-run, so an optimised bundle serves on either; `foreign_ops` checks that on the written graph rather
+Every pass of PASSES stays fp32; FP16 (`--fp16`, opt-in) converts weights and activations to float16 with
+float32 inputs and outputs. Every pass must emit only operators that both the CPU and the CUDA execution
+providers run, so an optimised bundle serves on either; `foreign_ops` checks that on the written graph rather
 than trusting the pass. `onnx` and `onnxruntime.transformers` (which imports sympy) are imported inside
 the passes: the serving image has neither, and `fusionserve serve` imports this package.
 """
@@ -142,7 +143,23 @@ def transformer_fusions(
     return fused | ({"num_heads": num_heads, "hidden_size": hidden} if num_heads else {})
 
 
+def to_fp16(source: Path, target: Path) -> dict[str, int]:
+    """float16 weights and activations, float32 at the edges (a Cast after each input and before each output),
+    so the manifest's tensor types and the server's feeds stay as they are. For the GPU, whose tensor cores
+    run fp16 math; on the CPU EP it is usually slower."""
+    try:
+        import onnx
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+    except ImportError as error:
+        raise PassUnavailable(f"fp16 needs the 'optimize' extra ({error.name})") from None
+    with _quiet():
+        model = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
+    onnx.save(model, str(target))
+    return {"Cast": sum(node.op_type == "Cast" for node in model.graph.node)}
+
+
 GraphPass = Callable[[Path, Path], dict[str, int]]
+FP16: tuple[str, GraphPass] = ("fp16", to_fp16)
 # Tried in order for each modality; the fastest candidate that keeps parity wins.
 PASSES: dict[str, list[tuple[str, GraphPass]]] = {
     "text": [

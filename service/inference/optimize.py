@@ -1,4 +1,5 @@
-"""`fusionserve optimize BUNDLE [--out-version N]`: a new bundle version with optimised encoder graphs.
+"""`fusionserve optimize BUNDLE [--out-version N] [--fp16]`: a new bundle version with optimised encoder graphs
+(the command line: optimize_cli.py).
 
 The new version is assembled in a hidden staging directory (service/publish.py), checked there exactly as
 the server would load it (sha256, ONNX I/O, golden replay against the torch outputs the source bundle
@@ -9,13 +10,18 @@ Per encoder, every pass of graph_passes.PASSES is tried; a candidate is kept onl
 CPU and CUDA EPs, its embeddings match the plain graph's within the bundle's golden tolerance on the
 golden inputs, and it is at least `min_speedup` times as fast at batch 1 and at batch 32 (same session
 options as the server; interleaved rounds, fastest round against fastest round).
+
+With `fp16_tolerance` (Plan), the one candidate per encoder is its float16 conversion, judged at that stated
+tolerance instead of the bundle's: the new version's manifest carries it as its golden tolerance, so the
+server's load-time replay holds the fp16 graphs to exactly what was promised. Its speed is reported, and
+required only if `min_speedup` asks (fp16 pays on a GPU; on the CPU EP it is usually slower).
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -35,6 +41,25 @@ from service.settings import Settings
 # size and cost at the other, and a kept graph must not be slower at either.
 TIMING_BATCHES = (1, 32)
 TIMING_ROUNDS, TIMING_MIN_S = 9, 0.1  # interleaved rounds, seconds per graph per round (bench/graphs.py: more)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to try: the fp32 passes at the bundle's own tolerance, or the fp16 conversion at a stated one."""
+
+    min_speedup: float = 1.0
+    fp16_tolerance: float | None = None
+
+    def passes(self, modality: str) -> list:
+        return [graph_passes.FP16] if self.fp16_tolerance is not None else graph_passes.PASSES[modality]
+
+    def tolerance(self, manifest: Manifest) -> float:
+        return manifest.golden_tolerance if self.fp16_tolerance is None else self.fp16_tolerance
+
+    def describe(self, manifest: Manifest) -> str:
+        if self.fp16_tolerance is None:
+            return f"optimised graphs of version {manifest.version}"
+        return f"fp16 encoders of version {manifest.version}, golden tolerance {self.fp16_tolerance:g}"
 
 
 class OptimizeError(RuntimeError):
@@ -117,14 +142,14 @@ def _judge(result: dict, tolerance: float, min_speedup: float) -> dict:
 
 
 def optimize_encoder(
-    encoder: EncoderComponent, payloads: list, work: Path, tolerance: float, min_speedup: float, settings: Settings
+    encoder: EncoderComponent, payloads: list, work: Path, tolerance: float, plan: Plan, settings: Settings
 ) -> tuple[dict, Path | None]:
     """Try every pass for one encoder → (what was done, for the manifest; the graph to install or None)."""
     if not payloads:
         return {"kept": False, "reason": "no golden example has this modality: parity cannot be proven"}, None
     candidates = [
-        _judge(_try_pass(name, make, encoder, payloads, work, settings), tolerance, min_speedup)
-        for name, make in graph_passes.PASSES[encoder.modality]
+        _judge(_try_pass(name, make, encoder, payloads, work, settings), tolerance, plan.min_speedup)
+        for name, make in plan.passes(encoder.modality)
     ]
     passed = [c for c in candidates if c["ok"]]
     best = max(passed, key=lambda c: c["speedup"], default=None)
@@ -141,37 +166,39 @@ def _golden_payloads(bundle: LoadedBundle, settings: Settings) -> dict[str, list
     return {m: [item.arrays[m] for item in items if m in item.arrays] for m in bundle.manifest.modalities()}
 
 
-def _new_manifest(manifest: Manifest, staged: Path, version: str, report: dict) -> Manifest:
-    """Same golden examples (torch's outputs: the check proves parity with torch again), new sha256s."""
+def _new_manifest(manifest: Manifest, staged: Path, version: str, report: dict, plan: Plan) -> Manifest:
+    """Same golden examples (torch's outputs: the check proves parity with torch again), new sha256s, the
+    plan's tolerance."""
     values = manifest.model_dump()
     values |= {
         "version": version,
         "created": datetime.now().astimezone().isoformat(timespec="seconds"),
         "files": {path: sha256_file(staged / path) for path in manifest.files},
         "metrics": {**manifest.metrics, "optimized": report},
-        "description": f"{manifest.description} (optimised graphs of version {manifest.version})".strip(),
+        "description": f"{manifest.description} ({plan.describe(manifest)})".strip(),
+        "golden_tolerance": plan.tolerance(manifest),
     }
     new = Manifest.model_validate(values)
     write_manifest(new, staged / "manifest.json")
     return new
 
 
-def _assemble(bundle: LoadedBundle, staged: Path, version: str, settings: Settings, min_speedup: float) -> dict:
-    manifest, payloads = bundle.manifest, _golden_payloads(bundle, settings)
-    report: dict = {"from_version": manifest.version, "min_speedup": min_speedup, "encoders": {}}
+def _assemble(bundle: LoadedBundle, staged: Path, version: str, settings: Settings, plan: Plan) -> dict:
+    manifest, payloads, tolerance = bundle.manifest, _golden_payloads(bundle, settings), plan.tolerance(bundle.manifest)
+    report: dict = {"from_version": manifest.version, "min_speedup": plan.min_speedup, "tolerance": tolerance,
+                    "precision": "fp32" if plan.fp16_tolerance is None else "fp16", "encoders": {}}  # fmt: skip
     with tempfile.TemporaryDirectory(dir=staged.parent.parent) as work:
         for modality, encoder in bundle.encoders.items():
-            done, graph = optimize_encoder(
-                encoder, payloads[modality], Path(work), manifest.golden_tolerance, min_speedup, settings
-            )
+            done, graph = optimize_encoder(encoder, payloads[modality], Path(work), tolerance, plan, settings)
             if graph is not None:
                 shutil.copyfile(graph, staged / encoder.spec.file)
             report["encoders"][modality] = done
-    _new_manifest(manifest, staged, version, report)
+    _new_manifest(manifest, staged, version, report, plan)
     return report
 
 
-def optimize_bundle(source: Path, settings: Settings, out_version: str | None = None, min_speedup: float = 1.0) -> dict:
+def optimize_bundle(source: Path, settings: Settings, out_version: str | None = None, min_speedup: float = 1.0,
+                    fp16_tolerance: float | None = None) -> dict:  # fmt: skip
     """Write models/<name>/<N> from `source` (models/<name>/<version>); returns the report.
     Raises OptimizeError, leaving no new directory behind, when anything fails."""
     source = Path(source)
@@ -190,7 +217,7 @@ def optimize_bundle(source: Path, settings: Settings, out_version: str | None = 
         with staged_version(source.parent, bundle.manifest.name, version, "optimize") as staged:
             shutil.rmtree(staged)
             shutil.copytree(source, staged)
-            report = _assemble(bundle, staged, version, settings, min_speedup)
+            report = _assemble(bundle, staged, version, settings, Plan(min_speedup, fp16_tolerance))
             if not any(done["kept"] for done in report["encoders"].values()):
                 # a copy of the source under a new number would only make every server reload the same graphs
                 raise OptimizeError("no optimised graph kept parity and speed; no version written", report)
@@ -201,34 +228,3 @@ def optimize_bundle(source: Path, settings: Settings, out_version: str | None = 
     except (BundleError, OSError, VersionExists) as error:  # a golden input preprocessing rejects; a full disk; a race
         raise OptimizeError(str(error)) from None
     return {"ok": True, "bundle": str(target), "golden_max_error": check["golden_max_error"], **report}
-
-
-def _print_encoders(report: dict) -> None:
-    for modality, done in report["encoders"].items():
-        if done["kept"]:
-            before, after = done["nodes"]
-            speed = ", ".join(f"{x:.2f}x at batch {b}" for b, x in done["speedup_by_batch"].items())
-            diff = done["max_abs_diff"]
-            print(f"{modality}: {done['optimizer']}, {before}→{after} nodes, {speed}, max |diff| {diff:.2g}")
-        else:
-            reasons = "; ".join(f"{c['optimizer']}: {c['reason']}" for c in done.get("candidates", []))
-            print(f"{modality}: kept the plain graph ({reasons or done['reason']})")
-
-
-def run_optimize(bundle: str, out_version: str | None, min_speedup: float, as_json: bool, settings: Settings) -> int:
-    try:
-        report = optimize_bundle(Path(bundle), settings, out_version, min_speedup)
-    except OptimizeError as error:
-        if as_json:
-            print(json.dumps({"ok": False, "reason": str(error), **(error.report or {})}))
-        else:
-            if error.report:
-                _print_encoders(error.report)
-            print(f"FAILED: {error}")
-        return 1
-    if as_json:
-        print(json.dumps(report))
-        return 0
-    _print_encoders(report)
-    print(f"ok: wrote {report['bundle']}; golden max error {report['golden_max_error']:.3g}")
-    return 0

@@ -39,6 +39,18 @@ def requested_providers(setting: str) -> list[str]:
     return [CPU]
 
 
+def provider_options(providers: list[str], settings: Settings) -> list[dict[str, str]]:
+    """One options dict per provider: the CUDA EP's from the FUSIONSERVE_CUDA_* settings, none for the CPU."""
+    cuda = {
+        "cudnn_conv_algo_search": settings.cuda_cudnn_conv_algo_search,
+        "arena_extend_strategy": settings.cuda_arena_extend_strategy,
+        "do_copy_in_default_stream": "1",  # copies ordered with compute: no cross-stream synchronisation
+    }
+    if settings.cuda_mem_limit_mb:
+        cuda["gpu_mem_limit"] = str(settings.cuda_mem_limit_mb * 1024 * 1024)
+    return [cuda if provider == CUDA else {} for provider in providers]
+
+
 def lower_priority(nice: int) -> None:
     """Make the calling thread (and the threads it starts, which inherit it) `nice` steps less urgent.
 
@@ -96,7 +108,10 @@ class OrtModel:
         providers = requested_providers(settings.providers)
 
         def create(chosen: list[str]) -> ort.InferenceSession:
-            make = lambda: ort.InferenceSession(str(path), session_options(settings), providers=chosen)  # noqa: E731
+            options = provider_options(chosen, settings)
+            make = lambda: ort.InferenceSession(  # noqa: E731
+                str(path), session_options(settings), providers=chosen, provider_options=options
+            )
             return _in_thread(make, settings.compute_nice)
 
         try:
@@ -109,6 +124,15 @@ class OrtModel:
         self.provider = self.session.get_providers()[0]
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
+        self.io_binding = settings.io_binding == "on" or (settings.io_binding == "auto" and self.provider == CUDA)
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return self.session.run(self.output_names, feeds)
+        if not self.io_binding:
+            return self.session.run(self.output_names, feeds)
+        binding = self.session.io_binding()  # one per call: runs in several worker threads at once
+        for name, array in feeds.items():
+            binding.bind_cpu_input(name, np.ascontiguousarray(array))
+        for name in self.output_names:
+            binding.bind_output(name, "cpu")  # allocated by onnxruntime, copied from the device once
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()

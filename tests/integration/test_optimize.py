@@ -80,6 +80,37 @@ def test_writes_the_next_version_which_passes_the_servers_check(source, capsys):
             np.testing.assert_allclose(after.embeddings[modality], embedding, atol=original.golden_tolerance)
 
 
+def test_fp16_version_carries_its_stated_tolerance_and_passes_the_servers_check(source, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["optimize", str(source), "--fp16", "--fp16-tolerance", "0.02", "--json"])  # speed not required
+    report = json.loads(capsys.readouterr().out)
+    new, original = source.parent / "2", read_manifest(source / "manifest.json")
+    assert stop.value.code == 0 and report["ok"] and report["precision"] == "fp16"
+    manifest = read_manifest(new / "manifest.json")
+    assert manifest.golden_tolerance == 0.02 and "fp16 encoders of version 1" in manifest.description
+    done = manifest.metrics["optimized"]["encoders"]
+    assert all(d["kept"] and d["optimizer"] == "fp16" and d["max_abs_diff"] <= 0.02 for d in done.values())
+    for modality in ("image", "text", "audio"):
+        graph = onnx.load(str(new / f"{modality}_encoder.onnx"))
+        assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.graph.initializer), modality
+        assert graph.graph.input[0].type.tensor_type.elem_type != onnx.TensorProto.FLOAT16  # fp32 edges
+    settings = fast_settings(source.parent.parent)
+    assert check_bundle(new, settings)["ok"]  # the golden replay, held to the stated tolerance
+    for before, after in zip(outputs(source, settings), outputs(new, settings), strict=True):
+        np.testing.assert_allclose(after.probabilities, before.probabilities, atol=0.02)
+        np.testing.assert_allclose(after.fused, before.fused, atol=0.02)
+    assert original.golden_tolerance < 0.02  # fp16 needed the looser bound: fp32 passes keep the bundle's
+
+
+def test_fp16_outside_its_tolerance_writes_nothing(source):
+    settings = fast_settings(source.parent.parent)
+    with pytest.raises(optimize.OptimizeError, match="no version written") as refused:
+        optimize.optimize_bundle(source, settings, min_speedup=0.0, fp16_tolerance=1e-9)
+    reasons = [d["candidates"][0]["reason"] for d in refused.value.report["encoders"].values()]
+    assert all("> tolerance 1e-09" in reason for reason in reasons)
+    assert sorted(p.name for p in source.parent.iterdir()) == ["1"]
+
+
 def test_out_version_is_honoured_and_never_overwrites(source):
     settings = fast_settings(source.parent.parent)
     report = optimize.optimize_bundle(source, settings, out_version="7", min_speedup=0.0)
