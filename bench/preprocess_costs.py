@@ -2,7 +2,8 @@
 
 Images: the bench's 224–640 px PNG photos (bench/workloads.py) and 640×480 JPEG photos (the same generator,
 quality 90), through service/preprocess/image.py's own steps in order — open (sniff + header), decode, EXIF
-orientation, to RGB, resize + crop, normalise — and the whole `decode_image` as the server calls it. Audio:
+orientation, to RGB, resize + crop, normalise — and the whole `decode_image` as the server calls it; with the
+two-step path and with `single_pass` (reduced-scale JPEG decoding, one resize pass). Audio:
 the bench's 1–3 s speech-like WAVs at 16 and 44.1 kHz — decode, resample, log-mel — per second of audio.
 Thread CPU time (time.thread_time), median over the items, one thread: run it on a quiet machine. Results
 go to --out as costs.json and costs.md with the command.
@@ -50,6 +51,8 @@ def image_stages(data: bytes, spec: ImagePreprocess = SPEC) -> dict[str, float]:
     times = {}
     fmt = image.sniff_image_format(data)
     times["open"], picture = cpu_ms(lambda: image._open_checked(data, fmt, MAX_PIXELS, "image"))
+    if spec.single_pass:
+        image._draft(picture, spec)
     times["decode"], _ = cpu_ms(picture.load)
     times["exif"], picture = cpu_ms(lambda: ImageOps.exif_transpose(picture))
     times["to_rgb"], picture = cpu_ms(lambda: image._to_rgb(picture))
@@ -83,6 +86,8 @@ def measure(count: int, seed: int) -> dict:
     for data in inputs["png"][:3] + inputs["jpeg"][:3]:  # warm caches and lazy imports
         image_stages(data)
     result = {kind: medians([image_stages(data) for data in items]) for kind, items in inputs.items()}
+    fast = SPEC.model_copy(update={"single_pass": True})  # JPEGs at a reduced DCT scale, one resize pass
+    result |= {f"{kind} single_pass": medians([image_stages(d, fast) for d in items]) for kind, items in inputs.items()}
     rows = [audio_stages(clip, AudioPreprocess()) for clip in clips]
     for resampled in (0.0, 1.0):
         chosen = [row for row in rows if row["resampled"] == resampled]

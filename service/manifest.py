@@ -51,6 +51,10 @@ class ImagePreprocess(Strict):
     # normalised = (pixel_0_255 - mean) / std, per RGB channel
     mean: tuple[float, float, float] = (127.0, 127.0, 127.0)
     std: tuple[float, float, float] = (128.0, 128.0, 128.0)
+    # True: a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that keeps the output size, and crop and
+    # resize are one pass (a resize box) — about half the CPU of a photo. False: decoded whole, resized, then
+    # cropped: what bundles exported before this field were checked against, so their golden replay still holds
+    single_pass: bool = False
 
 
 class TextPreprocess(Strict):

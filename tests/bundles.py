@@ -147,7 +147,9 @@ def build_bundle(
     bundle = Path(root) / name / version
     bundle.mkdir(parents=True, exist_ok=True)
     specs = {
-        "image": ImagePreprocess(size=image_size, resize="center_crop", mean=IMAGE_MEAN, std=IMAGE_STD),
+        "image": ImagePreprocess(
+            size=image_size, resize="center_crop", mean=IMAGE_MEAN, std=IMAGE_STD, single_pass=True
+        ),
         "text": TextPreprocess(max_length=text_max_length, truncate=True),
         "audio": AudioPreprocess(sample_rate=SAMPLE_RATE, max_seconds=audio_max_seconds, n_mels=n_mels),
     }

@@ -7,6 +7,7 @@ pixel count, and only then let Pillow decode pixels. Every failure is a FusionEr
 from __future__ import annotations
 
 import io
+import math
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -108,11 +109,25 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _draft(image: Image.Image, spec: ImagePreprocess) -> None:
+    """Let a JPEG decode at a reduced DCT scale that still leaves at least the output size (no-op otherwise)."""
+    width, height = image.size
+    if spec.resize == "stretch":
+        image.draft(None, (spec.size, spec.size))
+        return
+    shorter = min(width, height)
+    image.draft(None, (math.ceil(spec.size * width / shorter), math.ceil(spec.size * height / shorter)))
+
+
 def _resize(image: Image.Image, spec: ImagePreprocess) -> Image.Image:
     size, resample = spec.size, _RESAMPLE[spec.resample]
     if spec.resize == "stretch":
         return image.resize((size, size), resample)
     width, height = image.size
+    if spec.single_pass:  # the centred square of the source, straight to size x size
+        side = min(width, height)
+        box = ((width - side) / 2, (height - side) / 2, (width + side) / 2, (height + side) / 2)
+        return image.resize((size, size), resample, box=box)
     scale = size / min(width, height)
     new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
     image = image.resize((new_w, new_h), resample)
@@ -121,20 +136,26 @@ def _resize(image: Image.Image, spec: ImagePreprocess) -> Image.Image:
 
 
 def _normalise(image: Image.Image, spec: ImagePreprocess) -> np.ndarray:
-    pixels = np.asarray(image, dtype=np.float32)  # [S, S, 3], 0..255
-    mean = np.asarray(spec.mean, dtype=np.float32)
-    std = np.asarray(spec.std, dtype=np.float32)
-    return np.ascontiguousarray(((pixels - mean) / std).transpose(2, 0, 1))
+    # uint8 [S,S,3] → float32 [3,S,S] in one pass into a C-contiguous array: the same float32 maths as
+    # (float(p) - mean) / std, a tenth of the time of converting first and transposing after
+    chw = np.asarray(image).transpose(2, 0, 1)
+    out = np.empty(chw.shape, np.float32)
+    np.subtract(chw, np.asarray(spec.mean, np.float32)[:, None, None], out=out, dtype=np.float32)
+    out /= np.asarray(spec.std, np.float32)[:, None, None]
+    return out
 
 
 def decode_image(data: bytes, spec: ImagePreprocess, *, max_pixels: int, field: str = "image") -> np.ndarray:
-    """Encoded JPEG/PNG/WebP/BMP bytes → float32 [3, S, S], EXIF-oriented, resized, normalised."""
+    """Encoded JPEG/PNG/WebP/BMP bytes → float32 [3, S, S], EXIF-oriented, resized, normalised (spec.single_pass:
+    JPEGs decoded at a reduced scale, crop and resize in one pass)."""
     fmt = sniff_image_format(data)
     if fmt is None:
         raise _unsupported(data, field)
     try:
         image = _open_checked(data, fmt, max_pixels, field)
-        image.load()  # the first (and only) full decode, after the size check
+        if spec.single_pass:
+            _draft(image, spec)
+        image.load()  # the first (and only) decode, after the size check
         image = ImageOps.exif_transpose(image)
         image = _to_rgb(image)
         return _normalise(_resize(image, spec), spec)

