@@ -12,7 +12,6 @@ go to --out as costs.json and costs.md with the command.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import shlex
 import statistics
@@ -22,22 +21,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import ImageOps
 
-from bench.workloads import photo_png, speech_like_wav
+from bench.workloads import photo_jpeg, photo_png, speech_like_wav
 from service.manifest import AudioPreprocess, ImagePreprocess
 from service.preprocess import audio, image, mel
 
 SPEC = ImagePreprocess(size=224, resize="center_crop", mean=(127.0,) * 3, std=(128.0,) * 3)
 MAX_PIXELS = 40_000_000
-
-
-def photo_jpeg(rng: np.random.Generator) -> bytes:
-    """A 640×480 photo-like JPEG (quality 90): the PNG generator's picture, re-encoded at a phone's size."""
-    picture = Image.open(io.BytesIO(photo_png(rng))).convert("RGB").resize((640, 480), Image.Resampling.BILINEAR)
-    buffer = io.BytesIO()
-    picture.save(buffer, format="JPEG", quality=90)
-    return buffer.getvalue()
 
 
 def cpu_ms(step: Callable[[], object]) -> tuple[float, object]:

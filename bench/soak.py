@@ -187,7 +187,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, help="seconds of load per workload (default 600; --quick 20)")
     parser.add_argument("--warmup", type=float, help="seconds excluded from the growth (default duration / 10)")
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--workloads", default=",".join(WORKLOADS), help=f"subset of {','.join(WORKLOADS)}")
+    parser.add_argument(
+        "--workloads", default="text-only,image-only,all-three", help=f"subset of {','.join(WORKLOADS)}"
+    )
     parser.add_argument("--model-dir", type=Path, default=Path("models"))
     parser.add_argument("--model", default="tridigits")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)

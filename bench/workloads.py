@@ -20,7 +20,12 @@ from service.inference.prepare import RawItem
 from service.manifest import Manifest, read_manifest
 from tests.bundles import WORDS, build_bundle
 
-WORKLOADS = {"text-only": ("text",), "image-only": ("image",), "all-three": ("image", "text", "audio")}
+WORKLOADS = {
+    "text-only": ("text",),
+    "image-only": ("image",),  # 224–640 px PNG photos
+    "jpeg-only": ("image",),  # 640×480 JPEG photos, a phone upload's size
+    "all-three": ("image", "text", "audio"),
+}
 # Realistic model shapes for the built bundle: the test graphs stay cheap (pooling + small MLPs), but the
 # tensors the server collates, copies and feeds are the sizes a real CLIP/Whisper-like bundle takes.
 BUILT_BUNDLE = dict(image_size=224, dim=256, n_mels=80, text_max_length=128, audio_max_seconds=10.0)
@@ -97,10 +102,10 @@ def build_workloads(bundle: Bundle, pool: int, seed: int = 0) -> tuple[list[Work
         if not set(modalities) <= set(bundle.manifest.modalities()):
             skipped.append(name)
             continue
-        workload = Workload(name, modalities)
+        workload, generators = Workload(name, modalities), GENERATORS | WORKLOAD_GENERATORS.get(name, {})
         for i in range(pool):
             rng = np.random.default_rng([seed, index, i])
-            item = RawItem(**{m: GENERATORS[m](rng) for m in modalities})
+            item = RawItem(**{m: generators[m](rng) for m in modalities})
             workload.raw.append(item)
             workload.bodies.append(multipart(item))
         workloads.append(workload)
@@ -110,7 +115,8 @@ def build_workloads(bundle: Bundle, pool: int, seed: int = 0) -> tuple[list[Work
 def multipart(item: RawItem) -> tuple[bytes, dict]:
     files = {}
     if item.image is not None:
-        files["image"] = ("photo.png", item.image, "image/png")
+        jpeg = item.image[:3] == b"\xff\xd8\xff"
+        files["image"] = ("photo.jpg", item.image, "image/jpeg") if jpeg else ("photo.png", item.image, "image/png")
     if item.audio is not None:
         files["audio"] = ("clip.wav", item.audio, "audio/wav")
     if item.text is not None:
@@ -154,4 +160,13 @@ def short_text(rng: np.random.Generator) -> str:
     return " ".join(str(w) for w in rng.choice(WORDS, size=int(rng.integers(4, 25))))
 
 
+def photo_jpeg(rng: np.random.Generator) -> bytes:
+    """A 640×480 photo-like JPEG (quality 90): the PNG generator's picture, re-encoded at a phone's size."""
+    picture = Image.open(io.BytesIO(photo_png(rng))).convert("RGB").resize((640, 480), Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
 GENERATORS = {"image": photo_png, "audio": speech_like_wav, "text": short_text}
+WORKLOAD_GENERATORS = {"jpeg-only": {"image": photo_jpeg}}
