@@ -1,7 +1,7 @@
 """Export one encoder (backbone + projection) to ONNX and prove ONNX Runtime agrees with torch.
 
 Exporter choice, pinned: the TorchScript exporter (`dynamo=False`) at opset 17. Both exporters handled
-the three encoders with dynamic axes in our checks (shared/MODEL_SOURCES.md); this one needs no extra
+the three encoders with dynamic axes in our checks; this one needs no extra
 dependency (the dynamo exporter needs onnxscript), exports in seconds, and names dynamic axes directly.
 Tracing bakes in Python control flow, so the check below runs ORT on inputs whose batch size and length
 differ from the example (and with padding), which is where a baked-in shape would show up.

