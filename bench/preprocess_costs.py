@@ -12,8 +12,6 @@ go to --out as costs.json and costs.md with the command.
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
 import statistics
 import sys
 import time
@@ -23,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import ImageOps
 
+from bench.report import command_line, write_small_run
 from bench.workloads import photo_jpeg, photo_png, speech_like_wav
 from service.manifest import AudioPreprocess, ImagePreprocess
 from service.preprocess import audio, image, mel
@@ -102,12 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "preprocess")
     args = parser.parse_args(argv)
-    command = "python -m bench.preprocess_costs " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = command_line("bench.preprocess_costs", argv)
     result = measure(args.count, args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "costs.json").write_text(json.dumps({"command": command, **result}, indent=1) + "\n")
-    (args.out / "costs.md").write_text(markdown(result, command))
-    print(markdown(result, command))
+    write_small_run(args.out, "costs", command, result, markdown(result, command))
     return 0
 
 

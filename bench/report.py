@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -49,6 +51,19 @@ def machine_info() -> dict:
 def load_average() -> list[float] | None:
     """1/5/15-minute load: a busy machine (other jobs) shows here and makes every number noisier."""
     return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
+
+
+def command_line(module: str, argv: list[str] | None) -> str:
+    """How a bench module was run, for its results files."""
+    return f"python -m {module} " + shlex.join(argv if argv is not None else sys.argv[1:])
+
+
+def write_small_run(out: Path, stem: str, command: str, result: dict, text: str) -> None:
+    """<stem>.json (with the command) and <stem>.md under `out`, and the markdown on stdout."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps({"command": command, **result}, indent=1) + "\n")
+    (out / f"{stem}.md").write_text(text)
+    print(text)
 
 
 def write_json(results: dict, out: Path) -> Path:

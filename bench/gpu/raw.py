@@ -10,8 +10,6 @@ of memory) ends that encoder's sweep and is recorded. `--providers cpu --max-bat
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
 import sys
 import tempfile
 import time
@@ -19,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.report import command_line, write_small_run
 from bench.workloads import GENERATORS, resolve_bundle
 from service.inference.bundle import load_bundle
 from service.inference.components import EncoderComponent
@@ -84,12 +83,9 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"bench.gpu.raw: CUDA asked for, onnxruntime runs on {bundle.provider}")
         encoders = {m: sweep(e, payload(bundle, m, settings), args.max_batch, args.min_seconds)
                     for m, e in bundle.encoders.items()}  # fmt: skip
-    command = "python -m bench.gpu.raw " + shlex.join(argv if argv is not None else sys.argv[1:])
+    command = command_line("bench.gpu.raw", argv)
     result = {"command": command, "provider": bundle.provider, "bundle": bundle_ref.name, "encoders": encoders}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "raw.json").write_text(json.dumps(result, indent=1) + "\n")
-    (args.out / "raw.md").write_text(markdown(result))
-    print(markdown(result))
+    write_small_run(args.out, "raw", command, result, markdown(result))
     return 0
 
 
