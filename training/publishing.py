@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from service.publish import VersionExists, next_version, publish, refuse_existing, staged_version
+from service.publish import VersionExists, next_version, publish, refuse_existing, staged_version, valid_version
 from training.errors import PublishError
 
 
@@ -17,7 +17,7 @@ def target_version(cfg, overwrite: bool) -> str:
     """cfg.version, or the next number free for the model (and its -int8 sibling when quantising); refused
     at once when it exists and `overwrite` is off, so a long build never fails at its last step."""
     model_dirs = [cfg.model_dir()] + ([cfg.model_dir("-int8")] if cfg.quantize else [])
-    version = cfg.version or next_version(*model_dirs)
+    version = valid_version(cfg.version) if cfg.version else next_version(*model_dirs)  # "07" publishes 7
     try:
         for model_dir in model_dirs:
             refuse_existing(model_dir / version, overwrite)
