@@ -27,8 +27,11 @@ WORKLOADS = {
     "all-three": ("image", "text", "audio"),
 }
 # Realistic model shapes for the built bundle: the test graphs stay cheap (pooling + small MLPs), but the
-# tensors the server collates, copies and feeds are the sizes a real CLIP/Whisper-like bundle takes.
-BUILT_BUNDLE = dict(image_size=224, dim=256, n_mels=80, text_max_length=128, audio_max_seconds=10.0)
+# tensors the server collates, copies and feeds are the sizes a real CLIP/Whisper-like bundle takes. Its image
+# encoder takes uint8 pixels and normalises them itself (ImagePreprocess.normalise "graph").
+BUILT_BUNDLE = dict(
+    image_size=224, dim=256, n_mels=80, text_max_length=128, audio_max_seconds=10.0, image_normalise="graph"
+)
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 

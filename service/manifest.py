@@ -17,7 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 SCHEMA_VERSION = 1
 MODALITIES = ("image", "text", "audio")
 Modality = Literal["image", "text", "audio"]
-DType = Literal["float32", "float16", "int64", "int32", "bool"]
+DType = Literal["float32", "float16", "int64", "int32", "bool", "uint8"]
 FUSION_OUTPUTS = ("logits", "fused")  # required; the server picks fusion outputs by name
 MODALITY_LOGITS = "modality_logits"  # optional: each modality's own head, for classify?explain=true
 
@@ -55,6 +55,9 @@ class ImagePreprocess(Strict):
     # resize are one pass (a resize box) — about half the CPU of a photo. False: decoded whole, resized, then
     # cropped: what bundles exported before this field were checked against, so their golden replay still holds
     single_pass: bool = False
+    # "server": the encoder takes float32 (pixel - mean) / std; "graph": it takes the uint8 pixels [3,S,S] and
+    # normalises inside (a quarter of the bytes through batching and between processes; docs/bundle-format.md)
+    normalise: Literal["server", "graph"] = "server"
 
 
 class TextPreprocess(Strict):
@@ -82,6 +85,16 @@ class EncoderSpec(Strict):
 
 class ImageEncoder(EncoderSpec):
     preprocess: ImagePreprocess = ImagePreprocess()
+
+    @model_validator(mode="after")
+    def _pixels_fit_the_normalisation(self) -> ImageEncoder:
+        dtype = self.inputs[0].dtype if self.inputs else None
+        if (self.preprocess.normalise == "graph") != (dtype == "uint8"):
+            raise ValueError(
+                f"image encoder input is {dtype}: preprocess.normalise 'graph' takes uint8 pixels, "
+                f"'server' the normalised float pixels (got {self.preprocess.normalise!r})"
+            )
+        return self
 
 
 class TextEncoder(EncoderSpec):

@@ -25,7 +25,7 @@ AUDIO_WEIGHTS = ("audio_w1", "audio_w2")
 FUSION_WEIGHTS = ("fusion_w", "fusion_b")
 HEAD_WEIGHTS = ("head_w_{modality}", "head_b_{modality}")  # [D,C], [C] per modality (fusion with heads)
 
-_ONNX_DTYPES = {"float32": TensorProto.FLOAT, "int64": TensorProto.INT64}
+_ONNX_DTYPES = {"float32": TensorProto.FLOAT, "int64": TensorProto.INT64, "uint8": TensorProto.UINT8}
 
 
 def _spec(name: str, dtype: str, *shape: int | str) -> TensorSpec:
@@ -96,12 +96,22 @@ def _model(name: str, nodes, inputs, outputs, weights) -> ModelProto:
     return model
 
 
-def image_encoder(weights: dict[str, np.ndarray], size: int, dim: int):
-    """pixel_values [B,3,S,S] → mean over H,W → tanh(·W1 + b1) → ·W2 → L2 → embedding [B,D]."""
-    inputs = [_spec("pixel_values", "float32", "batch", 3, size, size)]
+def image_encoder(weights: dict[str, np.ndarray], size: int, dim: int, normalise: tuple | None = None):
+    """pixel_values [B,3,S,S] → mean over H,W → tanh(·W1 + b1) → ·W2 → L2 → embedding [B,D]. With
+    normalise=(mean, std), pixel_values are uint8 and the graph first computes (float(pixels) - mean) / std."""
+    dtype, source, nodes = ("uint8", "normalised", []) if normalise else ("float32", "pixel_values", [])
+    if normalise:
+        weights = {**weights, "pixel_mean": np.reshape(normalise[0], (1, 3, 1, 1)),
+                   "pixel_std": np.reshape(normalise[1], (1, 3, 1, 1))}  # fmt: skip
+        nodes = [
+            helper.make_node("Cast", ["pixel_values"], ["pixels_f"], to=TensorProto.FLOAT),
+            helper.make_node("Sub", ["pixels_f", "pixel_mean"], ["centred"]),
+            helper.make_node("Div", ["centred", "pixel_std"], ["normalised"]),
+        ]
+    inputs = [_spec("pixel_values", dtype, "batch", 3, size, size)]
     outputs = [_spec("embedding", "float32", "batch", dim)]
-    nodes = [
-        helper.make_node("ReduceMean", ["pixel_values"], ["pooled"], axes=[2, 3], keepdims=0),
+    nodes += [
+        helper.make_node("ReduceMean", [source], ["pooled"], axes=[2, 3], keepdims=0),
         helper.make_node("MatMul", ["pooled", "image_w1"], ["hidden_linear"]),
         helper.make_node("Add", ["hidden_linear", "image_b1"], ["hidden_biased"]),
         helper.make_node("Tanh", ["hidden_biased"], ["hidden"]),

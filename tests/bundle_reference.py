@@ -47,6 +47,8 @@ def reference_outputs(bundle_dir: Path, inputs: dict) -> dict:
     bundle_dir = Path(bundle_dir)
     manifest = read_manifest(bundle_dir / "manifest.json")
     arrays = preprocess_item(bundle_dir, inputs)
+    if "image" in arrays and manifest.encoders.image.preprocess.normalise == "graph":
+        arrays["image"] = _graph_normalised(arrays["image"], manifest.encoders.image.preprocess)
     embeddings = {m: _ENCODERS[m](_weights(bundle_dir / getattr(manifest.encoders, m).file), arrays[m]) for m in arrays}
     fusion_weights = _weights(bundle_dir / manifest.fusion.file)
     logits, fused = _fusion(fusion_weights, manifest.fusion.modalities, embeddings, manifest.embedding_dim)
@@ -67,6 +69,12 @@ def _weights(path: Path) -> dict[str, np.ndarray]:
 
 def _normalise(x: np.ndarray) -> np.ndarray:
     return x / max(float(np.linalg.norm(x)), graphs.EPS)
+
+
+def _graph_normalised(pixels: np.ndarray, spec) -> np.ndarray:
+    """What an image encoder with normalise="graph" does to its uint8 input first."""
+    mean, std = (np.asarray(v, np.float64)[:, None, None] for v in (spec.mean, spec.std))
+    return (pixels.astype(np.float64) - mean) / std
 
 
 def _image(w: dict, pixels: np.ndarray) -> np.ndarray:

@@ -138,9 +138,11 @@ def build_bundle(
     golden: bool = True,
     audio_max_seconds: float = 10.0,
     modality_heads: bool = True,
+    image_normalise: str = "server",
 ) -> Path:
     """Write models/<name>/<version>/ under `root` and return that directory. `modality_heads`: fusion.onnx
-    also outputs modality_logits (classify?explain=true); without it the bundle is like older ones."""
+    also outputs modality_logits (classify?explain=true); without it the bundle is like older ones.
+    `image_normalise="graph"`: the image encoder takes uint8 pixels and normalises them itself."""
     modalities = [m for m in MODALITIES if m in modalities]  # canonical order = fusion input order
     if not modalities:
         raise ValueError("a bundle needs at least one modality")
@@ -148,7 +150,12 @@ def build_bundle(
     bundle.mkdir(parents=True, exist_ok=True)
     specs = {
         "image": ImagePreprocess(
-            size=image_size, resize="center_crop", mean=IMAGE_MEAN, std=IMAGE_STD, single_pass=True
+            size=image_size,
+            resize="center_crop",
+            mean=IMAGE_MEAN,
+            std=IMAGE_STD,
+            single_pass=True,
+            normalise=image_normalise,
         ),
         "text": TextPreprocess(max_length=text_max_length, truncate=True),
         "audio": AudioPreprocess(sample_rate=SAMPLE_RATE, max_seconds=audio_max_seconds, n_mels=n_mels),
@@ -190,7 +197,8 @@ def _write_encoder(bundle: Path, modality: str, spec, rng: np.random.Generator, 
             "image_b1": rng.normal(0, 0.1, hidden),
             "image_w2": rng.normal(0, hidden**-0.5, (hidden, dim)),
         }
-        model, inputs, outputs = graphs.image_encoder(weights, spec.size, dim)
+        normalise = (spec.mean, spec.std) if spec.normalise == "graph" else None
+        model, inputs, outputs = graphs.image_encoder(weights, spec.size, dim, normalise)
         encoder = ImageEncoder
     elif modality == "text":
         vocab = _write_tokenizer(bundle / FILES["tokenizer"])

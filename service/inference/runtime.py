@@ -24,6 +24,7 @@ NUMPY_DTYPES = {
     "int64": np.int64,
     "int32": np.int32,
     "bool": np.bool_,
+    "uint8": np.uint8,
 }
 
 

@@ -1,4 +1,5 @@
-"""Image bytes → normalised float32 CHW array (docs/bad-input.md rows 5–6).
+"""Image bytes → normalised float32 CHW array, or uint8 pixels for an encoder that normalises itself
+(docs/bad-input.md rows 5–6).
 
 Order matters for safety: sniff the container from magic bytes, read only the header, check the
 pixel count, and only then let Pillow decode pixels. Every failure is a FusionError.
@@ -147,7 +148,7 @@ def _normalise(image: Image.Image, spec: ImagePreprocess) -> np.ndarray:
 
 def decode_image(data: bytes, spec: ImagePreprocess, *, max_pixels: int, field: str = "image") -> np.ndarray:
     """Encoded JPEG/PNG/WebP/BMP bytes → float32 [3, S, S], EXIF-oriented, resized, normalised (spec.single_pass:
-    JPEGs decoded at a reduced scale, crop and resize in one pass)."""
+    JPEGs decoded at a reduced scale, crop and resize in one pass; spec.normalise "graph": uint8 [3, S, S])."""
     fmt = sniff_image_format(data)
     if fmt is None:
         raise _unsupported(data, field)
@@ -156,9 +157,10 @@ def decode_image(data: bytes, spec: ImagePreprocess, *, max_pixels: int, field: 
         if spec.single_pass:
             _draft(image, spec)
         image.load()  # the first (and only) decode, after the size check
-        image = ImageOps.exif_transpose(image)
-        image = _to_rgb(image)
-        return _normalise(_resize(image, spec), spec)
+        image = _resize(_to_rgb(ImageOps.exif_transpose(image)), spec)
+        if spec.normalise == "graph":  # the encoder normalises: hand it the pixels, a quarter of the bytes
+            return np.ascontiguousarray(np.asarray(image).transpose(2, 0, 1))
+        return _normalise(image, spec)
     except FusionError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning, MemoryError) as exc:
