@@ -82,8 +82,10 @@ class DataPlane:
         entry = self.registry.entry(model)
         if self.draining():
             return False
-        state = entry.versions.get(version) if version is not None else None
-        return bool(entry.ready_versions()) if version is None else state is not None and state.status == "ready"
+        if version is None:
+            return bool(entry.ready_versions())
+        state = entry.versions.get(version)
+        return state is not None and state.status == "ready"
 
     # ---- per-request accounting (every protocol) ---------------------------------------------------
 

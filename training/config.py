@@ -17,6 +17,7 @@ import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from service.publish import valid_version
 from training.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -96,8 +97,10 @@ def _one_of(field: str, allowed: tuple[str, ...]):
 def _name_and_version(cfg: TrainConfig) -> str | None:
     if not cfg.name or cfg.name.startswith(".") or any(c in cfg.name for c in "/\\ "):
         return f"name must be a plain directory name (no '/', spaces or leading '.'), got {cfg.name!r}"
-    if cfg.version and not (cfg.version.isdigit() and int(cfg.version) >= 1):
-        return f"version must be a positive integer (or empty for the next free one), got {cfg.version!r}"
+    try:
+        valid_version(cfg.version or "1")  # the publishing rule itself (service/publish.py); "" = the next free
+    except ValueError as error:
+        return f"version: {error}"
     return None
 
 

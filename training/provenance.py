@@ -13,7 +13,7 @@ import hashlib
 from pathlib import Path
 
 from training.data.dataset import Example, labels_of
-from training.data.features import content, default_preprocess, preprocess_digest
+from training.data.features import content_key, default_preprocess, file_key, preprocess_digest
 from training.errors import CheckpointError
 from training.model.backbones import AudioBackbone, ImageBackbone, TextBackbone
 
@@ -45,10 +45,9 @@ def backbone_source(modality: str, image_feature: str = "pooled") -> str:
 
 def _item_digest(example: Example) -> bytes:
     parts = [example.split, example.id, example.label]
-    for m in example.modalities():
-        parts.append(f"{m}:{hashlib.sha256(content(example, m)).hexdigest()}")
+    parts += [f"{m}:{content_key(example, m)}" for m in example.modalities()]  # the feature cache's own keys
     for m, paths in sorted(example.views.items()):
-        parts += [f"view {m}:{hashlib.sha256(Path(p).read_bytes()).hexdigest()}" for p in paths]
+        parts += [f"view {m}:{file_key(p)}" for p in paths]
     return "\0".join(parts).encode()
 
 

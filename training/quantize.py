@@ -129,8 +129,7 @@ def publish_int8(src: Path, data, report: dict, cfg, overwrite: bool) -> tuple[P
 def quantize_bundle(src: Path, data, report: dict, cfg, dst: Path) -> dict:
     """Write the int8 version of `src` into `dst` (<name>-int8/<version>/); return the accuracy comparison."""
     manifest = mf.read_manifest(src / "manifest.json")
-    shutil.rmtree(dst, ignore_errors=True)
-    shutil.copytree(src, dst)
+    shutil.copytree(src, dst, dirs_exist_ok=True)
     quantized = quantize_encoders(src, dst, manifest)
     base = manifest.model_dump(exclude={"files", "metrics"}) | {"name": dst.parent.name}
     test = data.examples["test"]

@@ -215,8 +215,7 @@ def optimize_bundle(source: Path, settings: Settings, out_version: str | None = 
     version = _target_version(source.parent, out_version)
     try:
         with staged_version(source.parent, bundle.manifest.name, version, "optimize") as staged:
-            shutil.rmtree(staged)
-            shutil.copytree(source, staged)
+            shutil.copytree(source, staged, dirs_exist_ok=True)
             report = _assemble(bundle, staged, version, settings, Plan(min_speedup, fp16_tolerance))
             if not any(done["kept"] for done in report["encoders"].values()):
                 # a copy of the source under a new number would only make every server reload the same graphs

@@ -1,7 +1,7 @@
 """An engine process (service/engine/server.py) and a front-end's client (client.py), issue 20 §1's two halves:
 prepared items sent over ZeroMQ come back as the in-process pipeline's answers, the engine's errors arrive as
-the same FusionError (404, 504 past the deadline), a cancelled call returns at once while the engine serves on,
-and SIGTERM ends the engine cleanly."""
+the same FusionError (404, 504 past the deadline), the engine serves on after a caller cancels, and SIGTERM
+ends it cleanly (exit 0)."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ async def test_items_come_back_as_the_in_process_pipeline_answers(client, tiny_m
     assert late.value.status == 504
 
 
-async def test_a_cancelled_call_returns_at_once_the_engine_serves_on_and_sigterm_ends_it(engine, client, tiny_models):
+async def test_the_engine_serves_on_after_a_cancelled_call_and_sigterm_ends_it(engine, client, tiny_models):
     items, _ = prepared(tiny_models)
     call = asyncio.create_task(client.infer("tiny", None, items * 10, time.monotonic() + 10))
     await asyncio.sleep(0)

@@ -67,6 +67,26 @@ def content(example: Example, modality: str) -> bytes:
     return value.encode("utf-8") if modality == "text" else Path(value).read_bytes()
 
 
+_FILE_KEYS: dict[tuple[str, int, int], str] = {}
+
+
+def file_key(path: Path | str) -> str:
+    """sha256 of a media file, remembered while its size and mtime stay the same: the feature cache's keys and
+    the checkpoint's dataset hash (training/provenance.py) read and hash each file once per process."""
+    stat = Path(path).stat()
+    memo = (str(path), stat.st_size, stat.st_mtime_ns)
+    if memo not in _FILE_KEYS:
+        _FILE_KEYS[memo] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return _FILE_KEYS[memo]
+
+
+def content_key(example: Example, modality: str) -> str:
+    """An item's cache key: sha256 of its media file, or of its text as UTF-8."""
+    if modality == "text":
+        return hashlib.sha256(example.text.encode("utf-8")).hexdigest()
+    return file_key(getattr(example, modality))
+
+
 def decode(data: bytes, modality: str, specs: PreprocessSpecs) -> tuple[np.ndarray, ...]:
     """Content bytes → the encoder's inputs for one item, exactly as the server computes them."""
     if modality == "image":
@@ -197,7 +217,7 @@ def extract_features(
     specs = specs or default_preprocess()
     present = [example for example in examples if getattr(example, modality) is not None]
     encoder = encoder_id(backbone, modality, specs)
-    keys = [hashlib.sha256(content(example, modality)).hexdigest() for example in present]
+    keys = [content_key(example, modality) for example in present]
     found = {key: cache.get(encoder, key) for key in dict.fromkeys(keys)} if cache else dict.fromkeys(keys)
     first = dict(zip(reversed(keys), reversed(present), strict=True))  # key → its first example
     todo = [(key, first[key]) for key, value in found.items() if value is None]

@@ -34,7 +34,7 @@ CASES = {
     "missing dataset": (["train", "--data", "nope/dataset.jsonl"], ["nope/dataset.jsonl", "cannot read"]),
     "bad config value": (["train", "--fusion", "sum"], ["fusion must be one of", "'sum'"]),
     "heads vs dim": (["train", "--fusion", "attention", "--dim", "10", "--heads", "4"], ["divisible by heads"]),
-    "bad version": (["export", "--version", "v2"], ["version must be a positive integer", "'v2'"]),
+    "bad version": (["export", "--version", "v2"], ["version: a version is a positive integer", "'v2'"]),
     "bad name": (["train", "--name", "../up"], ["name must be a plain directory name"]),
     "unknown config key": (["train", "--config", "typo.toml"], ["unknown config keys ['epoch']"]),
     "unreadable config": (["train", "--config", "broken.toml"], ["broken.toml: not a readable TOML file"]),
