@@ -17,10 +17,15 @@ class DrainMeter:
     under overload, and a bound judged by the current completion rate would shrink with it and refuse
     ever more (a spiral); the best recent second does not move."""
 
+    peers = 1  # processes refusing for the same capacity (EngineMeter: the front-ends)
+
     def __init__(self, window_s: int = CAPACITY_WINDOW_S):
-        self.in_flight, self.window_s = 0, window_s
+        self.in_flight, self.window_s = 0, window_s  # in_flight: admitted here, not finished
         self._seconds: deque[list[int]] = deque()  # [whole second (monotonic), completions in it]
         self._refused: deque[list[int]] = deque(maxlen=2)  # [whole second, refusals in it]: this one, the last
+
+    def admitted(self) -> None:
+        self.in_flight += 1
 
     def completed(self, now: float) -> None:
         self.in_flight -= 1
@@ -37,21 +42,32 @@ class DrainMeter:
         best = max((count for second, count in self._seconds if second < current), default=0)
         return float(best) if best >= 8 else None
 
+    def load(self) -> int:
+        """Requests in flight for the capacity this meter judges (here: this process's)."""
+        return self.in_flight
+
     def expected_wait_s(self, now: float) -> float | None:
         rate = self.rate(now)
-        return None if rate is None else self.in_flight / rate
+        return None if rate is None else self.load() / rate
 
     def retry_after_s(self, now: float) -> int:
         """Whole seconds a refused client should wait: until the admitted work drains, or — when many are
         refused — until the refused demand of the last second could be served at the drain rate. Telling
         them all "1" brings them back together, to be refused again: under 16x overload most of the event
         loop's time went to refusing the same clients every second."""
-        rate = self.rate(now)
-        if rate is None:  # cold: nothing to scale by
-            return 1
+        return retry_after_s(self.load(), self.refused_demand(now) * self.peers, self.rate(now))
+
+    def refused_demand(self, now: float) -> int:
+        """Refusals in this or the last whole second."""
         current = int(now)
-        demand = max((n for second, n in self._refused if second >= current - 1), default=0)
-        return min(MAX_RETRY_AFTER_S, max(1, math.ceil(max(self.in_flight, demand) / rate)))
+        return max((n for second, n in self._refused if second >= current - 1), default=0)
+
+
+def retry_after_s(in_flight: int, demand: int, rate: float | None) -> int:
+    """Whole seconds until `max(in_flight, demand)` requests drain at `rate` (1 when cold); at most 30 s."""
+    if rate is None:  # cold: nothing to scale by
+        return 1
+    return min(MAX_RETRY_AFTER_S, max(1, math.ceil(max(in_flight, demand) / rate)))
 
 
 def _count(seconds: deque[list[int]], second: int) -> None:
@@ -60,3 +76,22 @@ def _count(seconds: deque[list[int]], second: int) -> None:
         seconds[-1][1] += 1
     else:
         seconds.append([second, 1])
+
+
+class EngineMeter(DrainMeter):
+    """A front-end's door for one model version in multi-process mode: the engines' whole load — the requests
+    each engine reports in flight (with every answer and heartbeat) plus those admitted here and not yet sent
+    — at the sum of the engines' drain rates. Refused demand is this front-end's, times the front-ends."""
+
+    def __init__(self, front_ends: int):
+        super().__init__()
+        self.peers = front_ends
+        self.at_engine = 0  # admitted here and sent to an engine, not answered yet (counted in its report)
+        self.reports: dict[str, tuple[int, float | None]] = {}  # per engine endpoint: its requests, drain rate
+
+    def load(self) -> int:
+        return sum(requests for requests, _ in self.reports.values()) + self.in_flight - self.at_engine
+
+    def rate(self, now: float) -> float | None:
+        rates = [rate for _, rate in self.reports.values() if rate is not None]
+        return sum(rates) if rates else None

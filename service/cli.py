@@ -20,30 +20,20 @@ FP16_TOLERANCE = 1e-2
 
 
 def serve(overrides: dict) -> None:
-    import logging
-    import signal
-
-    import uvicorn
-
-    from service.drain import DrainingServer, DrainMiddleware
-    from service.main import create_app
+    """One process (FUSIONSERVE_WORKERS=0), or a supervisor of front-end and engine processes."""
+    from service.frontend import configure_logging, run_http
+    from service.processes import process_plan
     from service.settings import load_settings
 
     settings = load_settings(**overrides)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(settings)
-    config = uvicorn.Config(
-        DrainMiddleware(app, lambda: app.state.context.draining, settings.max_upload_bytes),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-    )
-    # uvicorn re-raises the stop signal after its graceful shutdown, which would end the process with
-    # -SIGTERM; a drained server should exit 0, so the handler it restores and re-raises into is a no-op.
-    for stop_signal in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(stop_signal, lambda *_: None)
-    DrainingServer(config, app.state.context, settings.drain_grace_s, settings.drain_timeout_s).run()
+    configure_logging(settings)
+    plan = process_plan(settings)
+    if not plan.split:
+        run_http(settings)
+        return
+    from service.supervisor import Supervisor
+
+    raise SystemExit(Supervisor(settings, overrides, plan).run())
 
 
 def _add_server_commands(commands: argparse._SubParsersAction) -> None:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from service.admission import DrainMeter
 from service.cycle import Admitted, Call, ClientDisconnected, Codec, Inference, Served, record_stages
@@ -32,6 +33,9 @@ from service.inference.prepare import PreparedItem, RawItem, prepare_item
 from service.inference.registry import Registry, VersionState
 from service.metrics import Metrics
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service.engine.backend import EngineBackend
 
 REJECT_REASON = {413: "too_large", 400: "invalid", 415: "invalid", 422: "invalid"}  # status → rejected_total reason
 
@@ -45,9 +49,11 @@ class Tracked:
 
 
 class DataPlane:
-    def __init__(self, registry: Registry, settings: Settings, metrics: Metrics, draining: Callable[[], bool]):
+    def __init__(self, registry: Registry, settings: Settings, metrics: Metrics, draining: Callable[[], bool],
+                 engines: EngineBackend | None = None):  # fmt: skip
         self.registry, self.settings, self.metrics = registry, settings, metrics
         self.draining = draining  # the server's shutdown state (set on SIGTERM, before the lifespan ends)
+        self.engines = engines  # multi-process mode: items run in the engine processes, not here
         self.preprocess_pool: ThreadPoolExecutor | None = None  # started with the app (lifespan)
         self._meters: dict[tuple[str, str], DrainMeter] = {}
 
@@ -115,6 +121,8 @@ class DataPlane:
     # ---- admission -----------------------------------------------------------------------------
 
     def meter(self, model: str, version: str) -> DrainMeter:
+        if self.engines is not None:
+            return self.engines.meter(model, version)
         return self._meters.setdefault((model, version), DrainMeter())
 
     def _check_door(self, model: str, meter: DrainMeter, now: float) -> None:
@@ -125,12 +133,12 @@ class DataPlane:
         floor = self.settings.max_batch_size
         wait = meter.expected_wait_s(now)
         limit = self.settings.max_queue_wait_ms / 1000
-        if wait is None or meter.in_flight < floor or wait <= limit:
+        if wait is None or meter.load() < floor or wait <= limit:
             return  # no rate measured yet (cold): the per-component queue bounds still apply
         self.metrics.reject(model, "queue_full")
         meter.refused(now)
         raise QueueFull(
-            f"model {model!r} is at capacity: {meter.in_flight} requests in flight, expected wait "
+            f"model {model!r} is at capacity: {meter.load()} requests in flight, expected wait "
             f"{wait * 1000:.0f} ms > "
             f"{self.settings.max_queue_wait_ms:g} ms (FUSIONSERVE_MAX_QUEUE_WAIT_MS)",
             headers={"Retry-After": str(meter.retry_after_s(now))},
@@ -157,7 +165,7 @@ class DataPlane:
             )
         meter = self.meter(model, state.version)
         self._check_door(model, meter, time.monotonic())
-        meter.in_flight += 1
+        meter.admitted()
         try:
             with state.hold():  # a version being unloaded stops its batchers only once no request holds it
                 yield Admitted(model, state)
@@ -206,8 +214,7 @@ class DataPlane:
         """Preprocess and run every item; if `cancelled` completes first, the items leave their queues
         before compute and ClientDisconnected is raised."""
         items = await self.prepare(admitted, raw_items)
-        pipeline = admitted.state.pipeline
-        work = asyncio.ensure_future(asyncio.gather(*(pipeline.run(item, deadline) for item in items)))
+        work = asyncio.ensure_future(self._run(admitted, items, deadline))
         if cancelled is None:
             return Inference(items, list(await work))
         try:
@@ -220,3 +227,10 @@ class DataPlane:
         work.cancel()
         await asyncio.wait({work})
         raise ClientDisconnected()
+
+    async def _run(self, admitted: Admitted, items: list[PreparedItem], deadline: float) -> list:
+        """The items' results from this process's pipeline, or from an engine process (multi-process mode)."""
+        if self.engines is not None:
+            return await self.engines.run(admitted.model, admitted.state, items, deadline)
+        pipeline = admitted.state.pipeline
+        return list(await asyncio.gather(*(pipeline.run(item, deadline) for item in items)))

@@ -6,7 +6,6 @@ configured model is loaded, verified and warm (Kubernetes startupProbe friendly)
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -33,11 +32,6 @@ from service.settings import Settings
 log = logging.getLogger("fusionserve")
 
 
-def _log_load_failure(task: asyncio.Task) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("model loading crashed", exc_info=task.exception())
-
-
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     context: ServerContext = app.state.context
@@ -48,23 +42,20 @@ async def lifespan(app: FastAPI):
         initargs=(context.settings.compute_nice,),  # decoding yields to the event loop too
     )  # fmt: skip
     context.plane.preprocess_pool = context.preprocess_pool
-    context.loader = asyncio.create_task(context.registry.load_all(context.registry.discover()))
-    context.loader.add_done_callback(_log_load_failure)
-    context.repository.start(context.loader)  # polls model_dir when FUSIONSERVE_MODEL_POLL_S > 0
+    await context.start_models()
     try:
         yield
     finally:
         context.draining = True  # /readyz → 503 while queued work finishes
         # new RPCs → UNAVAILABLE; those in flight finish while the batchers still run
         await grpc_server.stop(context.grpc_server, context.settings.drain_timeout_s)
-        context.loader.cancel()
-        await context.repository.stop()
-        await context.registry.stop()
+        await context.stop_models()
         context.preprocess_pool.shutdown(wait=True)
         log.info("drained; bye")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, engines: list[str] | None = None, front_ends: int = 1) -> FastAPI:
+    """The app of one process, or (`engines`: their endpoints) of one of `front_ends` front-end processes."""
     settings = settings or Settings()
     app = FastAPI(
         title="fusionserve",
@@ -74,7 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
         description="Fused image + text + audio inference: classifications and joint-space embeddings.",
     )
-    app.state.context = context = ServerContext.build(settings)
+    app.state.context = context = ServerContext.build(settings, engines, front_ends)
     shapes = {"/v2/": v2_error, "/v1/embeddings": openai_error}  # each protocol's error body, by path
     install_error_handlers(app, shapes)
     app.include_router(router)

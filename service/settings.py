@@ -34,6 +34,13 @@ class Settings(BaseSettings):
     # unload (403); "explicit" allows them with FUSIONSERVE_ADMIN_KEY, which a non-loopback host requires
     model_control: Literal["none", "explicit"] = "none"
 
+    # processes (docs/architecture.md "Processes"): 0 = one process does everything; N >= 1 = N front-end
+    # processes (HTTP, gRPC, decoding, preprocessing) + engine processes (batchers, onnxruntime, fusion);
+    # auto = one process on a CPU box, front-ends for the cores when a GPU is visible (service/processes.py)
+    workers: int | Literal["auto"] = "auto"
+    engines: int | Literal["auto"] = "auto"  # in multi-process mode; auto = one per visible GPU, else one
+    cuda_device_id: int = Field(0, ge=0, description="the GPU of this process's sessions (set per engine)")
+
     # onnxruntime
     providers: Literal["auto", "cpu", "cuda"] = "auto"
     intra_op_threads: int = Field(0, ge=0, description="0 = onnxruntime's default (all cores)")
@@ -117,6 +124,14 @@ class Settings(BaseSettings):
                 f"required with FUSIONSERVE_MODEL_CONTROL=explicit when FUSIONSERVE_HOST={host} is not a loopback "
                 "address: without it anyone who reaches the port could load or unload models"
             )
+        return value
+
+    @field_validator("workers", "engines")
+    @classmethod
+    def _process_count(cls, value: int | str, info: ValidationInfo) -> int | str:
+        least = 0 if info.field_name == "workers" else 1
+        if isinstance(value, int) and not least <= value <= 256:
+            raise ValueError(f"must be 'auto' or a number of processes from {least} to 256")
         return value
 
     @field_validator("warmup_batch_sizes")

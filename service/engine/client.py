@@ -1,25 +1,31 @@
-"""A front-end's connection to its engine (service/engine/server.py): prepared items out, results back, over one
+"""A front-end's connection to one engine (service/engine/server.py): prepared items out, results back, over one
 ZeroMQ DEALER socket read by one task; a caller that goes away cancels its items in the engine.
 
     client = EngineClient(endpoint); client.start()
     results = await client.infer("tiny", None, items, deadline)   # list[ItemResult], or the engine's FusionError
-    ready = await client.ping(timeout_s=1.0)                      # None: no answer (engine gone or busy)
+    status = await client.status(timeout_s=1.0)                   # the ping answer; None: no answer in time
 
-Not yet wired into the data plane (issue 20 §1): DataPlane.infer = prepare + this instead of the pipeline.
+The socket's monitor tells when the engine process goes away (its end of the socket closes, even on kill -9):
+every call waiting on it fails at once with 503 (NotReady) instead of waiting for a reply that will never
+come, and new calls are refused until an engine is back on the endpoint (ZeroMQ reconnects by itself).
+Every reply's "load" report goes to `on_load` (service/engine/backend.py: door admission).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
+from collections.abc import Callable
 
 import orjson
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
 
 from service.engine import wire
-from service.errors import FusionError
+from service.errors import FusionError, NotReady
 from service.inference.pipeline import ItemResult
 from service.inference.prepare import PreparedItem
 
@@ -31,42 +37,82 @@ def remote_error(fields: dict) -> FusionError:
     return error
 
 
+def engine_gone() -> NotReady:
+    return NotReady("the engine process stopped; it is being restarted: retry shortly", headers={"Retry-After": "1"})
+
+
 class EngineClient:
-    def __init__(self, endpoint: str):
+    def __init__(self, endpoint: str, on_load: Callable[[list], None] | None = None,
+                 on_change: Callable[[], None] | None = None):  # fmt: skip
+        self.endpoint, self.on_load, self.on_change = endpoint, on_load, on_change
         self.context = zmq.asyncio.Context()
         self.socket = self.context.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.IMMEDIATE, 1)  # queue nothing for an engine that is not there
+        self.monitor = self.socket.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
         self.socket.connect(endpoint)
+        self.connected = False
         self.ids = itertools.count(1)
         self.waiting: dict[int, asyncio.Future] = {}
-        self.reader: asyncio.Task | None = None
+        self.tasks: list[asyncio.Task] = []
+        self.last_status: dict | None = None  # the engine's last ping answer (None: none since it connected)
 
     def start(self) -> None:
-        self.reader = asyncio.create_task(self._read(), name="engine-replies")
+        self.tasks = [asyncio.create_task(self._read(), name="engine-replies"),
+                      asyncio.create_task(self._watch(), name="engine-monitor")]  # fmt: skip
 
     async def close(self) -> None:
-        if self.reader is not None:
-            self.reader.cancel()
-            await asyncio.wait({self.reader})
+        for task in self.tasks:
+            task.cancel()
+        if self.tasks:
+            await asyncio.wait(self.tasks)
+        self.socket.disable_monitor()
+        self.monitor.close(linger=0)
         self.socket.close(linger=0)
         self.context.term()
+
+    @property
+    def outstanding(self) -> int:
+        return len(self.waiting)
+
+    async def _watch(self) -> None:
+        while True:
+            event = parse_monitor_message(await self.monitor.recv_multipart())["event"]
+            self.connected = event == zmq.EVENT_CONNECTED
+            if not self.connected:
+                self.last_status = None
+                for future in self.waiting.values():
+                    if not future.done():
+                        future.set_exception(engine_gone())
+                self.waiting.clear()
+            if self.on_change is not None:
+                self.on_change()
 
     async def _read(self) -> None:
         while True:
             frames = await self.socket.recv_multipart(copy=False)
             header = orjson.loads(frames[0].bytes)
+            if self.on_load is not None and "load" in header:
+                self.on_load(header["load"])
             future = self.waiting.pop(header.get("id"), None)
             if future is not None and not future.done():
                 future.set_result(frames)
 
     async def _call(self, frames: list, request_id: int) -> list:
+        if not self.connected:
+            raise engine_gone()
         future = asyncio.get_running_loop().create_future()
         self.waiting[request_id] = future
-        await self.socket.send_multipart(frames, copy=False)
+        try:
+            await self.socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:  # the connection went between the check and the send
+            self.waiting.pop(request_id, None)
+            raise engine_gone() from None
         try:
             return await future
         except asyncio.CancelledError:
             self.waiting.pop(request_id, None)
-            await self.socket.send(orjson.dumps({"op": "cancel", "id": request_id}))
+            with contextlib.suppress(zmq.Again):  # no engine: nothing of the call is left to cancel
+                await self.socket.send(orjson.dumps({"op": "cancel", "id": request_id}), flags=zmq.NOBLOCK)
             raise
 
     async def infer(self, model: str, version: str | None, items: list[PreparedItem], deadline: float):
@@ -80,15 +126,30 @@ class EngineClient:
             raise remote_error(reply["error"])
         return wire.unpack_results(frames)[1]
 
-    async def ping(self, timeout_s: float) -> bool | None:
-        """Whether the engine says it is ready; None when it does not answer within `timeout_s`."""
+    async def status(self, timeout_s: float) -> dict | None:
+        """The engine's ping answer (ready, models, load); None when it does not answer within `timeout_s`."""
         request_id = next(self.ids)
         try:
             frames = await asyncio.wait_for(self._call([orjson.dumps({"op": "ping", "id": request_id})], request_id),
                                             timeout_s)  # fmt: skip
-        except TimeoutError:
+        except (TimeoutError, NotReady):
             return None
-        return bool(orjson.loads(frames[0].bytes)["ready"])
+        self.last_status = orjson.loads(frames[0].bytes)
+        return self.last_status
+
+    async def ping(self, timeout_s: float) -> bool | None:
+        """Whether the engine says it is ready; None when it does not answer within `timeout_s`."""
+        status = await self.status(timeout_s)
+        return None if status is None else bool(status["ready"])
+
+    async def repository(self, action: str, model: str | None, ready_only: bool = False) -> dict:
+        """Triton's repository extension in the engine: index, load or unload; the engine's FusionError."""
+        request_id = next(self.ids)
+        ask = {"op": "repository", "id": request_id, "action": action, "model": model, "ready_only": ready_only}
+        reply = orjson.loads((await self._call([orjson.dumps(ask)], request_id))[0].bytes)
+        if not reply["ok"]:
+            raise remote_error(reply["error"])
+        return reply
 
 
 __all__ = ["EngineClient", "ItemResult", "remote_error"]

@@ -6,11 +6,16 @@ One ZeroMQ ROUTER socket; every message is wire.py frames (a JSON header, then t
     {"op": "infer", "id", "model", "version", "timeout_s"} + items → {"id", "ok": true} + results
                                                                     | {"id", "ok": false, "error": {...}}
     {"op": "cancel", "id"}  the request's items leave their queues before compute; it answers 499
-    {"op": "ping", "id"}    → {"id", "ok": true, "ready": every configured model loaded and warm}
+    {"op": "ping", "id"}    → {"id", "ok": true, "ready": every configured model loaded and warm,
+                               "models": state.snapshot(registry)}
+    {"op": "repository", "id", "action": "index" | "load" | "unload", "model", "ready_only"}
+                            → {"id", "ok": true, "rows": [...], "failed": [[version, reason], ...]}
 
-Errors travel as a FusionError's status, type, message, field and headers, so a front-end raises the same
-error a single process would. Not yet wired into `fusionserve serve` (the supervisor, door admission across
-processes and shared metrics are still to come): `python -m service.engine.server ENDPOINT` runs one.
+Every answer also carries "load": per model version, the requests in this engine and its drain rate
+(service/admission.py), from which each front-end's door judges the engine's whole load. Errors travel as a
+FusionError's status, type, message, field and headers, so a front-end raises the same error a single
+process would. The supervisor (service/supervisor.py) runs one per device; `python -m service.engine.server
+ENDPOINT` runs one by hand. Live reload (FUSIONSERVE_MODEL_POLL_S, the repository API) happens here.
 """
 
 from __future__ import annotations
@@ -26,10 +31,13 @@ import orjson
 import zmq
 import zmq.asyncio
 
+from service.admission import DrainMeter
 from service.cycle import ClientDisconnected
 from service.engine import wire
+from service.engine.state import snapshot
 from service.errors import FusionError
 from service.inference.registry import Registry
+from service.inference.reload import ModelRepository
 from service.metrics import Metrics
 from service.settings import Settings, load_settings
 
@@ -45,7 +53,9 @@ class Engine:
     def __init__(self, settings: Settings, endpoint: str):
         self.settings, self.endpoint = settings, endpoint
         self.registry = Registry(settings, Metrics())
+        self.repository = ModelRepository(self.registry)
         self.tasks: dict[tuple[bytes, object], asyncio.Task] = {}  # (front-end identity, request id) → its work
+        self.meters: dict[tuple[str, str], DrainMeter] = {}  # per model version: requests here, drain rate
 
     async def run(self) -> None:
         """Load every bundle, then serve messages until cancelled; the batchers drain on the way out."""
@@ -53,12 +63,14 @@ class Engine:
         socket = context.socket(zmq.ROUTER)
         socket.bind(self.endpoint)
         loader = asyncio.create_task(self.registry.load_all(self.registry.discover()))
+        self.repository.start(loader)  # polls model_dir when FUSIONSERVE_MODEL_POLL_S > 0
         try:
             while True:
                 identity, *frames = await socket.recv_multipart(copy=False)
                 self._dispatch(socket, identity.bytes, frames)
         finally:
             loader.cancel()
+            await self.repository.stop()
             await self.registry.stop()
             socket.close(linger=0)
             context.term()
@@ -70,33 +82,74 @@ class Engine:
             if (task := self.tasks.get(key)) is not None:
                 task.cancel()
         elif header.get("op") == "ping":
-            ready = {"id": header.get("id"), "ok": True, "ready": self.registry.all_ready()}
-            socket.send_multipart([identity, orjson.dumps(ready)])
+            state = {"ready": self.registry.all_ready(), "models": snapshot(self.registry), "load": self.load()}
+            socket.send_multipart([identity, orjson.dumps({"id": header.get("id"), "ok": True} | state)])
         else:
-            task = asyncio.create_task(self._answer(socket, identity, frames))
+            answer = self._answer if header.get("op") == "infer" else self._repository
+            task = asyncio.create_task(answer(socket, identity, frames))
             self.tasks[key] = task
             task.add_done_callback(lambda _: self.tasks.pop(key, None))
 
+    def load(self) -> list:
+        """[model, version, requests in this engine, drain rate or None] per model version it has served."""
+        now = time.monotonic()
+        return [[model, version, meter.in_flight, meter.rate(now)] for (model, version), meter in self.meters.items()]
+
     async def _answer(self, socket, identity: bytes, frames: list) -> None:
         header, items = wire.unpack_items(frames)
+        meter, results, error = None, None, None
         try:
             state = self.registry.get(header["model"], header.get("version"))
+            meter = self.meters.setdefault((header["model"], state.version), DrainMeter())
+            meter.admitted()
             deadline = time.monotonic() + header["timeout_s"]
-            results = await asyncio.gather(*(state.pipeline.run(item, deadline) for item in items))
-            reply = wire.pack_results({"id": header["id"], "ok": True}, results)
+            with state.hold():  # a version being unloaded stops its batchers only once no request holds it
+                results = await asyncio.gather(*(state.pipeline.run(item, deadline) for item in items))
         except asyncio.CancelledError:  # the front-end's caller went away: the items left their queues
-            reply = [orjson.dumps(error_header(header["id"], ClientDisconnected()))]
-        except FusionError as error:
-            reply = [orjson.dumps(error_header(header["id"], error))]
+            error = ClientDisconnected()
+        except FusionError as failure:
+            error = failure
+        if meter is not None:
+            meter.completed(time.monotonic())
+        if error is None:
+            reply = wire.pack_results({"id": header["id"], "ok": True, "load": self.load()}, results)
+        else:
+            reply = [orjson.dumps(error_header(header["id"], error) | {"load": self.load()})]
         await socket.send_multipart([identity, *reply], copy=False)
 
+    async def _repository(self, socket, identity: bytes, frames: list) -> None:
+        """Triton's repository extension, run where the models live (api/repository.py on a front-end)."""
+        header = orjson.loads(frames[0].bytes)
+        reply = {"id": header["id"], "ok": True, "failed": []}
+        try:
+            if header["action"] == "load":
+                failed = await self.repository.load(header["model"])
+                reply["failed"] = [[state.version, state.reason] for state in failed]
+            elif header["action"] == "unload":
+                await self.repository.unload(header["model"])
+            reply["rows"] = await self.repository.index(ready_only=header.get("ready_only", False))
+        except FusionError as error:
+            reply = error_header(header["id"], error)
+        reply |= {"models": snapshot(self.registry)}  # the caller's front-end follows at once
+        await socket.send_multipart([identity, orjson.dumps(reply)])
 
-async def serve(settings: Settings, endpoint: str) -> None:
-    """Run an engine until SIGTERM or SIGINT, which cancel it: its batchers drain before it returns."""
+
+async def serve(settings: Settings, endpoint: str, stop_signals=(signal.SIGTERM, signal.SIGINT)) -> None:
+    """Run an engine until a stop signal cancels it: its batchers drain before it returns."""
     task, loop = asyncio.current_task(), asyncio.get_running_loop()
-    for stop in (signal.SIGTERM, signal.SIGINT):
+    for stop in stop_signals:
         loop.add_signal_handler(stop, task.cancel)
     await Engine(settings, endpoint).run()
+
+
+def run_engine(overrides: dict, endpoint: str) -> None:
+    """A supervised engine process's entry point (service/supervisor.py): settings from the environment and
+    the supervisor's overrides (the device for this engine among them)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the supervisor orders the stop
+    settings = load_settings(**overrides)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with contextlib.suppress(asyncio.CancelledError):
+        asyncio.run(serve(settings, endpoint, (signal.SIGTERM,)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -189,7 +189,8 @@ class Registry:
         await state.pipeline.stop()
         if entry.versions.get(state.version) is state:
             del entry.versions[state.version]
-        with contextlib.suppress(KeyError):  # the gauges forget the version
+        with contextlib.suppress(KeyError):  # the gauges forget the version (0 first: multiprocess files keep it)
+            self.metrics.model_info.labels(entry.name, state.version, state.bundle.provider).set(0)
             self.metrics.model_info.remove(entry.name, state.version, state.bundle.provider)
             self.metrics.model_load_seconds.remove(entry.name, state.version)
         self._forget_if_empty(entry)

@@ -43,6 +43,7 @@ def requested_providers(setting: str) -> list[str]:
 def provider_options(providers: list[str], settings: Settings) -> list[dict[str, str]]:
     """One options dict per provider: the CUDA EP's from the FUSIONSERVE_CUDA_* settings, none for the CPU."""
     cuda = {
+        "device_id": str(settings.cuda_device_id),
         "cudnn_conv_algo_search": settings.cuda_cudnn_conv_algo_search,
         "arena_extend_strategy": settings.cuda_arena_extend_strategy,
         "do_copy_in_default_stream": "1",  # copies ordered with compute: no cross-stream synchronisation

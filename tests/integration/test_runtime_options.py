@@ -17,10 +17,11 @@ from tests.integration.conftest import fast_settings
 
 def test_cuda_options_come_from_the_settings_and_the_cpu_gets_none():
     settings = Settings(cuda_cudnn_conv_algo_search="HEURISTIC", cuda_arena_extend_strategy="kSameAsRequested",
-                        cuda_mem_limit_mb=2048)  # fmt: skip
+                        cuda_mem_limit_mb=2048, cuda_device_id=1)  # fmt: skip
     cuda, cpu = provider_options([CUDA, CPU], settings)
-    assert cuda == {"cudnn_conv_algo_search": "HEURISTIC", "arena_extend_strategy": "kSameAsRequested",
-                    "do_copy_in_default_stream": "1", "gpu_mem_limit": str(2048 * 1024 * 1024)}  # fmt: skip
+    assert cuda == {"device_id": "1", "cudnn_conv_algo_search": "HEURISTIC",
+                    "arena_extend_strategy": "kSameAsRequested", "do_copy_in_default_stream": "1",
+                    "gpu_mem_limit": str(2048 * 1024 * 1024)}  # fmt: skip
     assert cpu == {}
     defaults = provider_options([CUDA], Settings())[0]  # onnxruntime's own defaults, no memory cap
     assert defaults["cudnn_conv_algo_search"] == "EXHAUSTIVE" and "gpu_mem_limit" not in defaults

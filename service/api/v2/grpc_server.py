@@ -184,7 +184,8 @@ async def start(plane: DataPlane) -> grpc.aio.Server | None:
         interceptors=[ApiKeyInterceptor(key)] if key is not None else [],
         options=[
             ("grpc.max_receive_message_length", settings.max_upload_bytes),
-            ("grpc.so_reuseport", 0),  # a port in use fails the start instead of being shared silently
+            # a port in use fails the start instead of being shared silently; front-ends of one server share it
+            ("grpc.so_reuseport", 1 if plane.engines is not None else 0),
         ],
     )
     pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(plane), server)
