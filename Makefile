@@ -6,7 +6,7 @@ MODELS ?= models
 PYTEST_ARGS ?=
 
 .PHONY: install serve test lint bench tiny-bundle default-bundle espeak deploy-tools deploy-check chromium clean
-.PHONY: bench-peers-setup bench-peers bench-overload bench-soak bench-bundle
+.PHONY: bench-peers-setup bench-peers bench-overload bench-soak bench-bundle bench-scale
 .PHONY: grpc-stubs
 
 # The virtual environment, rebuilt when pyproject.toml changes.
@@ -77,6 +77,10 @@ bench-overload: bench-bundle
 
 bench-soak: bench-bundle
 	$(BIN)/python -m bench.soak --model-dir $(MODELS) $(BENCH_ARGS)
+
+# Issue 20 §6: one process, N front-ends + one engine, N independent servers; the stand-in and the default bundle.
+bench-scale: bench-bundle
+	$(BIN)/python -m bench.scale --default-bundle $(MODELS) $(BENCH_ARGS)
 
 # Regenerate the committed KServe V2 gRPC stubs (service/api/v2/grpc_predict_v2_pb2*.py) from the .proto. The
 # generator is pinned, and old on purpose: its gencode (protobuf 5.27, grpcio 1.66) loads on every protobuf and

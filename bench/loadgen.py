@@ -8,11 +8,12 @@ Every loop is bounded by time and by count.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx
 import numpy as np
@@ -170,6 +171,28 @@ async def http_target(kind: str, host: str, port: int, path: str, *, max_connect
         return
     async with http_client(max_connections, timeout_s) as client:
         yield http_sender(client, f"http://{host}:{port}{path}"), lambda body, headers: (body, headers)
+
+
+@asynccontextmanager
+async def spread_target(
+    kind: str, host: str, ports: Sequence[int], path: str, *, max_connections: int, timeout_s: float
+):
+    """(send, encode) over several servers (one `http_target` per port): each request goes to the next server
+    in turn, so a closed loop's clients load them evenly; `encode` builds one request per server."""
+    async with AsyncExitStack() as stack:
+        targets = [
+            await stack.enter_async_context(
+                http_target(kind, host, port, path, max_connections=max_connections, timeout_s=timeout_s)
+            )
+            for port in ports
+        ]
+        turn = itertools.count()
+
+        async def send(payloads: tuple) -> str:
+            index = next(turn) % len(targets)
+            return await targets[index][0](payloads[index])
+
+        yield send, lambda body, headers: tuple(encode(body, headers) for _, encode in targets)
 
 
 def http_client(max_connections: int, timeout_s: float) -> httpx.AsyncClient:

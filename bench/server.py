@@ -7,6 +7,7 @@ reader can see how much of the machine the client took.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -70,25 +71,25 @@ class ServerProcess:
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
+    def pids(self) -> list[int]:
+        """The server process and all its live descendants (front-ends and engines in the workers mode)."""
+        return process_tree(self.process.pid)
+
     def cpu_seconds(self) -> float | None:
-        """user + system CPU time of the server process, all threads (Linux /proc; None elsewhere)."""
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """user + system CPU time of the server's process tree, all threads (Linux /proc; None elsewhere).
+
+        Children that already exited are not counted (their time reaches the parent's cutime only once reaped,
+        and a supervisor's children live as long as it does), so a window's delta is of live processes only.
+        """
+        return tree_cpu_seconds(self.process.pid)
 
     def memory_mb(self) -> dict:
-        """Current and peak resident set size of the server process (Linux /proc)."""
-        try:
-            status = Path(f"/proc/{self.process.pid}/status").read_text()
-        except OSError:
-            return {}
-        values = {}
-        for line in status.splitlines():
-            key, _, rest = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                values[{"VmRSS": "rss_mb", "VmHWM": "peak_rss_mb"}[key]] = round(int(rest.split()[0]) / 1024, 1)
+        """Current and peak resident set size of the server's process tree (Linux /proc), summed over the
+        processes: for several processes the peak is the sum of each one's peak, an upper bound."""
+        values: dict[str, float] = {}
+        for pid in self.pids():
+            for key, megabytes in process_memory_mb(pid).items():
+                values[key] = round(values.get(key, 0.0) + megabytes, 1)
         return values
 
     def stop(self) -> None:
@@ -111,3 +112,51 @@ class ServerProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and its live descendants, parents first: /proc/<pid>/task/*/children, recursively (Linux)."""
+    pids, index = [root], 0
+    while index < len(pids):
+        pids.extend(pid for pid in children(pids[index]) if pid not in pids)
+        index += 1
+    return pids
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for path in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):  # the thread or the process is gone
+            found.extend(int(child) for child in path.read_text().split())
+    return found
+
+
+def cpu_seconds_of(pid: int) -> float | None:
+    """utime + stime of one process, all its threads; None when it is gone (or not on Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_cpu_seconds(root: int) -> float | None:
+    """CPU seconds of `root` and its live descendants; None when `root` itself cannot be read."""
+    own = cpu_seconds_of(root)
+    if own is None:
+        return None
+    return own + sum(cpu_seconds_of(pid) or 0.0 for pid in process_tree(root)[1:])
+
+
+def process_memory_mb(pid: int) -> dict[str, float]:
+    """VmRSS and VmHWM of one process in MB ({} when it is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return {}
+    values = {}
+    for line in status.splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[{"VmRSS": "rss_mb", "VmHWM": "peak_rss_mb"}[key]] = round(int(rest.split()[0]) / 1024, 1)
+    return values

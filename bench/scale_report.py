@@ -1,0 +1,218 @@
+"""bench/scale.py's arithmetic and results: the cores projection, the ratios to one process, the targets met or
+not, and results.json + results.md."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+ITEMS_PER_S = 10_000  # the projection's load: one item per bench request
+BASE = "one-process"
+SMOKE = "**SMOKE RUN: seconds per phase on a shared machine. Not for quoting.**"
+BUNDLE_TITLES = {"standin": "Stand-in bundle (random weights, cheap graphs)", "default": "Default bundle (tridigits/1)"}
+# stand-in bundle: (workload, front-ends-2 / one-process req/s at least) and (workload, CPU ms per request at most)
+SPEEDUPS = (("text-only", 1.6), ("image-only", 1.25))
+CPU_MS = (("text-only", 0.40), ("image-only", 4.0), ("jpeg-only", 2.0))
+CPU_MODES = ("one-process", "front-ends-2")
+SAME_AS_ONE = 0.97  # default bundle: the default setting keeps ≥ 97 % of one process's req/s and c=1 p50
+NOTES = (
+    "Server CPU is read from /proc over each measured window for every live process of each server's tree; a "
+    "process that exits inside a window (none should) takes its CPU with it.",
+    "independent-N runs N copies of everything (N times the models' memory, N batchers that each see 1/N of the "
+    "traffic, so smaller batches); front-ends-N shares one engine. N=1 of it is one-process and is not run again.",
+    "Modes run one after another, not interleaved: on a shared machine only ratios within one run compare.",
+    "RSS is summed over a server's processes (memory shared between them counted in each).",
+)
+
+
+def cores_for(items_per_s: float, cpu_ms_per_request: float | None) -> float | None:
+    """Cores that `items_per_s` would keep busy at this CPU cost (one item per request)."""
+    return None if cpu_ms_per_request is None else round(items_per_s * cpu_ms_per_request / 1000, 2)
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    return None if numerator is None or not denominator else round(numerator / denominator, 3)
+
+
+def closed(modes: dict, mode: str, workload: str) -> dict:
+    return modes.get(mode, {}).get("workloads", {}).get(workload, {}).get("closed", {})
+
+
+def c1_p50(modes: dict, mode: str, workload: str) -> float | None:
+    return modes.get(mode, {}).get("workloads", {}).get(workload, {}).get("c1", {}).get("p50_ms")
+
+
+def ratios(modes: dict) -> dict:
+    """Per workload and mode: req/s ÷ one process's, and CPU ms per request (one process's alongside)."""
+    out = {}
+    for workload in modes.get(BASE, {}).get("workloads", {}):
+        base = closed(modes, BASE, workload)
+        out[workload] = {
+            mode: {
+                "req_s_vs_one_process": ratio(closed(modes, mode, workload).get("throughput"), base.get("throughput")),
+                "cpu_ms_per_request": closed(modes, mode, workload).get("server_cpu_ms_per_request"),
+                "one_process_cpu_ms_per_request": base.get("server_cpu_ms_per_request"),
+            }
+            for mode, record in modes.items()
+            if mode != BASE and "workloads" in record
+        }
+    return out
+
+
+def check(label: str, value: float | None, op: str, threshold: float) -> dict:
+    met = None if value is None else (value >= threshold if op == ">=" else value <= threshold)
+    return {"target": label, "value": value, "op": op, "threshold": threshold, "met": met}
+
+
+def targets(bundles: dict) -> list[dict]:
+    """Issue 20 §6's targets, each with its value from this run (None: not measured)."""
+    rows = []
+    if (standin := bundles.get("standin")) is not None:
+        modes = standin["modes"]
+        for workload, least in SPEEDUPS:
+            value = standin["ratios"].get(workload, {}).get("front-ends-2", {}).get("req_s_vs_one_process")
+            rows.append(check(f"stand-in {workload}: front-ends-2 / one-process req/s", value, ">=", least))
+        for workload, most in CPU_MS:
+            for mode in CPU_MODES:
+                value = closed(modes, mode, workload).get("server_cpu_ms_per_request")
+                rows.append(check(f"stand-in {workload}: server CPU ms/request, {mode}", value, "<=", most))
+    if (default := bundles.get("default")) is not None:
+        modes = default["modes"]
+        for workload in modes.get(BASE, {}).get("workloads", {}):
+            value = default["ratios"].get(workload, {}).get("default", {}).get("req_s_vs_one_process")
+            label = f"default bundle {workload}: default setting / one-process req/s"
+            rows.append(check(label, value, ">=", SAME_AS_ONE))
+            value = ratio(c1_p50(modes, BASE, workload), c1_p50(modes, "default", workload))
+            label = f"default bundle {workload}: one-process / default setting c=1 p50"
+            rows.append(check(label, value, ">=", SAME_AS_ONE))
+    return rows
+
+
+def _f(value, digits: int = 1) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def progress(result: dict) -> str:
+    """One line per run for the console."""
+    c, c1 = result["closed"], result.get("c1", {})
+    line = f"{c['throughput']:8.1f} req/s  p50 {c['p50_ms']} ms  p99 {c['p99_ms']} ms  errors {c['error_rate']}  "
+    line += f"CPU {c.get('server_cpu_ms_per_request')} ms/req"
+    return line + (f"  c=1 p50 {c1.get('p50_ms')} ms" if c1 else "")
+
+
+def run_rows(modes: dict) -> list[str]:
+    rows = [
+        "| workload | mode | processes | req/s | p50 / p99 ms | c=1 p50 ms | non-200 | server CPU ms/req | "
+        "server / client cores | cores for 10k items/s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    workloads = next((m["workloads"] for m in modes.values() if "workloads" in m), {})
+    for workload in workloads:
+        for mode, record in modes.items():
+            if workload not in record.get("workloads", {}):
+                continue
+            result = record["workloads"][workload]
+            c, processes = result["closed"], " + ".join(str(s["processes"]) for s in record["servers"])
+            errors = sum(n for status, n in c["status_counts"].items() if status != "200")
+            rows.append(
+                f"| {workload} | {mode} | {processes} | {_f(c['throughput'])} | {_f(c['p50_ms'])} / "
+                f"{_f(c['p99_ms'])} | {_f(result.get('c1', {}).get('p50_ms'), 2)} | {errors} | "
+                f"{_f(c.get('server_cpu_ms_per_request'), 2)} | {_f(c.get('server_cpu_cores'), 2)} / "
+                f"{_f(c.get('client_cpu_cores'), 2)} | {_f(result['cores_for_10k_items_per_s'])} |"
+            )
+    for mode, record in modes.items():
+        if "workloads" not in record:
+            reason = record.get("skipped") or "did not start: " + record["error"].splitlines()[-1][:200]
+            rows.append(f"| (all) | {mode} | – | {reason} | – | – | – | – | – | – |")
+    return rows
+
+
+def ratio_rows(bundle: dict) -> list[str]:
+    table = bundle["ratios"]
+    others = list(next(iter(table.values()), {}))
+    if not others:
+        return ["No mode besides one-process was measured."]
+    rows = [
+        "| workload | one-process req/s | " + " | ".join(f"{m} / one-process" for m in others)
+        + " | CPU ms/req: one-process | " + " | ".join(others) + " |",
+        "|---|" + "---:|" * (2 + 2 * len(others)),
+    ]  # fmt: skip
+    for workload, row in table.items():
+        base = bundle["modes"][BASE]["workloads"][workload]["closed"]
+        speed = " | ".join(_f(row[m]["req_s_vs_one_process"], 2) for m in others)
+        cpu = " | ".join(_f(row[m]["cpu_ms_per_request"], 2) for m in others)
+        rows.append(
+            f"| {workload} | {_f(base['throughput'])} | {speed} | {_f(base.get('server_cpu_ms_per_request'), 2)} | "
+            f"{cpu} |"
+        )
+    return rows
+
+
+def target_rows(rows: list[dict]) -> list[str]:
+    lines = ["| target | this run | met |", "|---|---:|---|"]
+    for row in rows:
+        met = "not measured" if row["met"] is None else ("met" if row["met"] else "**not met**")
+        value = _f(row["value"], 3 if row["op"] == ">=" else 2)  # ratios to 3 places: 0.969 is not 0.97
+        lines.append(f"| {row['target']} {row['op']} {row['threshold']:g} | {value} | {met} |")
+    return lines
+
+
+def header(results: dict) -> list[str]:
+    m, plan = results["machine"], results["plan"]
+    workers = "" if results["workers_setting"] else (
+        " **FUSIONSERVE_WORKERS is not a setting of this build**: every server ran as one process (WORKERS unset), "
+        "the front-ends-N modes were skipped."
+    )  # fmt: skip
+    return [
+        "# fusionserve across processes",
+        "",
+        *([SMOKE, ""] if results["smoke"] else []),
+        f"Command: `{results['command']}`  ",
+        f"Date: {m['date']} · commit {m['git_commit']}{' (dirty)' if m['git_dirty'] else ''} · wall time "
+        f"{results['wall_s']:.0f} s  ",
+        f"Machine: {m['cpu_model']}, {m['usable_cores']} usable cores, {m['platform']}, Python {m['python']}, "
+        f"onnxruntime {m['onnxruntime']}; load average before / after: {results['load_average_before']} / "
+        f"{results['load_average_after']}  ",
+        f"Load: closed loop, {plan['concurrency']} clients, one item per request (multipart `/classify`), "
+        f"{plan['warmup_s']} s warm-up + {plan['duration_s']} s measured per phase (default bundle: "
+        f"{plan['real_warmup_s']} + {plan['real_duration_s']} s, then c=1 for {plan['c1_duration_s']} s). "
+        "independent-N: requests go to the N servers in turn. Server CPU: every server's whole process tree "
+        f"(supervisor, front-ends, engine), over the measured window. Cores for 10k items/s = {ITEMS_PER_S:,} × "
+        f"server CPU ms per request / 1000.{workers}",
+    ]
+
+
+def bundle_section(key: str, bundle: dict) -> list[str]:
+    b = bundle["bundle"]
+    skipped = bundle["skipped_workloads"] or "none"
+    about = f"`{b['path']}`: modalities {b['modalities']}, {b['onnx_bytes'] / 1e6:.0f} MB of ONNX. Skipped workloads: "
+    lines = [f"## {BUNDLE_TITLES.get(key, key)}", "", f"{about}{skipped}."]
+    lines += ["", *run_rows(bundle["modes"]), "", server_line(bundle["modes"])]
+    return [*lines, "", "Ratios to one process:", "", *ratio_rows(bundle), ""]
+
+
+def server_line(modes: dict) -> str:
+    """Per mode: each server's seconds from spawn to ready and its process tree's RSS at the end."""
+    parts = []
+    for mode, record in modes.items():
+        servers = record.get("servers", [])
+        if servers:
+            ready = " / ".join(f"{s['ready_s']:.1f}" for s in servers)
+            rss = sum(s.get("rss_mb", 0.0) for s in servers)
+            parts.append(f"{mode} ready after {ready} s, RSS {rss:.0f} MB")
+    return "Servers: " + "; ".join(parts) + "." if parts else ""
+
+
+def write(results: dict, out: Path) -> Path:
+    """results.json and results.md under `out`; the markdown's path."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    lines = [*header(results), ""]
+    for key, bundle in results["bundles"].items():
+        lines += bundle_section(key, bundle)
+    lines += [f"Skipped bundle {key}: {why}\n" for key, why in results["skipped_bundles"].items()]
+    lines += ["## Targets", "", *target_rows(results["targets"]), "", "## Notes", ""]
+    lines += [f"- {note}" for note in NOTES] + [""]
+    path = out / "results.md"
+    path.write_text("\n".join(lines))
+    return path
