@@ -21,6 +21,11 @@ FP16_TOLERANCE = 1e-2
 
 def serve(overrides: dict) -> None:
     """One process (FUSIONSERVE_WORKERS=0), or a supervisor of front-end and engine processes."""
+    import os
+
+    # numpy's OpenBLAS pool (the log-mel's matrix products) spins beside onnxruntime's and the other
+    # processes' threads: one thread per process (docs/design-choices.md); set before numpy is imported
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from service.frontend import configure_logging, run_http
     from service.processes import process_plan
     from service.settings import load_settings

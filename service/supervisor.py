@@ -51,6 +51,7 @@ class Child:
     def start(self) -> None:
         self.process = SPAWN.Process(target=self.target, args=self.args, name=f"fusionserve-{self.role}-{self.index}")
         self.process.start()
+        log.info("%s started", self)
 
     def __str__(self) -> str:
         return f"{self.role} {self.index} (pid {self.process.pid if self.process else '-'})"

@@ -157,7 +157,8 @@ def decode_image(data: bytes, spec: ImagePreprocess, *, max_pixels: int, field: 
         if spec.single_pass:
             _draft(image, spec)
         image.load()  # the first (and only) decode, after the size check
-        image = _resize(_to_rgb(ImageOps.exif_transpose(image)), spec)
+        ImageOps.exif_transpose(image, in_place=True)  # without an Orientation tag, a copy otherwise
+        image = _resize(_to_rgb(image), spec)
         if spec.normalise == "graph":  # the encoder normalises: hand it the pixels, a quarter of the bytes
             return np.ascontiguousarray(np.asarray(image).transpose(2, 0, 1))
         return _normalise(image, spec)

@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 import pytest
+from prometheus_client import CollectorRegistry, multiprocess
 
 from service.engine.client import EngineClient
 from service.errors import FusionError
@@ -26,9 +27,12 @@ from tests.integration.conftest import fast_settings
 
 @pytest.fixture
 def engine(tiny_models, tmp_path):
+    """An engine process with batches of one item, writing its metrics to tmp_path/metrics."""
     endpoint = f"ipc://{tmp_path}/engine.sock"
+    (tmp_path / "metrics").mkdir()
     env = {**os.environ, "FUSIONSERVE_MODEL_DIR": str(tiny_models), "FUSIONSERVE_WARMUP_BATCH_SIZES": "[1]",
-           "FUSIONSERVE_INTRA_OP_THREADS": "1", "FUSIONSERVE_PROVIDERS": "cpu"}  # fmt: skip
+           "FUSIONSERVE_INTRA_OP_THREADS": "1", "FUSIONSERVE_PROVIDERS": "cpu", "FUSIONSERVE_MAX_BATCH_SIZE": "1",
+           "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}  # fmt: skip
     process = subprocess.Popen([sys.executable, "-m", "service.engine.server", endpoint], env=env)
     yield endpoint, process
     if process.poll() is None:
@@ -77,6 +81,31 @@ async def test_items_come_back_as_the_in_process_pipeline_answers(client, tiny_m
     with pytest.raises(FusionError) as late:
         await client.infer("tiny", None, items[:1], time.monotonic() - 1)  # already past its deadline
     assert late.value.status == 504
+
+
+def items_computed(metrics_dir) -> float:
+    """How many items the engine's text batches ran (the sum of their sizes), read from its metrics files."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(metrics_dir))
+    return registry.get_sample_value("fusionserve_batch_size_sum", {"model": "tiny", "component": "text"}) or 0.0
+
+
+async def test_a_cancelled_call_never_computes(engine, client, tiny_models, tmp_path):
+    settings = fast_settings(tiny_models)
+    bundle = load_bundle(tiny_models / "tiny" / "1", settings)
+    text = [prepare_item(RawItem(text=f"item number {i}"), bundle.manifest, bundle.tokenizer, settings)
+            for i in range(45)]  # fmt: skip
+    before = items_computed(tmp_path / "metrics")
+    first = asyncio.create_task(client.infer("tiny", None, text[:40], time.monotonic() + 30))
+    second = asyncio.create_task(client.infer("tiny", None, text[40:], time.monotonic() + 30))
+    while len(client.waiting) < 2:  # both sent; the second's five items queue behind the first's forty
+        await asyncio.sleep(0)
+    second.cancel()
+    assert len(await first) == 40
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    await asyncio.sleep(0.5)  # time for anything of the second call to run, had it not left its queue
+    assert items_computed(tmp_path / "metrics") - before == 40
 
 
 async def test_the_engine_serves_on_after_a_cancelled_call_and_sigterm_ends_it(engine, client, tiny_models):

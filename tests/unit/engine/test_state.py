@@ -1,0 +1,72 @@
+"""Multi-process mode's pure parts: the engines' merged view, the follower registry that front-ends keep, the
+door's meter over the engines' reports, and how many processes `auto` starts."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.admission import EngineMeter
+from service.engine.state import FollowerRegistry, merge
+from service.errors import NotReady
+from service.metrics import Metrics
+from service.processes import process_plan
+from service.settings import Settings, SettingsError, load_settings
+from tests.bundles import build_bundle
+
+
+def view(status: str, unloaded=(), loading_done=True) -> dict:
+    fields = {"status": status, "reason": None, "load_seconds": 0.1, "golden_max_error": 0.0, "provider": "CPU"}
+    return {"loading_done": loading_done, "unloaded": list(unloaded),
+            "models": {"tiny": {"required": True, "versions": {"1": fields}}}}  # fmt: skip
+
+
+def test_merged_view_takes_each_versions_best_engine():
+    merged = merge([view("loading", loading_done=False), view("ready", unloaded=["other"])])
+    assert merged["models"]["tiny"]["versions"]["1"]["status"] == "ready"  # served by one engine: served
+    assert merged["loading_done"] is False  # until every engine has loaded
+    assert merged["unloaded"] == []  # unloaded only where every engine unloaded it
+
+
+async def test_the_follower_serves_what_the_engine_serves_with_a_light_bundle(tmp_path):
+    build_bundle(tmp_path, "tiny", "1")
+    registry = FollowerRegistry(Settings(model_dir=tmp_path), Metrics())
+    registry.engine_up = True
+    await registry.follow(view("ready"))
+    state = registry.get("tiny")
+    assert state.status == "ready" and state.bundle.manifest.name == "tiny" and state.bundle.tokenizer is not None
+    assert state.bundle.encoders == {} and registry.all_ready()  # no onnxruntime session in a front-end
+    registry.engine_lost()
+    assert not registry.all_ready()
+    with pytest.raises(NotReady):
+        registry.get("tiny")
+    await registry.follow(view("ready") | {"models": {}})  # the engine no longer has the model
+    assert "tiny" not in registry.models
+
+
+async def test_a_version_the_front_end_cannot_read_is_failed_not_served(tmp_path):
+    registry = FollowerRegistry(Settings(model_dir=tmp_path), Metrics())  # no bundle files here
+    await registry.follow(view("ready"))
+    state = registry.models["tiny"].versions["1"]
+    assert state.status == "failed" and "front-end cannot read the bundle" in state.reason
+
+
+def test_the_door_judges_the_engines_whole_load():
+    meter = EngineMeter(front_ends=4)
+    meter.reports = {"ipc://a": (30, 100.0), "ipc://b": (10, 60.0)}
+    meter.admitted(), meter.admitted()  # two admitted here, one already sent (so in an engine's report)
+    meter.at_engine = 1
+    assert meter.load() == 30 + 10 + 1 and meter.rate(0.0) == 160.0
+    assert meter.expected_wait_s(0.0) == pytest.approx(41 / 160)
+    for _ in range(100):
+        meter.refused(5.0)
+    assert meter.retry_after_s(5.0) == 3  # 100 refused here x 4 front-ends at 160/s: ceil(2.5)
+
+
+def test_auto_is_one_process_without_a_gpu_and_counts_are_validated():
+    assert not process_plan(Settings(providers="cpu")).split
+    plan = process_plan(Settings(providers="cpu", workers=3))
+    assert (plan.front_ends, plan.engines, plan.gpus) == (3, 1, 0)
+    with pytest.raises(SettingsError, match="FUSIONSERVE_WORKERS: .*'auto' or a number of processes from 0"):
+        load_settings(workers=-1)
+    with pytest.raises(SettingsError, match="FUSIONSERVE_ENGINES"):
+        load_settings(engines=0)
