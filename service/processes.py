@@ -4,15 +4,18 @@
 `auto` decides from the machine: on a CPU-only box the encoders are the cost and onnxruntime already uses
 every core, so one process serves best (bench/results/scale: the split's hop costs CPU the encoders need);
 with a visible GPU the per-request work is the cost, so front-ends take the cores — one per core left after
-the engines, at most MAX_AUTO_FRONT_ENDS — and one engine per GPU, so two GPUs are both used.
+the engines (the container's CPU limit counts, not the node's cores), at most MAX_AUTO_FRONT_ENDS — and one
+engine per GPU, so two GPUs are both used.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 from service.settings import Settings
 
@@ -50,9 +53,20 @@ def visible_gpus(providers: str) -> int:
     return max(1, sum(1 for line in lines.splitlines() if line.startswith("GPU ")))
 
 
+def available_cores() -> int:
+    """The cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota (a container's CPU
+    limit, which os.cpu_count() does not see: it counts the node's cores)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+    except (OSError, ValueError):
+        return cores
+    return cores if quota == "max" else max(1, min(cores, math.ceil(int(quota) / int(period))))
+
+
 def process_plan(settings: Settings, cores: int | None = None) -> ProcessPlan:
     gpus = visible_gpus(settings.providers)
-    cores = cores or os.cpu_count() or 1
+    cores = cores or available_cores()
     engines = settings.engines if settings.engines != "auto" else max(1, gpus)
     if settings.workers != "auto":
         front_ends = settings.workers

@@ -3,8 +3,8 @@
 #   1. raw onnxruntime CUDA items/s per encoder at batch 1-256 (bench/gpu/raw.py), for the bench's stand-in
 #      bundle and for a real bundle when MODEL_DIR names one (e.g. MODEL_DIR=models MODEL=tridigits);
 #   2. cuDNN's convolution search, EXHAUSTIVE (onnxruntime's default) against HEURISTIC, on the image encoder;
-#   3. the server's req/s and CPU per request on CUDA (python -m bench --quick: one process; the N front-end
-#      mode of issue 20 §1 adds its row here when it exists);
+#   3. the server's req/s and CPU per request on CUDA (python -m bench --quick) with one process, and
+#      bench.scale with one process against N front-ends + one engine (FUSIONSERVE_WORKERS) at N = 1, 2, 4, 8;
 # and write everything under bench/results/gpu/ with the commands that produced it.
 # Needs: a Python with this project's serve + dev dependencies and onnxruntime-gpu instead of onnxruntime
 # (PY=/path/to/python to choose it). About 5 minutes on an H200; QUICK=1 for a 1-minute smoke run.
@@ -31,4 +31,6 @@ if [ -n "${MODEL_DIR:-}" ]; then
 fi
 
 "$PY" -m bench --quick --set providers=cuda --set preprocess_threads="$cpus" --out "$OUT/server-1-process"
+FUSIONSERVE_PROVIDERS=cuda "$PY" -m bench.scale --quick --bundles standin --modes one-process,front-ends \
+  --ns 1,2,4,8 --out "$OUT/scale"
 echo "bench/gpu/run.sh: results in $OUT"

@@ -70,3 +70,12 @@ def test_auto_is_one_process_without_a_gpu_and_counts_are_validated():
         load_settings(workers=-1)
     with pytest.raises(SettingsError, match="FUSIONSERVE_ENGINES"):
         load_settings(engines=0)
+
+
+def test_auto_with_gpus_gives_the_cores_to_front_ends_and_an_engine_to_each_gpu(monkeypatch):
+    monkeypatch.setattr("service.processes.visible_gpus", lambda providers: 2)
+    plan = process_plan(Settings(), cores=16)
+    assert (plan.front_ends, plan.engines, plan.gpus) == (8, 2, 2)  # 14 cores left, at most 8 front-ends
+    monkeypatch.setattr("service.processes.visible_gpus", lambda providers: 1)
+    assert process_plan(Settings(), cores=4).front_ends == 3  # the GPU overlay's 4-CPU pod
+    assert process_plan(Settings(), cores=1).front_ends == 1
