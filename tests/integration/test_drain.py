@@ -104,10 +104,11 @@ def _losses(signal_at: float, outcomes: list[Outcome]) -> list[str]:
 
 
 @pytest.mark.slow
-def test_sigterm_under_keep_alive_load_answers_every_request(tiny_models):
+@pytest.mark.parametrize("workers", [0, 2], ids=["one-process", "two-front-ends"])
+def test_sigterm_under_keep_alive_load_answers_every_request(tiny_models, workers):
     runs = []
     for _ in range(RUNS):
-        process, base_url = start_process(tiny_models, drain_grace_s=0.5, **LOAD)
+        process, base_url = start_process(tiny_models, drain_grace_s=0.5, workers=workers, **LOAD)
         try:
             signal_at, outcomes = asyncio.run(_load_then_sigterm(process, base_url))
             code = process.wait(30)

@@ -65,6 +65,20 @@ async def test_a_killed_engine_fails_its_calls_at_once_and_comes_back(tiny_model
         assert server.stop() == 0, server.tail()
 
 
+def test_a_killed_front_end_is_restarted_and_the_other_serves_meanwhile(tiny_models, tmp_path):
+    server = Server(tiny_models, tmp_path / "server.log", workers=2)
+    try:
+        victim = server.child_pids("front-end")[0]
+        os.kill(victim, signal.SIGKILL)
+        for _ in range(10):  # a fresh connection each: the surviving front-end takes them all
+            assert httpx.post(server.url + "/v1/models/tiny/classify", json=BODY, timeout=30).status_code == 200
+        eventually(lambda: victim not in server.child_pids("front-end") and len(server.child_pids("front-end")) == 2,
+                   within_s=30)  # fmt: skip
+        server.wait_ready(60)
+    finally:
+        assert server.stop() == 0, server.tail()
+
+
 async def test_sigterm_under_load_drains_every_front_end_and_loses_nothing(tiny_models, tmp_path):
     server = Server(tiny_models, tmp_path / "server.log", workers=2, drain_grace_s=1.0)
     outcomes, start = [], time.monotonic()
