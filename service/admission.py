@@ -79,18 +79,18 @@ def _count(seconds: deque[list[int]], second: int) -> None:
 
 
 class EngineMeter(DrainMeter):
-    """A front-end's door for one model version in multi-process mode: the engines' whole load — the requests
-    each engine reports in flight (with every answer and heartbeat) plus those admitted here and not yet sent
-    — at the sum of the engines' drain rates. Refused demand is this front-end's, times the front-ends."""
+    """A front-end's door for one model version in multi-process mode: the engines' whole load — this
+    front-end's admitted requests (exact, counted here) plus the other front-ends' requests each engine
+    reports (with every answer and heartbeat) — at the sum of the engines' drain rates. Refused demand is
+    this front-end's, times the front-ends."""
 
     def __init__(self, front_ends: int):
         super().__init__()
         self.peers = front_ends
-        self.at_engine = 0  # admitted here and sent to an engine, not answered yet (counted in its report)
-        self.reports: dict[str, tuple[int, float | None]] = {}  # per engine endpoint: its requests, drain rate
+        self.reports: dict[str, tuple[int, float | None]] = {}  # per engine: other front-ends' requests, rate
 
     def load(self) -> int:
-        return sum(requests for requests, _ in self.reports.values()) + self.in_flight - self.at_engine
+        return sum(others for others, _ in self.reports.values()) + self.in_flight
 
     def rate(self, now: float) -> float | None:
         rates = [rate for _, rate in self.reports.values() if rate is not None]

@@ -61,18 +61,12 @@ class EngineBackend:
         return min(serving, key=lambda c: c.outstanding)
 
     async def run(self, model: str, state: VersionState, items: list[PreparedItem], deadline: float) -> list:
-        meter = self.meter(model, state.version)
-        client = self._engine_for(model, state.version)
-        meter.at_engine += 1
-        try:
-            return await client.infer(model, state.version, items, deadline)
-        finally:
-            meter.at_engine -= 1
+        return await self._engine_for(model, state.version).infer(model, state.version, items, deadline)
 
     def _loader(self, endpoint: str):
         def record(load: list) -> None:
-            for model, version, requests, rate in load:
-                self.meter(model, version).reports[endpoint] = (requests, rate)
+            for model, version, others, rate in load:
+                self.meter(model, version).reports[endpoint] = (others, rate)
 
         return record
 

@@ -26,6 +26,7 @@ import logging
 import signal
 import sys
 import time
+from collections import Counter
 
 import orjson
 import zmq
@@ -56,6 +57,7 @@ class Engine:
         self.repository = ModelRepository(self.registry)
         self.tasks: dict[tuple[bytes, object], asyncio.Task] = {}  # (front-end identity, request id) → its work
         self.meters: dict[tuple[str, str], DrainMeter] = {}  # per model version: requests here, drain rate
+        self.senders: Counter[tuple[str, str, bytes]] = Counter()  # requests here per model version, front-end
 
     async def run(self) -> None:
         """Load every bundle, then serve messages until cancelled; the batchers drain on the way out."""
@@ -82,7 +84,7 @@ class Engine:
             if (task := self.tasks.get(key)) is not None:
                 task.cancel()
         elif header.get("op") == "ping":
-            state = {"ready": self.registry.all_ready(), "models": snapshot(self.registry), "load": self.load()}
+            state = {"ready": self.registry.all_ready(), "models": snapshot(self.registry), "load": self.load(identity)}
             socket.send_multipart([identity, orjson.dumps({"id": header.get("id"), "ok": True} | state)])
         else:
             answer = self._answer if header.get("op") == "infer" else self._repository
@@ -90,18 +92,22 @@ class Engine:
             self.tasks[key] = task
             task.add_done_callback(lambda _: self.tasks.pop(key, None))
 
-    def load(self) -> list:
-        """[model, version, requests in this engine, drain rate or None] per model version it has served."""
+    def load(self, identity: bytes) -> list:
+        """[model, version, requests here from the other front-ends, drain rate or None] per model version served:
+        a front-end counts its own requests exactly itself (admission.EngineMeter)."""
         now = time.monotonic()
-        return [[model, version, meter.in_flight, meter.rate(now)] for (model, version), meter in self.meters.items()]
+        return [[model, version, meter.in_flight - self.senders[(model, version, identity)], meter.rate(now)]
+                for (model, version), meter in self.meters.items()]  # fmt: skip
 
     async def _answer(self, socket, identity: bytes, frames: list) -> None:
         header, items = wire.unpack_items(frames)
         meter, results, error = None, None, None
         try:
             state = self.registry.get(header["model"], header.get("version"))
-            meter = self.meters.setdefault((header["model"], state.version), DrainMeter())
+            sender = (header["model"], state.version, identity)
+            meter = self.meters.setdefault(sender[:2], DrainMeter())
             meter.admitted()
+            self.senders[sender] += 1
             deadline = time.monotonic() + header["timeout_s"]
             with state.hold():  # a version being unloaded stops its batchers only once no request holds it
                 results = await asyncio.gather(*(state.pipeline.run(item, deadline) for item in items))
@@ -111,10 +117,11 @@ class Engine:
             error = failure
         if meter is not None:
             meter.completed(time.monotonic())
+            self.senders[sender] -= 1
         if error is None:
-            reply = wire.pack_results({"id": header["id"], "ok": True, "load": self.load()}, results)
+            reply = wire.pack_results({"id": header["id"], "ok": True, "load": self.load(identity)}, results)
         else:
-            reply = [orjson.dumps(error_header(header["id"], error) | {"load": self.load()})]
+            reply = [orjson.dumps(error_header(header["id"], error) | {"load": self.load(identity)})]
         await socket.send_multipart([identity, *reply], copy=False)
 
     async def _repository(self, socket, identity: bytes, frames: list) -> None:

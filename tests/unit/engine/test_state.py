@@ -52,11 +52,10 @@ async def test_a_version_the_front_end_cannot_read_is_failed_not_served(tmp_path
 
 def test_the_door_judges_the_engines_whole_load():
     meter = EngineMeter(front_ends=4)
-    meter.reports = {"ipc://a": (30, 100.0), "ipc://b": (10, 60.0)}
-    meter.admitted(), meter.admitted()  # two admitted here, one already sent (so in an engine's report)
-    meter.at_engine = 1
-    assert meter.load() == 30 + 10 + 1 and meter.rate(0.0) == 160.0
-    assert meter.expected_wait_s(0.0) == pytest.approx(41 / 160)
+    meter.reports = {"ipc://a": (30, 100.0), "ipc://b": (10, 60.0)}  # the other front-ends' requests
+    meter.admitted(), meter.admitted()  # and this one's, counted here whether sent or not
+    assert meter.load() == 30 + 10 + 2 and meter.rate(0.0) == 160.0
+    assert meter.expected_wait_s(0.0) == pytest.approx(42 / 160)
     for _ in range(100):
         meter.refused(5.0)
     assert meter.retry_after_s(5.0) == 3  # 100 refused here x 4 front-ends at 160/s: ceil(2.5)
