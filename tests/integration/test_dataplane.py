@@ -10,6 +10,8 @@ import math
 import time
 from pathlib import Path
 
+import httpx
+
 from service.api.schemas import ClassifyResponse, EmbedResponse, ErrorResponse
 from tests.integration.conftest import fast_settings, metric, serving
 from tests.integration.test_batching import item
@@ -162,7 +164,8 @@ async def test_the_door_refuses_before_routing_in_each_protocols_shape(tiny_mode
         v1 = await client.post("/v1/models/tiny/classify?top_k=0", json={"inputs": [item(9, "text")]})
         assert v1.status_code == 429 and v1.json()["error"]["type"] == "queue_full"
         assert int(v1.headers["retry-after"]) >= 1
-        v2 = await client.post("/v2/models/tiny/versions/1/infer", json={"inputs": []})
+        async with other_connection(app) as other:  # this one was told to wait (see the next test)
+            v2 = await other.post("/v2/models/tiny/versions/1/infer", json={"inputs": []})
         assert v2.status_code == 429 and "FUSIONSERVE_MAX_QUEUE_WAIT_MS" in v2.json()["error"]
         monkeypatch.undo()
         missing = await client.post("/v2/models/tiny/versions/9/infer", json={"inputs": []})
@@ -170,6 +173,29 @@ async def test_the_door_refuses_before_routing_in_each_protocols_shape(tiny_mode
     assert metric(app, "fusionserve_requests_total", model="tiny", endpoint="classify", status="429") == 1
     assert metric(app, "fusionserve_requests_total", model="tiny", endpoint="v2_infer", status="429") == 1
     assert metric(app, "fusionserve_rejected_total", model="tiny", reason="queue_full") == 2
+
+
+def other_connection(app, port: int = 4321) -> httpx.AsyncClient:
+    """A client whose requests come from another address (the door tells connections apart by it)."""
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", port))
+    return httpx.AsyncClient(transport=transport, base_url="http://fusionserve", timeout=60)
+
+
+async def test_a_connection_that_retries_before_its_retry_after_is_held_until_then(tiny_models):
+    """Clients that ignore Retry-After cannot spend the server's time on refusals: an early retry waits out
+    its Retry-After (a sleep) and is judged then; another connection is answered at once."""
+    async with serving(fast_settings(tiny_models, max_queue_wait_ms=100)) as (app, client):
+        _at_capacity(app.state.context.plane, in_flight=40, rate=50.0)  # 0.8 s of work: refused, Retry-After 1
+        first = await client.post("/v1/models/tiny/classify", json={"inputs": [item(1, "text")]})
+        assert first.status_code == 429 and first.headers["retry-after"] == "1"
+        started = time.monotonic()
+        early = await client.post("/v1/models/tiny/classify", json={"inputs": [item(1, "text")]})
+        held_s = time.monotonic() - started
+        assert early.status_code == 429 and held_s >= 0.9  # held out its second, then refused again
+        async with other_connection(app) as other:
+            started = time.monotonic()
+            assert (await other.post("/v1/models/tiny/classify", json={"inputs": [item(1, "text")]})).status_code == 429
+            assert time.monotonic() - started < 0.5
 
 
 async def test_door_admits_while_the_expected_wait_is_short(tiny_models):
