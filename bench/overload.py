@@ -216,6 +216,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, help="measured seconds per overload level (default 10)")
     parser.add_argument("--rounds", type=int, help="interleaved rounds of the overload levels (default 3)")
     parser.add_argument("--retry-immediately", action="store_true", help="refused clients ignore Retry-After")
+    parser.add_argument("--workers", help="FUSIONSERVE_WORKERS for the server (default: the shipped setting)")
     parser.add_argument("--model-dir", type=Path, default=Path("models"))
     parser.add_argument("--model", default="tridigits")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -237,8 +238,11 @@ def make_plan(args: argparse.Namespace) -> OverloadPlan:
     return plan
 
 
-async def run_all(bundle, workloads, plan: OverloadPlan, log_dir: Path) -> tuple[dict, dict, list[str]]:
+async def run_all(bundle, workloads, plan: OverloadPlan, log_dir: Path, workers: str | None = None):
+    """(results per workload, the server's process facts, the settings overridden)."""
     overrides = {"model_dir": str(bundle.model_dir), "models": [bundle.name], "log_level": "warning"}
+    if workers is not None:
+        overrides["workers"] = workers
     server = ServerProcess(overrides, log_dir / "server.log")
     with server:
         say(f"server ready in {server.ready_s:.1f}s on {server.url} (shipped settings)")
@@ -259,7 +263,9 @@ def main(argv: list[str] | None = None) -> None:
     if not workloads:
         raise SystemExit(f"bench.overload: no workload among {args.workloads}")
     with tempfile.TemporaryDirectory(prefix="fusionserve-overload-") as scratch:
-        workload_results, process, overridden = asyncio.run(run_all(bundle, workloads, plan, Path(scratch)))
+        workload_results, process, overridden = asyncio.run(
+            run_all(bundle, workloads, plan, Path(scratch), args.workers)
+        )
     settings = load_settings(model_dir=str(bundle.model_dir), models=[bundle.name], log_level="warning")
     results |= {"bundle": bundle.describe(), "server": process, "overridden_settings": overridden}
     results |= {"settings": settings.model_dump(mode="json", exclude={"api_key"}), "workloads": workload_results}
