@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench import report
+
 SMOKE = "**SMOKE RUN: windows of a few seconds on a shared, busy machine. Not for quoting.**"
 TARGETS = {
     "goodput_vs_peak": "goodput / peak",
@@ -22,19 +24,14 @@ def _verdict(ok: bool | None) -> str:
 
 
 def header(results: dict) -> list[str]:
-    m, plan, server = results["machine"], results["plan"], results["server"]
+    plan, server = results["plan"], results["server"]
     s = results["settings"]
     retry = "waits the Retry-After it got" if plan.get("honor_retry_after", True) else "retries at once"
     return [
         "# fusionserve under overload",
         "",
         *([SMOKE, ""] if results["smoke"] else []),
-        f"Command: `{results['command']}`  ",
-        f"Date: {m['date']} · commit {m['git_commit']}{' (dirty)' if m['git_dirty'] else ''} · wall time "
-        f"{results['wall_s']:.0f} s  ",
-        f"Machine: {m['cpu_model']}, {m['usable_cores']} usable cores, {m['platform']}, Python {m['python']}, "
-        f"onnxruntime {m['onnxruntime']}; load average before / after: {results['load_average_before']} / "
-        f"{results['load_average_after']}  ",
+        *report.run_lines(results),
         f"Bundle: `{results['bundle']['path']}`. Server: shipped settings; only {results['overridden_settings']} "
         f"set (plus host/port). Effective: max batch {s['max_batch_size']}, max queue delay "
         f"{s['max_queue_delay_ms']} ms, max queue wait {s['max_queue_wait_ms']} ms, max queued items "

@@ -203,3 +203,16 @@ def plot(results: dict, out: Path) -> Path:
     figure.savefig(path, dpi=120)
     plt.close(figure)
     return path
+
+
+def run_lines(results: dict) -> list[str]:
+    """A results page's provenance: the command, date, commit, wall time, machine and load average."""
+    m = results["machine"]
+    return [
+        f"Command: `{results['command']}`  ",
+        f"Date: {m['date']} · commit {m['git_commit']}{' (dirty)' if m['git_dirty'] else ''} · wall time "
+        f"{results['wall_s']:.0f} s  ",
+        f"Machine: {m['cpu_model']}, {m['usable_cores']} usable cores, {m['platform']}, Python {m['python']}, "
+        f"onnxruntime {m['onnxruntime']}; load average before / after: {results['load_average_before']} / "
+        f"{results['load_average_after']}  ",
+    ]

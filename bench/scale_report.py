@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from bench import report
+
 ITEMS_PER_S = 10_000  # the projection's load: one item per bench request
 BASE = "one-process"
 SMOKE = "**SMOKE RUN: seconds per phase on a shared machine. Not for quoting.**"
@@ -158,7 +160,7 @@ def target_rows(rows: list[dict]) -> list[str]:
 
 
 def header(results: dict) -> list[str]:
-    m, plan = results["machine"], results["plan"]
+    plan = results["plan"]
     workers = "" if results["workers_setting"] else (
         " **FUSIONSERVE_WORKERS is not a setting of this build**: every server ran as one process (WORKERS unset), "
         "the front-ends-N modes were skipped."
@@ -167,12 +169,7 @@ def header(results: dict) -> list[str]:
         "# fusionserve across processes",
         "",
         *([SMOKE, ""] if results["smoke"] else []),
-        f"Command: `{results['command']}`  ",
-        f"Date: {m['date']} · commit {m['git_commit']}{' (dirty)' if m['git_dirty'] else ''} · wall time "
-        f"{results['wall_s']:.0f} s  ",
-        f"Machine: {m['cpu_model']}, {m['usable_cores']} usable cores, {m['platform']}, Python {m['python']}, "
-        f"onnxruntime {m['onnxruntime']}; load average before / after: {results['load_average_before']} / "
-        f"{results['load_average_after']}  ",
+        *report.run_lines(results),
         f"Load: closed loop, {plan['concurrency']} clients, one item per request (multipart `/classify`), "
         f"{plan['warmup_s']} s warm-up + {plan['duration_s']} s measured per phase (default bundle: "
         f"{plan['real_warmup_s']} + {plan['real_duration_s']} s, then c=1 for {plan['c1_duration_s']} s). "

@@ -147,17 +147,11 @@ def _f(value, digits: int = 1) -> str:
 
 
 def markdown(results: dict, out: Path) -> Path:
-    m = results["machine"]
     lines = [
         "# fusionserve RSS soak",
         "",
         *([SMOKE, ""] if results["smoke"] else []),
-        f"Command: `{results['command']}`  ",
-        f"Date: {m['date']} · commit {m['git_commit']}{' (dirty)' if m['git_dirty'] else ''} · wall time "
-        f"{results['wall_s']:.0f} s  ",
-        f"Machine: {m['cpu_model']}, {m['usable_cores']} usable cores, {m['platform']}, Python {m['python']}, "
-        f"onnxruntime {m['onnxruntime']}; load average before / after: {results['load_average_before']} / "
-        f"{results['load_average_after']}  ",
+        *report.run_lines(results),
         f"Bundle: `{results['bundle']['path']}`; shipped settings (only model_dir, models, log_level set). "
         f"Load: {results['clients']} closed-loop clients (keep-alive), multipart, one item per request, "
         f"{results['duration_s']:.0f} s per workload on a fresh server; RSS (VmRSS) sampled every second; "

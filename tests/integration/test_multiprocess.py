@@ -79,28 +79,25 @@ def test_v1_answers_as_one_process(servers, route):
     assert_same_json(*answers)
 
 
+def bytes_inputs(client_module, rows: list[dict]) -> list:
+    """One BYTES tensor per modality (b"" where a row lacks it), in tritonclient.http's or .grpc's types."""
+    inputs = []
+    for modality in MODALITIES:
+        tensor = client_module.InferInput(modality, [len(rows)], "BYTES")
+        values = [row.get(modality, b"") for row in rows]
+        tensor.set_data_from_numpy(np.array([v.encode() if isinstance(v, str) else v for v in values], np.object_))
+        inputs.append(tensor)
+    return inputs
+
+
 def test_v2_rest_and_grpc_answer_as_one_process(servers):
     rows = rows_of()
     results = []
     for server in servers:
         with triton_http.InferenceServerClient(server.url.removeprefix("http://")) as client:
-            inputs = []
-            for modality in MODALITIES:
-                tensor = triton_http.InferInput(modality, [len(rows)], "BYTES")
-                values = [row.get(modality, b"") for row in rows]
-                tensor.set_data_from_numpy(np.array([v.encode() if isinstance(v, str) else v for v in values],
-                                                    dtype=np.object_))  # fmt: skip
-                inputs.append(tensor)
-            results.append(client.infer("tiny", inputs))
+            results.append(client.infer("tiny", bytes_inputs(triton_http, rows)))
         with triton_grpc.InferenceServerClient(server.grpc_url) as client:
-            inputs = []
-            for modality in MODALITIES:
-                tensor = triton_grpc.InferInput(modality, [len(rows)], "BYTES")
-                values = [row.get(modality, b"") for row in rows]
-                tensor.set_data_from_numpy(np.array([v.encode() if isinstance(v, str) else v for v in values],
-                                                    dtype=np.object_))  # fmt: skip
-                inputs.append(tensor)
-            results.append(client.infer("tiny", inputs))
+            results.append(client.infer("tiny", bytes_inputs(triton_grpc, rows)))
     one_rest, one_grpc, split_rest, split_grpc = results
     for name in OUTPUTS:
         for got in (one_grpc, split_rest, split_grpc):
