@@ -18,6 +18,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from service.publish import valid_version
+from training.encoders import TEXT_POOLING, text_encoder_problem
 from training.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -46,6 +47,8 @@ class TrainConfig:
     layers: int = 1  # attention fusion
     dropout: float = 0.1
     image_feature: str = "pooled"  # pooled (global average, 1280-d) | spatial (stage 5, 3x3 regions, 1008-d)
+    text_encoder: str = ""  # "" = the packaged all-MiniLM-L6-v2, or a Hugging Face directory (training/encoders.py)
+    text_pooling: str = "mean"  # mean over real tokens | cls (the first token)
     contrastive: str = "label"  # label: every same-label item of any modality is a positive | item: paired rows
     finetune_last: int = 0  # 0 = frozen backbones (cached features); N > 0 tunes the last N blocks (slow)
     finetune_lr: float = 5e-5  # learning rate of the tuned backbone blocks (the heads use lr)
@@ -114,8 +117,13 @@ def _sizes(cfg: TrainConfig) -> str | None:
     return None
 
 
+def _text_encoder(cfg: TrainConfig) -> str | None:
+    return text_encoder_problem(cfg.text_encoder) if cfg.text_encoder else None
+
+
 _CHECKS = (
-    _one_of("fusion", FUSIONS), _one_of("image_feature", ("pooled", "spatial")),
+    _one_of("fusion", FUSIONS), _one_of("image_feature", ("pooled", "spatial")), _one_of("text_pooling", TEXT_POOLING),
+    _text_encoder,
     _one_of("contrastive", ("item", "label")), _one_of("quantize", ("", "int8")), _name_and_version, _sizes,
 )  # fmt: skip
 

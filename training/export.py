@@ -42,7 +42,11 @@ ENCODER_SPECS = {"image": mf.ImageEncoder, "text": mf.TextEncoder, "audio": mf.A
 def trained_encoder(model: FusedModel, modality: str) -> EncoderWithProjection:
     """Packaged backbone (with its fine-tuned blocks, if any) + the projection head the fused model learned."""
     encoder = build_encoder(
-        modality, dim=model.dim, tuned=model.backbone_state.get(modality), image_feature=model.image_feature
+        modality,
+        dim=model.dim,
+        tuned=model.backbone_state.get(modality),
+        image_feature=model.image_feature,
+        text=model.text,
     )
     encoder.proj.load_state_dict(model.projections[modality].state_dict())
     return encoder.eval()
@@ -137,7 +141,7 @@ def export_bundle(model: FusedModel, data, cfg, report: dict, run_dir: Path, bun
     graphs + tokenizer → golden examples (torch) → a manifest of the graphs → the server's golden replay (once)
     → model card with the measured parity → the final manifest (every file) → verify its hashes.
     """
-    specs, bundle = default_preprocess(), Path(bundle)
+    specs, bundle = default_preprocess(model.text[0]), Path(bundle)
     bundle.mkdir(parents=True, exist_ok=True)
     test = data.examples["test"]
     others = [e for split in ("val", "train") for e in data.examples.get(split, [])]  # if test lacks a modality

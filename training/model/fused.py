@@ -40,14 +40,18 @@ class FusedModel(nn.Module):
         layers: int = 1,
         dropout: float = 0.1,
         image_feature: str = "pooled",
+        text_encoder: str = "",
+        text_pooling: str = "mean",
     ):
         super().__init__()
         # constructor arguments, stored in checkpoints so that load_checkpoint rebuilds the same model
         self.hparams = dict(
             modalities=list(modalities), feature_dims=dict(feature_dims), n_classes=n_classes, fusion=fusion,
             dim=dim, hidden=hidden, heads=heads, layers=layers, dropout=dropout, image_feature=image_feature,
+            text_encoder=text_encoder, text_pooling=text_pooling,
         )  # fmt: skip
         self.image_feature = image_feature  # which backbone read-out the image features are (backbones.py)
+        self.text = (text_encoder, text_pooling)  # which text encoder and pooling the text features are
         self.modalities, self.dim, self.n_classes = list(modalities), dim, n_classes
         self.feature_dims = {m: int(feature_dims[m]) for m in self.modalities}
         self.projections = nn.ModuleDict({m: nn.Linear(self.feature_dims[m], dim) for m in self.modalities})
@@ -85,6 +89,8 @@ def build_model(modalities: list[str], feature_dims: dict[str, int], n_classes: 
         layers=cfg.layers,
         dropout=cfg.dropout,
         image_feature=cfg.image_feature,
+        text_encoder=cfg.text_encoder,
+        text_pooling=cfg.text_pooling,
     )
 
 
