@@ -176,7 +176,22 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument("--overwrite", action="store_true", help="replace the --version if it exists")
         if name == "build-default":
             command.set_defaults(config="tridigits.toml")
+    text = "a JSONL manifest from a class-per-folder image tree or a CSV (label + text / image / audio columns)"
+    manifest = sub.add_parser("manifest", help=text, description=text)
+    manifest.add_argument("--from", dest="source", required=True, help="a folder of <label>/ folders, or a CSV file")
+    manifest.add_argument("--out", required=True, help="the manifest to write, e.g. data/mine/dataset.jsonl")
+    manifest.add_argument("--val", type=float, default=0.1, help="share of items without a split put in val")
+    manifest.add_argument("--test", type=float, default=0.1, help="share of items without a split put in test")
     return parser
+
+
+def run_manifest(args) -> None:
+    from training.data.convert import convert
+
+    written, problems = convert(Path(args.source), Path(args.out), args.val, args.test)
+    print(f"{args.out}: {written} item(s) written; {len(problems)} unusable row(s) left out")
+    for problem in problems:
+        print(f"  {problem}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,7 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     started = time.perf_counter()
     try:
-        _dispatch(args.command, config_from_args(args), args)
+        if args.command == "manifest":
+            run_manifest(args)
+        else:
+            _dispatch(args.command, config_from_args(args), args)
     except UserError as error:  # the user's to fix: the message says how; a traceback would only hide it
         print(f"error: {error}", file=sys.stderr)
         return 2
