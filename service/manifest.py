@@ -46,7 +46,11 @@ class TensorSpec(Strict):
 
 class ImagePreprocess(Strict):
     size: int = Field(224, ge=1)  # output is size x size
-    resize: Literal["center_crop", "stretch"] = "center_crop"  # center_crop: shorter side → size, then crop
+    # center_crop: shorter side → size (rounded), then crop; stretch: straight to size x size; shortest_edge:
+    # Hugging Face image processors' resize — shorter side → resize_size, longer side truncated — then the
+    # centred size x size crop (CLIP, DINOv2, ConvNeXt)
+    resize: Literal["center_crop", "stretch", "shortest_edge"] = "center_crop"
+    resize_size: int | None = Field(None, ge=1)  # shortest_edge: the shorter side before the crop (None: size)
     resample: Literal["nearest", "bilinear", "bicubic"] = "bilinear"
     # normalised = (pixel_0_255 - mean) / std, per RGB channel
     mean: tuple[float, float, float] = (127.0, 127.0, 127.0)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from service.manifest import ImagePreprocess
+
 # AutoModel encoders whose fast tokenizer (tokenizer.json: normaliser, pre-tokeniser, model, post-processor with
 # the special tokens) is the whole text preprocessing, and whose last_hidden_state the backbone pools
 TEXT_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert", "mpnet", "distilbert", "electra")
@@ -37,6 +39,64 @@ def text_max_tokens(directory: str) -> int:
     config = _config(Path(directory))
     positions = config.get("max_position_embeddings", DEFAULT_MAX_TOKENS) - POSITION_OFFSET.get(config["model_type"], 0)
     return max(2, min(DEFAULT_MAX_TOKENS, positions))
+
+
+# AutoModel vision encoders (CLIP: its vision tower) whose image processor the server reproduces (below)
+IMAGE_MODEL_TYPES = ("vit", "convnext", "dinov2", "clip", "clip_vision_model")
+IMAGE_POOLING = ("pooled", "cls")
+RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}  # PIL's numbering, as the processors store it
+
+
+def image_encoder_problem(directory: str) -> str | None:
+    """Why the server could not serve this image encoder exactly (None: it can)."""
+    path = Path(directory)
+    if not (path / "config.json").is_file():
+        return f"image_encoder: {directory} is not a Hugging Face model directory (no config.json)"
+    model_type = _config(path).get("model_type")
+    if model_type not in IMAGE_MODEL_TYPES:
+        return f"image_encoder: {directory} is a {model_type!r} model; supported: {', '.join(IMAGE_MODEL_TYPES)}"
+    try:
+        image_preprocess(directory)
+    except ValueError as error:
+        return f"image_encoder: {directory}: {error}"
+    return None
+
+
+def image_preprocess(directory: str) -> ImagePreprocess:
+    """The model's image processor (preprocessor_config.json) as the server's ImagePreprocess; ValueError
+    naming what the server cannot reproduce."""
+    path = Path(directory) / "preprocessor_config.json"
+    if not path.is_file():
+        raise ValueError("no preprocessor_config.json (save the model's image processor with save_pretrained)")
+    p = json.loads(path.read_text(encoding="utf-8"))
+    if not (p.get("do_resize", True) and p.get("do_rescale", True) and p.get("do_normalize", True)):
+        raise ValueError("the processor must resize, rescale and normalise")
+    if abs(p.get("rescale_factor", 1 / 255) - 1 / 255) > 1e-12:
+        raise ValueError(f"rescale_factor {p['rescale_factor']} is not 1/255")
+    if p.get("resample", 2) not in RESAMPLE:
+        raise ValueError(f"resample {p['resample']} is not one of nearest (0), bilinear (2), bicubic (3)")
+    common = {"resample": RESAMPLE[p.get("resample", 2)], "mean": tuple(255 * m for m in p["image_mean"]),
+              "std": tuple(255 * s for s in p["image_std"])}  # fmt: skip
+    return ImagePreprocess(**common, **_image_geometry(p))
+
+
+def _image_geometry(p: dict) -> dict:
+    """size / resize / resize_size of the server's ImagePreprocess from the processor's resize and crop."""
+    size, crop = p.get("size", {}), p.get("crop_size") or {}
+    if "height" in size and not p.get("do_center_crop", False):  # ViT: straight to height x width
+        if size["height"] != size.get("width"):
+            raise ValueError(f"size {size} is not square")
+        return {"size": size["height"], "resize": "stretch"}
+    short = size.get("shortest_edge")
+    if short is None:
+        raise ValueError(f"size {size} is neither height/width nor shortest_edge")
+    if "crop_pct" in p:  # ConvNeXt: resize to short / crop_pct, crop short (from 384 up: straight to short)
+        if short >= 384:
+            return {"size": short, "resize": "stretch"}
+        return {"size": short, "resize": "shortest_edge", "resize_size": int(short / p["crop_pct"])}
+    if not p.get("do_center_crop", False) or crop.get("height") != crop.get("width"):
+        raise ValueError(f"resizing to shortest_edge needs a square centre crop, got crop_size {crop}")
+    return {"size": crop["height"], "resize": "shortest_edge", "resize_size": short}
 
 
 def _config(path: Path) -> dict:

@@ -125,6 +125,12 @@ def _resize(image: Image.Image, spec: ImagePreprocess) -> Image.Image:
     if spec.resize == "stretch":
         return image.resize((size, size), resample)
     width, height = image.size
+    if spec.resize == "shortest_edge":  # transformers' get_resize_output_image_size and center_crop
+        short = spec.resize_size or size
+        new_w, new_h = (short, int(short * height / width)) if width <= height else (int(short * width / height), short)
+        image = image.resize((new_w, new_h), resample)
+        left, top = (new_w - size) // 2, (new_h - size) // 2
+        return image.crop((left, top, left + size, top + size))
     if spec.single_pass:  # the centred square of the source, straight to size x size
         side = min(width, height)
         box = ((width - side) / 2, (height - side) / 2, (width + side) / 2, (height + side) / 2)
