@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from service.publish import valid_version
-from training.encoders import TEXT_POOLING, text_encoder_problem
+from training.encoders import TEXT_POOLING, image_encoder_problem, text_encoder_problem
 from training.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -46,7 +46,10 @@ class TrainConfig:
     heads: int = 4  # attention fusion
     layers: int = 1  # attention fusion
     dropout: float = 0.1
-    image_feature: str = "pooled"  # pooled (global average, 1280-d) | spatial (stage 5, 3x3 regions, 1008-d)
+    # packaged EfficientNet-Lite0: pooled (global average, 1280-d) | spatial (stage 5, 3x3 regions, 1008-d);
+    # a Hugging Face image_encoder: pooled (its pooler output) | cls (its first token)
+    image_feature: str = "pooled"
+    image_encoder: str = ""  # "" = the packaged EfficientNet-Lite0, or a Hugging Face directory (training/encoders.py)
     text_encoder: str = ""  # "" = the packaged all-MiniLM-L6-v2, or a Hugging Face directory (training/encoders.py)
     text_pooling: str = "mean"  # mean over real tokens | cls (the first token)
     contrastive: str = "label"  # label: every same-label item of any modality is a positive | item: paired rows
@@ -121,9 +124,17 @@ def _text_encoder(cfg: TrainConfig) -> str | None:
     return text_encoder_problem(cfg.text_encoder) if cfg.text_encoder else None
 
 
+def _image_encoder(cfg: TrainConfig) -> str | None:
+    if not cfg.image_encoder:
+        return "image_feature 'cls' needs a Hugging Face image_encoder" if cfg.image_feature == "cls" else None
+    if cfg.image_feature == "spatial":
+        return "image_feature 'spatial' is the packaged EfficientNet's read-out; use pooled or cls with image_encoder"
+    return image_encoder_problem(cfg.image_encoder)
+
+
 _CHECKS = (
-    _one_of("fusion", FUSIONS), _one_of("image_feature", ("pooled", "spatial")), _one_of("text_pooling", TEXT_POOLING),
-    _text_encoder,
+    _one_of("fusion", FUSIONS), _one_of("image_feature", ("pooled", "spatial", "cls")),
+    _one_of("text_pooling", TEXT_POOLING), _text_encoder, _image_encoder,
     _one_of("contrastive", ("item", "label")), _one_of("quantize", ("", "int8")), _name_and_version, _sizes,
 )  # fmt: skip
 

@@ -17,6 +17,12 @@ POSITION_OFFSET = {"roberta": 2, "xlm-roberta": 2, "camembert": 2}  # positions 
 DEFAULT_MAX_TOKENS = 128
 
 
+def backbone_options(cfg) -> dict:
+    """build_backbone's encoder choices from a TrainConfig (or a model's hparams-like object)."""
+    return {"image_feature": cfg.image_feature, "image_encoder": cfg.image_encoder,
+            "text": (cfg.text_encoder, cfg.text_pooling)}  # fmt: skip
+
+
 def text_encoder_problem(directory: str) -> str | None:
     """Why the server could not serve this text encoder exactly (None: it can)."""
     path = Path(directory)

@@ -47,6 +47,7 @@ def trained_encoder(model: FusedModel, modality: str) -> EncoderWithProjection:
         tuned=model.backbone_state.get(modality),
         image_feature=model.image_feature,
         text=model.text,
+        image_encoder=model.image_encoder,
     )
     encoder.proj.load_state_dict(model.projections[modality].state_dict())
     return encoder.eval()
@@ -141,7 +142,7 @@ def export_bundle(model: FusedModel, data, cfg, report: dict, run_dir: Path, bun
     graphs + tokenizer → golden examples (torch) → a manifest of the graphs → the server's golden replay (once)
     → model card with the measured parity → the final manifest (every file) → verify its hashes.
     """
-    specs, bundle = default_preprocess(model.text[0]), Path(bundle)
+    specs, bundle = default_preprocess(model.text[0], model.image_encoder), Path(bundle)
     bundle.mkdir(parents=True, exist_ok=True)
     test = data.examples["test"]
     others = [e for split in ("val", "train") for e in data.examples.get(split, [])]  # if test lacks a modality

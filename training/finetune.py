@@ -18,6 +18,7 @@ from torch import nn
 
 from training.data.features import collate, decoded_inputs, default_preprocess
 from training.data.splits import load_train_data
+from training.encoders import backbone_options
 from training.model.backbones import build_backbone
 
 
@@ -44,10 +45,9 @@ def attach_live_backbones(model: nn.Module, data, cfg) -> None:
     if not data.examples.get("train"):
         raise ValueError("fine-tuning needs the dataset's examples (load_train_data), not features alone")
     model.backbones = nn.ModuleDict(
-        {m: build_backbone(m, cfg.finetune_last, image_feature=cfg.image_feature,
-                           text=(cfg.text_encoder, cfg.text_pooling)) for m in data.modalities}
-    )  # fmt: skip
-    specs = default_preprocess(cfg.text_encoder)
+        {m: build_backbone(m, cfg.finetune_last, **backbone_options(cfg)) for m in data.modalities}
+    )
+    specs = default_preprocess(cfg.text_encoder, cfg.image_encoder)
     for name in ("train", "val"):
         inputs = decoded_inputs(data.examples.get(name, []), data.modalities, specs)
         data.splits[name].live = LiveFeatures(model.backbones, inputs, data.feature_dims())

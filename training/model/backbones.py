@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.encoders import TEXT_POOLING
+from training.model.base import Backbone
+from training.model.hf_image import HFImageBackbone
 from training.model.whisper_encoder import load_whisper_encoder
 
 MODALITY_INPUTS = {
@@ -21,41 +23,6 @@ MODALITY_INPUTS = {
     "text": ("input_ids", "attention_mask"),
     "audio": ("input_features", "frame_mask"),
 }
-
-
-class Backbone(nn.Module):
-    """Freezing logic shared by the three backbones; subclasses list their blocks in order."""
-
-    out_dim: int
-    modality: str
-
-    def blocks(self) -> list[nn.Module]:
-        """Trainable units from input to output (the last ones are unfrozen first)."""
-        raise NotImplementedError
-
-    def tail(self) -> list[nn.Module]:
-        """Modules after the last block (final norm/head); trained whenever any block is."""
-        return []
-
-    def finetune_last(self, n: int) -> Backbone:
-        self.requires_grad_(False)
-        self._trainable = (self.blocks()[-n:] + self.tail()) if n > 0 else []
-        for module in self._trainable:
-            module.requires_grad_(True)
-        return self.train(self.training)
-
-    def train(self, mode: bool = True) -> Backbone:
-        super().train(False)
-        self.training = mode
-        for module in getattr(self, "_trainable", []):
-            module.train(mode)
-        for module in self.modules():  # too few images per batch to re-estimate BN statistics
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.eval()
-        return self
-
-    def n_trainable(self) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
 
 class TextBackbone(Backbone):
@@ -228,11 +195,16 @@ def build_backbone(
     tuned: dict[str, torch.Tensor] | None = None,
     image_feature: str = "pooled",
     text: tuple[str, str] = ("", "mean"),
+    image_encoder: str = "",
 ) -> Backbone:
-    """Backbone of `modality` (text: (directory or "" for the packaged one, pooling)), its last `finetune_last`
-    blocks trainable, `tuned` weights loaded."""
-    options = {"image": {"feature": image_feature}, "text": {"model_dir": text[0], "pooling": text[1]}}
-    backbone = _BUILD[modality][0](**options.get(modality, {})).finetune_last(finetune_last)
+    """Backbone of `modality` (text: (directory or "" for the packaged one, pooling); image: a Hugging Face
+    directory or "" for the packaged one, read out by image_feature), its last `finetune_last` blocks
+    trainable, `tuned` weights loaded."""
+    if modality == "image" and image_encoder:
+        backbone = HFImageBackbone(image_encoder, image_feature).finetune_last(finetune_last)
+    else:
+        options = {"image": {"feature": image_feature}, "text": {"model_dir": text[0], "pooling": text[1]}}
+        backbone = _BUILD[modality][0](**options.get(modality, {})).finetune_last(finetune_last)
     if tuned:
         unexpected = backbone.load_state_dict(tuned, strict=False).unexpected_keys
         if unexpected:
@@ -247,7 +219,8 @@ def build_encoder(
     tuned: dict[str, torch.Tensor] | None = None,
     image_feature: str = "pooled",
     text: tuple[str, str] = ("", "mean"),
+    image_encoder: str = "",
 ) -> EncoderWithProjection:
     """Backbone of `modality` (with fine-tuned weights, if any) + a fresh projection to `dim`."""
-    backbone = build_backbone(modality, finetune_last, tuned, image_feature, text)
+    backbone = build_backbone(modality, finetune_last, tuned, image_feature, text, image_encoder)
     return _BUILD[modality][1](backbone, backbone.out_dim, dim)

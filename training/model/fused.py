@@ -42,14 +42,16 @@ class FusedModel(nn.Module):
         image_feature: str = "pooled",
         text_encoder: str = "",
         text_pooling: str = "mean",
+        image_encoder: str = "",
     ):
         super().__init__()
         # constructor arguments, stored in checkpoints so that load_checkpoint rebuilds the same model
         self.hparams = dict(
             modalities=list(modalities), feature_dims=dict(feature_dims), n_classes=n_classes, fusion=fusion,
             dim=dim, hidden=hidden, heads=heads, layers=layers, dropout=dropout, image_feature=image_feature,
-            text_encoder=text_encoder, text_pooling=text_pooling,
+            text_encoder=text_encoder, text_pooling=text_pooling, image_encoder=image_encoder,
         )  # fmt: skip
+        self.image_encoder = image_encoder  # "" = the packaged EfficientNet, or a Hugging Face directory
         self.image_feature = image_feature  # which backbone read-out the image features are (backbones.py)
         self.text = (text_encoder, text_pooling)  # which text encoder and pooling the text features are
         self.modalities, self.dim, self.n_classes = list(modalities), dim, n_classes
@@ -91,6 +93,7 @@ def build_model(modalities: list[str], feature_dims: dict[str, int], n_classes: 
         image_feature=cfg.image_feature,
         text_encoder=cfg.text_encoder,
         text_pooling=cfg.text_pooling,
+        image_encoder=cfg.image_encoder,
     )
 
 

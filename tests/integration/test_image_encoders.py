@@ -1,0 +1,102 @@
+"""Bring your own image encoder (issue 21): a Hugging Face directory named by `--image-encoder` — here a tiny
+random-initialised ViT, DINOv2, ConvNeXt or CLIP vision tower built offline from its config, saved with its image
+processor — is trained on a small image dataset, exported, and answered over HTTP equal to torch within 1e-4,
+the processor's preprocessing in the bundle."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import transformers
+from PIL import Image
+
+from tests.integration.conftest import fast_settings, serving
+from tests.integration.test_text_encoders import cli
+
+pytestmark = pytest.mark.slow
+COLOURS = {"red": (200, 30, 30), "green": (30, 180, 40), "blue": (30, 40, 200)}
+SPLIT = ["train"] * 6 + ["val"] * 2 + ["test"] * 2
+
+FAMILIES = {
+    "vit": (lambda: transformers.ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                                           num_attention_heads=2, intermediate_size=64),
+            lambda: transformers.ViTImageProcessor(size={"height": 32, "width": 32}), "cls"),
+    "dinov2": (lambda: transformers.Dinov2Config(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                                                 num_attention_heads=2, mlp_ratio=2),
+               lambda: transformers.BitImageProcessor(size={"shortest_edge": 40}, crop_size={"height": 32, "width": 32},
+                                                      resample=3, do_convert_rgb=True), "pooled"),
+    "convnext": (lambda: transformers.ConvNextConfig(hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1]),
+                 lambda: transformers.ConvNextImageProcessor(size={"shortest_edge": 32}, crop_pct=0.875), "pooled"),
+    "clip": (lambda: transformers.CLIPVisionConfig(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64,
+                                                   num_hidden_layers=2, num_attention_heads=2),
+             lambda: transformers.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+             "pooled"),
+}  # fmt: skip
+
+
+def picture(colour: tuple[int, int, int], seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    size = (int(rng.integers(40, 90)), int(rng.integers(40, 90)), 3)
+    pixels = np.clip(np.array(colour) + rng.normal(0, 25, size), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_images(root: Path) -> Path:
+    rows = []
+    for k, (label, colour) in enumerate(COLOURS.items()):
+        for i, split in enumerate(SPLIT):
+            path = root / "images" / f"{label}-{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(picture(colour, seed=100 * k + i))
+            rows.append({"id": f"{label}-{i}", "split": split, "label": label, "image": f"images/{path.name}"})
+    (root / "dataset.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return root / "dataset.jsonl"
+
+
+def tiny_vision_encoder(directory: Path, family: str) -> Path:
+    config, processor, _ = FAMILIES[family]
+    torch.manual_seed(0)
+    transformers.AutoModel.from_config(config()).save_pretrained(directory)
+    processor().save_pretrained(directory)
+    return directory
+
+
+def torch_image_embeddings(run: Path, images: list[bytes]) -> np.ndarray:
+    from training.data.features import collate, decode, default_preprocess
+    from training.export import trained_encoder
+    from training.model.fused import load_checkpoint
+
+    model, _ = load_checkpoint(run / "model.pt")
+    encoder, specs = trained_encoder(model, "image"), default_preprocess(model.text[0], model.image_encoder)
+    with torch.no_grad():
+        return encoder(*collate("image", [decode(data, "image", specs) for data in images])).numpy()
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+async def test_a_chosen_image_encoder_trains_exports_and_serves_as_torch(tmp_path, monkeypatch, family):
+    monkeypatch.chdir(tmp_path)
+    encoder = tiny_vision_encoder(tmp_path / f"tiny-{family}", family)
+    dataset = write_images(tmp_path / "colours")
+    given = ("--data", str(dataset), "--name", "swatches", "--image-encoder", str(encoder),
+             "--image-feature", FAMILIES[family][2])  # fmt: skip
+    assert cli("train", *given) == 0
+    assert cli("evaluate", *given, "--compare-fusions", "false") == 0
+    assert cli("export", *given) == 0
+    images = [picture(COLOURS["red"], 901), picture(COLOURS["blue"], 902), picture(COLOURS["green"], 903)]
+    expected = torch_image_embeddings(tmp_path / "runs" / "swatches", images)
+    inputs = [{"image": base64.b64encode(data).decode()} for data in images]
+    async with serving(fast_settings(tmp_path / "models")) as (_, client):
+        response = await client.post("/v1/models/swatches/embed", json={"inputs": inputs})
+        assert response.status_code == 200, response.text
+        served = np.array([result["image"] for result in response.json()["results"]])
+        alone = await client.post("/v1/models/swatches/embed", json={"inputs": inputs[1:2]})
+    np.testing.assert_allclose(served, expected, atol=1e-4)  # train → export → serve parity
+    np.testing.assert_allclose(alone.json()["results"][0]["image"], served[1], atol=1e-5)  # batch invariance

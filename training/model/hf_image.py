@@ -1,0 +1,43 @@
+"""Hugging Face vision encoders as image backbones (issue 21; docs/training.md, "Bring your encoders")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from training.model.base import Backbone
+
+
+class HFImageBackbone(Backbone):
+    """A Hugging Face vision encoder (ViT, ConvNeXt, DINOv2, CLIP's vision tower) → its pooled output, or its
+    first token ("cls") → [B,hidden]. Input: the model's own processor's pixels (training/encoders.py)."""
+
+    modality = "image"
+
+    def __init__(self, model_dir: str | Path, pooling: str = "pooled"):
+        super().__init__()
+        from transformers import AutoConfig, AutoModel, CLIPVisionModel
+
+        config = AutoConfig.from_pretrained(str(model_dir), local_files_only=True)
+        if pooling not in ("pooled", "cls") or (pooling == "cls" and config.model_type == "convnext"):
+            allowed = "'pooled'" if config.model_type == "convnext" else "'pooled' or 'cls'"
+            raise ValueError(f"{config.model_type} image encoders take image_feature {allowed}, got {pooling!r}")
+        loader = CLIPVisionModel if config.model_type == "clip" else AutoModel
+        extra = {} if config.model_type == "convnext" else {"attn_implementation": "eager"}  # no attention there
+        self.net = loader.from_pretrained(str(model_dir), local_files_only=True, **extra)
+        vision = getattr(self.net.config, "vision_config", self.net.config)
+        self.pooling, self.out_dim = pooling, getattr(vision, "hidden_size", None) or vision.hidden_sizes[-1]
+        self.finetune_last(0)
+
+    def blocks(self) -> list[nn.Module]:
+        encoder = getattr(self.net, "vision_model", self.net).encoder
+        for name in ("layer", "layers", "stages"):  # ViT / DINOv2, CLIP, ConvNeXt
+            if hasattr(encoder, name):
+                return list(getattr(encoder, name))
+        raise ValueError(f"no block list in {type(encoder).__name__}")
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:  # [B,3,S,S] f32
+        out = self.net(pixel_values=pixel_values)
+        return out.pooler_output if self.pooling == "pooled" else out.last_hidden_state[:, 0]  # [B,hidden]
