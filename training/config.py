@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from service.publish import valid_version
-from training.encoders import TEXT_POOLING, image_encoder_problem, text_encoder_problem
+from training.encoders import TEXT_POOLING, audio_encoder_problem, image_encoder_problem, text_encoder_problem
 from training.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -52,6 +52,7 @@ class TrainConfig:
     image_encoder: str = ""  # "" = the packaged EfficientNet-Lite0, or a Hugging Face directory (training/encoders.py)
     text_encoder: str = ""  # "" = the packaged all-MiniLM-L6-v2, or a Hugging Face directory (training/encoders.py)
     text_pooling: str = "mean"  # mean over real tokens | cls (the first token)
+    audio_encoder: str = ""  # "" = the packaged Whisper tiny.en, or a Hugging Face Whisper directory
     contrastive: str = "label"  # label: every same-label item of any modality is a positive | item: paired rows
     finetune_last: int = 0  # 0 = frozen backbones (cached features); N > 0 tunes the last N blocks (slow)
     finetune_lr: float = 5e-5  # learning rate of the tuned backbone blocks (the heads use lr)
@@ -124,6 +125,10 @@ def _text_encoder(cfg: TrainConfig) -> str | None:
     return text_encoder_problem(cfg.text_encoder) if cfg.text_encoder else None
 
 
+def _audio_encoder(cfg: TrainConfig) -> str | None:
+    return audio_encoder_problem(cfg.audio_encoder) if cfg.audio_encoder else None
+
+
 def _image_encoder(cfg: TrainConfig) -> str | None:
     if not cfg.image_encoder:
         return "image_feature 'cls' needs a Hugging Face image_encoder" if cfg.image_feature == "cls" else None
@@ -134,7 +139,7 @@ def _image_encoder(cfg: TrainConfig) -> str | None:
 
 _CHECKS = (
     _one_of("fusion", FUSIONS), _one_of("image_feature", ("pooled", "spatial", "cls")),
-    _one_of("text_pooling", TEXT_POOLING), _text_encoder, _image_encoder,
+    _one_of("text_pooling", TEXT_POOLING), _text_encoder, _image_encoder, _audio_encoder,
     _one_of("contrastive", ("item", "label")), _one_of("quantize", ("", "int8")), _name_and_version, _sizes,
 )  # fmt: skip
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from service.manifest import ImagePreprocess
+from service.manifest import AudioPreprocess, ImagePreprocess
 
 # AutoModel encoders whose fast tokenizer (tokenizer.json: normaliser, pre-tokeniser, model, post-processor with
 # the special tokens) is the whole text preprocessing, and whose last_hidden_state the backbone pools
@@ -20,7 +20,7 @@ DEFAULT_MAX_TOKENS = 128
 def backbone_options(cfg) -> dict:
     """build_backbone's encoder choices from a TrainConfig (or a model's hparams-like object)."""
     return {"image_feature": cfg.image_feature, "image_encoder": cfg.image_encoder,
-            "text": (cfg.text_encoder, cfg.text_pooling)}  # fmt: skip
+            "text": (cfg.text_encoder, cfg.text_pooling), "audio_encoder": cfg.audio_encoder}  # fmt: skip
 
 
 def text_encoder_problem(directory: str) -> str | None:
@@ -103,6 +103,41 @@ def _image_geometry(p: dict) -> dict:
     if not p.get("do_center_crop", False) or crop.get("height") != crop.get("width"):
         raise ValueError(f"resizing to shortest_edge needs a square centre crop, got crop_size {crop}")
     return {"size": crop["height"], "resize": "shortest_edge", "resize_size": short}
+
+
+# Whisper encoders of any size (log-mel front end); waveform encoders need a raw-waveform front end first
+AUDIO_MODEL_TYPES = ("whisper",)
+WAVEFORM_MODEL_TYPES = ("wav2vec2", "hubert", "wavlm")
+
+
+def audio_encoder_problem(directory: str) -> str | None:
+    """Why the server could not serve this audio encoder exactly (None: it can)."""
+    path = Path(directory)
+    if not (path / "config.json").is_file():
+        return f"audio_encoder: {directory} is not a Hugging Face model directory (no config.json)"
+    model_type = _config(path).get("model_type")
+    if model_type in WAVEFORM_MODEL_TYPES:
+        return (f"audio_encoder: {directory} is a {model_type} model; waveform encoders are not supported yet "
+                "(the server has no raw-waveform front end)")  # fmt: skip
+    if model_type not in AUDIO_MODEL_TYPES:
+        return f"audio_encoder: {directory} is a {model_type!r} model; supported: {', '.join(AUDIO_MODEL_TYPES)}"
+    try:
+        audio_preprocess(directory)
+    except ValueError as error:
+        return f"audio_encoder: {directory}: {error}"
+    return None
+
+
+def audio_preprocess(directory: str) -> AudioPreprocess:
+    """A Whisper feature extractor (preprocessor_config.json) as the server's AudioPreprocess."""
+    path = Path(directory) / "preprocessor_config.json"
+    if not path.is_file():
+        raise ValueError("no preprocessor_config.json (save the model's feature extractor with save_pretrained)")
+    p = json.loads(path.read_text(encoding="utf-8"))
+    if p.get("feature_extractor_type", "WhisperFeatureExtractor") != "WhisperFeatureExtractor":
+        raise ValueError(f"feature extractor {p['feature_extractor_type']} is not Whisper's log-mel")
+    return AudioPreprocess(sample_rate=p["sampling_rate"], n_mels=p["feature_size"], n_fft=p["n_fft"],
+                           hop_length=p["hop_length"], max_seconds=float(p.get("chunk_length", 30)))  # fmt: skip
 
 
 def _config(path: Path) -> dict:

@@ -20,7 +20,7 @@ import torch
 
 from service import manifest as mf
 from training.bundle_check import server_golden_error, verify_bundle_files, write_bundle_manifest
-from training.data.features import PreprocessSpecs, collate, content, decode, default_preprocess
+from training.data.features import PreprocessSpecs, collate, content, decode, preprocess_for
 from training.errors import UserError
 from training.export_encoders import ParityError, export_encoder
 from training.export_fusion import export_fusion
@@ -48,6 +48,7 @@ def trained_encoder(model: FusedModel, modality: str) -> EncoderWithProjection:
         image_feature=model.image_feature,
         text=model.text,
         image_encoder=model.image_encoder,
+        audio_encoder=model.audio_encoder,
     )
     encoder.proj.load_state_dict(model.projections[modality].state_dict())
     return encoder.eval()
@@ -142,7 +143,7 @@ def export_bundle(model: FusedModel, data, cfg, report: dict, run_dir: Path, bun
     graphs + tokenizer → golden examples (torch) → a manifest of the graphs → the server's golden replay (once)
     → model card with the measured parity → the final manifest (every file) → verify its hashes.
     """
-    specs, bundle = default_preprocess(model.text[0], model.image_encoder), Path(bundle)
+    specs, bundle = preprocess_for(model), Path(bundle)
     bundle.mkdir(parents=True, exist_ok=True)
     test = data.examples["test"]
     others = [e for split in ("val", "train") for e in data.examples.get(split, [])]  # if test lacks a modality

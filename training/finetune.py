@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.data.features import collate, decoded_inputs, default_preprocess
+from training.data.features import collate, decoded_inputs, preprocess_for
 from training.data.splits import load_train_data
 from training.encoders import backbone_options
 from training.model.backbones import build_backbone
@@ -47,7 +47,7 @@ def attach_live_backbones(model: nn.Module, data, cfg) -> None:
     model.backbones = nn.ModuleDict(
         {m: build_backbone(m, cfg.finetune_last, **backbone_options(cfg)) for m in data.modalities}
     )
-    specs = default_preprocess(cfg.text_encoder, cfg.image_encoder)
+    specs = preprocess_for(cfg)
     for name in ("train", "val"):
         inputs = decoded_inputs(data.examples.get(name, []), data.modalities, specs)
         data.splits[name].live = LiveFeatures(model.backbones, inputs, data.feature_dims())

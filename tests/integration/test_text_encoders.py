@@ -59,12 +59,12 @@ def cli(*argv: str) -> int:
 
 
 def torch_text_embeddings(run: Path, phrases: list[str]) -> np.ndarray:
-    from training.data.features import collate, decode, default_preprocess
+    from training.data.features import collate, decode, preprocess_for
     from training.export import trained_encoder
     from training.model.fused import load_checkpoint
 
     model, _ = load_checkpoint(run / "model.pt")
-    encoder, specs = trained_encoder(model, "text"), default_preprocess(model.text[0])
+    encoder, specs = trained_encoder(model, "text"), preprocess_for(model)
     with torch.no_grad():
         return encoder(*collate("text", [decode(p.encode(), "text", specs) for p in phrases])).numpy()
 

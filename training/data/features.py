@@ -25,7 +25,7 @@ from service.preprocess import FusionError, decode_audio, decode_image, decode_t
 from service.preprocess.batch import collate as collate_arrays
 from training.data.dataset import MAX_AUDIO_SECONDS, MAX_IMAGE_PIXELS, MAX_TEXT_CHARS, Example
 from training.data.onnx_runner import FeatureRunner
-from training.encoders import image_preprocess, text_max_tokens
+from training.encoders import audio_preprocess, image_preprocess, text_max_tokens
 
 _CHUNK_BATCHES = 8  # decode this many batches at a time, then sort them by length (bounded memory)
 
@@ -40,7 +40,7 @@ class PreprocessSpecs:
     tokenizer_path: Path
 
 
-def default_preprocess(text_encoder: str = "", image_encoder: str = "") -> PreprocessSpecs:
+def default_preprocess(text_encoder: str = "", image_encoder: str = "", audio_encoder: str = "") -> PreprocessSpecs:
     """EfficientNet-Lite0: 224 centre crop, (x - 127) / 128; Whisper: 16 kHz 80-mel; text: the tokenizer of
     `text_encoder` (a Hugging Face directory; "" = the packaged MiniLM), up to 128 tokens (fewer where the
     model has fewer positions); image: `image_encoder`'s own processor when one is given."""
@@ -55,9 +55,14 @@ def default_preprocess(text_encoder: str = "", image_encoder: str = "") -> Prepr
         if image_encoder
         else ImagePreprocess(size=224, resize="center_crop", mean=(127.0,) * 3, std=(128.0,) * 3, single_pass=True),
         text=TextPreprocess(tokenizer_file="tokenizer.json", max_length=text_max_tokens(text_encoder), truncate=True),
-        audio=AudioPreprocess(sample_rate=16_000, n_mels=80, max_seconds=30.0),
+        audio=audio_preprocess(audio_encoder) if audio_encoder else AudioPreprocess(sample_rate=16_000, n_mels=80),
         tokenizer_path=tokenizer_dir / "tokenizer.json",
     )
+
+
+def preprocess_for(choice) -> PreprocessSpecs:
+    """The specs of a config's (or a trained model's) encoder choices: text_encoder, image_encoder, audio_encoder."""
+    return default_preprocess(choice.text_encoder, choice.image_encoder, choice.audio_encoder)
 
 
 _TOKENIZERS: dict[tuple[Path, TextPreprocess], object] = {}

@@ -15,7 +15,7 @@ import torch
 
 from service.manifest import MODALITIES
 from training.data.dataset import Example, labels_of, load_dataset
-from training.data.features import FeatureCache, default_preprocess, extract_features
+from training.data.features import FeatureCache, extract_features, preprocess_for
 from training.encoders import backbone_options
 from training.model.backbones import build_backbone
 
@@ -108,7 +108,7 @@ def load_train_data(cfg, by_split: dict[str, list] | None = None, backbone_state
     main = [e for s in ("train", "val", "test") for e in by_split.get(s, [])]
     labels = labels_of(main)
     modalities = [m for m in MODALITIES if any(getattr(e, m) is not None for e in main)]
-    cache, specs = FeatureCache(Path(cfg.cache_dir)), default_preprocess(cfg.text_encoder, cfg.image_encoder)
+    cache, specs = FeatureCache(Path(cfg.cache_dir)), preprocess_for(cfg)
     features, views = {s: {} for s in by_split}, {}
     for m in modalities:
         backbone = build_backbone(m, tuned=(backbone_state or {}).get(m), **backbone_options(cfg))

@@ -16,7 +16,7 @@ from torch import nn
 from training.encoders import TEXT_POOLING
 from training.model.base import Backbone
 from training.model.hf_image import HFImageBackbone
-from training.model.whisper_encoder import load_whisper_encoder
+from training.model.whisper_encoder import load_hf_whisper_encoder, load_whisper_encoder
 
 MODALITY_INPUTS = {
     "image": ("pixel_values",),
@@ -128,9 +128,9 @@ class AudioBackbone(Backbone):
 
     modality = "audio"
 
-    def __init__(self, model_bin: str | Path | None = None):
+    def __init__(self, model_bin: str | Path | None = None, hf_dir: str = ""):
         super().__init__()
-        self.whisper = load_whisper_encoder(model_bin)
+        self.whisper = load_hf_whisper_encoder(hf_dir) if hf_dir else load_whisper_encoder(model_bin)
         self.out_dim = self.whisper.out_dim
         self.finetune_last(0)
 
@@ -196,6 +196,7 @@ def build_backbone(
     image_feature: str = "pooled",
     text: tuple[str, str] = ("", "mean"),
     image_encoder: str = "",
+    audio_encoder: str = "",
 ) -> Backbone:
     """Backbone of `modality` (text: (directory or "" for the packaged one, pooling); image: a Hugging Face
     directory or "" for the packaged one, read out by image_feature), its last `finetune_last` blocks
@@ -203,7 +204,8 @@ def build_backbone(
     if modality == "image" and image_encoder:
         backbone = HFImageBackbone(image_encoder, image_feature).finetune_last(finetune_last)
     else:
-        options = {"image": {"feature": image_feature}, "text": {"model_dir": text[0], "pooling": text[1]}}
+        options = {"image": {"feature": image_feature}, "text": {"model_dir": text[0], "pooling": text[1]},
+                   "audio": {"hf_dir": audio_encoder}}  # fmt: skip
         backbone = _BUILD[modality][0](**options.get(modality, {})).finetune_last(finetune_last)
     if tuned:
         unexpected = backbone.load_state_dict(tuned, strict=False).unexpected_keys
@@ -220,7 +222,8 @@ def build_encoder(
     image_feature: str = "pooled",
     text: tuple[str, str] = ("", "mean"),
     image_encoder: str = "",
+    audio_encoder: str = "",
 ) -> EncoderWithProjection:
     """Backbone of `modality` (with fine-tuned weights, if any) + a fresh projection to `dim`."""
-    backbone = build_backbone(modality, finetune_last, tuned, image_feature, text, image_encoder)
+    backbone = build_backbone(modality, finetune_last, tuned, image_feature, text, image_encoder, audio_encoder)
     return _BUILD[modality][1](backbone, backbone.out_dim, dim)

@@ -43,6 +43,7 @@ class FusedModel(nn.Module):
         text_encoder: str = "",
         text_pooling: str = "mean",
         image_encoder: str = "",
+        audio_encoder: str = "",
     ):
         super().__init__()
         # constructor arguments, stored in checkpoints so that load_checkpoint rebuilds the same model
@@ -50,10 +51,12 @@ class FusedModel(nn.Module):
             modalities=list(modalities), feature_dims=dict(feature_dims), n_classes=n_classes, fusion=fusion,
             dim=dim, hidden=hidden, heads=heads, layers=layers, dropout=dropout, image_feature=image_feature,
             text_encoder=text_encoder, text_pooling=text_pooling, image_encoder=image_encoder,
+            audio_encoder=audio_encoder,
         )  # fmt: skip
         self.image_encoder = image_encoder  # "" = the packaged EfficientNet, or a Hugging Face directory
         self.image_feature = image_feature  # which backbone read-out the image features are (backbones.py)
         self.text = (text_encoder, text_pooling)  # which text encoder and pooling the text features are
+        self.text_encoder, self.audio_encoder = text_encoder, audio_encoder  # "" = the packaged ones
         self.modalities, self.dim, self.n_classes = list(modalities), dim, n_classes
         self.feature_dims = {m: int(feature_dims[m]) for m in self.modalities}
         self.projections = nn.ModuleDict({m: nn.Linear(self.feature_dims[m], dim) for m in self.modalities})
@@ -94,6 +97,7 @@ def build_model(modalities: list[str], feature_dims: dict[str, int], n_classes: 
         text_encoder=cfg.text_encoder,
         text_pooling=cfg.text_pooling,
         image_encoder=cfg.image_encoder,
+        audio_encoder=cfg.audio_encoder,
     )
 
 

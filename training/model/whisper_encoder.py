@@ -124,3 +124,17 @@ def load_whisper_encoder(path: str | Path | None = None) -> WhisperAudioEncoder:
         raise ValueError(f"CTranslate2 → Whisper mapping incomplete: missing={missing} extra={extra}")
     module.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in state.items()}, strict=True)
     return module.eval()
+
+
+def load_hf_whisper_encoder(directory: str | Path) -> WhisperAudioEncoder:
+    """The encoder of a Hugging Face Whisper directory (any size), in this module (any length, a frame mask)."""
+    from transformers import WhisperConfig, WhisperModel
+
+    config = WhisperConfig.from_pretrained(str(directory), local_files_only=True)
+    dims = WhisperDims(n_mels=config.num_mel_bins, d_model=config.d_model, n_layers=config.encoder_layers,
+                       n_heads=config.encoder_attention_heads, n_ctx=config.max_source_positions,
+                       ffn_dim=config.encoder_ffn_dim)  # fmt: skip
+    encoder = WhisperModel.from_pretrained(str(directory), local_files_only=True).get_encoder()
+    module = WhisperAudioEncoder(dims)
+    module.load_state_dict(encoder.state_dict(), strict=True)  # the same parameter names (module docstring)
+    return module.eval()
