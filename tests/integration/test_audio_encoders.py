@@ -42,7 +42,8 @@ def tiny_whisper(directory: Path, n_mels: int = 80) -> Path:
                                         encoder_attention_heads=2, encoder_ffn_dim=64, decoder_layers=1,
                                         decoder_attention_heads=2, decoder_ffn_dim=64, max_source_positions=1500,
                                         max_target_positions=32, pad_token_id=0, bos_token_id=1, eos_token_id=2,
-                                        decoder_start_token_id=1, suppress_tokens=[], begin_suppress_tokens=[])  # fmt: skip
+                                        decoder_start_token_id=1, suppress_tokens=[],
+                                        begin_suppress_tokens=[])  # fmt: skip
     torch.manual_seed(0)
     transformers.WhisperModel(config).save_pretrained(directory)
     transformers.WhisperFeatureExtractor(feature_size=n_mels).save_pretrained(directory)
