@@ -15,6 +15,7 @@ from pathlib import Path
 
 from training.data.dataset import Example, labels_of
 from training.data.features import content_key, file_key, preprocess_digest, preprocess_for
+from training.encoders import PACKAGED_AUDIO
 from training.errors import CheckpointError
 from training.model.backbones import AudioBackbone, ImageBackbone, TextBackbone
 
@@ -39,6 +40,8 @@ def backbone_source(modality: str, cfg) -> str:
 
     backbone, package = BACKBONES[modality]
     chosen = {"image": cfg.image_encoder, "text": cfg.text_encoder, "audio": cfg.audio_encoder}[modality]
+    if chosen in PACKAGED_AUDIO:
+        return f"WhisperAudioEncoder (Whisper base) from {PACKAGED_AUDIO[chosen]}"
     if chosen:  # the user's own encoder: its directory and what it is
         model_type = json.loads((Path(chosen) / "config.json").read_text(encoding="utf-8"))["model_type"]
         read_out = {"text": cfg.text_pooling, "image": cfg.image_feature, "audio": "masked mean"}[modality]

@@ -15,6 +15,7 @@ from torch import nn
 
 from training.encoders import TEXT_POOLING
 from training.model.base import Backbone
+from training.model.ct2_reader import packaged_whisper_base_path
 from training.model.hf_image import HFImageBackbone
 from training.model.whisper_encoder import load_hf_whisper_encoder, load_whisper_encoder
 
@@ -124,13 +125,17 @@ class ImageBackbone(Backbone):
 
 
 class AudioBackbone(Backbone):
-    """Whisper tiny.en encoder (from the CTranslate2 file) → masked mean → [B,384]."""
+    """A Whisper encoder → masked mean → [B,d]: the packaged tiny.en (a CTranslate2 file, d 384), the packaged
+    multilingual base (`source` "whisper-base", d 512), or a Hugging Face Whisper directory of any size."""
 
     modality = "audio"
 
-    def __init__(self, model_bin: str | Path | None = None, hf_dir: str = ""):
+    def __init__(self, model_bin: str | Path | None = None, source: str = ""):
         super().__init__()
-        self.whisper = load_hf_whisper_encoder(hf_dir) if hf_dir else load_whisper_encoder(model_bin)
+        if source and source != "whisper-base":
+            self.whisper = load_hf_whisper_encoder(source)
+        else:
+            self.whisper = load_whisper_encoder(packaged_whisper_base_path() if source else model_bin)
         self.out_dim = self.whisper.out_dim
         self.finetune_last(0)
 
@@ -205,7 +210,7 @@ def build_backbone(
         backbone = HFImageBackbone(image_encoder, image_feature).finetune_last(finetune_last)
     else:
         options = {"image": {"feature": image_feature}, "text": {"model_dir": text[0], "pooling": text[1]},
-                   "audio": {"hf_dir": audio_encoder}}  # fmt: skip
+                   "audio": {"source": audio_encoder}}  # fmt: skip
         backbone = _BUILD[modality][0](**options.get(modality, {})).finetune_last(finetune_last)
     if tuned:
         unexpected = backbone.load_state_dict(tuned, strict=False).unexpected_keys

