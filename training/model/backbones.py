@@ -54,8 +54,11 @@ class TextBackbone(Backbone):
         self.finetune_last(0)
 
     def blocks(self) -> list[nn.Module]:
-        body = getattr(self.bert, "encoder", None) or getattr(self.bert, "transformer", None)  # DistilBERT: transformer
-        return list(body.layer)
+        for owner in (getattr(self.bert, "encoder", None), getattr(self.bert, "transformer", None), self.bert):
+            for name in ("layer", "layers"):  # BERT-likes: encoder.layer; DistilBERT: transformer.layer
+                if isinstance(getattr(owner, name, None), nn.ModuleList):
+                    return list(getattr(owner, name))
+        raise ValueError(f"no layer list in {type(self.bert).__name__}")
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         # token_type_ids explicit: the default buffer slice would be traced with the example's length

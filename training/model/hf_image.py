@@ -32,11 +32,18 @@ class HFImageBackbone(Backbone):
         self.finetune_last(0)
 
     def blocks(self) -> list[nn.Module]:
-        encoder = getattr(self.net, "vision_model", self.net).encoder
-        for name in ("layer", "layers", "stages"):  # ViT / DINOv2, CLIP, ConvNeXt
-            if hasattr(encoder, name):
+        owner = getattr(self.net, "vision_model", self.net)  # CLIP: the vision tower
+        encoder = getattr(owner, "encoder", owner)  # some versions keep the block list on the model itself
+        for name in ("layer", "layers", "stages"):  # ViT / DINOv2, CLIP (and newer ViT), ConvNeXt
+            if isinstance(getattr(encoder, name, None), nn.ModuleList):
                 return list(getattr(encoder, name))
         raise ValueError(f"no block list in {type(encoder).__name__}")
+
+    def tail(self) -> list[nn.Module]:
+        """The final norm and pooler after the blocks (ViT, DINOv2, ConvNeXt: layernorm; CLIP: post_layernorm)."""
+        owner = getattr(self.net, "vision_model", self.net)
+        found = [getattr(owner, name, None) for name in ("layernorm", "post_layernorm", "pooler")]
+        return [module for module in found if isinstance(module, nn.Module)]
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:  # [B,3,S,S] f32
         out = self.net(pixel_values=pixel_values)
