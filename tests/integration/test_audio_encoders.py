@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +18,12 @@ import transformers
 from service.manifest import AudioPreprocess
 from service.preprocess.mel import log_mel_spectrogram
 from tests.integration.conftest import fast_settings, serving
+from tests.integration.labelled_media import write_media_dataset
 from tests.integration.test_text_encoders import cli
 from training.encoders import audio_preprocess
 
 pytestmark = pytest.mark.slow
 TONES = {"low": 220.0, "mid": 660.0, "high": 1760.0}
-SPLIT = ["train"] * 6 + ["val"] * 2 + ["test"] * 2
 
 
 def tone(frequency: float, seed: int) -> bytes:
@@ -51,15 +50,7 @@ def tiny_whisper(directory: Path, n_mels: int = 80) -> Path:
 
 
 def write_tones(root: Path) -> Path:
-    rows = []
-    for k, (label, frequency) in enumerate(TONES.items()):
-        for i, split in enumerate(SPLIT):
-            path = root / "audio" / f"{label}-{i}.wav"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(tone(frequency, 100 * k + i))
-            rows.append({"id": f"{label}-{i}", "split": split, "label": label, "audio": f"audio/{path.name}"})
-    (root / "dataset.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return root / "dataset.jsonl"
+    return write_media_dataset(root, "audio", TONES, tone, ".wav")
 
 
 @pytest.mark.parametrize("n_mels", [80, 128])  # tiny … medium, and large-v3's 128 mel bins

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +16,11 @@ import transformers
 from PIL import Image
 
 from tests.integration.conftest import fast_settings, serving
+from tests.integration.labelled_media import write_media_dataset
 from tests.integration.test_text_encoders import cli
 
 pytestmark = pytest.mark.slow
 COLOURS = {"red": (200, 30, 30), "green": (30, 180, 40), "blue": (30, 40, 200)}
-SPLIT = ["train"] * 6 + ["val"] * 2 + ["test"] * 2
 
 FAMILIES = {
     "vit": (lambda: transformers.ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
@@ -50,15 +49,7 @@ def picture(colour: tuple[int, int, int], seed: int) -> bytes:
 
 
 def write_images(root: Path) -> Path:
-    rows = []
-    for k, (label, colour) in enumerate(COLOURS.items()):
-        for i, split in enumerate(SPLIT):
-            path = root / "images" / f"{label}-{i}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(picture(colour, seed=100 * k + i))
-            rows.append({"id": f"{label}-{i}", "split": split, "label": label, "image": f"images/{path.name}"})
-    (root / "dataset.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return root / "dataset.jsonl"
+    return write_media_dataset(root, "image", COLOURS, picture, ".png")
 
 
 def tiny_vision_encoder(directory: Path, family: str) -> Path:

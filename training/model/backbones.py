@@ -223,15 +223,9 @@ def build_backbone(
 
 
 def build_encoder(
-    modality: str,
-    dim: int = 256,
-    finetune_last: int = 0,
-    tuned: dict[str, torch.Tensor] | None = None,
-    image_feature: str = "pooled",
-    text: tuple[str, str] = ("", "mean"),
-    image_encoder: str = "",
-    audio_encoder: str = "",
+    modality: str, dim: int = 256, finetune_last: int = 0, tuned: dict[str, torch.Tensor] | None = None, **choices
 ) -> EncoderWithProjection:
-    """Backbone of `modality` (with fine-tuned weights, if any) + a fresh projection to `dim`."""
-    backbone = build_backbone(modality, finetune_last, tuned, image_feature, text, image_encoder, audio_encoder)
+    """Backbone of `modality` (build_backbone's encoder `choices`; fine-tuned weights, if any) + a fresh projection
+    to `dim`."""
+    backbone = build_backbone(modality, finetune_last, tuned, **choices)
     return _BUILD[modality][1](backbone, backbone.out_dim, dim)
