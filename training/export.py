@@ -21,6 +21,7 @@ import torch
 from service import manifest as mf
 from training.bundle_check import server_golden_error, verify_bundle_files, write_bundle_manifest
 from training.data.features import PreprocessSpecs, collate, content, decode, preprocess_for
+from training.encoders import backbone_options
 from training.errors import UserError
 from training.export_encoders import ParityError, export_encoder
 from training.export_fusion import export_fusion
@@ -41,15 +42,7 @@ ENCODER_SPECS = {"image": mf.ImageEncoder, "text": mf.TextEncoder, "audio": mf.A
 
 def trained_encoder(model: FusedModel, modality: str) -> EncoderWithProjection:
     """Packaged backbone (with its fine-tuned blocks, if any) + the projection head the fused model learned."""
-    encoder = build_encoder(
-        modality,
-        dim=model.dim,
-        tuned=model.backbone_state.get(modality),
-        image_feature=model.image_feature,
-        text=model.text,
-        image_encoder=model.image_encoder,
-        audio_encoder=model.audio_encoder,
-    )
+    encoder = build_encoder(modality, model.dim, tuned=model.backbone_state.get(modality), **backbone_options(model))
     encoder.proj.load_state_dict(model.projections[modality].state_dict())
     return encoder.eval()
 

@@ -10,12 +10,11 @@ difference and how to fix it (docs/training.md, "Names, runs and versions").
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 from training.data.dataset import Example, labels_of
 from training.data.features import content_key, file_key, preprocess_digest, preprocess_for
-from training.encoders import PACKAGED_AUDIO
+from training.encoders import PACKAGED_AUDIO, model_type
 from training.errors import CheckpointError
 from training.model.backbones import AudioBackbone, ImageBackbone, TextBackbone
 
@@ -43,9 +42,8 @@ def backbone_source(modality: str, cfg) -> str:
     if chosen in PACKAGED_AUDIO:
         return f"WhisperAudioEncoder (Whisper base) from {PACKAGED_AUDIO[chosen]}"
     if chosen:  # the user's own encoder: its directory and what it is
-        model_type = json.loads((Path(chosen) / "config.json").read_text(encoding="utf-8"))["model_type"]
         read_out = {"text": cfg.text_pooling, "image": cfg.image_feature, "audio": "masked mean"}[modality]
-        return f"{model_type} encoder from {chosen}, {read_out} read-out"
+        return f"{model_type(chosen)} encoder from {chosen}, {read_out} read-out"
     try:
         package += f" {version(package)}"
     except PackageNotFoundError:

@@ -35,6 +35,7 @@ class EngineBackend:
         self.clients = [EngineClient(e, on_load=self._loader(e), on_change=self._changed) for e in endpoints]
         self.meters: dict[tuple[str, str], EngineMeter] = {}
         self._heartbeat: asyncio.Task | None = None
+        self._following: asyncio.Task | None = None  # the view followed after a connect or disconnect
         self._follow_lock = asyncio.Lock()
 
     async def start(self) -> None:
@@ -81,7 +82,7 @@ class EngineBackend:
             if not client.connected:
                 for meter in self.meters.values():
                     meter.reports.pop(client.endpoint, None)
-        asyncio.get_running_loop().create_task(self.refresh(ask=False))
+        self._following = asyncio.get_running_loop().create_task(self.refresh(ask=False))  # held: not collected
 
     async def _beat(self) -> None:
         while True:
@@ -101,12 +102,11 @@ class EngineBackend:
             if views:
                 await self.registry.follow(merge([v["models"] for v in views]))
 
-    async def _ask(self, client: EngineClient) -> None:
-        status = await client.status(STATUS_TIMEOUT_S)
-        if status is None:
+    @staticmethod
+    async def _ask(client: EngineClient) -> None:
+        """Its state into client.last_status (its load report reaches the meters as every answer's does)."""
+        if await client.status(STATUS_TIMEOUT_S) is None:
             client.last_status = None
-        elif "load" in status:
-            self._loader(client.endpoint)(status["load"])
 
     async def repository(self, action: str, model: str | None, ready_only: bool = False) -> dict:
         """Load and unload reach every engine (each has its own sessions); the index is the first one's."""

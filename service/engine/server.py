@@ -118,6 +118,8 @@ class Engine:
         if meter is not None:
             meter.completed(time.monotonic())
             self.senders[sender] -= 1
+            if not self.senders[sender]:  # a restarted front-end connects under a new identity
+                del self.senders[sender]
         if error is None:
             reply = wire.pack_results({"id": header["id"], "ok": True, "load": self.load(identity)}, results)
         else:

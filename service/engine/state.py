@@ -68,6 +68,7 @@ class FollowerRegistry(Registry):
     def __init__(self, settings, metrics):
         super().__init__(settings, metrics)
         self.engine_up = False  # connected and answering heartbeats (service/engine/backend.py)
+        self.unreadable: dict[tuple[str, str], str] = {}  # versions this process failed to read: why (no retry)
 
     def all_ready(self) -> bool:
         return self.engine_up and super().all_ready()
@@ -93,11 +94,15 @@ class FollowerRegistry(Registry):
         if fields["status"] not in SERVED:
             state.status, state.bundle = fields["status"], None
             return
+        if (why := self.unreadable.get((entry.name, version))) is not None:  # versions are immutable: once is enough
+            state.status, state.reason = "failed", why
+            return
         if state.bundle is None:
             try:
                 state.bundle = await asyncio.to_thread(light_bundle, self, entry.name, version, fields["provider"])
             except Exception as error:  # noqa: BLE001 — the engine serves it, but this process cannot read it
-                state.status, state.reason = "failed", f"front-end cannot read the bundle: {error}"
+                state.status = "failed"
+                state.reason = self.unreadable[(entry.name, version)] = f"front-end cannot read the bundle: {error}"
                 log.error("model %s version %s: %s", entry.name, version, state.reason)
                 return
         state.status = fields["status"]

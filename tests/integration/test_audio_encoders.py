@@ -5,7 +5,6 @@ clip length; the server's log-mel equals the transformers feature extractor's; w
 
 from __future__ import annotations
 
-import base64
 import io
 from pathlib import Path
 
@@ -17,8 +16,7 @@ import transformers
 
 from service.manifest import AudioPreprocess
 from service.preprocess.mel import log_mel_spectrogram
-from tests.integration.conftest import fast_settings, serving
-from tests.integration.labelled_media import write_media_dataset
+from tests.integration.labelled_media import assert_served_like_torch, write_media_dataset
 from tests.integration.test_text_encoders import cli
 from training.encoders import audio_preprocess
 
@@ -66,10 +64,6 @@ def test_the_servers_log_mel_is_the_feature_extractors(tmp_path, n_mels):
 
 
 async def test_a_whisper_directory_trains_exports_and_serves_as_torch(tmp_path, monkeypatch):
-    from training.data.features import collate, decode, preprocess_for
-    from training.export import trained_encoder
-    from training.model.fused import load_checkpoint
-
     monkeypatch.chdir(tmp_path)
     encoder = tiny_whisper(tmp_path / "tiny-whisper")
     given = ("--data", str(write_tones(tmp_path / "tones")), "--name", "tones", "--audio-encoder", str(encoder))
@@ -77,18 +71,7 @@ async def test_a_whisper_directory_trains_exports_and_serves_as_torch(tmp_path, 
     assert cli("evaluate", *given, "--compare-fusions", "false") == 0
     assert cli("export", *given) == 0
     clips = [tone(220.0, 901), tone(1760.0, 902), tone(660.0, 903)]  # three lengths, padded in one batch
-    model, _ = load_checkpoint(tmp_path / "runs" / "tones" / "model.pt")
-    torch_encoder, specs = trained_encoder(model, "audio"), preprocess_for(model)
-    with torch.no_grad():
-        expected = torch_encoder(*collate("audio", [decode(c, "audio", specs) for c in clips])).numpy()
-    inputs = [{"audio": base64.b64encode(c).decode()} for c in clips]
-    async with serving(fast_settings(tmp_path / "models")) as (_, client):
-        response = await client.post("/v1/models/tones/embed", json={"inputs": inputs})
-        assert response.status_code == 200, response.text
-        served = np.array([result["audio"] for result in response.json()["results"]])
-        alone = await client.post("/v1/models/tones/embed", json={"inputs": inputs[1:2]})
-    np.testing.assert_allclose(served, expected, atol=1e-4)
-    np.testing.assert_allclose(alone.json()["results"][0]["audio"], served[1], atol=1e-5)  # batch invariance
+    await assert_served_like_torch(tmp_path, "tones", "audio", clips)
 
 
 def test_a_waveform_encoder_is_refused_with_the_reason(tmp_path, capsys):

@@ -5,7 +5,6 @@ the processor's preprocessing in the bundle."""
 
 from __future__ import annotations
 
-import base64
 import io
 from pathlib import Path
 
@@ -15,8 +14,7 @@ import torch
 import transformers
 from PIL import Image
 
-from tests.integration.conftest import fast_settings, serving
-from tests.integration.labelled_media import write_media_dataset
+from tests.integration.labelled_media import assert_served_like_torch, write_media_dataset
 from tests.integration.test_text_encoders import cli
 
 pytestmark = pytest.mark.slow
@@ -60,17 +58,6 @@ def tiny_vision_encoder(directory: Path, family: str) -> Path:
     return directory
 
 
-def torch_image_embeddings(run: Path, images: list[bytes]) -> np.ndarray:
-    from training.data.features import collate, decode, preprocess_for
-    from training.export import trained_encoder
-    from training.model.fused import load_checkpoint
-
-    model, _ = load_checkpoint(run / "model.pt")
-    encoder, specs = trained_encoder(model, "image"), preprocess_for(model)
-    with torch.no_grad():
-        return encoder(*collate("image", [decode(data, "image", specs) for data in images])).numpy()
-
-
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 async def test_a_chosen_image_encoder_trains_exports_and_serves_as_torch(tmp_path, monkeypatch, family):
     monkeypatch.chdir(tmp_path)
@@ -82,12 +69,4 @@ async def test_a_chosen_image_encoder_trains_exports_and_serves_as_torch(tmp_pat
     assert cli("evaluate", *given, "--compare-fusions", "false") == 0
     assert cli("export", *given) == 0
     images = [picture(COLOURS["red"], 901), picture(COLOURS["blue"], 902), picture(COLOURS["green"], 903)]
-    expected = torch_image_embeddings(tmp_path / "runs" / "swatches", images)
-    inputs = [{"image": base64.b64encode(data).decode()} for data in images]
-    async with serving(fast_settings(tmp_path / "models")) as (_, client):
-        response = await client.post("/v1/models/swatches/embed", json={"inputs": inputs})
-        assert response.status_code == 200, response.text
-        served = np.array([result["image"] for result in response.json()["results"]])
-        alone = await client.post("/v1/models/swatches/embed", json={"inputs": inputs[1:2]})
-    np.testing.assert_allclose(served, expected, atol=1e-4)  # train → export → serve parity
-    np.testing.assert_allclose(alone.json()["results"][0]["image"], served[1], atol=1e-5)  # batch invariance
+    await assert_served_like_torch(tmp_path, "swatches", "image", images)

@@ -8,11 +8,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from tests.integration.conftest import fast_settings, serving
+from tests.integration.labelled_media import assert_served_like_torch
 from tests.integration.test_training_lifecycle import COLOURS, TEMPLATES, write_dataset
 
 pytestmark = pytest.mark.slow
@@ -58,17 +57,6 @@ def cli(*argv: str) -> int:
     return main([*argv, "--config", "default", "--cache-dir", ".cache", "--progress", "false", "--epochs", "10"])
 
 
-def torch_text_embeddings(run: Path, phrases: list[str]) -> np.ndarray:
-    from training.data.features import collate, decode, preprocess_for
-    from training.export import trained_encoder
-    from training.model.fused import load_checkpoint
-
-    model, _ = load_checkpoint(run / "model.pt")
-    encoder, specs = trained_encoder(model, "text"), preprocess_for(model)
-    with torch.no_grad():
-        return encoder(*collate("text", [decode(p.encode(), "text", specs) for p in phrases])).numpy()
-
-
 @pytest.mark.parametrize(("family", "pooling"), [("bert", "cls"), ("distilbert", "mean")])
 async def test_a_chosen_text_encoder_trains_exports_and_serves_as_torch(tmp_path, monkeypatch, family, pooling):
     monkeypatch.chdir(tmp_path)  # runs/, models/ and .cache/ are relative to the working directory
@@ -79,15 +67,8 @@ async def test_a_chosen_text_encoder_trains_exports_and_serves_as_torch(tmp_path
     assert cli("train", *given) == 0
     assert cli("evaluate", *given, "--compare-fusions", "false") == 0
     assert cli("export", *given) == 0
-    phrases = ["a red kite", "the green cup", "blue paint on a wall"]
-    expected = torch_text_embeddings(tmp_path / "runs" / "colours", phrases)
-    async with serving(fast_settings(tmp_path / "models")) as (_, client):
-        response = await client.post("/v1/models/colours/embed", json={"inputs": [{"text": p} for p in phrases]})
-        assert response.status_code == 200, response.text
-        served = np.array([result["text"] for result in response.json()["results"]])
-        alone = await client.post("/v1/models/colours/embed", json={"inputs": [{"text": phrases[2]}]})
-    np.testing.assert_allclose(served, expected, atol=1e-4)  # train → export → serve parity
-    np.testing.assert_allclose(alone.json()["results"][0]["text"], served[2], atol=1e-5)  # batch invariance
+    phrases = [b"a red kite", b"the green cup", b"blue paint on a wall"]
+    await assert_served_like_torch(tmp_path, "colours", "text", phrases)
 
 
 def test_an_encoder_the_server_cannot_reproduce_is_refused_before_training(tmp_path, capsys):

@@ -18,7 +18,7 @@ import json
 import os
 from pathlib import Path
 
-from training.data.dataset import MAX_TEXT_CHARS, SPLITS, _readable
+from training.data.dataset import MAX_TEXT_CHARS, SPLITS, media_problem
 from training.errors import UserError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
@@ -38,7 +38,7 @@ def _media(value: str, modality: str, base: Path) -> tuple[Path | None, str | No
     path = (base / value).resolve()
     if not path.is_file():
         return None, f"{modality} file {value} not found"
-    return path, _readable(modality, path)
+    return path, media_problem(modality, path)
 
 
 def row_item(row: dict, base: Path) -> tuple[dict | None, str | None]:

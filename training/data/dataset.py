@@ -115,7 +115,7 @@ def _media_path(value: object, modality: str, root: Path) -> tuple[Path | None, 
     return path, []
 
 
-def _readable(modality: str, path: Path) -> str | None:
+def media_problem(modality: str, path: Path) -> str | None:
     """None when the server would accept the file, else the reason it would not."""
     try:
         data = path.read_bytes()
@@ -184,7 +184,7 @@ def load_dataset(manifest: Path | str, *, check_media: bool = True, threads: int
             examples.append(example)
     if check_media:
         with ThreadPoolExecutor(max(1, threads)) as pool:
-            reasons = pool.map(lambda item: _readable(item[1], item[2]), to_decode)
+            reasons = pool.map(lambda item: media_problem(item[1], item[2]), to_decode)
             for (number, _, _), reason in zip(to_decode, reasons, strict=True):
                 if reason:
                     problems[number].append(reason)

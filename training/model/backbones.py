@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.encoders import TEXT_POOLING
-from training.model.base import Backbone
+from training.model.base import Backbone, block_list
 from training.model.ct2_reader import packaged_whisper_base_path
 from training.model.hf_image import HFImageBackbone
 from training.model.whisper_encoder import load_hf_whisper_encoder, load_whisper_encoder
@@ -54,11 +54,7 @@ class TextBackbone(Backbone):
         self.finetune_last(0)
 
     def blocks(self) -> list[nn.Module]:
-        for owner in (getattr(self.bert, "encoder", None), getattr(self.bert, "transformer", None), self.bert):
-            for name in ("layer", "layers"):  # BERT-likes: encoder.layer; DistilBERT: transformer.layer
-                if isinstance(getattr(owner, name, None), nn.ModuleList):
-                    return list(getattr(owner, name))
-        raise ValueError(f"no layer list in {type(self.bert).__name__}")
+        return block_list(self.bert, ("encoder", "transformer"), ("layer", "layers"))  # DistilBERT: transformer
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         # token_type_ids explicit: the default buffer slice would be traced with the example's length

@@ -38,3 +38,13 @@ class Backbone(nn.Module):
 
     def n_trainable(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+
+def block_list(model: nn.Module, owners: tuple[str, ...], names: tuple[str, ...]) -> list[nn.Module]:
+    """A Hugging Face model's blocks, input to output: the first ModuleList called one of `names` on the first of
+    the `owners` submodules it has, or on the model itself (transformers moves them between versions)."""
+    for owner in [getattr(model, o) for o in owners if hasattr(model, o)] + [model]:
+        for name in names:
+            if isinstance(blocks := getattr(owner, name, None), nn.ModuleList):
+                return list(blocks)
+    raise ValueError(f"no block list ({', '.join(names)}) in {type(model).__name__}")

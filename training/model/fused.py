@@ -53,10 +53,9 @@ class FusedModel(nn.Module):
             text_encoder=text_encoder, text_pooling=text_pooling, image_encoder=image_encoder,
             audio_encoder=audio_encoder,
         )  # fmt: skip
-        self.image_encoder = image_encoder  # "" = the packaged EfficientNet, or a Hugging Face directory
-        self.image_feature = image_feature  # which backbone read-out the image features are (backbones.py)
-        self.text = (text_encoder, text_pooling)  # which text encoder and pooling the text features are
-        self.text_encoder, self.audio_encoder = text_encoder, audio_encoder  # "" = the packaged ones
+        # which encoders (and read-outs) the features came from: "" = the packaged ones (training/encoders.py)
+        self.image_encoder, self.image_feature = image_encoder, image_feature
+        self.text_encoder, self.text_pooling, self.audio_encoder = text_encoder, text_pooling, audio_encoder
         self.modalities, self.dim, self.n_classes = list(modalities), dim, n_classes
         self.feature_dims = {m: int(feature_dims[m]) for m in self.modalities}
         self.projections = nn.ModuleDict({m: nn.Linear(self.feature_dims[m], dim) for m in self.modalities})

@@ -7,7 +7,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from training.model.base import Backbone
+from training.encoders import IMAGE_POOLING
+from training.model.base import Backbone, block_list
 
 
 class HFImageBackbone(Backbone):
@@ -21,7 +22,7 @@ class HFImageBackbone(Backbone):
         from transformers import AutoConfig, AutoModel, CLIPVisionModel
 
         config = AutoConfig.from_pretrained(str(model_dir), local_files_only=True)
-        if pooling not in ("pooled", "cls") or (pooling == "cls" and config.model_type == "convnext"):
+        if pooling not in IMAGE_POOLING or (pooling == "cls" and config.model_type == "convnext"):
             allowed = "'pooled'" if config.model_type == "convnext" else "'pooled' or 'cls'"
             raise ValueError(f"{config.model_type} image encoders take image_feature {allowed}, got {pooling!r}")
         loader = CLIPVisionModel if config.model_type == "clip" else AutoModel
@@ -33,11 +34,7 @@ class HFImageBackbone(Backbone):
 
     def blocks(self) -> list[nn.Module]:
         owner = getattr(self.net, "vision_model", self.net)  # CLIP: the vision tower
-        encoder = getattr(owner, "encoder", owner)  # some versions keep the block list on the model itself
-        for name in ("layer", "layers", "stages"):  # ViT / DINOv2, CLIP (and newer ViT), ConvNeXt
-            if isinstance(getattr(encoder, name, None), nn.ModuleList):
-                return list(getattr(encoder, name))
-        raise ValueError(f"no block list in {type(encoder).__name__}")
+        return block_list(owner, ("encoder",), ("layer", "layers", "stages"))  # ViT / DINOv2, CLIP, ConvNeXt
 
     def tail(self) -> list[nn.Module]:
         """The final norm and pooler after the blocks (ViT, DINOv2, ConvNeXt: layernorm; CLIP: post_layernorm)."""

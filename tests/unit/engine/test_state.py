@@ -43,11 +43,17 @@ async def test_the_follower_serves_what_the_engine_serves_with_a_light_bundle(tm
     assert "tiny" not in registry.models
 
 
-async def test_a_version_the_front_end_cannot_read_is_failed_not_served(tmp_path):
+async def test_a_version_the_front_end_cannot_read_is_failed_not_served(tmp_path, monkeypatch):
+    from service.engine import state as follower
+
+    reads, real = [], follower.light_bundle
+    monkeypatch.setattr(follower, "light_bundle", lambda *args: reads.append(args) or real(*args))
     registry = FollowerRegistry(Settings(model_dir=tmp_path), Metrics())  # no bundle files here
-    await registry.follow(view("ready"))
+    for _ in range(3):  # three heartbeats
+        await registry.follow(view("ready"))
     state = registry.models["tiny"].versions["1"]
     assert state.status == "failed" and "front-end cannot read the bundle" in state.reason
+    assert len(reads) == 1  # tried once, not on every heartbeat
 
 
 def test_the_door_judges_the_engines_whole_load():
