@@ -71,11 +71,16 @@ class TextPreprocess(Strict):
 
 
 class AudioPreprocess(Strict):
+    # log_mel: Whisper's features [n_mels,T frames]; waveform: the resampled samples [1,T] for encoders that read
+    # raw audio (wav2vec2, HuBERT, WavLM); hop_length is then the samples per budget frame (docs/bundle-format.md)
+    front_end: Literal["log_mel", "waveform"] = "log_mel"
     sample_rate: int = Field(16_000, ge=1000)
     max_seconds: float = Field(30.0, gt=0)
-    n_mels: int = Field(80, ge=1)
+    n_mels: int = Field(80, ge=1)  # waveform: 1 (one channel)
     n_fft: int = Field(400, ge=16)
     hop_length: int = Field(160, ge=1)
+    normalize: bool = False  # waveform: zero mean, unit variance per clip (Wav2Vec2FeatureExtractor's do_normalize)
+    min_samples: int = Field(1, ge=1)  # waveform: the encoder's receptive field; a shorter clip has no frame
     # Whisper's log-mel: log10(clamp(power mel, 1e-10)), floor at max - 8, then (x + 4) / 4
     log_floor_db: float = 8.0
     frames_multiple: int = Field(1, ge=1)  # pad frame count to a multiple (conv strides)

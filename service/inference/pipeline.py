@@ -129,7 +129,7 @@ class Pipeline:
                     m: group.create_task(
                         self.batchers[m].submit(
                             (item.arrays[m], len(item.modalities) == 1),
-                            length=item_length(m, item.arrays[m]),
+                            length=item_length(m, item.arrays[m], self.encoders[m].spec),
                             deadline=deadline,
                         )
                     )

@@ -18,14 +18,14 @@ from service.inference.bundle import LoadedBundle
 from service.inference.pipeline import policy_for
 from service.inference.prepare import PreparedItem
 from service.manifest import MODALITIES
-from service.preprocess.mel import num_frames
+from service.preprocess.waveform import budget_frames, input_length, silence
 from service.settings import Settings
 
-TRAFFIC_LENGTH = {"audio": 200}  # mel frames of a 2 s clip; text keeps the natural length of "warm up"
+TRAFFIC_AUDIO_SECONDS = 2.0  # text keeps the natural length of "warm up"
 
 
 def _array(bundle: LoadedBundle, modality: str, length: int | None):
-    """A zero input of `modality`: image [3,S,S] f32 · text (ids [L], mask [L]) i64 · audio [n_mels, L] f32."""
+    """A zero input of `modality`: image [3,S,S] f32 · text (ids [L], mask [L]) i64 · audio [n_mels or 1, L] f32."""
     encoders = bundle.manifest.encoders
     if modality == "image":
         size = encoders.image.preprocess.size
@@ -34,7 +34,7 @@ def _array(bundle: LoadedBundle, modality: str, length: int | None):
         ids = np.asarray(bundle.tokenizer.encode("warm up").ids, np.int64)
         ids = ids if length is None else np.resize(ids, length)
         return ids, np.ones_like(ids)
-    return np.zeros((encoders.audio.preprocess.n_mels, length), np.float32)
+    return silence(length, encoders.audio.preprocess)
 
 
 def _present(bundle: LoadedBundle) -> list[str]:
@@ -43,18 +43,20 @@ def _present(bundle: LoadedBundle) -> list[str]:
 
 def traffic_items(bundle: LoadedBundle) -> list[PreparedItem]:
     """One synthetic item with every modality, shaped like real traffic."""
-    return [PreparedItem({m: _array(bundle, m, TRAFFIC_LENGTH.get(m)) for m in _present(bundle)})]
+    encoders = bundle.manifest.encoders
+    lengths = {"audio": input_length(TRAFFIC_AUDIO_SECONDS, encoders.audio.preprocess)} if encoders.audio else {}
+    return [PreparedItem({m: _array(bundle, m, lengths.get(m)) for m in _present(bundle)})]
 
 
 def longest_lengths(bundle: LoadedBundle, settings: Settings) -> dict[str, int]:
-    """Per variable-length modality, the longest item the limits let through: tokens, mel frames."""
+    """Per variable-length modality, the longest item the limits let through: tokens, mel frames or samples."""
     encoders, lengths = bundle.manifest.encoders, {}
     if encoders.text:
         lengths["text"] = encoders.text.preprocess.max_length  # longer texts are cut (or refused)
     if encoders.audio:
         spec = encoders.audio.preprocess
         seconds = min(settings.max_audio_seconds, spec.max_seconds)  # decode_audio's limit
-        lengths["audio"] = num_frames(int(seconds * spec.sample_rate), spec)
+        lengths["audio"] = input_length(seconds, spec)
     return lengths
 
 
@@ -64,7 +66,8 @@ def largest_batches(bundle: LoadedBundle, settings: Settings) -> list[list[Prepa
     longest, batches = longest_lengths(bundle, settings), []
     for modality in _present(bundle):
         policy, length = policy_for(modality, settings), longest.get(modality)
-        size = len(plan_batches([length or 1] * policy.max_batch_size, policy.max_batch_size, policy.budget)[0])
+        cost = budget_frames(length, bundle.manifest.encoders.audio.preprocess) if modality == "audio" else length
+        size = len(plan_batches([cost or 1] * policy.max_batch_size, policy.max_batch_size, policy.budget)[0])
         batches.append([PreparedItem({modality: _array(bundle, modality, length)})] * size)
     return batches
 

@@ -1,4 +1,4 @@
-"""Audio bytes → Whisper log-mel features (docs/bad-input.md rows 7–8).
+"""Audio bytes → the encoder's input: Whisper log-mel or the raw waveform (docs/bad-input.md rows 7–8).
 
 Checks run from cheapest to dearest: magic bytes, the declared length in the header (before any
 sample is decoded), then a block-wise decode that never holds more than one multi-channel block,
@@ -15,8 +15,8 @@ import soxr
 
 from service.errors import FusionError, InvalidInput, PayloadTooLarge
 from service.manifest import AudioPreprocess
-from service.preprocess.mel import log_mel_spectrogram, num_frames
 from service.preprocess.sniff import rejection
+from service.preprocess.waveform import audio_features
 
 ACCEPTED_AUDIO_FORMATS = ("WAV", "FLAC", "OGG")
 _ACCEPTED = ", ".join(ACCEPTED_AUDIO_FORMATS)
@@ -153,7 +153,8 @@ def _decode_waveform(data: bytes, fmt: str, limit: float, field: str) -> tuple[n
 
 
 def decode_audio(data: bytes, spec: AudioPreprocess, *, max_seconds: float, field: str = "audio") -> np.ndarray:
-    """WAV/FLAC/OGG bytes → float32 [n_mels, T]: mono, resampled to spec.sample_rate, log-mel.
+    """WAV/FLAC/OGG bytes → float32 [n_mels, T] (log-mel) or [1, T] (waveform): mono, resampled to
+    spec.sample_rate, through the spec's front end.
 
     The duration limit is min(max_seconds, spec.max_seconds): the server's and the model's.
     """
@@ -168,7 +169,4 @@ def decode_audio(data: bytes, spec: AudioPreprocess, *, max_seconds: float, fiel
     waveform, sample_rate = _decode_waveform(data, fmt, limit, field)
     if sample_rate != spec.sample_rate:
         waveform = soxr.resample(waveform, sample_rate, spec.sample_rate, quality="HQ")
-    if num_frames(waveform.shape[0], spec) == 0:
-        hop_ms = spec.hop_length / spec.sample_rate * 1000
-        raise InvalidInput(f"{field} is too short: under one {hop_ms:g} ms frame", field)
-    return log_mel_spectrogram(waveform, spec)
+    return audio_features(waveform, spec, field)

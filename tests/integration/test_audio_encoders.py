@@ -1,11 +1,13 @@
 """Bring your own audio encoder (issue 21): a Hugging Face Whisper directory of any size named by
 `--audio-encoder` — here a tiny random-initialised one built offline from a WhisperConfig, saved with its
 feature extractor — is trained on tones, exported, and answered over HTTP equal to torch within 1e-4 at any
-clip length; the server's log-mel equals the transformers feature extractor's; waveform encoders are refused."""
+clip length; the server's log-mel equals the transformers feature extractor's. The same for waveform encoders
+(wav2vec2, HuBERT, WavLM), read from the raw samples with their attention mask."""
 
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -74,10 +76,44 @@ async def test_a_whisper_directory_trains_exports_and_serves_as_torch(tmp_path, 
     await assert_served_like_torch(tmp_path, "tones", "audio", clips)
 
 
-def test_a_waveform_encoder_is_refused_with_the_reason(tmp_path, capsys):
-    transformers.Wav2Vec2Model(
-        transformers.Wav2Vec2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
-    ).save_pretrained(tmp_path / "w2v")
-    code = cli("train", "--data", str(write_tones(tmp_path / "tones")), "--audio-encoder", str(tmp_path / "w2v"),
+# Tiny waveform encoders: both feature-encoder variants ("group": every base model, normalised over the clip;
+# "layer": the large ones, per frame), both encoder orders, WavLM's relative position bias
+WAVEFORM_FAMILIES = {
+    "wav2vec2-group": (transformers.Wav2Vec2Config, transformers.Wav2Vec2Model, {"feat_extract_norm": "group"}),
+    "wav2vec2-layer": (transformers.Wav2Vec2Config, transformers.Wav2Vec2Model,
+                       {"feat_extract_norm": "layer", "do_stable_layer_norm": True}),
+    "hubert": (transformers.HubertConfig, transformers.HubertModel, {}),
+    "wavlm": (transformers.WavLMConfig, transformers.WavLMModel, {"num_buckets": 32, "max_bucket_distance": 100}),
+}  # fmt: skip
+
+
+def tiny_waveform_encoder(directory: Path, family: str, normalize: bool = True) -> Path:
+    config_class, model_class, variant = WAVEFORM_FAMILIES[family]
+    config = config_class(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                          conv_dim=(16,) * 7,  # the real kernels and strides: 20 ms frames, 25 ms receptive field
+                          num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, **variant)  # fmt: skip
+    torch.manual_seed(0)
+    model_class(config).save_pretrained(directory)
+    transformers.Wav2Vec2FeatureExtractor(do_normalize=normalize).save_pretrained(directory)
+    return directory
+
+
+@pytest.mark.parametrize("family", list(WAVEFORM_FAMILIES))
+async def test_a_waveform_encoder_trains_exports_and_serves_as_torch(tmp_path, monkeypatch, family):
+    monkeypatch.chdir(tmp_path)
+    encoder = tiny_waveform_encoder(tmp_path / family, family)
+    given = ("--data", str(write_tones(tmp_path / "tones")), "--name", "tones", "--audio-encoder", str(encoder))
+    assert cli("train", *given) == 0
+    assert cli("evaluate", *given, "--compare-fusions", "false") == 0
+    assert cli("export", *given) == 0
+    clips = [tone(220.0, 901), tone(1760.0, 902), tone(660.0, 903)]  # three lengths, padded in one batch
+    await assert_served_like_torch(tmp_path, "tones", "audio", clips)
+
+
+def test_a_waveform_encoder_with_an_adapter_is_refused_with_the_reason(tmp_path, capsys):
+    encoder = tiny_waveform_encoder(tmp_path / "w2v", "wav2vec2-group")
+    config = json.loads((encoder / "config.json").read_text())
+    (encoder / "config.json").write_text(json.dumps(config | {"add_adapter": True}))
+    code = cli("train", "--data", str(write_tones(tmp_path / "tones")), "--audio-encoder", str(encoder),
                "--out-dir", str(tmp_path / "run"))  # fmt: skip
-    assert code == 2 and "waveform encoders are not supported yet" in capsys.readouterr().err
+    assert code == 2 and "add_adapter" in capsys.readouterr().err
