@@ -18,7 +18,13 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from service.publish import valid_version
-from training.encoders import TEXT_POOLING, audio_encoder_problem, image_encoder_problem, text_encoder_problem
+from training.encoders import (
+    TEXT_POOLING,
+    audio_encoder_problem,
+    image_encoder_problem,
+    resolve_encoder,
+    text_encoder_problem,
+)
 from training.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -49,10 +55,11 @@ class TrainConfig:
     # packaged EfficientNet-Lite0: pooled (global average, 1280-d) | spatial (stage 5, 3x3 regions, 1008-d);
     # a Hugging Face image_encoder: pooled (its pooler output) | cls (its first token)
     image_feature: str = "pooled"
-    image_encoder: str = ""  # "" = the packaged EfficientNet-Lite0, or a Hugging Face directory (training/encoders.py)
-    text_encoder: str = ""  # "" = the packaged all-MiniLM-L6-v2, or a Hugging Face directory (training/encoders.py)
+    # encoders: a Hugging Face directory, or a model id in the local Hugging Face cache (training/encoders.py)
+    image_encoder: str = ""  # "" = the packaged EfficientNet-Lite0
+    text_encoder: str = ""  # "" = the packaged all-MiniLM-L6-v2
     text_pooling: str = "mean"  # mean over real tokens | cls (the first token)
-    audio_encoder: str = ""  # "" = the packaged Whisper tiny.en, or a Hugging Face Whisper directory
+    audio_encoder: str = ""  # "" = the packaged Whisper tiny.en, "whisper-base", or a Whisper / waveform encoder
     contrastive: str = "label"  # label: every same-label item of any modality is a positive | item: paired rows
     finetune_last: int = 0  # 0 = frozen backbones (cached features); N > 0 tunes the last N blocks (slow)
     finetune_lr: float = 5e-5  # learning rate of the tuned backbone blocks (the heads use lr)
@@ -77,6 +84,8 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        for field in ("text_encoder", "image_encoder", "audio_encoder"):  # a model id → its cached snapshot
+            setattr(self, field, resolve_encoder(getattr(self, field)))
         problems = [p for check in _CHECKS if (p := check(self))]
         if problems:
             raise ConfigError("invalid config: " + "; ".join(problems))

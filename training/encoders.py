@@ -149,9 +149,30 @@ def _waveform_preprocess(p: dict, config: dict) -> AudioPreprocess:
                            normalize=bool(p.get("do_normalize", True)), min_samples=field)  # fmt: skip
 
 
+def resolve_encoder(name: str) -> str:
+    """A config's encoder → the directory it names: a path or a packaged name as given, else a Hugging Face model
+    id looked up in the local Hugging Face cache, its snapshot directory. Nothing is ever downloaded (offline, as
+    with HF_HUB_OFFLINE=1): a name found nowhere stays as given, and the family check says where it looked."""
+    if not name or name in PACKAGED_AUDIO or Path(name).exists():
+        return name
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    try:
+        return snapshot_download(name, local_files_only=True)
+    except (LocalEntryNotFoundError, HFValidationError, ValueError):
+        return name
+
+
 def _family_problem(field: str, directory: str, supported: tuple[str, ...], preprocess=None) -> str | None:
     """A directory that is not a Hugging Face model of a `supported` type, or whose preprocessing the server
     cannot reproduce (`preprocess` raises ValueError naming why)."""
+    if not Path(directory).exists():
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        return (f"{field}: {directory} is neither a directory nor a model in the Hugging Face cache "
+                f"({HF_HUB_CACHE}); nothing is downloaded: fetch it where there is a network "
+                f"(hf download {directory}) or give its folder")  # fmt: skip
     if not (Path(directory) / "config.json").is_file():
         return f"{field}: {directory} is not a Hugging Face model directory (no config.json)"
     if (kind := model_type(directory)) not in supported:
