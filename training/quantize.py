@@ -26,31 +26,39 @@ from training.publishing import publishing
 
 # Transformer encoders: quantise the MatMuls (nearly all their compute) to int8. EfficientNet-Lite0 is all
 # convolutions, and ORT's dynamic ConvInteger (uint8 weights only) ran ~5x slower than the fp32 graph on CPU
-# in our measurement, so the image encoder stays fp32.
-QUANTIZE = {"text": ["MatMul"], "audio": ["MatMul"]}
+# in our measurement, so the packaged image encoder stays fp32; a chosen Hugging Face image encoder (ViT, DINOv2,
+# CLIP; ConvNeXt's pointwise layers) is MatMuls too. Convolutions (a waveform encoder's feature encoder) stay fp32.
+QUANTIZED_OPS = ["MatMul"]
 
 
-def quantize_encoders(src: Path, dst: Path, manifest: mf.Manifest) -> list[str]:
-    """Quantise the encoders of QUANTIZE in place in dst (a copy of src); returns the modalities done."""
+def int8_modalities(cfg, modalities: list[str]) -> list[str]:
+    """The encoders `--quantize int8` quantises: text and audio, and image when it is a Hugging Face model."""
+    return [m for m in modalities if m != "image" or cfg.image_encoder]
+
+
+def quantize_graph(src: Path, dst: Path) -> None:
+    """One encoder graph's MatMul weights to int8, per channel, 7-bit (onnxruntime quantize_dynamic)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    done = []
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # quantize_dynamic logs a "consider pre-processing" advice per model
     try:
-        for modality in manifest.modalities():
-            if modality in QUANTIZE:
-                file = getattr(manifest.encoders, modality).file
-                # per-channel scales: per-tensor int8 cost MiniLM 3.2 points of text-only accuracy. reduce_range
-                # (7-bit weights) avoids the u8×s8 saturation of CPUs without VNNI: on tridigits' text it
-                # turned a −1.6 point change into +0.9 (onnxruntime's own advice for such CPUs)
-                quantize_dynamic(src / file, dst / file, op_types_to_quantize=QUANTIZE[modality],
-                                 weight_type=QuantType.QInt8, per_channel=True, reduce_range=True)  # fmt: skip
-                done.append(modality)
+        # per-channel scales: per-tensor int8 cost MiniLM 3.2 points of text-only accuracy. reduce_range
+        # (7-bit weights) avoids the u8×s8 saturation of CPUs without VNNI: on tridigits' text it
+        # turned a −1.6 point change into +0.9 (onnxruntime's own advice for such CPUs)
+        quantize_dynamic(src, dst, op_types_to_quantize=QUANTIZED_OPS, weight_type=QuantType.QInt8,
+                         per_channel=True, reduce_range=True)  # fmt: skip
     finally:
         root.setLevel(level)
-    return done
+
+
+def quantize_encoders(src: Path, dst: Path, manifest: mf.Manifest, modalities: list[str]) -> list[str]:
+    """Quantise the encoders of `modalities` in place in dst (a copy of src); returns them."""
+    for modality in modalities:
+        file = getattr(manifest.encoders, modality).file
+        quantize_graph(src / file, dst / file)
+    return modalities
 
 
 def ort_embeddings(bundles: list[OrtBundle], examples: list, specs, batch: int = 16) -> list[tuple[dict, dict]]:
@@ -108,11 +116,13 @@ def _summary(fp32: dict, int8: dict, names: list[str], quantized: list[str]) -> 
         rows.append(f"| {name} | {pct(a)} | {pct(b)} | {change} |")
     before, after = fp32["ort_seconds"], int8["ort_seconds"]
     speed = ", ".join(f"{m} {before[m]:.1f} s → {after[m]:.1f} s" for m in before)
+    kept = "the fusion stays fp32" if "image" in quantized else ("the image encoder (all convolutions: dynamic "
+                                                                  "ConvInteger is slower than fp32 on CPU) and the "
+                                                                  "fusion stay fp32")  # fmt: skip
     return "\n".join([
         "Encoders quantised with onnxruntime `quantize_dynamic` (MatMul weights int8, per channel): "
-        f"{', '.join(quantized)}; "
-        "the image encoder (all convolutions: dynamic ConvInteger is slower than fp32 on CPU) and the fusion stay "
-        "fp32. Both bundles ran the whole test split through the server's preprocessing and onnxruntime (CPU). "
+        f"{', '.join(quantized)}; {kept}. "
+        "Both bundles ran the whole test split through the server's preprocessing and onnxruntime (CPU). "
         "The int8 bundle's golden examples are its own outputs (a self-consistency check, not parity with torch).",
         "", *rows, "", f"Encoder time over the test split (ORT, batch 16): {speed}.",
     ])  # fmt: skip
@@ -130,7 +140,7 @@ def quantize_bundle(src: Path, data, report: dict, cfg, dst: Path) -> dict:
     """Write the int8 version of `src` into `dst` (<name>-int8/<version>/); return the accuracy comparison."""
     manifest = mf.read_manifest(src / "manifest.json")
     shutil.copytree(src, dst, dirs_exist_ok=True)
-    quantized = quantize_encoders(src, dst, manifest)
+    quantized = quantize_encoders(src, dst, manifest, int8_modalities(cfg, manifest.modalities()))
     base = manifest.model_dump(exclude={"files", "metrics"}) | {"name": dst.parent.name}
     test = data.examples["test"]
     bundles = [OrtBundle(src, cfg.threads), OrtBundle(dst, cfg.threads)]

@@ -6,6 +6,7 @@ the processor's preprocessing in the bundle."""
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,12 @@ async def test_a_chosen_image_encoder_trains_exports_and_serves_as_torch(tmp_pat
              "--image-feature", FAMILIES[family][2])  # fmt: skip
     assert cli("train", *given) == 0
     assert cli("evaluate", *given, "--compare-fusions", "false") == 0
-    assert cli("export", *given) == 0
+    quantize = ("--quantize", "int8") if family == "vit" else ()  # one family: the int8 sibling of an HF image model
+    assert cli("export", *given, *quantize) == 0
     images = [picture(COLOURS["red"], 901), picture(COLOURS["blue"], 902), picture(COLOURS["green"], 903)]
     await assert_served_like_torch(tmp_path, "swatches", "image", images)
+    if quantize:
+        manifest = json.loads((tmp_path / "models" / "swatches-int8" / "1" / "manifest.json").read_text())
+        comparison = manifest["metrics"]["int8_vs_fp32"]
+        assert comparison["quantized"] == ["image"]
+        assert comparison["int8"]["image"]["accuracy"] == comparison["fp32"]["image"]["accuracy"]  # kept
