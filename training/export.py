@@ -20,7 +20,7 @@ import torch
 
 from service import manifest as mf
 from training.bundle_check import server_golden_error, verify_bundle_files, write_bundle_manifest
-from training.data.features import PreprocessSpecs, collate, content, decode, preprocess_for
+from training.data.features import PreprocessSpecs, collate, content, decode, preprocess_for, served_preprocess
 from training.encoders import backbone_options
 from training.errors import UserError
 from training.export_encoders import ParityError, export_encoder
@@ -47,6 +47,20 @@ def trained_encoder(model: FusedModel, modality: str) -> EncoderWithProjection:
     return encoder.eval()
 
 
+class NormalisingImageEncoder(torch.nn.Module):
+    """uint8 pixels [B,3,S,S] → (pixels - mean) / std → the trained image encoder → [B,D]: what a bundle with
+    `normalise: "graph"` runs, equal to the server normalising the same pixels within 1e-6."""
+
+    def __init__(self, encoder: EncoderWithProjection, spec: mf.ImagePreprocess):
+        super().__init__()
+        self.encoder = encoder
+        self.register_buffer("mean", torch.tensor(spec.mean, dtype=torch.float32)[:, None, None])  # [3,1,1]
+        self.register_buffer("std", torch.tensor(spec.std, dtype=torch.float32)[:, None, None])
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.encoder((pixel_values.to(torch.float32) - self.mean) / self.std)
+
+
 def _encoder_inputs(examples: list, modality: str, specs: PreprocessSpecs):
     """Export example (2 real items) + check sets (1 item; 3 items of other lengths, padded)."""
     having = [e for e in examples if getattr(e, modality) is not None][:6]
@@ -64,6 +78,8 @@ def export_encoders(model: FusedModel, examples: list, bundle: Path, specs: Prep
     specs_out, diffs, encoders = {}, {}, {}
     for modality in tqdm(model.modalities, desc="export encoders", unit="encoder", disable=not progress):
         encoder = trained_encoder(model, modality)
+        if modality == "image" and specs.image.normalise == "graph":
+            encoder = NormalisingImageEncoder(encoder, specs.image)
         example, checks = _encoder_inputs(examples, modality, specs)
         result = export_encoder(encoder, modality, bundle / f"{modality}_encoder.onnx", example, checks, TOLERANCE)
         preprocess = getattr(specs, modality)
@@ -136,7 +152,7 @@ def export_bundle(model: FusedModel, data, cfg, report: dict, run_dir: Path, bun
     graphs + tokenizer → golden examples (torch) → a manifest of the graphs → the server's golden replay (once)
     → model card with the measured parity → the final manifest (every file) → verify its hashes.
     """
-    specs, bundle = preprocess_for(model), Path(bundle)
+    specs, bundle = served_preprocess(preprocess_for(model)), Path(bundle)
     bundle.mkdir(parents=True, exist_ok=True)
     test = data.examples["test"]
     others = [e for split in ("val", "train") for e in data.examples.get(split, [])]  # if test lacks a modality

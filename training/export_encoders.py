@@ -26,17 +26,11 @@ OPSET = 17
 OUTPUT_NAME = "embedding"
 TOLERANCE = 1e-4
 
-# modality → [(input name, dtype, dynamic axes {dim: axis name})]
-INPUTS: dict[str, list[tuple[str, str, dict[int, str]]]] = {
-    "image": [("pixel_values", "float32", {0: "batch"})],
-    "text": [
-        ("input_ids", "int64", {0: "batch", 1: "sequence"}),
-        ("attention_mask", "int64", {0: "batch", 1: "sequence"}),
-    ],
-    "audio": [
-        ("input_features", "float32", {0: "batch", 2: "frames"}),
-        ("frame_mask", "float32", {0: "batch", 1: "frames"}),
-    ],
+# modality → [(input name, dynamic axes {dim: axis name})]
+INPUTS: dict[str, list[tuple[str, dict[int, str]]]] = {
+    "image": [("pixel_values", {0: "batch"})],
+    "text": [("input_ids", {0: "batch", 1: "sequence"}), ("attention_mask", {0: "batch", 1: "sequence"})],
+    "audio": [("input_features", {0: "batch", 2: "frames"}), ("frame_mask", {0: "batch", 1: "frames"})],
 }
 
 
@@ -55,17 +49,18 @@ class ExportResult:
 
 
 def tensor_specs(modality: str, example: Sequence[torch.Tensor], dim: int) -> tuple[list, list]:
-    """Manifest specs: fixed dims from the example, dynamic ones by name."""
+    """Manifest specs: fixed dims and the dtype from the example (image pixels: float32, or uint8 when the graph
+    normalises them), dynamic dims by name."""
     inputs = []
-    for (name, dtype, axes), tensor in zip(INPUTS[modality], example, strict=True):
+    for (name, axes), tensor in zip(INPUTS[modality], example, strict=True):
         shape = [axes.get(i, int(size)) for i, size in enumerate(tensor.shape)]
-        inputs.append(TensorSpec(name=name, dtype=dtype, shape=shape))
+        inputs.append(TensorSpec(name=name, dtype=str(tensor.dtype).removeprefix("torch."), shape=shape))
     return inputs, [TensorSpec(name=OUTPUT_NAME, dtype="float32", shape=["batch", dim])]
 
 
 def _to_onnx(module: nn.Module, modality: str, path: Path, example: tuple[torch.Tensor, ...]) -> None:
-    names = [name for name, _, _ in INPUTS[modality]]
-    dynamic_axes = {name: axes for name, _, axes in INPUTS[modality]} | {OUTPUT_NAME: {0: "batch"}}
+    names = [name for name, _ in INPUTS[modality]]
+    dynamic_axes = {name: axes for name, axes in INPUTS[modality]} | {OUTPUT_NAME: {0: "batch"}}
     with warnings.catch_warnings(), torch.no_grad():
         # the TorchScript exporter is deprecated upstream; torch is pinned, so the warning is noise
         warnings.simplefilter("ignore", DeprecationWarning)

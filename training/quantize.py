@@ -19,7 +19,7 @@ import numpy as np
 
 from service import manifest as mf
 from training.bundle_check import BundleCheckError, OrtBundle, server_check, server_golden_error, write_bundle_manifest
-from training.data.features import preprocess_for, raw_inputs
+from training.data.features import preprocess_for, raw_inputs, served_preprocess
 from training.metrics import classification_metrics, subset_name, subsets
 from training.model_card import render_model_card
 from training.publishing import publishing
@@ -64,7 +64,7 @@ def quantize_encoders(src: Path, dst: Path, manifest: mf.Manifest, modalities: l
 def ort_embeddings(bundles: list[OrtBundle], examples: list, specs, batch: int = 16) -> list[tuple[dict, dict]]:
     """Per bundle: ({modality: {example id: embedding [D]}}, {modality: seconds in ORT}). Each chunk of inputs
     is decoded once and run through every bundle (same inputs, a chunk at a time in memory)."""
-    results = [({}, {}) for _ in bundles]  # specs: the bundle's preprocessing (features.preprocess_for)
+    results = [({}, {}) for _ in bundles]  # specs: the bundle's preprocessing (features.served_preprocess)
     for modality in bundles[0].encoders:
         having = [e for e in examples if getattr(e, modality) is not None]
         for out, seconds in results:
@@ -144,7 +144,7 @@ def quantize_bundle(src: Path, data, report: dict, cfg, dst: Path) -> dict:
     base = manifest.model_dump(exclude={"files", "metrics"}) | {"name": dst.parent.name}
     test = data.examples["test"]
     bundles = [OrtBundle(src, cfg.threads), OrtBundle(dst, cfg.threads)]
-    embedded = ort_embeddings(bundles, test, preprocess_for(cfg))
+    embedded = ort_embeddings(bundles, test, served_preprocess(preprocess_for(cfg)))
     fp32, int8 = (ort_accuracy(b, e, test, data.labels) for b, e in zip(bundles, embedded, strict=True))
     names = [subset_name(s) for s in subsets(manifest.modalities())]
     comparison = {"quantized": quantized, "fp32": fp32, "int8": int8, "summary": _summary(fp32, int8, names, quantized)}

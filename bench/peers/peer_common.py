@@ -71,7 +71,10 @@ class Model:
         new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
         image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
         left, top = (new_w - size) // 2, (new_h - size) // 2
-        pixels = np.asarray(image.crop((left, top, left + size, top + size)), np.float32)
+        pixels = np.asarray(image.crop((left, top, left + size, top + size)))
+        if spec.get("normalise") == "graph":  # the encoder takes the uint8 pixels and normalises them itself
+            return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+        pixels = pixels.astype(np.float32)
         mean, std = np.asarray(spec["mean"], np.float32), np.asarray(spec["std"], np.float32)
         return np.ascontiguousarray(((pixels - mean) / std).transpose(2, 0, 1))
 

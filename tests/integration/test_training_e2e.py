@@ -151,6 +151,8 @@ def test_bundle_manifest_records_parity(built):
     manifest = read_manifest(bundle(cfg) / "manifest.json")
     assert manifest.metrics["parity"]["server_golden_max_abs_diff"] <= 1e-4
     assert len(manifest.golden) == 3 and manifest.fusion.strategy == cfg.fusion
+    image = manifest.encoders.image  # the graph normalises the pixels: uint8 through batching and processes
+    assert image.preprocess.normalise == "graph" and image.inputs[0].dtype == "uint8"
     run = manifest.metrics["training"]["run"]  # where the bundle came from (docs/training.md)
     assert run["name"] == cfg.name and run["dataset"]["labels"] == manifest.labels
     assert set(manifest.metrics["subsets"]) == {"+".join(s) for s in SUBSETS} | {"image+text"}

@@ -13,7 +13,7 @@ import hashlib
 import os
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +58,13 @@ def default_preprocess(text_encoder: str = "", image_encoder: str = "", audio_en
         audio=audio_preprocess(audio_encoder) if audio_encoder else AudioPreprocess(sample_rate=16_000, n_mels=80),
         tokenizer_path=tokenizer_dir / "tokenizer.json",
     )
+
+
+def served_preprocess(specs: PreprocessSpecs) -> PreprocessSpecs:
+    """What an exported bundle declares: the same, except that its image encoder takes the uint8 pixels and
+    normalises them in the graph (a quarter of the bytes through batching and between processes). Training
+    and the feature cache keep the normalised floats: the same numbers within 1e-6."""
+    return replace(specs, image=specs.image.model_copy(update={"normalise": "graph"}))
 
 
 def preprocess_for(choice) -> PreprocessSpecs:
