@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     text_token_budget: int = Field(8192, ge=1, description="max padded tokens (batch x longest) per text batch")
     # One 30 s clip. Audio batching gains little on CPU (49–57 us per frame from 4 x 300 frames up) while the
     # arena grows with the batch and keeps it: 16 x 3000 frames took 1.9 GB and 6.5 s (docs/design-choices.md).
-    audio_frame_budget: int = Field(3_000, ge=1, description="max padded mel frames per audio batch")
+    audio_frame_budget: int = Field(3_000, ge=1, description="max padded 10 ms frames per audio batch")
     default_deadline_ms: float = Field(10_000, gt=0)
     preprocess_threads: int = Field(2, ge=1)
     # nice value of onnxruntime's and the preprocessing threads (0 = as the event loop): busy compute

@@ -1,5 +1,6 @@
 """Bring your own text encoder (issue 21): a Hugging Face directory named by `--text-encoder`, here a tiny
-random-initialised model of each family built offline from its config with a WordPiece tokenizer.json, is
+random-initialised model of each family built offline from its config with its kind of tokenizer.json (WordPiece,
+byte-level BPE, Unigram), is
 trained on a small text dataset, exported, and answered over HTTP equal to torch within 1e-4; a directory the
 server could not reproduce is refused before anything trains."""
 
@@ -16,14 +17,14 @@ from tests.integration.test_training_lifecycle import COLOURS, TEMPLATES, write_
 
 pytestmark = pytest.mark.slow
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+WORDS = sorted({w for t in TEMPLATES for w in t.replace("{}", " ").split()} | set(COLOURS) | {"stone", "the"})
 
 
 def write_tokenizer(directory: Path) -> int:
     """A lower-casing WordPiece tokenizer over the dataset's words, [CLS] … [SEP] around each text."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
-    words = sorted({w for t in TEMPLATES for w in t.replace("{}", " ").split()} | set(COLOURS) | {"stone", "the"})
-    vocab = {token: i for i, token in enumerate(SPECIAL + words)}
+    vocab = {token: i for i, token in enumerate(SPECIAL + WORDS)}
     tokenizer = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
@@ -34,18 +35,45 @@ def write_tokenizer(directory: Path) -> int:
     return len(vocab)
 
 
+def write_sentencepiece_style(directory: Path, family: str) -> int:
+    """RoBERTa's byte-level BPE (<s> … </s>, pad 1) or XLM-R's Unigram with a metaspace, trained on the words."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    special = ["<s>", "<pad>", "</s>", "<unk>"]  # ids 0..3, as both families number them
+    if family == "roberta":
+        tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tokenizer.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=special,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())  # fmt: skip
+        tokenizer.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    else:
+        tokenizer = Tokenizer(models.Unigram())
+        tokenizer.pre_tokenizer, tokenizer.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
+        trainer = trainers.UnigramTrainer(vocab_size=120, special_tokens=special, unk_token="<unk>")
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single="<s> $A </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
+        )
+    tokenizer.train_from_iterator([" ".join(WORDS)] * 4 + [t.format(c) for t in TEMPLATES for c in COLOURS], trainer)
+    tokenizer.save(str(directory / "tokenizer.json"))
+    return tokenizer.get_vocab_size()
+
+
 def tiny_encoder(directory: Path, family: str) -> Path:
-    """A 2-layer, 32-wide model of `family`, random weights (seed 0), saved with its tokenizer."""
+    """A 2-layer, 32-wide model of `family`, random weights (seed 0), saved with its tokenizer; 64 positions."""
     import transformers
 
     directory.mkdir(parents=True)
-    vocab = write_tokenizer(directory)
+    size = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
     if family == "bert":
-        config = transformers.BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                         intermediate_size=64, max_position_embeddings=64)  # fmt: skip
-    else:
-        config = transformers.DistilBertConfig(vocab_size=vocab, dim=32, n_layers=2, n_heads=2, hidden_dim=64,
-                                               max_position_embeddings=64)  # fmt: skip
+        config = transformers.BertConfig(vocab_size=write_tokenizer(directory), max_position_embeddings=64, **size)
+    elif family == "distilbert":
+        config = transformers.DistilBertConfig(vocab_size=write_tokenizer(directory), dim=32, n_layers=2, n_heads=2,
+                                               hidden_dim=64, max_position_embeddings=64)  # fmt: skip
+    else:  # positions start after the padding index: 66 hold 64 tokens
+        config_class = transformers.RobertaConfig if family == "roberta" else transformers.XLMRobertaConfig
+        config = config_class(vocab_size=write_sentencepiece_style(directory, family), max_position_embeddings=66,
+                              pad_token_id=1, bos_token_id=0, eos_token_id=2, **size)  # fmt: skip
     torch.manual_seed(0)
     transformers.AutoModel.from_config(config).save_pretrained(directory)
     return directory
@@ -57,7 +85,8 @@ def cli(*argv: str) -> int:
     return main([*argv, "--config", "default", "--cache-dir", ".cache", "--progress", "false", "--epochs", "10"])
 
 
-@pytest.mark.parametrize(("family", "pooling"), [("bert", "cls"), ("distilbert", "mean")])
+@pytest.mark.parametrize(("family", "pooling"), [("bert", "cls"), ("distilbert", "mean"), ("roberta", "mean"),
+                                               ("xlm-roberta", "cls")])  # fmt: skip
 async def test_a_chosen_text_encoder_trains_exports_and_serves_as_torch(tmp_path, monkeypatch, family, pooling):
     monkeypatch.chdir(tmp_path)  # runs/, models/ and .cache/ are relative to the working directory
     encoder = tiny_encoder(tmp_path / f"tiny-{family}", family)

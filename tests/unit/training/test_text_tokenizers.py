@@ -12,10 +12,10 @@ from service.preprocess import encode_text, load_tokenizer
 from tests.integration.test_text_encoders import tiny_encoder
 from training.data.features import default_preprocess
 
-TEXTS = ["a red kite", "The GREEN cup!", "blue paint on a wall, " * 40, "unknownword here"]
+TEXTS = ["a red kite", "The GREEN cup!", "blue paint on a wall, " * 40, "unknownword here", "  café  ünïcode"]
 
 
-@pytest.mark.parametrize("family", ["bert", "distilbert"])
+@pytest.mark.parametrize("family", ["bert", "distilbert", "roberta", "xlm-roberta"])  # WordPiece, BPE, Unigram
 def test_server_ids_and_mask_equal_autotokenizers(tmp_path, family):
     directory = tiny_encoder(tmp_path / family, family)
     specs = default_preprocess(str(directory))
