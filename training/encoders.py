@@ -13,7 +13,7 @@ from service.manifest import AudioPreprocess, ImagePreprocess
 # the special tokens) is the whole text preprocessing, and whose last_hidden_state the backbone pools
 TEXT_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "camembert", "mpnet", "distilbert", "electra")
 TEXT_POOLING = ("mean", "cls")
-POSITION_OFFSET = {"roberta": 2, "xlm-roberta": 2, "camembert": 2}  # positions start after padding_idx
+POSITION_OFFSET = {"roberta": 2, "xlm-roberta": 2, "camembert": 2, "mpnet": 2}  # positions start after padding_idx
 DEFAULT_MAX_TOKENS = 128
 
 

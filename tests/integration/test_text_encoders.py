@@ -36,11 +36,12 @@ def write_tokenizer(directory: Path) -> int:
 
 
 def write_sentencepiece_style(directory: Path, family: str) -> int:
-    """RoBERTa's byte-level BPE (<s> … </s>, pad 1) or XLM-R's Unigram with a metaspace, trained on the words."""
+    """RoBERTa's byte-level BPE (<s> … </s>, pad 1; here also for MPNet) or XLM-R's and CamemBERT's Unigram
+    with a metaspace, trained on the dataset's words."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     special = ["<s>", "<pad>", "</s>", "<unk>"]  # ids 0..3, as both families number them
-    if family == "roberta":
+    if family in ("roberta", "mpnet"):
         tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
         tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tokenizer.decoder = decoders.ByteLevel()
@@ -65,14 +66,16 @@ def tiny_encoder(directory: Path, family: str) -> Path:
 
     directory.mkdir(parents=True)
     size = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
-    if family == "bert":
-        config = transformers.BertConfig(vocab_size=write_tokenizer(directory), max_position_embeddings=64, **size)
+    if family in ("bert", "electra"):
+        config_class = transformers.BertConfig if family == "bert" else transformers.ElectraConfig
+        config = config_class(vocab_size=write_tokenizer(directory), max_position_embeddings=64, **size)
     elif family == "distilbert":
         config = transformers.DistilBertConfig(vocab_size=write_tokenizer(directory), dim=32, n_layers=2, n_heads=2,
                                                hidden_dim=64, max_position_embeddings=64)  # fmt: skip
     else:  # positions start after the padding index: 66 hold 64 tokens
-        config_class = transformers.RobertaConfig if family == "roberta" else transformers.XLMRobertaConfig
-        config = config_class(vocab_size=write_sentencepiece_style(directory, family), max_position_embeddings=66,
+        configs = {"roberta": transformers.RobertaConfig, "xlm-roberta": transformers.XLMRobertaConfig,
+                   "camembert": transformers.CamembertConfig, "mpnet": transformers.MPNetConfig}  # fmt: skip
+        config = configs[family](vocab_size=write_sentencepiece_style(directory, family), max_position_embeddings=66,
                               pad_token_id=1, bos_token_id=0, eos_token_id=2, **size)  # fmt: skip
     torch.manual_seed(0)
     transformers.AutoModel.from_config(config).save_pretrained(directory)
@@ -85,8 +88,18 @@ def cli(*argv: str) -> int:
     return main([*argv, "--config", "default", "--cache-dir", ".cache", "--progress", "false", "--epochs", "10"])
 
 
-@pytest.mark.parametrize(("family", "pooling"), [("bert", "cls"), ("distilbert", "mean"), ("roberta", "mean"),
-                                               ("xlm-roberta", "cls")])  # fmt: skip
+TEXT_FAMILIES = {
+    "bert": "cls",
+    "distilbert": "mean",
+    "roberta": "mean",
+    "xlm-roberta": "cls",
+    "camembert": "mean",
+    "mpnet": "mean",
+    "electra": "cls",
+}  # every supported family, with a pooling each
+
+
+@pytest.mark.parametrize(("family", "pooling"), TEXT_FAMILIES.items())
 async def test_a_chosen_text_encoder_trains_exports_and_serves_as_torch(tmp_path, monkeypatch, family, pooling):
     monkeypatch.chdir(tmp_path)  # runs/, models/ and .cache/ are relative to the working directory
     encoder = tiny_encoder(tmp_path / f"tiny-{family}", family)

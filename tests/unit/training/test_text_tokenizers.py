@@ -15,7 +15,7 @@ from training.data.features import default_preprocess
 TEXTS = ["a red kite", "The GREEN cup!", "blue paint on a wall, " * 40, "unknownword here", "  café  ünïcode"]
 
 
-@pytest.mark.parametrize("family", ["bert", "distilbert", "roberta", "xlm-roberta"])  # WordPiece, BPE, Unigram
+@pytest.mark.parametrize("family", ["bert", "distilbert", "roberta", "mpnet", "xlm-roberta"])  # WordPiece, BPE, Unigram
 def test_server_ids_and_mask_equal_autotokenizers(tmp_path, family):
     directory = tiny_encoder(tmp_path / family, family)
     specs = default_preprocess(str(directory))
