@@ -65,17 +65,6 @@ def test_the_servers_log_mel_is_the_feature_extractors(tmp_path, n_mels):
     np.testing.assert_allclose(log_mel_spectrogram(wave, spec), expected, atol=1e-4)
 
 
-async def test_a_whisper_directory_trains_exports_and_serves_as_torch(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    encoder = tiny_whisper(tmp_path / "tiny-whisper")
-    given = ("--data", str(write_tones(tmp_path / "tones")), "--name", "tones", "--audio-encoder", str(encoder))
-    assert cli("train", *given) == 0
-    assert cli("evaluate", *given, "--compare-fusions", "false") == 0
-    assert cli("export", *given) == 0
-    clips = [tone(220.0, 901), tone(1760.0, 902), tone(660.0, 903)]  # three lengths, padded in one batch
-    await assert_served_like_torch(tmp_path, "tones", "audio", clips)
-
-
 # Tiny waveform encoders: both feature-encoder variants ("group": every base model, normalised over the clip;
 # "layer": the large ones, per frame), both encoder orders, WavLM's relative position bias
 WAVEFORM_FAMILIES = {
@@ -98,10 +87,11 @@ def tiny_waveform_encoder(directory: Path, family: str, normalize: bool = True) 
     return directory
 
 
-@pytest.mark.parametrize("family", list(WAVEFORM_FAMILIES))
-async def test_a_waveform_encoder_trains_exports_and_serves_as_torch(tmp_path, monkeypatch, family):
+@pytest.mark.parametrize("family", ["whisper", *WAVEFORM_FAMILIES])
+async def test_an_audio_encoder_trains_exports_and_serves_as_torch(tmp_path, monkeypatch, family):
     monkeypatch.chdir(tmp_path)
-    encoder = tiny_waveform_encoder(tmp_path / family, family)
+    build = tiny_whisper if family == "whisper" else lambda directory: tiny_waveform_encoder(directory, family)
+    encoder = build(tmp_path / family)
     given = ("--data", str(write_tones(tmp_path / "tones")), "--name", "tones", "--audio-encoder", str(encoder))
     assert cli("train", *given) == 0
     assert cli("evaluate", *given, "--compare-fusions", "false") == 0
