@@ -20,7 +20,8 @@ import torch
 
 from service import manifest as mf
 from training.bundle_check import server_golden_error, verify_bundle_files, write_bundle_manifest
-from training.data.features import PreprocessSpecs, collate, content, decode, preprocess_for, served_preprocess
+from training.data.features import collate, content, decode
+from training.data.specs import PreprocessSpecs, preprocess_for, served_preprocess
 from training.encoders import backbone_options
 from training.errors import UserError
 from training.export_encoders import ParityError, export_encoder

@@ -16,7 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.data.features import collate, decoded_inputs, preprocess_for
+from training.data.features import collate, decoded_inputs
+from training.data.specs import preprocess_for
 from training.data.splits import load_train_data
 from training.encoders import backbone_options
 from training.model.backbones import build_backbone

@@ -13,7 +13,8 @@ import hashlib
 from pathlib import Path
 
 from training.data.dataset import Example, labels_of
-from training.data.features import content_key, file_key, preprocess_digest, preprocess_for
+from training.data.features import content_key, file_key, preprocess_digest
+from training.data.specs import preprocess_for
 from training.encoders import PACKAGED_AUDIO, model_type
 from training.errors import CheckpointError
 from training.model.backbones import AudioBackbone, ImageBackbone, TextBackbone

@@ -19,7 +19,8 @@ import numpy as np
 
 from service import manifest as mf
 from training.bundle_check import BundleCheckError, OrtBundle, server_check, server_golden_error, write_bundle_manifest
-from training.data.features import preprocess_for, raw_inputs, served_preprocess
+from training.data.features import raw_inputs
+from training.data.specs import preprocess_for, served_preprocess
 from training.metrics import classification_metrics, subset_name, subsets
 from training.model_card import render_model_card
 from training.publishing import publishing
@@ -64,7 +65,7 @@ def quantize_encoders(src: Path, dst: Path, manifest: mf.Manifest, modalities: l
 def ort_embeddings(bundles: list[OrtBundle], examples: list, specs, batch: int = 16) -> list[tuple[dict, dict]]:
     """Per bundle: ({modality: {example id: embedding [D]}}, {modality: seconds in ORT}). Each chunk of inputs
     is decoded once and run through every bundle (same inputs, a chunk at a time in memory)."""
-    results = [({}, {}) for _ in bundles]  # specs: the bundle's preprocessing (features.served_preprocess)
+    results = [({}, {}) for _ in bundles]  # specs: the bundle's preprocessing (specs.served_preprocess)
     for modality in bundles[0].encoders:
         having = [e for e in examples if getattr(e, modality) is not None]
         for out, seconds in results:

@@ -32,7 +32,8 @@ def write_media_dataset(root: Path, modality: str, classes: dict, make: Callable
 
 def torch_embeddings(run: Path, modality: str, contents: list[bytes]) -> np.ndarray:
     """The run's trained encoder on `contents` (media bytes or UTF-8 text), with the bundle's preprocessing."""
-    from training.data.features import collate, decode, preprocess_for
+    from training.data.features import collate, decode
+    from training.data.specs import preprocess_for
     from training.export import trained_encoder
     from training.model.fused import load_checkpoint
 

@@ -62,7 +62,7 @@ def cases(test: list) -> list[tuple[object, tuple[str, ...]]]:
 
 
 def torch_outputs(built, example, subset) -> dict:
-    from training.data.features import default_preprocess
+    from training.data.specs import default_preprocess
     from training.export import torch_reference
 
     _, model, encoders, _ = built

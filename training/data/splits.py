@@ -15,7 +15,8 @@ import torch
 
 from service.manifest import MODALITIES
 from training.data.dataset import Example, labels_of, load_dataset
-from training.data.features import FeatureCache, extract_features, preprocess_for
+from training.data.features import FeatureCache, extract_features
+from training.data.specs import preprocess_for
 from training.encoders import backbone_options
 from training.model.backbones import build_backbone
 

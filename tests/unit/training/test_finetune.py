@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from training.config import TrainConfig
-from training.data.features import collate, default_preprocess, raw_inputs
+from training.data.features import collate, raw_inputs
+from training.data.specs import default_preprocess
 from training.data.splits import load_train_data
 from training.export import trained_encoder
 from training.model.backbones import build_backbone

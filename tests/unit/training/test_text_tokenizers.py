@@ -10,7 +10,7 @@ import transformers
 
 from service.preprocess import encode_text, load_tokenizer
 from tests.integration.test_text_encoders import tiny_encoder
-from training.data.features import default_preprocess
+from training.data.specs import default_preprocess
 
 TEXTS = ["a red kite", "The GREEN cup!", "blue paint on a wall, " * 40, "unknownword here", "  café  ünïcode"]
 

@@ -132,7 +132,7 @@ def test_config_toml_and_cli_overrides():
 def test_bundle_tokenizer_has_padding_disabled(tmp_path):
     from tokenizers import Tokenizer
 
-    from training.data.features import default_preprocess
+    from training.data.specs import default_preprocess
     from training.export import write_tokenizer
 
     specs = default_preprocess()
