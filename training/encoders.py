@@ -186,8 +186,9 @@ def _family_problem(field: str, directory: str, supported: tuple[str, ...], prep
 
 
 def model_type(directory: str) -> str | None:
-    """config.json's model_type of a Hugging Face directory (None when it has none, or no config.json)."""
-    return _config(Path(directory)).get("model_type") if (Path(directory) / "config.json").is_file() else None
+    """config.json's model_type of a Hugging Face directory (None for "", or without a config.json or its field)."""
+    has_config = bool(directory) and (Path(directory) / "config.json").is_file()
+    return _config(Path(directory)).get("model_type") if has_config else None
 
 
 def _config(path: Path) -> dict:

@@ -54,12 +54,11 @@ def quantize_graph(src: Path, dst: Path) -> None:
         root.setLevel(level)
 
 
-def quantize_encoders(src: Path, dst: Path, manifest: mf.Manifest, modalities: list[str]) -> list[str]:
-    """Quantise the encoders of `modalities` in place in dst (a copy of src); returns them."""
+def quantize_encoders(src: Path, dst: Path, manifest: mf.Manifest, modalities: list[str]) -> None:
+    """Quantise the encoders of `modalities` in place in dst (a copy of src)."""
     for modality in modalities:
         file = getattr(manifest.encoders, modality).file
         quantize_graph(src / file, dst / file)
-    return modalities
 
 
 def ort_embeddings(bundles: list[OrtBundle], examples: list, specs, batch: int = 16) -> list[tuple[dict, dict]]:
@@ -141,7 +140,8 @@ def quantize_bundle(src: Path, data, report: dict, cfg, dst: Path) -> dict:
     """Write the int8 version of `src` into `dst` (<name>-int8/<version>/); return the accuracy comparison."""
     manifest = mf.read_manifest(src / "manifest.json")
     shutil.copytree(src, dst, dirs_exist_ok=True)
-    quantized = quantize_encoders(src, dst, manifest, int8_modalities(cfg, manifest.modalities()))
+    quantized = int8_modalities(cfg, manifest.modalities())
+    quantize_encoders(src, dst, manifest, quantized)
     base = manifest.model_dump(exclude={"files", "metrics"}) | {"name": dst.parent.name}
     test = data.examples["test"]
     bundles = [OrtBundle(src, cfg.threads), OrtBundle(dst, cfg.threads)]

@@ -15,10 +15,11 @@ import numpy as np
 
 from service.inference.batch_window import plan_batches
 from service.inference.bundle import LoadedBundle
+from service.inference.components import item_length
 from service.inference.pipeline import policy_for
 from service.inference.prepare import PreparedItem
 from service.manifest import MODALITIES
-from service.preprocess.waveform import budget_frames, input_length, silence
+from service.preprocess.waveform import input_length, silence
 from service.settings import Settings
 
 TRAFFIC_AUDIO_SECONDS = 2.0  # text keeps the natural length of "warm up"
@@ -65,10 +66,10 @@ def largest_batches(bundle: LoadedBundle, settings: Settings) -> list[list[Prepa
     items (one single-modality list per encoder; fusion runs on each)."""
     longest, batches = longest_lengths(bundle, settings), []
     for modality in _present(bundle):
-        policy, length = policy_for(modality, settings), longest.get(modality)
-        cost = budget_frames(length, bundle.manifest.encoders.audio.preprocess) if modality == "audio" else length
-        size = len(plan_batches([cost or 1] * policy.max_batch_size, policy.max_batch_size, policy.budget)[0])
-        batches.append([PreparedItem({modality: _array(bundle, modality, length)})] * size)
+        policy, array = policy_for(modality, settings), _array(bundle, modality, longest.get(modality))
+        cost = item_length(modality, array, getattr(bundle.manifest.encoders, modality))  # as the pipeline counts it
+        size = len(plan_batches([cost] * policy.max_batch_size, policy.max_batch_size, policy.budget)[0])
+        batches.append([PreparedItem({modality: array})] * size)
     return batches
 
 

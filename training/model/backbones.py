@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.encoders import PACKAGED_AUDIO, TEXT_POOLING, is_waveform
+from training.encoders import TEXT_POOLING, is_waveform
 from training.model.base import Backbone, block_list
 from training.model.ct2_reader import packaged_whisper_base_path
 from training.model.hf_image import HFImageBackbone
@@ -208,7 +208,7 @@ def build_backbone(
     trainable, `tuned` weights loaded."""
     if modality == "image" and image_encoder:
         backbone = HFImageBackbone(image_encoder, image_feature).finetune_last(finetune_last)
-    elif modality == "audio" and audio_encoder not in ("", *PACKAGED_AUDIO) and is_waveform(audio_encoder):
+    elif modality == "audio" and is_waveform(audio_encoder):
         backbone = WaveformBackbone(audio_encoder).finetune_last(finetune_last)
     else:
         options = {"image": {"feature": image_feature}, "text": {"model_dir": text[0], "pooling": text[1]},
