@@ -31,7 +31,7 @@ from collections.abc import Callable
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.middleware import OPEN_PATHS, send_json_error
+from service.api.middleware import OPEN_PATHS, route_path, send_json_error
 
 log = logging.getLogger("fusionserve")
 CLOSE = (b"connection", b"close")
@@ -48,7 +48,7 @@ class DrainMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        if self.draining() and scope["path"] not in OPEN_PATHS:
+        if self.draining() and route_path(scope) not in OPEN_PATHS:
             # read the body first: uvicorn closes the connection after this response, and a close with
             # request bytes still unread sends an RST, which can destroy the 503 before the client reads it
             await self._discard_body(receive)

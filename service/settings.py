@@ -119,10 +119,19 @@ class Settings(BaseSettings):
         api_key, host = info.data.get("api_key"), info.data.get("host", "")
         if value is not None and api_key is not None and value.get_secret_value() == api_key.get_secret_value():
             raise ValueError("must differ from FUSIONSERVE_API_KEY: loading and unloading take their own credential")
-        if value is None and info.data.get("model_control") == "explicit" and not is_loopback(host):
+        if value is not None or info.data.get("model_control") != "explicit":
+            return value
+        if not is_loopback(host):
             raise ValueError(
                 f"required with FUSIONSERVE_MODEL_CONTROL=explicit when FUSIONSERVE_HOST={host} is not a loopback "
                 "address: without it anyone who reaches the port could load or unload models"
+            )
+        if api_key is not None:
+            # a server locked with an API key is not a keyless developer box: as with TorchServe's token
+            # authorization, changing what is served then takes its own key (docs/security.md)
+            raise ValueError(
+                "required with FUSIONSERVE_MODEL_CONTROL=explicit when FUSIONSERVE_API_KEY is set: the API key "
+                "does not load or unload models, and no key at all would let every caller do so"
             )
         return value
 

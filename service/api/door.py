@@ -28,7 +28,7 @@ from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.api.middleware import ErrorShapes, send_error
+from service.api.middleware import ErrorShapes, route_path, send_error
 from service.dataplane import DataPlane
 from service.errors import QueueFull
 
@@ -71,7 +71,7 @@ class DoorMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         target = None
         if scope["type"] == "http" and scope["method"] == "POST":
-            target = inference_target(scope["path"], scope.get("query_string", b""))
+            target = inference_target(route_path(scope), scope.get("query_string", b""))
         if target is None:
             return await self.app(scope, receive, send)
         model, version, endpoint = target

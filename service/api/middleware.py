@@ -11,6 +11,7 @@ import re
 import secrets
 from collections.abc import Callable, Mapping
 
+from starlette._utils import get_route_path
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -52,6 +53,13 @@ async def send_json_error(
     await send({"type": "http.response.body", "body": body})
 
 
+def route_path(scope: Scope) -> str:
+    """The path the router matches: without the root path a proxy serves us under (uvicorn --root-path puts
+    it in front of scope["path"]). Every path check here uses the router's own function, so a middleware and
+    the route it guards never disagree about which path a request is for."""
+    return get_route_path(scope)
+
+
 def shape_for(path: str, shapes: ErrorShapes) -> Callable[[FusionError], Response] | None:
     """The error response of the protocol that owns `path` (longest prefix); None = v1's shape."""
     prefixes = sorted((p for p in shapes if path.startswith(p)), key=len, reverse=True)
@@ -60,7 +68,7 @@ def shape_for(path: str, shapes: ErrorShapes) -> Callable[[FusionError], Respons
 
 async def send_error(scope: Scope, receive: Receive, send: Send, error: FusionError, shapes: ErrorShapes) -> None:
     """`error` in the shape of the protocol that owns the path, else v1's."""
-    shape = shape_for(scope["path"], shapes)
+    shape = shape_for(route_path(scope), shapes)
     if shape is not None:
         return await shape(error)(scope, receive, send)
     headers = [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
@@ -118,7 +126,7 @@ class ApiKeyMiddleware:
         self.app, self.key, self.shapes = app, api_key.encode(), error_shapes or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _keyless(scope["path"]):
+        if scope["type"] != "http" or _keyless(route_path(scope)):
             return await self.app(scope, receive, send)
         if not secrets.compare_digest(presented_key(scope, b"x-api-key"), self.key):
             challenge = {"WWW-Authenticate": "Bearer"}

@@ -1,20 +1,29 @@
-"""Who may change what is served: the repository API's load and unload (docs/model-management.md).
+"""Who may change what is served: the repository API's load and unload (docs/model-management.md,
+docs/security.md).
 
 Triton refuses them unless started with `--model-control-mode=explicit`; TorchServe keeps its management API
 behind its own token. Here FUSIONSERVE_MODEL_CONTROL=none (the default) refuses them with 403, and `explicit`
 allows them with the admin key (FUSIONSERVE_ADMIN_KEY, `Authorization: Bearer` or `X-Admin-Key`), never with the
-inference key; settings.py refuses to start `explicit` without an admin key unless the host is loopback. Every
-attempt is logged with who asked, what, and the outcome. Pure ASGI and outermost, so a refusal costs no routing.
+inference key. settings.py refuses to start `explicit` without an admin key unless the host is loopback and no
+API key is set. That keyless mode is for a developer's own machine, and "reaches the loopback port" is not
+"is the developer": a web page in their browser can POST to 127.0.0.1 (no preflight for an empty body), a
+DNS-rebinding name reaches it under a foreign Host, a proxy on the machine forwards others. So without an admin
+key a request is refused unless its peer is loopback (uvicorn puts a loopback proxy's X-Forwarded-For client
+there), its Host is a loopback name and it carries no foreign Origin or cross-site Sec-Fetch-Site.
+Every attempt is logged with who asked, what, and the outcome. Pure ASGI and outermost, so a refusal costs no
+routing.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import secrets
+from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.middleware import CONTROL_PATH, ErrorShapes, presented_key, send_error
+from service.api.middleware import CONTROL_PATH, ErrorShapes, presented_key, route_path, send_error
 from service.errors import Forbidden, FusionError, Unauthorized
 from service.settings import Settings
 
@@ -24,6 +33,58 @@ OFF = (
     "FUSIONSERVE_ADMIN_KEY to load or unload models through the API; new versions in the model directory are "
     "still picked up with FUSIONSERVE_MODEL_POLL_S"
 )
+KEYLESS = "without FUSIONSERVE_ADMIN_KEY, models are loaded and unloaded only by a program on this machine"
+# what a browser says about where a request comes from: anything but the page's own origin or a typed URL
+CROSS_SITE = {"cross-site", "same-site"}  # same-site ignores ports: another localhost server's page is one
+
+
+def loopback_address(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        return False
+    return (getattr(ip, "ipv4_mapped", None) or ip).is_loopback  # ::ffff:127.0.0.1 is loopback too
+
+
+def loopback_name(host: str | None) -> bool:
+    return host is not None and (host.lower() == "localhost" or loopback_address(host))
+
+
+def _authority(value: str) -> tuple[str | None, int | None]:
+    """(host, port) of a URL or a bare `host[:port]`; (None, None) when it does not parse."""
+    parts = urlsplit(value if "//" in value else "//" + value)
+    try:
+        return parts.hostname, parts.port
+    except ValueError:  # a port that is not a number
+        return None, None
+
+
+def own_origin(origin: str, server_port: int | None) -> bool:
+    """Whether `origin` is this server's own page: http(s) on a loopback name and this server's port."""
+    scheme = origin.split("://", 1)[0].lower()
+    host, port = _authority(origin)
+    port = port or {"http": 80, "https": 443}.get(scheme)
+    return scheme in ("http", "https") and loopback_name(host) and port == server_port
+
+
+def keyless_refusal(scope: Scope) -> FusionError | None:
+    """Why a request without an admin key is refused on loopback, or None when it comes from this machine."""
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())}
+    peer = (scope.get("client") or ("an unknown peer",))[0]
+    if not loopback_address(peer):
+        return Forbidden(f"{KEYLESS}; {peer} is not a loopback address (behind a proxy: the client it forwards)")
+    host = headers.get("host")
+    if host is not None and not loopback_name(_authority(host)[0]):
+        message = f"{KEYLESS}; Host {host!r} is not a loopback name (a DNS-rebinding page or a forwarding proxy)"
+        return Forbidden(message, field="host")
+    origin = headers.get("origin")
+    if origin is not None and not own_origin(origin, (scope.get("server") or (None, None))[1]):
+        return Forbidden(f"{KEYLESS}; a web page from {origin!r} may not load or unload models", field="origin")
+    site = headers.get("sec-fetch-site", "").lower()
+    if site in CROSS_SITE:
+        message = f"{KEYLESS}; the browser says this request comes from another site (Sec-Fetch-Site: {site})"
+        return Forbidden(message, field="sec-fetch-site")
+    return None
 
 
 class ModelControlMiddleware:
@@ -34,13 +95,15 @@ class ModelControlMiddleware:
     def _refusal(self, scope: Scope) -> FusionError | None:
         if self.mode != "explicit":
             return Forbidden(OFF)  # no request field is wrong: the server is configured to refuse
-        if self.key is not None and not secrets.compare_digest(presented_key(scope, b"x-admin-key"), self.key):
+        if self.key is None:
+            return keyless_refusal(scope)
+        if not secrets.compare_digest(presented_key(scope, b"x-admin-key"), self.key):
             message = "missing or wrong admin key (FUSIONSERVE_ADMIN_KEY); the API key does not load or unload models"
             return Unauthorized(message, field="authorization", headers={"WWW-Authenticate": "Bearer"})
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        match = CONTROL_PATH.match(scope["path"]) if scope["type"] == "http" else None
+        match = CONTROL_PATH.match(route_path(scope)) if scope["type"] == "http" else None
         if match is None:
             return await self.app(scope, receive, send)
         who = "{}:{}".format(*(scope.get("client") or ("?", "?")))

@@ -52,12 +52,14 @@ def start_process(model_dir: Path, **settings) -> tuple[subprocess.Popen, str]:
 
 
 class ThreadedServer:
-    """uvicorn in a background thread, so a test can reach into the app (gates, metrics)."""
+    """uvicorn in a background thread, so a test can reach into the app (gates, metrics); `root_path` as
+    `uvicorn --root-path` (behind a proxy that strips that prefix)."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, root_path: str = ""):
         self.app = create_app(settings.model_copy(update={"port": free_port()}))
         self.port = self.app.state.context.settings.port
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", root_path=root_path)
+        self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.base_url = f"http://127.0.0.1:{self.port}"
 

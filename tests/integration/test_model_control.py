@@ -6,16 +6,20 @@ refuses to start. Proven with `tritonclient.http` against a real server on loopb
 from __future__ import annotations
 
 import logging
+import shutil
 
+import httpx
 import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
+from service.api.pages import OWN_ASSETS
 from service.settings import SettingsError, load_settings
 from tests.integration.conftest import fast_settings, form, serving
 from tests.integration.live import ThreadedServer
 
 API_KEY, ADMIN_KEY = "inference-key", "admin-key"
+LOOPBACK_HOST = {"Host": "localhost"}  # the in-process client's own host name is not a loopback name
 
 
 @pytest.mark.parametrize("api_key", [None, API_KEY], ids=["no-api-key", "api-key"])
@@ -69,7 +73,7 @@ async def test_explicit_control_takes_only_the_admin_key_and_logs_each_change(mo
 async def test_explicit_on_loopback_without_an_admin_key_is_allowed_and_says_so(models_copy, caplog):
     caplog.set_level(logging.INFO, logger="fusionserve.audit")
     async with serving(fast_settings(models_copy, model_control="explicit", host="127.0.0.1")) as (_, client):
-        failed = await client.post("/v2/repository/models/nothing-here/load")
+        failed = await client.post("/v2/repository/models/nothing-here/load", headers=LOOPBACK_HOST)
         assert failed.status_code == 404
     (line,) = [r.getMessage() for r in caplog.records if r.name == "fusionserve.audit"]
     assert "no key (loopback only" in line and "failed (404)" in line
@@ -100,3 +104,58 @@ def test_the_admin_key_comes_from_a_docker_secret_file(tmp_path, monkeypatch):
     monkeypatch.setattr(settings_module, "SECRETS_DIR", tmp_path)
     settings = load_settings(model_control="explicit", host="0.0.0.0")
     assert settings.admin_key.get_secret_value() == "from-a-secret"
+
+
+FOREIGN = {
+    "a web page": ({"Origin": "http://evil.example"}, "a web page from 'http://evil.example'"),
+    "another local server's page": ({"Origin": "http://localhost:3000"}, "'http://localhost:3000'"),
+    "a sandboxed page": ({"Origin": "null"}, "a web page from 'null'"),
+    "DNS rebinding": ({"Host": "evil.example"}, "Host 'evil.example' is not a loopback name"),
+    "a forwarding proxy": ({"X-Forwarded-For": "203.0.113.7"}, "203.0.113.7 is not a loopback address"),
+    "a cross-site fetch": ({"Sec-Fetch-Site": "cross-site"}, "Sec-Fetch-Site: cross-site"),
+}
+
+
+@pytest.fixture(scope="module")
+def keyless(tmp_path_factory, tiny_models):
+    """FUSIONSERVE_MODEL_CONTROL=explicit on loopback with no admin key, as a real uvicorn server."""
+    models = tmp_path_factory.mktemp("keyless") / "models"
+    shutil.copytree(tiny_models, models)
+    with ThreadedServer(fast_settings(models, model_control="explicit")) as server:
+        yield server, triton.InferenceServerClient(f"127.0.0.1:{server.port}")
+
+
+@pytest.mark.parametrize("case", FOREIGN, ids=list(FOREIGN))
+def test_keyless_control_refuses_what_does_not_come_from_this_machine(keyless, case):
+    server, client = keyless
+    headers, why = FOREIGN[case]
+    for call in (client.unload_model, client.load_model):
+        with pytest.raises(InferenceServerException) as refused:
+            call("tiny", headers=headers)  # an empty body, as a page's form or fetch sends it
+        assert refused.value.status() == "403" and why in refused.value.message()
+        assert "FUSIONSERVE_ADMIN_KEY" in refused.value.message()
+    assert client.is_model_ready("tiny")  # still served
+
+
+def test_keyless_control_takes_this_servers_own_pages_and_answers_no_cors(keyless):
+    server, client = keyless
+    unload, load = (f"{server.base_url}/v2/repository/models/tiny/{action}" for action in ("unload", "load"))
+    preflight = httpx.options(
+        unload, headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"}
+    )
+    assert "access-control-allow-origin" not in preflight.headers  # a page cannot read or add headers: no CORS
+    refused = httpx.post(unload, headers={"Origin": "http://evil.example"})
+    assert refused.status_code == 403 and "access-control-allow-origin" not in refused.headers
+    assert "repository/models" not in (OWN_ASSETS / "playground.js").read_text()  # never calls it
+    assert httpx.post(unload, headers={"Origin": f"http://127.0.0.1:{server.port}"}, timeout=30).status_code == 200
+    assert not client.is_model_ready("tiny")
+    assert httpx.post(load, headers={"Origin": f"http://localhost:{server.port}"}, timeout=30).status_code == 200
+    assert client.is_model_ready("tiny")  # Swagger UI at /docs is the server's own page: a person clicked it
+
+
+def test_explicit_with_an_api_key_needs_an_admin_key_even_on_loopback():
+    with pytest.raises(SettingsError) as refused:
+        load_settings(model_control="explicit", host="127.0.0.1", api_key=API_KEY)
+    message = str(refused.value)
+    assert "FUSIONSERVE_ADMIN_KEY: Value error, required" in message and "FUSIONSERVE_API_KEY is set" in message
+    assert API_KEY not in message

@@ -102,6 +102,7 @@ async def test_index_filters_ready_and_refuses_bad_bodies(models_copy, tmp_path)
     (broken / "text_encoder.onnx").unlink()
     os.rename(broken, models_copy / "tiny" / "2")
     async with serving(fast_settings(models_copy, model_control="explicit")) as (_, client):  # loopback: no key
+        client.headers["Host"] = "localhost"  # keyless model control takes only a loopback Host
         everything = (await client.get("/v2/repository/index")).json()
         assert {r["version"]: r["state"] for r in everything} == {"2": "UNAVAILABLE", "1": "READY"}
         assert "text_encoder.onnx is missing" in by_version(everything)["2"]["reason"]
@@ -131,6 +132,7 @@ async def test_unload_drains_admitted_requests_and_the_name_404s_at_once(models_
         return prepare_item(*args)
 
     async with serving(fast_settings(models_copy, model_control="explicit")) as (app, client):
+        client.headers["Host"] = "localhost"  # keyless model control takes only a loopback Host
         monkeypatch.setattr(dataplane, "prepare_item", held_prepare)
         held = asyncio.create_task(client.post("/v1/models/tiny/classify", **form(text=TEXT)))
         await asyncio.to_thread(entered.wait, 10)
