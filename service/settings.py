@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     # arena grows with the batch and keeps it: 16 x 3000 frames took 1.9 GB and 6.5 s (docs/design-choices.md).
     audio_frame_budget: int = Field(3_000, ge=1, description="max padded 10 ms frames per audio batch")
     default_deadline_ms: float = Field(10_000, gt=0)
+    # a retired version (unload, directory gone) waits this long for its admitted requests, then stops anyway
+    # and those still holding it get 503; unset: the default deadline plus a second (its last batch)
+    unload_drain_s: float | None = Field(None, ge=0)
     preprocess_threads: int = Field(2, ge=1)
     # nice value of onnxruntime's and the preprocessing threads (0 = as the event loop): busy compute
     # never delays HTTP work such as a refusal
@@ -160,6 +163,9 @@ class Settings(BaseSettings):
 
     def batch_size_for(self, component: str) -> int:
         return self.component_max_batch_size.get(component, self.max_batch_size)
+
+    def unload_drain_seconds(self) -> float:
+        return self.default_deadline_ms / 1000 + 1.0 if self.unload_drain_s is None else self.unload_drain_s
 
 
 def is_loopback(host: str) -> bool:

@@ -31,7 +31,17 @@ class BatchPolicy:
 class BatchInfo:
     size: int  # items in the batch this item ran in
     queue_s: float  # time from submit to batch start
-    infer_s: float  # run_batch wall time
+    infer_s: float  # run_batch wall time, less what it spent on another component's compute
+
+
+@dataclass
+class Computed:
+    """What a batch function may return instead of a plain list: its results plus the seconds of the call
+    that belong to another component (EncodeThenFuse's inline fusion, counted in fusion's series), so the
+    batcher records only the rest as its own infer time and every second of compute is counted once."""
+
+    results: list
+    elsewhere_s: float = 0.0
 
 
 def fills_a_batch(lengths: list[int], policy: BatchPolicy) -> bool:

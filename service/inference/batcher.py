@@ -10,8 +10,8 @@ One asyncio task owns the queue, and it never waits for nothing:
   re-decides at each arrival (batch_window.company_wait_s), so a stream that stopped costs two gaps.
 Callers only enqueue and wait on their own future, so a full queue (429) never awaits and a caller that
 gives up (deadline, disconnect) takes its item out of the queue at once. Admission at the door is the data
-plane's (service/dataplane.py), by requests in flight. BatchPolicy and BatchInfo live in batch_window with
-the other pure parts and are re-exported here; the metric series in batch_metrics.
+plane's (service/dataplane.py), by requests in flight. BatchPolicy, BatchInfo and Computed live in batch_window
+with the other pure parts and are re-exported here; the metric series in batch_metrics.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.errors import DeadlineExceeded, NotReady, QueueFull
+from service.errors import DeadlineExceeded, FusionError, NotReady, QueueFull
 from service.inference.batch_metrics import BatcherMetrics
-from service.inference.batch_window import BatchInfo, BatchPolicy, company_wait_s, plan_batches
+from service.inference.batch_window import BatchInfo, BatchPolicy, Computed, company_wait_s, plan_batches
 from service.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ class Batcher:
         self._waiter: asyncio.Future | None = None  # set while the loop sleeps
         self._task: asyncio.Task | None = None
         self._accepting = False
+        self._stopped_with: FusionError | None = None  # what callers get once abort() stopped this
         self._metrics = BatcherMetrics(metrics, model, component, padded=policy.budget is not None)
 
     @property
@@ -92,6 +93,17 @@ class Batcher:
                 # Idle after a clean stop; after a cancelled one the thread ends with its batch.
                 self._executor.shutdown(wait=False)
 
+    async def abort(self, error: FusionError) -> None:
+        """Stop now, queued or not: whatever is pending is answered with `error`, new items get it too. A
+        batch already in onnxruntime ends in its worker thread; its answer is dropped."""
+        self._stopped_with, self._accepting = error, False
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            await asyncio.wait({self._task})
+        self._fail_pending()
+        if self._own_executor and self._executor is not None:
+            self._executor.shutdown(wait=False)
+
     # ---- callers' side -------------------------------------------------------------------------
 
     async def submit(self, payload: Any, *, length: int = 1, deadline: float) -> tuple[Any, BatchInfo]:
@@ -114,7 +126,7 @@ class Batcher:
     def _admit(self, payload: Any, length: int, deadline: float) -> _Item:
         """Synchronous on purpose: a rejection is answered without yielding to the loop."""
         if not self._accepting:
-            raise NotReady(f"{self.component} batcher of model {self.model!r} is not running")
+            raise self._stopped_with or NotReady(f"{self.component} batcher of model {self.model!r} is not running")
         if length < 1:
             raise ValueError(f"item length must be >= 1, got {length}")
         now = time.monotonic()
@@ -208,11 +220,13 @@ class Batcher:
             return
         for it in batch:
             it.started = True
-        start = time.monotonic()
+        start, elsewhere_s = time.monotonic(), 0.0
         try:
             results = await asyncio.get_running_loop().run_in_executor(
                 self._executor, self._run_batch, [it.payload for it in batch]
             )
+            if isinstance(results, Computed):
+                results, elsewhere_s = results.results, results.elsewhere_s
             if len(results) != len(batch):
                 raise RuntimeError(
                     f"{self.component} run_batch returned {len(results)} results for {len(batch)} inputs"
@@ -221,7 +235,7 @@ class Batcher:
             results, error = [], exc
         else:
             error = None
-        infer_s = time.monotonic() - start
+        infer_s = max(0.0, time.monotonic() - start - elsewhere_s)
         self._metrics.batch([it.length for it in batch], [start - it.enqueued for it in batch], infer_s)
         if error is not None:
             self._answer(batch, error)
@@ -253,4 +267,6 @@ class Batcher:
         self._queue.clear()
         self._held = []
         self._metrics.depth.set(0)
-        self._answer(pending, NotReady(f"{self.component} batcher of model {self.model!r} stopped"))
+        self._answer(
+            pending, self._stopped_with or NotReady(f"{self.component} batcher of model {self.model!r} stopped")
+        )

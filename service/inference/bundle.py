@@ -7,6 +7,7 @@ version already works (docs/bad-input.md rows 16–17).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +32,13 @@ class LoadedBundle:
     manifest: Manifest
     directory: Path
     encoders: dict[str, EncoderComponent]
-    fusion: FusionComponent
+    fusion: FusionComponent | None  # None once retired (without_sessions)
     tokenizer: object | None
     provider: str
+
+    def without_sessions(self) -> LoadedBundle:
+        """What a request still holding a retired version may read (manifest, tokenizer), sessions let go."""
+        return dataclasses.replace(self, encoders={}, fusion=None)
 
 
 def read_valid_manifest(directory: Path) -> Manifest:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from service.errors import BundleError
+from service.inference.batch_window import Computed
 from service.inference.runtime import NUMPY_DTYPES, OrtModel
 from service.manifest import MODALITY_LOGITS, EncoderSpec, FusionSpec, TensorSpec
 from service.preprocess.batch import collate
@@ -99,6 +100,7 @@ class Encoded:
     embedding: np.ndarray  # [D]
     fusion: FusionOutput | None = None  # set when the item had only this modality: fused in the same call
     fused_rows: int = 0  # how many rows of the batch went on to fusion with it
+    fusion_s: float = 0.0  # seconds of that inline fusion call (part of the encoder call, counted as fusion's)
 
 
 @dataclass
@@ -106,22 +108,29 @@ class EncodeThenFuse:
     """An encoder's batch function in the server. Items that carry only this modality continue straight
     into fusion in the same worker call: for single-modality requests (the common case) the fusion queue
     and two thread hand-offs fall away (~0.5 ms each on a VM). Fusion is row-wise, so fusing a subset of
-    rows gives each row what the fusion batcher would. Payload: (encoder input, only this modality)."""
+    rows gives each row what the fusion batcher would. Payload: (encoder input, only this modality).
+    `count_fusion` must not be a bound method of the pipeline that owns this: a pipeline reachable from its
+    own batchers is a reference cycle, which a frozen heap never collects (service/inference/heap.py)."""
 
     encoder: EncoderComponent
     fusion: FusionComponent
     count_fusion: Callable[[int, float], None]  # (rows, seconds): fusion's metrics count these batches too
 
-    def __call__(self, payloads: list[tuple[object, bool]]) -> list[Encoded]:
+    def __call__(self, payloads: list[tuple[object, bool]]) -> Computed:
         embeddings = self.encoder([payload for payload, _ in payloads])  # [B] of [D]
         alone = [row for row, (_, only) in enumerate(payloads) if only]
-        outputs = []
+        outputs, fusion_s = [], 0.0
         if alone:
             started = time.perf_counter()
             outputs = self.fusion([{self.encoder.modality: embeddings[row]} for row in alone])
-            self.count_fusion(len(alone), time.perf_counter() - started)
+            fusion_s = time.perf_counter() - started
+            self.count_fusion(len(alone), fusion_s)
         fused = dict(zip(alone, outputs, strict=True))
-        return [Encoded(e, fused.get(row), len(alone) if row in fused else 0) for row, e in enumerate(embeddings)]
+        results = [
+            Encoded(e, fused[row], len(alone), fusion_s) if row in fused else Encoded(e)
+            for row, e in enumerate(embeddings)
+        ]
+        return Computed(results, fusion_s)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from service.errors import NotReady
 from service.inference.batcher import Batcher, BatchInfo, BatchPolicy
 from service.inference.components import (
     EncoderComponent,
@@ -63,6 +64,23 @@ def policy_for(component: str, settings: Settings) -> BatchPolicy:
     )
 
 
+class InlineFusionMetrics:
+    """Counts a fusion batch run inside an encoder's call (EncodeThenFuse) like the fusion batcher's own.
+    Its own object, not a method of the pipeline: the encoders' batchers hold it, and a pipeline they
+    could reach would be a reference cycle that a frozen heap never frees (service/inference/heap.py)."""
+
+    def __init__(self, metrics: Metrics, model: str):
+        self._size = metrics.batch_size.labels(model=model, component="fusion")
+        self._queue = metrics.stage_duration.labels(model=model, stage="queue", modality="fusion")
+        self._infer = metrics.stage_duration.labels(model=model, stage="infer", modality="fusion")
+
+    def __call__(self, rows: int, infer_s: float) -> None:
+        self._size.observe(rows)
+        for _ in range(rows):
+            self._queue.observe(0.0)
+            self._infer.observe(infer_s)
+
+
 class Pipeline:
     def __init__(
         self,
@@ -73,13 +91,9 @@ class Pipeline:
         metrics: Metrics,
     ):
         self.encoders, self.fusion = encoders, fusion
-        fused_inline = {m: EncodeThenFuse(e, fusion, self._count_inline_fusion) for m, e in encoders.items()}
+        count_fusion = InlineFusionMetrics(metrics, model)
+        fused_inline = {m: EncodeThenFuse(e, fusion, count_fusion) for m, e in encoders.items()}
         components = {**fused_inline, "fusion": fusion}
-        self._m_fusion = {
-            "size": metrics.batch_size.labels(model=model, component="fusion"),
-            "queue": metrics.stage_duration.labels(model=model, stage="queue", modality="fusion"),
-            "infer": metrics.stage_duration.labels(model=model, stage="infer", modality="fusion"),
-        }
         # one worker thread per component: ORT parallelises inside a call; components overlap
         self._executor = ThreadPoolExecutor(
             len(components), thread_name_prefix=f"ort-{model}", initializer=lower_priority,
@@ -91,13 +105,7 @@ class Pipeline:
             name: Batcher(name, model, run, policy_for(name, settings), metrics, self._executor)
             for name, run in components.items()
         }
-
-    def _count_inline_fusion(self, rows: int, infer_s: float) -> None:
-        """A fusion batch run inside an encoder's call (EncodeThenFuse) counts like the fusion batcher's own."""
-        self._m_fusion["size"].observe(rows)
-        for _ in range(rows):
-            self._m_fusion["queue"].observe(0.0)
-            self._m_fusion["infer"].observe(infer_s)
+        self.retired: str | None = None  # why this pipeline no longer runs (close): what late callers get
 
     async def start(self) -> None:
         for batcher in self.batchers.values():
@@ -105,6 +113,8 @@ class Pipeline:
 
     async def stop(self) -> None:
         """Drain: queued items finish; encoders first, then fusion once no item is between the two."""
+        if self.retired is not None:  # closed: nothing left to drain
+            return
         for name, batcher in self.batchers.items():
             if name != "fusion":
                 await batcher.stop()
@@ -112,7 +122,18 @@ class Pipeline:
         await self.batchers["fusion"].stop()
         await asyncio.to_thread(self._executor.shutdown, wait=True)
 
+    async def close(self, reason: str) -> None:
+        """Stop at once (queued items too, answered 503 `reason`) and let go of the batchers and components,
+        so the sessions are freed even while a late request still holds this pipeline."""
+        self.retired = reason
+        for batcher in self.batchers.values():
+            await batcher.abort(NotReady(reason))
+        self._executor.shutdown(wait=False)  # a batch already in onnxruntime ends in its thread
+        self.batchers, self.encoders, self.fusion = {}, {}, None
+
     async def run(self, item: PreparedItem, deadline: float) -> ItemResult:
+        if self.retired is not None:
+            raise NotReady(self.retired)
         self._active += 1
         self._idle.clear()
         try:
@@ -142,7 +163,7 @@ class Pipeline:
         embeddings = {m: e.embedding for m, e in encoded.items()}
         (first,) = encoded.values() if len(encoded) == 1 else (None,)
         if first is not None and first.fusion is not None:  # fused inside its encoder's batch call
-            output, batches["fusion"] = first.fusion, BatchInfo(first.fused_rows, 0.0, 0.0)
+            output, batches["fusion"] = first.fusion, BatchInfo(first.fused_rows, 0.0, first.fusion_s)
         else:
             output, batches["fusion"] = await self.batchers["fusion"].submit(embeddings, deadline=deadline)
         return item_result(item, embeddings, output, batches)

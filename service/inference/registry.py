@@ -184,17 +184,40 @@ class Registry:
         return state.retiring
 
     async def _drain_and_unload(self, entry: ModelEntry, state: VersionState) -> None:
-        while state.in_flight:  # admitted requests finish on this version's batchers
-            await state.idle.wait()
-        await state.pipeline.stop()
+        if await self._drained(entry, state):
+            await state.pipeline.stop()  # nothing is held: its batchers end at once
+        await state.pipeline.close(
+            f"model {entry.name!r} version {state.version!r} was unloaded ({state.reason}) while this request held it"
+        )
         if entry.versions.get(state.version) is state:
             del entry.versions[state.version]
         with contextlib.suppress(KeyError):  # the gauges forget the version (0 first: multiprocess files keep it)
             self.metrics.model_info.labels(entry.name, state.version, state.bundle.provider).set(0)
             self.metrics.model_info.remove(entry.name, state.version, state.bundle.provider)
             self.metrics.model_load_seconds.remove(entry.name, state.version)
+        state.bundle = state.bundle.without_sessions()  # a request still holding it reads the manifest only
         self._forget_if_empty(entry)
+        heap.collect_retired()
         log.info("model %s version %s unloaded", entry.name, state.version)
+
+    async def _drained(self, entry: ModelEntry, state: VersionState) -> bool:
+        """Whether every admitted request let go of `state` within the unload's draining deadline."""
+        drain_s = self.settings.unload_drain_seconds()
+        try:
+            async with asyncio.timeout(drain_s):
+                while state.in_flight:  # admitted requests finish on this version's batchers
+                    await state.idle.wait()
+            return True
+        except TimeoutError:
+            log.warning(
+                "model %s version %s: %d request(s) still hold it after %gs (FUSIONSERVE_UNLOAD_DRAIN_S); "
+                "stopping it anyway: they get 503",
+                entry.name,
+                state.version,
+                state.in_flight,
+                drain_s,
+            )
+            return False
 
     def _forget_if_empty(self, entry: ModelEntry) -> None:
         if not entry.versions and entry.name not in self.settings.models and self.models.get(entry.name) is entry:

@@ -78,13 +78,17 @@ class ModelRepository:
         directory is gone are retired. Returns the versions that failed to load."""
         directory = self._model_directory(name)
         await self._settled()
-        async with self._lock:
-            versions = await asyncio.to_thread(version_directories, directory)
-            if not versions:
-                raise NotFound(f"model {name!r}: no version directory (a number) in {directory}", field="model")
+        while True:
+            # an unload still draining is waited for outside the lock: the poll of every other model goes on
             await self._finish_retiring(name)
-            self.registry.unloaded.discard(name)
-            return await self._sync(name, versions, explicit=True)
+            async with self._lock:
+                if self._retiring(name):  # another unload began meanwhile
+                    continue
+                versions = await asyncio.to_thread(version_directories, directory)
+                if not versions:
+                    raise NotFound(f"model {name!r}: no version directory (a number) in {directory}", field="model")
+                self.registry.unloaded.discard(name)
+                return await self._sync(name, versions, explicit=True)
 
     async def unload(self, name: str) -> None:
         """Every version of `name` stops taking requests now, drains, and is unloaded; the name 404s until
@@ -136,10 +140,14 @@ class ModelRepository:
             state.status, state.reason = "loading", SETTLING
         return False
 
-    async def _finish_retiring(self, name: str) -> None:
+    def _retiring(self, name: str) -> list[asyncio.Task]:
         entry = self.registry.models.get(name)
-        tasks = [s.retiring for s in (entry.versions.values() if entry else ()) if s.retiring is not None]
-        if tasks:
+        versions = entry.versions.values() if entry else ()
+        return [s.retiring for s in versions if s.retiring is not None and not s.retiring.done()]
+
+    async def _finish_retiring(self, name: str) -> None:
+        """Wait for `name`'s retiring versions; each ends within the unload's draining deadline."""
+        if tasks := self._retiring(name):
             await asyncio.wait(tasks)
 
     def _model_directory(self, name: str) -> Path:
