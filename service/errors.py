@@ -7,6 +7,33 @@ Keeping the status here means preprocessing never imports FastAPI.
 
 from __future__ import annotations
 
+import contextvars
+import re
+import uuid
+
+# The id an operator matches an answer with its log lines by: the client's X-Request-Id (or gRPC x-request-id)
+# when it is a plain token, else one made here. Set per request by the HTTP middleware / gRPC servicer; read where
+# a failure is logged and answered (api/errors.py, engine/client.py sends it to the engine, which logs it).
+REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+REQUEST_ID_HEADER = "X-Request-Id"
+_ACCEPTED_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # a header value that cannot forge a log line
+
+
+def request_id_from(presented: str | None) -> str:
+    """The client's id when it is a plain token of at most 64 characters, else a fresh one."""
+    if presented is not None and _ACCEPTED_ID.fullmatch(presented):
+        return presented
+    return uuid.uuid4().hex
+
+
+def current_request_id() -> str:
+    """This request's id; one is made (and kept) where no middleware set it (a test calling the plane)."""
+    request_id = REQUEST_ID.get()
+    if request_id is None:
+        request_id = uuid.uuid4().hex
+        REQUEST_ID.set(request_id)
+    return request_id
+
 
 class FusionError(Exception):
     status: int = 400
@@ -60,6 +87,20 @@ class NotReady(FusionError):
 
 class DeadlineExceeded(FusionError):
     status, type = 504, "deadline_exceeded"
+
+
+class InternalError(FusionError):
+    """A failure that is the server's, not the request's (an onnxruntime error, a bug): 500 with the request id
+    the log lines carry, never the exception's text (it may name paths or internals)."""
+
+    status, type = 500, "internal_error"
+
+    def __init__(self, request_id: str, where: str = "server"):
+        super().__init__(
+            f"internal error in the {where} (request id {request_id}); its log has the details under this id",
+            headers={REQUEST_ID_HEADER: request_id},
+        )
+        self.request_id = request_id
 
 
 class BundleError(Exception):

@@ -21,6 +21,7 @@ from service.api.openai_embeddings import router as openai_router
 from service.api.pages import declare_api_key
 from service.api.pages import router as pages_router
 from service.api.repository import router as repository_router
+from service.api.request_id import RequestIdMiddleware
 from service.api.routes import router
 from service.api.v2 import grpc_server
 from service.api.v2.rest import router as v2_router
@@ -79,4 +80,5 @@ def create_app(settings: Settings | None = None, engines: list[str] | None = Non
         declare_api_key(app)  # Swagger UI's "Authorize" sends it
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value(), error_shapes=shapes)
     app.add_middleware(ModelControlMiddleware, settings=settings, error_shapes=shapes)  # load/unload: outermost
+    app.add_middleware(RequestIdMiddleware)  # every answer, refusals included, carries X-Request-Id
     return app

@@ -69,6 +69,12 @@ class Metrics:
         self.rejected_total = Counter(
             PREFIX + "rejected_total", "Items rejected before inference", ["model", "reason"], registry=reg
         )
+        self.internal_errors = Counter(
+            PREFIX + "internal_errors_total",
+            "Failures that were the server's (answered 500 with a request id, or a malformed engine message dropped)",
+            ["where", "kind"],  # where: http | grpc | engine; kind: unexpected | malformed
+            registry=reg,
+        )
         self.inflight_requests = Gauge(
             PREFIX + "inflight_requests", "Inference requests being handled", registry=reg, multiprocess_mode="livesum"
         )

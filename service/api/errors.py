@@ -9,8 +9,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
-from service.api.middleware import ErrorShapes, shape_for
-from service.errors import FusionError, InvalidInput
+from service.api.middleware import ErrorShapes, route_path, shape_for
+from service.errors import FusionError, InternalError, InvalidInput, current_request_id
 
 log = logging.getLogger(__name__)
 HTTP_TYPES = {
@@ -33,7 +33,7 @@ def _handlers(shapes: ErrorShapes):
     protocol's routes raise like v1's and never catch to re-shape."""
 
     async def fusion_error(request: Request, error: FusionError) -> Response:
-        shape = shape_for(request.url.path, shapes)
+        shape = shape_for(route_path(request.scope), shapes)
         if shape is not None:
             return shape(error)
         return error_response(error.status, error.type, error.message, error.field, error.headers)
@@ -52,9 +52,21 @@ async def http_error(_: Request, error: HTTPException) -> JSONResponse:
     return error_response(error.status_code, type_, str(error.detail), None, error.headers)
 
 
-async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
-    log.exception("unexpected error on %s %s", request.method, request.url.path)
-    return error_response(500, "internal_error", "internal error; see the server log")
+def _unexpected_error(shapes: ErrorShapes):
+    """Anything else escaping a route (an onnxruntime RuntimeError, a bug): 500 in the path's protocol shape,
+    naming the request id that the log line (with the traceback) carries; the exception's text stays in the log."""
+
+    async def unexpected_error(request: Request, error: Exception) -> Response:
+        internal = InternalError(current_request_id())
+        request.app.state.context.metrics.internal_errors.labels("http", "unexpected").inc()
+        log.error("request id %s: unexpected error on %s %s", internal.request_id, request.method,
+                  request.url.path, exc_info=error)  # fmt: skip
+        shape = shape_for(route_path(request.scope), shapes)
+        if shape is not None:
+            return shape(internal)
+        return error_response(500, internal.type, internal.message, None, internal.headers)
+
+    return unexpected_error
 
 
 def install_error_handlers(app: FastAPI, shapes: ErrorShapes) -> None:
@@ -62,4 +74,4 @@ def install_error_handlers(app: FastAPI, shapes: ErrorShapes) -> None:
     app.add_exception_handler(FusionError, fusion_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
-    app.add_exception_handler(Exception, unexpected_error)
+    app.add_exception_handler(Exception, _unexpected_error(shapes))

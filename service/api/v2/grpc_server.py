@@ -25,9 +25,18 @@ from service.api.v2 import core
 from service.api.v2 import grpc_predict_v2_pb2 as pb2
 from service.api.v2 import grpc_predict_v2_pb2_grpc as pb2_grpc
 from service.api.v2.grpc_codec import decode_request, encode_response, metadata_message
+from service.api.v2.grpc_guard import DecodeGuardInterceptor
 from service.cycle import Admitted, Call, ClientDisconnected
 from service.dataplane import DataPlane
-from service.errors import FusionError, InvalidInput, NotReady
+from service.errors import (
+    REQUEST_ID,
+    FusionError,
+    InternalError,
+    InvalidInput,
+    NotReady,
+    current_request_id,
+    request_id_from,
+)
 
 log = logging.getLogger("fusionserve")
 ENDPOINT = "v2_grpc_infer"  # the endpoint label of fusionserve_requests_* for V2 gRPC inference
@@ -46,6 +55,7 @@ STATUS_CODES = {
     429: grpc.StatusCode.RESOURCE_EXHAUSTED,
     503: grpc.StatusCode.UNAVAILABLE,
     504: grpc.StatusCode.DEADLINE_EXCEEDED,
+    500: grpc.StatusCode.INTERNAL,
 }
 # Answer a deadline ourselves (DEADLINE_EXCEEDED with v1's message, counted 504) a little before grpc cancels
 # the RPC at the client's deadline (which would count as a client gone).
@@ -57,6 +67,14 @@ async def abort(context: grpc.aio.ServicerContext, error: FusionError) -> None:
     metadata = tuple((name.lower(), value) for name, value in error.headers.items())
     code = STATUS_CODES.get(error.status, grpc.StatusCode.INTERNAL)
     await context.abort(code, core.error_message(error), trailing_metadata=metadata)
+
+
+def unexpected(plane: DataPlane, error: Exception) -> InternalError:
+    """Logged with its traceback under the request id the answer names; the exception's text stays in the log."""
+    internal = InternalError(current_request_id())
+    plane.metrics.internal_errors.labels("grpc", "unexpected").inc()
+    log.error("request id %s: unexpected error in a gRPC inference", internal.request_id, exc_info=error)
+    return internal
 
 
 def rpc_deadline(context: grpc.aio.ServicerContext, parameters: dict, default_ms: float) -> float:
@@ -105,11 +123,14 @@ class InferenceServicer(pb2_grpc.GRPCInferenceServiceServicer):
         # grpc cancels this task when the RPC ends early (client cancel, deadline, stop); the work runs shielded
         # so that the data plane, told through `cancelled`, drops its rows and counts the request as 499
         cancelled = asyncio.get_running_loop().create_future()
-        work = asyncio.ensure_future(self._infer(request, context, cancelled))
+        REQUEST_ID.set(request_id_from(dict(context.invocation_metadata() or ()).get("x-request-id")))
+        work = asyncio.ensure_future(self._infer(request, context, cancelled))  # the id goes with its context
         try:
             return await asyncio.shield(work)
         except FusionError as error:
             await abort(context, error)
+        except Exception as error:  # noqa: BLE001 — an onnxruntime RuntimeError, a bug: INTERNAL, with the id
+            await abort(context, unexpected(self.plane, error))
         except asyncio.CancelledError:
             cancelled.set_result(None)
             await asyncio.wait({work})
@@ -181,7 +202,8 @@ async def start(plane: DataPlane) -> grpc.aio.Server | None:
         return None
     key = settings.api_key.get_secret_value() if settings.api_key is not None else None
     server = grpc.aio.server(
-        interceptors=[ApiKeyInterceptor(key)] if key is not None else [],
+        # the key first (denied before any parse); the parse guard innermost, around the real handler
+        interceptors=[*([ApiKeyInterceptor(key)] if key is not None else []), DecodeGuardInterceptor()],
         options=[
             ("grpc.max_receive_message_length", settings.max_upload_bytes),
             # a port in use fails the start instead of being shared silently; front-ends of one server share it

@@ -30,6 +30,7 @@ NUMERIC = {
     "BOOL": "?", "UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8", "INT8": "<i1",
     "INT16": "<i2", "INT32": "<i4", "INT64": "<i8", "FP16": "<f2", "FP32": "<f4", "FP64": "<f8",
 }  # fmt: skip
+MAX_RANK = 32  # a tensor's dimensions, and so how deep its JSON data may nest (numpy's limit before 2.0)
 Datatype = Literal[
     "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64", "BYTES"
 ]  # fmt: skip
@@ -138,6 +139,8 @@ def output_name(index: int, output: RequestOutput) -> str:
 
 def _input_tensor(index: int, spec: RequestInput, blob: bytes, offset: int) -> tuple[Tensor, int]:
     where, count = f"inputs[{index}]", math.prod(spec.shape)
+    if len(spec.shape) > MAX_RANK:
+        raise InvalidInput(f"{where}.shape has {len(spec.shape)} dimensions; the limit is {MAX_RANK}", f"{where}.shape")
     size = spec.parameters.get("binary_data_size")
     if size is None:
         if spec.data is None:
@@ -158,14 +161,41 @@ def _input_tensor(index: int, spec: RequestInput, blob: bytes, offset: int) -> t
     return Tensor(spec.name, spec.datatype, spec.shape, data, spec.parameters), offset + size
 
 
-def _flatten(data: Any) -> list:
+def _too_deep(where: str) -> InvalidInput:
+    return InvalidInput(
+        f"{where}.data nests lists deeper than {MAX_RANK} levels, a tensor's maximum rank", f"{where}.data"
+    )
+
+
+def _flatten(data: Any, where: str) -> list:
+    """Nested JSON lists → their elements in row-major order, without recursion: orjson accepts 1024 levels,
+    more than Python's stack would, so nesting past MAX_RANK is refused as the walk meets it."""
     if not isinstance(data, list):
         return [data]
-    return [element for part in data for element in _flatten(part)]
+    flat, stack = [], [iter(data)]
+    while stack:
+        for element in stack[-1]:
+            if isinstance(element, list):
+                if len(stack) == MAX_RANK:
+                    raise _too_deep(where)
+                stack.append(iter(element))
+                break
+            flat.append(element)
+        else:
+            stack.pop()
+    return flat
+
+
+def _first_depth(data: Any) -> int:
+    """How deep the first elements nest (a numeric tensor's data; numpy refuses ragged or deeper data itself)."""
+    depth = 0
+    while isinstance(data, list) and depth <= MAX_RANK:
+        depth, data = depth + 1, data[0] if data else None
+    return depth
 
 
 def _json_bytes(spec: RequestInput, where: str, count: int) -> list[bytes]:
-    elements = _flatten(spec.data)
+    elements = _flatten(spec.data, where)
     if len(elements) != count:
         raise InvalidInput(f"{where} has {len(elements)} elements but shape {spec.shape} needs {count}", where)
     for position, element in enumerate(elements):
@@ -177,6 +207,8 @@ def _json_bytes(spec: RequestInput, where: str, count: int) -> list[bytes]:
 
 
 def _json_numbers(spec: RequestInput, where: str, count: int) -> np.ndarray:
+    if _first_depth(spec.data) > MAX_RANK:
+        raise _too_deep(where)
     try:
         array = np.asarray(spec.data, dtype=NUMERIC[spec.datatype])
     except (ValueError, TypeError, OverflowError):
