@@ -12,9 +12,11 @@ import uuid
 import httpx
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.conftest import Gate, fast_settings, metric
 from tests.integration.live import ThreadedServer, start_process
+from tests.waiting import wait_until as wait_for  # the name other modules import from here
 
 pytestmark = pytest.mark.slow
 EMBED = "/v1/models/tiny/embed"
@@ -28,13 +30,6 @@ def raw_multipart_request(port: int, text: str) -> bytes:
         f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n"
     ).encode()
     return head + body
-
-
-def wait_for(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 def test_client_disconnect_while_queued_drops_the_item(tiny_models):
@@ -67,13 +62,15 @@ async def _post_many(base_url: str, count: int, **kwargs) -> list[httpx.Response
 
 
 def test_sigterm_under_load_finishes_queued_work_and_exits_0(tiny_models):
-    # a long batching window keeps requests queued when the signal arrives
+    # a long batching window (700 ms): a batch forming behind a computing one may wait for company
     process, base_url = start_process(tiny_models, max_queue_delay_ms=700, max_batch_size=64)
     try:
         results: list = []
         sender = threading.Thread(target=lambda: results.extend(asyncio.run(_post_many(base_url, 20))))
         sender.start()
-        time.sleep(0.4)  # requests are in the text queue, waiting for the window to close
+        # the signal comes once the server has taken in all 20 (one sent after it would rightly get 503 +
+        # close); zero-wait batching may have answered some already, the others are queued or computing
+        wait_for(lambda: taken_in(base_url) == 20, what="the server to take in all 20 requests")
         process.send_signal(signal.SIGTERM)
         sender.join(30)
         assert process.wait(30) == 0
@@ -82,6 +79,13 @@ def test_sigterm_under_load_finishes_queued_work_and_exits_0(tiny_models):
     statuses = [r.status_code if isinstance(r, httpx.Response) else repr(r) for r in results]
     assert statuses == [200] * 20
     assert "drained" in process.stderr.read()
+
+
+def taken_in(base_url: str) -> float:
+    """Inference requests the server has taken in (answered or in flight), from its /metrics page."""
+    families = {f.name: f for f in text_string_to_metric_families(httpx.get(base_url + "/metrics").text)}
+    in_flight = sum(s.value for s in families["fusionserve_inflight_requests"].samples)
+    return in_flight + sum(s.value for s in families["fusionserve_requests"].samples if s.name.endswith("_total"))
 
 
 def test_overload_far_beyond_capacity_gives_only_successes_and_429s(tiny_models):
