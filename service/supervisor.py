@@ -8,7 +8,9 @@ holding threads).
   gRPC servers share. Engines listen on ipc sockets in a private runtime directory.
 - Metrics: PROMETHEUS_MULTIPROC_DIR for the children (service/metrics.py); a dead child's live gauges go.
 - Supervision: a child that dies (kill -9, a crash) is restarted at once on the same socket or endpoint;
-  the front-ends fail the calls a dead engine held with 503 and say not ready until it is back. More than
+  the front-ends fail the calls a dead engine held with 503 and say not ready until it is back. An engine
+  that died while loading a version skips it when restarted (service/engine/loading.py: a native crash in
+  onnxruntime does not crash-loop the server). More than
   RESTART_LIMIT deaths within RESTART_WINDOW_S: the supervisor stops everything and exits 1, for the
   orchestrator to restart the pod.
 - SIGTERM / SIGINT: the front-ends drain first (each answers what it took in; the engines still run), then
@@ -107,7 +109,8 @@ class Supervisor:
         endpoints = [f"ipc://{runtime}/engine-{i}.sock" for i in range(self.plan.engines)]
         for index, endpoint in enumerate(endpoints):
             device = {"cuda_device_id": index % self.plan.gpus} if self.plan.gpus else {}
-            self.children.append(Child("engine", index, run_engine, ({**self.overrides, **device}, endpoint)))
+            record = Path(runtime) / f"engine-{index}.loading"  # a restarted engine skips what killed this one
+            self.children.append(Child("engine", index, run_engine, ({**self.overrides, **device}, endpoint, record)))
         for index in range(self.plan.front_ends):
             args = (self.overrides, listener, endpoints, self.plan.front_ends)
             self.children.append(Child("front-end", index, run_front_end, args))

@@ -9,6 +9,11 @@ The socket's monitor tells when the engine process goes away (its end of the soc
 every call waiting on it fails at once with 503 (NotReady) instead of waiting for a reply that will never
 come, and new calls are refused until an engine is back on the endpoint (ZeroMQ reconnects by itself).
 Every reply's "load" report goes to `on_load` (service/engine/backend.py: door admission).
+
+An inference call waits for the engine at most its deadline plus REPLY_MARGIN_S (the engine answers 504 itself
+for items still queued at the deadline; a batch computing then is awaited): past that it is 504 and cancelled
+in the engine, so an engine that hangs (a stuck device, a lost message) never holds a caller forever. The call
+carries the request's id (service/errors.py REQUEST_ID), which the engine's log line of a failure names.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import time
 from collections.abc import Callable
 
@@ -25,9 +31,15 @@ import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
 from service.engine import wire
-from service.errors import FusionError, NotReady
+from service.errors import DeadlineExceeded, FusionError, NotReady, current_request_id
 from service.inference.pipeline import ItemResult
 from service.inference.prepare import PreparedItem
+
+log = logging.getLogger("fusionserve.frontend")
+# How long past a request's deadline a front-end still waits for the engine's answer: the engine answers 504
+# at the deadline for queued items, and a batch already computing then finishes within about one batch time
+# (tens of ms on the default bundle); one second covers a slow batch without holding a caller much longer.
+REPLY_MARGIN_S = 1.0
 
 
 def remote_error(fields: dict) -> FusionError:
@@ -90,14 +102,20 @@ class EngineClient:
     async def _read(self) -> None:
         while True:
             frames = await self.socket.recv_multipart(copy=False)
-            header = orjson.loads(frames[0].bytes)
+            try:
+                header = orjson.loads(frames[0].bytes)
+                request_id = header.get("id")
+            except (orjson.JSONDecodeError, AttributeError):  # not the engine's protocol: reading goes on
+                log.error("a malformed reply from the engine at %s was dropped", self.endpoint)
+                continue
             if self.on_load is not None and "load" in header:
                 self.on_load(header["load"])
-            future = self.waiting.pop(header.get("id"), None)
+            future = self.waiting.pop(request_id, None) if isinstance(request_id, int) else None
             if future is not None and not future.done():
                 future.set_result(frames)
 
-    async def _call(self, frames: list, request_id: int) -> list:
+    async def _call(self, frames: list, request_id: int, timeout_s: float | None = None) -> list:
+        """The engine's reply; TimeoutError after `timeout_s` (None: no limit), the call cancelled in the engine."""
         if not self.connected:
             raise engine_gone()
         future = asyncio.get_running_loop().create_future()
@@ -108,19 +126,32 @@ class EngineClient:
             self.waiting.pop(request_id, None)
             raise engine_gone() from None
         try:
-            return await future
+            done, _ = await asyncio.wait({future}, timeout=timeout_s)
         except asyncio.CancelledError:
-            self.waiting.pop(request_id, None)
-            with contextlib.suppress(zmq.Again):  # no engine: nothing of the call is left to cancel
-                await self.socket.send(orjson.dumps({"op": "cancel", "id": request_id}), flags=zmq.NOBLOCK)
+            await self._abandon(request_id)
             raise
+        if not done:
+            await self._abandon(request_id)
+            raise TimeoutError
+        return future.result()
+
+    async def _abandon(self, request_id: int) -> None:
+        self.waiting.pop(request_id, None)
+        with contextlib.suppress(zmq.Again):  # no engine: nothing of the call is left to cancel
+            await self.socket.send(orjson.dumps({"op": "cancel", "id": request_id}), flags=zmq.NOBLOCK)
 
     async def infer(self, model: str, version: str | None, items: list[PreparedItem], deadline: float):
         """Run `items` in the engine; the deadline (time.monotonic() based) travels as the time left."""
-        request_id = next(self.ids)
-        header = {"op": "infer", "id": request_id, "model": model, "version": version,
-                  "timeout_s": deadline - time.monotonic()}  # fmt: skip
-        frames = await self._call(wire.pack_items(header, items), request_id)
+        request_id, left_s = next(self.ids), deadline - time.monotonic()
+        header = {"op": "infer", "id": request_id, "model": model, "version": version, "timeout_s": left_s,
+                  "request_id": current_request_id()}  # fmt: skip
+        try:
+            frames = await self._call(wire.pack_items(header, items), request_id, max(left_s, 0.0) + REPLY_MARGIN_S)
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"the engine did not answer within the request's deadline + {REPLY_MARGIN_S:g} s; "
+                "the request was cancelled in the engine"
+            ) from None
         reply = orjson.loads(frames[0].bytes)
         if not reply["ok"]:  # an error reply is its header alone
             raise remote_error(reply["error"])
@@ -130,8 +161,7 @@ class EngineClient:
         """The engine's ping answer (ready, models, load); None when it does not answer within `timeout_s`."""
         request_id = next(self.ids)
         try:
-            frames = await asyncio.wait_for(self._call([orjson.dumps({"op": "ping", "id": request_id})], request_id),
-                                            timeout_s)  # fmt: skip
+            frames = await self._call([orjson.dumps({"op": "ping", "id": request_id})], request_id, timeout_s)
         except (TimeoutError, NotReady):
             return None
         self.last_status = orjson.loads(frames[0].bytes)
@@ -145,7 +175,8 @@ class EngineClient:
     async def repository(self, action: str, model: str | None, ready_only: bool = False) -> dict:
         """Triton's repository extension in the engine: index, load or unload; the engine's FusionError."""
         request_id = next(self.ids)
-        ask = {"op": "repository", "id": request_id, "action": action, "model": model, "ready_only": ready_only}
+        ask = {"op": "repository", "id": request_id, "action": action, "model": model, "ready_only": ready_only,
+               "request_id": current_request_id()}  # fmt: skip
         reply = orjson.loads((await self._call([orjson.dumps(ask)], request_id))[0].bytes)
         if not reply["ok"]:
             raise remote_error(reply["error"])

@@ -14,8 +14,13 @@ One ZeroMQ ROUTER socket; every message is wire.py frames (a JSON header, then t
 Every answer also carries "load": per model version, the requests in this engine and its drain rate
 (service/admission.py), from which each front-end's door judges the engine's whole load. Errors travel as a
 FusionError's status, type, message, field and headers, so a front-end raises the same error a single
-process would. The supervisor (service/supervisor.py) runs one per device; `python -m service.engine.server
-ENDPOINT` runs one by hand. Live reload (FUSIONSERVE_MODEL_POLL_S, the repository API) happens here.
+process would. Every infer and repository message is answered: anything else that fails (an onnxruntime
+RuntimeError, CUDA out of memory) is a 500 naming the request id of the engine's log line (the front-end's
+"request_id", else one made here), counted in fusionserve_internal_errors_total; a malformed message (not
+JSON, missing fields, array frames that disagree with its header) is answered with a 500 when it has an id,
+dropped (logged, counted) when not, and never ends the loop. The supervisor (service/supervisor.py) runs one
+per device, with a loading record (engine/loading.py); `python -m service.engine.server ENDPOINT` runs one by
+hand. Live reload (FUSIONSERVE_MODEL_POLL_S, the repository API) happens here.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import signal
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import orjson
 import zmq
@@ -35,8 +41,9 @@ import zmq.asyncio
 from service.admission import DrainMeter
 from service.cycle import ClientDisconnected
 from service.engine import wire
+from service.engine.loading import GuardedRegistry, LoadingRecord
 from service.engine.state import snapshot
-from service.errors import FusionError
+from service.errors import FusionError, InternalError, request_id_from
 from service.inference.registry import Registry
 from service.inference.reload import ModelRepository
 from service.metrics import Metrics
@@ -51,9 +58,13 @@ def error_header(request_id, error: FusionError) -> dict:
 
 
 class Engine:
-    def __init__(self, settings: Settings, endpoint: str):
+    def __init__(self, settings: Settings, endpoint: str, loading_record: Path | None = None):
         self.settings, self.endpoint = settings, endpoint
-        self.registry = Registry(settings, Metrics())
+        self.metrics = Metrics()
+        if loading_record is None:  # run by hand: no supervisor to restart it, nothing to remember
+            self.registry = Registry(settings, self.metrics)
+        else:
+            self.registry = GuardedRegistry(settings, self.metrics, LoadingRecord(loading_record))
         self.repository = ModelRepository(self.registry)
         self.tasks: dict[tuple[bytes, object], asyncio.Task] = {}  # (front-end identity, request id) → its work
         self.meters: dict[tuple[str, str], DrainMeter] = {}  # per model version: requests here, drain rate
@@ -69,7 +80,13 @@ class Engine:
         try:
             while True:
                 identity, *frames = await socket.recv_multipart(copy=False)
-                self._dispatch(socket, identity.bytes, frames)
+                try:
+                    self._dispatch(socket, identity.bytes, frames)
+                except wire.MalformedMessage as malformed:
+                    self._refuse(socket, identity.bytes, malformed)
+                except Exception:  # noqa: BLE001 — one message never ends the loop every front-end depends on
+                    self.metrics.internal_errors.labels("engine", "unexpected").inc()
+                    log.exception("a message could not be dispatched; dropped")
         finally:
             loader.cancel()
             await self.repository.stop()
@@ -77,18 +94,29 @@ class Engine:
             socket.close(linger=0)
             context.term()
 
+    def _refuse(self, socket, identity: bytes, malformed: wire.MalformedMessage) -> None:
+        """Answered with an error when it has an id to answer to; logged and dropped otherwise."""
+        self.metrics.internal_errors.labels("engine", "malformed").inc()
+        if malformed.request_id is None:
+            log.error("a malformed message was dropped: %s", malformed.reason)
+            return
+        log.error("message %r is malformed, answered with an error: %s", malformed.request_id, malformed.reason)
+        error = FusionError(f"the engine could not read the front-end's message: {malformed.reason}")
+        error.status, error.type = 500, "internal_error"
+        socket.send_multipart([identity, orjson.dumps(error_header(malformed.request_id, error))])
+
     def _dispatch(self, socket, identity: bytes, frames: list) -> None:
-        header = orjson.loads(frames[0].bytes)
-        key = (identity, header.get("id"))
-        if header.get("op") == "cancel":
+        header = wire.read_header(frames)
+        key = (identity, header["id"])
+        if header["op"] == "cancel":
             if (task := self.tasks.get(key)) is not None:
                 task.cancel()
-        elif header.get("op") == "ping":
+        elif header["op"] == "ping":
             state = {"ready": self.registry.all_ready(), "models": snapshot(self.registry), "load": self.load(identity)}
-            socket.send_multipart([identity, orjson.dumps({"id": header.get("id"), "ok": True} | state)])
+            socket.send_multipart([identity, orjson.dumps({"id": header["id"], "ok": True} | state)])
         else:
-            answer = self._answer if header.get("op") == "infer" else self._repository
-            task = asyncio.create_task(answer(socket, identity, frames))
+            answer = self._answer if header["op"] == "infer" else self._repository
+            task = asyncio.create_task(answer(socket, identity, header, frames))
             self.tasks[key] = task
             task.add_done_callback(lambda _: self.tasks.pop(key, None))
 
@@ -99,36 +127,48 @@ class Engine:
         return [[model, version, meter.in_flight - self.senders[(model, version, identity)], meter.rate(now)]
                 for (model, version), meter in self.meters.items()]  # fmt: skip
 
-    async def _answer(self, socket, identity: bytes, frames: list) -> None:
-        header, items = wire.unpack_items(frames)
-        meter, results, error = None, None, None
+    async def _answer(self, socket, identity: bytes, header: dict, frames: list) -> None:
+        """Every infer message is answered: results, its FusionError, 499 when cancelled, else 500 with the
+        request id the engine's log line carries (an onnxruntime RuntimeError, CUDA out of memory, a bug)."""
+        request_id = request_id_from(header.get("request_id"))
         try:
-            state = self.registry.get(header["model"], header.get("version"))
-            sender = (header["model"], state.version, identity)
-            meter = self.meters.setdefault(sender[:2], DrainMeter())
-            meter.admitted()
-            self.senders[sender] += 1
+            items = wire.unpack_items(frames)[1]
+        except Exception as error:  # noqa: BLE001 — the array frames disagree with the header
+            return self._refuse(socket, identity, wire.MalformedMessage(f"its arrays: {error}", header["id"]))
+        try:
+            results = await self._run(identity, header, items)
+            reply = wire.pack_results({"id": header["id"], "ok": True, "load": self.load(identity)}, results)
+        except asyncio.CancelledError:  # the front-end's caller went away: the items left their queues
+            reply = self._error_reply(header, identity, ClientDisconnected())
+        except FusionError as failure:
+            reply = self._error_reply(header, identity, failure)
+        except Exception:  # noqa: BLE001 — answered, so that no front-end caller waits on it
+            self.metrics.internal_errors.labels("engine", "unexpected").inc()
+            log.exception("request id %s: model %s: unexpected error in the engine", request_id, header["model"])
+            reply = self._error_reply(header, identity, InternalError(request_id, "engine"))
+        await socket.send_multipart([identity, *reply], copy=False)
+
+    def _error_reply(self, header: dict, identity: bytes, error: FusionError) -> list:
+        return [orjson.dumps(error_header(header["id"], error) | {"load": self.load(identity)})]
+
+    async def _run(self, identity: bytes, header: dict, items: list) -> list:
+        state = self.registry.get(header["model"], header.get("version"))
+        sender = (header["model"], state.version, identity)
+        meter = self.meters.setdefault(sender[:2], DrainMeter())
+        meter.admitted()
+        self.senders[sender] += 1
+        try:  # whatever happens below, the load this engine reports goes down again
             deadline = time.monotonic() + header["timeout_s"]
             with state.hold():  # a version being unloaded stops its batchers only once no request holds it
-                results = await asyncio.gather(*(state.pipeline.run(item, deadline) for item in items))
-        except asyncio.CancelledError:  # the front-end's caller went away: the items left their queues
-            error = ClientDisconnected()
-        except FusionError as failure:
-            error = failure
-        if meter is not None:
+                return await asyncio.gather(*(state.pipeline.run(item, deadline) for item in items))
+        finally:
             meter.completed(time.monotonic())
             self.senders[sender] -= 1
             if not self.senders[sender]:  # a restarted front-end connects under a new identity
                 del self.senders[sender]
-        if error is None:
-            reply = wire.pack_results({"id": header["id"], "ok": True, "load": self.load(identity)}, results)
-        else:
-            reply = [orjson.dumps(error_header(header["id"], error) | {"load": self.load(identity)})]
-        await socket.send_multipart([identity, *reply], copy=False)
 
-    async def _repository(self, socket, identity: bytes, frames: list) -> None:
+    async def _repository(self, socket, identity: bytes, header: dict, frames: list) -> None:
         """Triton's repository extension, run where the models live (api/repository.py on a front-end)."""
-        header = orjson.loads(frames[0].bytes)
         reply = {"id": header["id"], "ok": True, "failed": []}
         try:
             if header["action"] == "load":
@@ -139,26 +179,33 @@ class Engine:
             reply["rows"] = await self.repository.index(ready_only=header.get("ready_only", False))
         except FusionError as error:
             reply = error_header(header["id"], error)
+        except Exception:  # noqa: BLE001 — answered: the operator's call must not hang
+            request_id = request_id_from(header.get("request_id"))
+            self.metrics.internal_errors.labels("engine", "unexpected").inc()
+            log.exception("request id %s: repository %s failed in the engine", request_id, header["action"])
+            reply = error_header(header["id"], InternalError(request_id, "engine"))
         reply |= {"models": snapshot(self.registry)}  # the caller's front-end follows at once
         await socket.send_multipart([identity, orjson.dumps(reply)])
 
 
-async def serve(settings: Settings, endpoint: str, stop_signals=(signal.SIGTERM, signal.SIGINT)) -> None:
+async def serve(settings: Settings, endpoint: str, stop_signals=(signal.SIGTERM, signal.SIGINT),
+                loading_record: Path | None = None) -> None:  # fmt: skip
     """Run an engine until a stop signal cancels it: its batchers drain before it returns."""
     task, loop = asyncio.current_task(), asyncio.get_running_loop()
     for stop in stop_signals:
         loop.add_signal_handler(stop, task.cancel)
-    await Engine(settings, endpoint).run()
+    await Engine(settings, endpoint, loading_record).run()
 
 
-def run_engine(overrides: dict, endpoint: str) -> None:
+def run_engine(overrides: dict, endpoint: str, loading_record: Path | None = None) -> None:
     """A supervised engine process's entry point (service/supervisor.py): settings from the environment and
-    the supervisor's overrides (the device for this engine among them)."""
+    the supervisor's overrides (the device for this engine among them); `loading_record` in the supervisor's
+    runtime directory (service/engine/loading.py)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the supervisor orders the stop
     settings = load_settings(**overrides)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with contextlib.suppress(asyncio.CancelledError):
-        asyncio.run(serve(settings, endpoint, (signal.SIGTERM,)))
+        asyncio.run(serve(settings, endpoint, (signal.SIGTERM,), loading_record))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,27 +11,50 @@ API) reaches every front-end within one heartbeat.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 
+import orjson
+
 from service import preprocess
-from service.inference.bundle import LoadedBundle, read_valid_manifest
+from service.errors import BundleError
+from service.inference.bundle import LoadedBundle, read_valid_manifest, verify_files
 from service.inference.registry import ModelEntry, Registry, VersionState
+from service.manifest import Manifest
 
 log = logging.getLogger("fusionserve.frontend")
 SERVED = ("ready", "draining")  # the engine runs these; a front-end needs their manifests
 RANK = {"ready": 0, "draining": 1, "loading": 2, "failed": 3}
 
 
+_digests: dict[int, tuple[Manifest, str]] = {}  # id(manifest) → (manifest, digest): one dump per loaded version
+
+
+def manifest_digest(manifest: Manifest) -> str:
+    """sha256 of the manifest's content as parsed: the engine sends the one it verified, a front-end compares."""
+    cached = _digests.get(id(manifest))
+    if cached is None or cached[0] is not manifest:
+        dumped = orjson.dumps(manifest.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+        cached = _digests[id(manifest)] = (manifest, hashlib.sha256(dumped).hexdigest())
+    return cached[1]
+
+
+def _version_fields(state: VersionState) -> dict:
+    bundle = state.bundle
+    return {"status": state.status, "reason": state.reason, "load_seconds": state.load_seconds,
+            "golden_max_error": state.golden_max_error, "provider": bundle.provider if bundle else None,
+            "manifest_sha256": manifest_digest(bundle.manifest) if bundle else None}  # fmt: skip
+
+
 def snapshot(registry: Registry) -> dict:
     """The registry as plain JSON: per model and version, what /readyz, /v1/models and V2 metadata say."""
     models = {}
     for entry in registry.models.values():
-        versions = {
-            v.version: {"status": v.status, "reason": v.reason, "load_seconds": v.load_seconds,
-                        "golden_max_error": v.golden_max_error, "provider": v.bundle.provider if v.bundle else None}
-            for v in entry.versions.values()
-        }  # fmt: skip
+        versions = {v.version: _version_fields(v) for v in entry.versions.values()}
         models[entry.name] = {"required": entry.required, "versions": versions}
+    live = {id(v.bundle.manifest) for e in registry.models.values() for v in e.versions.values() if v.bundle}
+    for gone in _digests.keys() - live:  # unloaded versions' manifests are not kept alive here
+        del _digests[gone]
     return {"loading_done": registry.loading_done, "unloaded": sorted(registry.unloaded), "models": models}
 
 
@@ -51,15 +74,22 @@ def merge(views: list[dict]) -> dict:
     return merged
 
 
-def light_bundle(registry: Registry, model: str, version: str, provider: str | None) -> LoadedBundle:
-    """A served version's manifest and tokenizer, read from the shared model directory (blocking)."""
+def light_bundle(registry: Registry, model: str, version: str, fields: dict) -> LoadedBundle:
+    """A served version's manifest and tokenizer, read from the shared model directory (blocking) and checked to
+    be what the engine verified: the manifest's digest against the engine's, the tokenizer's sha256 against the
+    manifest (as the engine checks every file), so a file changed after the engine loaded is refused here."""
     directory = registry.settings.model_dir / model / version
     manifest = read_valid_manifest(directory)
+    if manifest_digest(manifest) != fields.get("manifest_sha256"):
+        raise BundleError("manifest.json is not the one the engine verified (it changed after the engine loaded)")
     tokenizer = None
     if manifest.encoders.text is not None:
         spec = manifest.encoders.text.preprocess
+        only_tokenizer = {spec.tokenizer_file: manifest.files[spec.tokenizer_file]}
+        verify_files(manifest.model_copy(update={"files": only_tokenizer}), directory)  # the engine's own check
         tokenizer = preprocess.load_tokenizer(directory / spec.tokenizer_file, spec)
-    return LoadedBundle(manifest, directory, {}, None, tokenizer, provider or "unknown")  # type: ignore[arg-type]
+    provider = fields.get("provider") or "unknown"
+    return LoadedBundle(manifest, directory, {}, None, tokenizer, provider)  # type: ignore[arg-type]
 
 
 class FollowerRegistry(Registry):
@@ -99,7 +129,7 @@ class FollowerRegistry(Registry):
             return
         if state.bundle is None:
             try:
-                state.bundle = await asyncio.to_thread(light_bundle, self, entry.name, version, fields["provider"])
+                state.bundle = await asyncio.to_thread(light_bundle, self, entry.name, version, fields)
             except Exception as error:  # noqa: BLE001 — the engine serves it, but this process cannot read it
                 state.status = "failed"
                 state.reason = self.unreadable[(entry.name, version)] = f"front-end cannot read the bundle: {error}"

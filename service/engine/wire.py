@@ -27,6 +27,45 @@ from service.inference.prepare import PreparedItem
 Frames = list[Any]  # bytes, memoryview or zmq.Frame
 
 
+class MalformedMessage(ValueError):
+    """A message its receiver cannot act on; `request_id` is its header's id when it had one (to answer it)."""
+
+    def __init__(self, reason: str, request_id: int | str | None = None):
+        super().__init__(reason)
+        self.reason, self.request_id = reason, request_id
+
+
+# What each op's header must carry besides its id (engine/server.py's protocol): name → accepted types
+REQUIRED_FIELDS = {
+    "infer": {"model": str, "timeout_s": int | float, "items": list, "arrays": list},
+    "repository": {"action": str},
+    "ping": {},
+    "cancel": {},
+}
+
+
+def read_header(frames: Sequence[Any]) -> dict:
+    """A request's header, checked against REQUIRED_FIELDS; MalformedMessage when it cannot be acted on."""
+    try:
+        first = frames[0]
+        header = orjson.loads(first.bytes if hasattr(first, "bytes") else first)
+    except (IndexError, orjson.JSONDecodeError):
+        raise MalformedMessage("its header frame is not JSON") from None
+    if not isinstance(header, dict):
+        raise MalformedMessage("its header is not a JSON object")
+    request_id = header.get("id")
+    if isinstance(request_id, bool) or not isinstance(request_id, int | str):
+        raise MalformedMessage("its header has no id (an integer or a string)")
+    op = header.get("op")
+    if op not in REQUIRED_FIELDS:
+        raise MalformedMessage(f"unknown op {op!r}", request_id)
+    for name, kind in REQUIRED_FIELDS[op].items():
+        value = header.get(name)
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise MalformedMessage(f"its {op} header has no valid {name!r}", request_id)
+    return header
+
+
 def _spec(array: np.ndarray) -> list:
     return [array.dtype.str, list(array.shape)]
 

@@ -3,19 +3,23 @@ door's meter over the engines' reports, and how many processes `auto` starts."""
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from service.admission import EngineMeter
-from service.engine.state import FollowerRegistry, merge
+from service.engine.state import FollowerRegistry, manifest_digest, merge
 from service.errors import NotReady
+from service.manifest import read_manifest, write_manifest
 from service.metrics import Metrics
 from service.processes import process_plan
 from service.settings import Settings, SettingsError, load_settings
 from tests.bundles import build_bundle
 
 
-def view(status: str, unloaded=(), loading_done=True) -> dict:
-    fields = {"status": status, "reason": None, "load_seconds": 0.1, "golden_max_error": 0.0, "provider": "CPU"}
+def view(status: str, unloaded=(), loading_done=True, digest: str | None = None) -> dict:
+    """An engine's snapshot of tiny/1; `digest`: of the manifest the engine verified (state.manifest_digest)."""
+    fields = {"status": status, "reason": None, "load_seconds": 0.1, "golden_max_error": 0.0, "provider": "CPU",
+              "manifest_sha256": digest}  # fmt: skip
     return {"loading_done": loading_done, "unloaded": list(unloaded),
             "models": {"tiny": {"required": True, "versions": {"1": fields}}}}  # fmt: skip
 
@@ -27,11 +31,16 @@ def test_merged_view_takes_each_versions_best_engine():
     assert merged["unloaded"] == []  # unloaded only where every engine unloaded it
 
 
+def engine_digest(bundle) -> str:
+    """The digest an engine that loaded `bundle` sends (what its snapshot's manifest_sha256 says)."""
+    return manifest_digest(read_manifest(bundle / "manifest.json"))
+
+
 async def test_the_follower_serves_what_the_engine_serves_with_a_light_bundle(tmp_path):
-    build_bundle(tmp_path, "tiny", "1")
+    bundle = build_bundle(tmp_path, "tiny", "1")
     registry = FollowerRegistry(Settings(model_dir=tmp_path), Metrics())
     registry.engine_up = True
-    await registry.follow(view("ready"))
+    await registry.follow(view("ready", digest=engine_digest(bundle)))
     state = registry.get("tiny")
     assert state.status == "ready" and state.bundle.manifest.name == "tiny" and state.bundle.tokenizer is not None
     assert state.bundle.encoders == {} and registry.all_ready()  # no onnxruntime session in a front-end
@@ -39,7 +48,7 @@ async def test_the_follower_serves_what_the_engine_serves_with_a_light_bundle(tm
     assert not registry.all_ready()
     with pytest.raises(NotReady):
         registry.get("tiny")
-    await registry.follow(view("ready") | {"models": {}})  # the engine no longer has the model
+    await registry.follow(view("ready", digest=engine_digest(bundle)) | {"models": {}})  # the engine dropped it
     assert "tiny" not in registry.models
 
 
@@ -54,6 +63,26 @@ async def test_a_version_the_front_end_cannot_read_is_failed_not_served(tmp_path
     state = registry.models["tiny"].versions["1"]
     assert state.status == "failed" and "front-end cannot read the bundle" in state.reason
     assert len(reads) == 1  # tried once, not on every heartbeat
+
+
+@pytest.mark.parametrize("tampered", ["tokenizer.json", "manifest.json"])
+async def test_a_file_changed_after_the_engine_verified_it_is_not_served_by_a_front_end(tmp_path, tampered):
+    bundle = build_bundle(tmp_path, "tiny", "1")
+    digest = engine_digest(bundle)  # the engine has loaded and verified this bundle
+    if tampered == "tokenizer.json":  # another vocabulary: the front-end would send the engine other token ids
+        vocabulary = orjson.loads((bundle / tampered).read_bytes())
+        vocabulary["model"]["vocab"]["cat"], vocabulary["model"]["vocab"]["dog"] = 21, 20
+        (bundle / tampered).write_bytes(orjson.dumps(vocabulary))
+    else:  # the manifest re-signed for a tokenizer the engine never saw
+        manifest = read_manifest(bundle / tampered)
+        write_manifest(manifest.model_copy(update={"labels": ["a", "b", "c", "d"]}), bundle / tampered)
+    registry = FollowerRegistry(Settings(model_dir=tmp_path), Metrics())
+    registry.engine_up = True
+    await registry.follow(view("ready", digest=digest))
+    state = registry.models["tiny"].versions["1"]
+    assert state.status == "failed" and state.bundle is None and not registry.all_ready()
+    expected = "tokenizer.json: sha256 mismatch" if tampered == "tokenizer.json" else "not the one the engine verified"
+    assert "front-end cannot read the bundle" in state.reason and expected in state.reason
 
 
 def test_the_door_judges_the_engines_whole_load():
