@@ -1,15 +1,24 @@
-"""Remote media by URL (the OpenAI image_url part): only from the hosts FUSIONSERVE_URL_ALLOW_HOSTS names.
+"""Remote media by URL (the OpenAI image_url part): only from what FUSIONSERVE_URL_ALLOW_HOSTS names.
 
 A server that fetches any URL it is sent is a request-forgery hole (cloud metadata endpoints, cluster-internal
-services), so remote URLs are refused unless the operator allow-listed their host. Fetches from allowed hosts
-are bounded like an upload: concurrent, each within the request's deadline (at most FETCH_TIMEOUT_S), and
-FUSIONSERVE_MAX_UPLOAD_BYTES for all of one request's files together; no redirects (a redirect could leave the
-allow-list), no proxy from the environment (the operator named hosts to be reached directly).
+services), so a remote URL is refused unless the allow-list names its scheme, host and port
+(service/url_policy.py: https on 443 unless an entry says otherwise), and its host must resolve to a public
+address or one the allow-list names; the connection goes to that checked address (its IP in the URL, the name in
+the Host header and in TLS's SNI and certificate check), so DNS cannot switch it between check and connect.
+Fetches are bounded like an upload: concurrent, each within the request's deadline (at most FETCH_TIMEOUT_S),
+and FUSIONSERVE_MAX_UPLOAD_BYTES for all of one request's files together; no redirects (a redirect could leave
+the allow-list), no proxy from the environment (the operator named hosts to be reached directly).
+
+Every upstream failure (a status, a refused or reset connection, a name that does not resolve, a timeout) is
+one message to the client: which of them happened would tell a caller which ports of an allowed host are open.
+The reason goes to the log, with the URL's query and user info left out (presigned URLs carry their
+signature there), as does httpx's own "HTTP Request:" line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 
@@ -17,9 +26,30 @@ import httpx
 
 from service.errors import DeadlineExceeded, FusionError, InvalidInput, PayloadTooLarge
 from service.settings import Settings
+from service.url_policy import AddressRefused, literal_addresses, origin_of, parse_entry, pinned_address
 
 ALLOW_SETTING = "FUSIONSERVE_URL_ALLOW_HOSTS"
 FETCH_TIMEOUT_S = 10.0  # the longest one fetch may take, whatever the request's deadline
+log = logging.getLogger("fusionserve")
+
+
+def redacted(url: httpx.URL | str) -> str:
+    """`url` without its user info and query (where credentials and signatures travel)."""
+    parsed = httpx.URL(str(url))
+    query = "?<redacted>" if parsed.query else ""
+    return str(parsed.copy_with(userinfo=b"", query=None, fragment=None)) + query
+
+
+class RedactedUrls(logging.Filter):
+    """httpx logs every request's full URL at INFO; this filter logs it redacted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redacted(arg) if isinstance(arg, httpx.URL) else arg for arg in record.args)
+        return True
+
+
+logging.getLogger("httpx").addFilter(RedactedUrls())  # at import: the first fetch is logged redacted too
 
 
 @dataclass
@@ -32,23 +62,29 @@ class Remote:
     attribute: str
 
 
+def _refused(field: str, message: str) -> InvalidInput:
+    return InvalidInput(f"{field}: {message}; send the file inline as a data: URL", field=field)
+
+
 def allowed_url(url: str, settings: Settings, field: str) -> httpx.URL:
-    """`url` parsed, when it is http(s) and its host is allow-listed; InvalidInput naming `field` otherwise."""
+    """`url` parsed, when the allow-list names its scheme, host and port; InvalidInput naming `field` otherwise."""
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as error:
         raise InvalidInput(f"{field}: not a valid URL ({error})", field=field) from None
-    if parsed.scheme not in ("http", "https"):
+    if parsed.scheme not in ("http", "https") or not parsed.host:
         raise InvalidInput(f"{field}: send a data: URL (data:image/png;base64,...) or an http(s) URL", field=field)
-    allowed = {host.lower() for host in settings.url_allow_hosts}
-    if parsed.host.lower() not in allowed:
-        names = ", ".join(sorted(allowed)) or "none"
-        raise InvalidInput(
-            f"{field}: remote URLs are refused unless {ALLOW_SETTING} names their host; {parsed.host!r} is not "
-            f"allowed (allowed: {names}); send the file inline as a data: URL",
-            field=field,
-        )
-    return parsed
+    allowed = [parse_entry(entry) for entry in settings.url_allow_hosts]
+    origin = origin_of(parsed.scheme, parsed.host, parsed.port)
+    if origin in allowed:
+        return parsed
+    same_host = [str(entry) for entry in allowed if entry.host == origin.host]
+    if same_host:
+        message = f"{origin} is not allowed: {ALLOW_SETTING} allows {origin.host!r} only as {', '.join(same_host)}"
+        raise _refused(field, message)
+    names = ", ".join(sorted(str(entry) for entry in allowed)) or "none"
+    message = f"remote URLs are refused unless {ALLOW_SETTING} names their host; {parsed.host!r} is not allowed"
+    raise _refused(field, f"{message} (allowed: {names})")
 
 
 class Fetcher:
@@ -56,6 +92,7 @@ class Fetcher:
 
     def __init__(self, settings: Settings, deadline: float):
         self.limit = self.remaining = settings.max_upload_bytes
+        self.named = literal_addresses([parse_entry(entry) for entry in settings.url_allow_hosts])
         left = deadline - time.monotonic()
         self.timeout = max(0.001, min(FETCH_TIMEOUT_S, left))
         self.deadline_bound = left < FETCH_TIMEOUT_S  # a timeout then is the request's deadline passing
@@ -82,23 +119,43 @@ class Fetcher:
             field=remote.field,
         )
 
+    def _failed(self, remote: Remote, reason: str) -> InvalidInput:
+        log.warning("fetch for %s of %s failed: %s", remote.field, redacted(remote.url), reason)
+        message = (
+            f"{remote.field}: the file could not be fetched (the host did not answer 200 with it within "
+            f"{FETCH_TIMEOUT_S:g} s); the server's log says why"
+        )
+        return InvalidInput(message, field=remote.field)
+
     async def _fetch(self, client: httpx.AsyncClient, remote: Remote) -> bytes:
-        where = f"{remote.field}: fetching {remote.url}"
         try:
             async with asyncio.timeout(self.timeout):  # the whole fetch, not each read: a slow drip stops too
-                return await self._download(client, remote, where)
+                port = origin_of(remote.url.scheme, remote.url.host, remote.url.port).port
+                address = await pinned_address(remote.url.host, port, self.named)
+                return await self._download(client, remote, address)
         except (TimeoutError, httpx.TimeoutException):
             if self.deadline_bound:
-                raise DeadlineExceeded(f"{where}: the request's deadline passed", field=remote.field) from None
-            raise InvalidInput(f"{where} took longer than {FETCH_TIMEOUT_S:g} s", field=remote.field) from None
-        except httpx.HTTPError as error:
-            raise InvalidInput(f"{where} failed: {error}", field=remote.field) from None
+                message = f"{remote.field}: the request's deadline passed while fetching the file"
+                raise DeadlineExceeded(message, field=remote.field) from None
+            raise self._failed(remote, f"took longer than {FETCH_TIMEOUT_S:g} s") from None
+        except AddressRefused as refused:
+            log.warning("fetch for %s of %s refused: %s", remote.field, redacted(remote.url), refused)
+            message = f"{remote.url.host!r} resolves to no public address, and {ALLOW_SETTING} names none of its"
+            raise _refused(
+                remote.field, f"{message} addresses (private, loopback and link-local are refused)"
+            ) from None
+        except (httpx.HTTPError, OSError) as error:  # OSError: the name does not resolve
+            raise self._failed(remote, f"{type(error).__name__}: {error}") from None
 
-    async def _download(self, client: httpx.AsyncClient, remote: Remote, where: str) -> bytes:
-        async with client.stream("GET", remote.url) as response:
+    async def _download(self, client: httpx.AsyncClient, remote: Remote, address: str) -> bytes:
+        # to the address just checked; the name goes in the Host header and TLS's SNI (and certificate check)
+        pinned = remote.url.copy_with(host=address)
+        headers = {"Host": remote.url.netloc.decode("ascii").rpartition("@")[2]}
+        extensions = {"sni_hostname": remote.url.host} if remote.url.scheme == "https" else {}
+        async with client.stream("GET", pinned, headers=headers, extensions=extensions) as response:
             if response.status_code != 200:
-                hint = " (redirects are not followed)" if response.is_redirect else ""
-                raise InvalidInput(f"{where} answered HTTP {response.status_code}{hint}", field=remote.field)
+                redirect = " (a redirect: not followed)" if response.is_redirect else ""
+                raise self._failed(remote, f"HTTP {response.status_code}{redirect}")
             chunks = []
             async for chunk in response.aiter_bytes():  # decoded bytes, counted: a gzip bomb stops too
                 self.remaining -= len(chunk)

@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.url_policy import parse_entry
+
 ENV_PREFIX = "FUSIONSERVE_"
 SECRETS_DIR = Path("/run/secrets")  # where Docker and Compose mount secrets, one file per variable
 SECRET_FIELDS = ("api_key", "admin_key")  # never echoed in an error
@@ -89,7 +91,8 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(4096, ge=1)
     max_items_per_request: int = Field(32, ge=1)
     max_top_k: int = Field(100, ge=1)
-    # hosts whose http(s) URLs may be fetched as inputs (OpenAI image_url); empty = only data: URLs
+    # what URLs may be fetched as inputs (OpenAI image_url; service/url_policy.py): `host` (https on 443),
+    # `host:port`, `http://host[:port]` for plain http; empty = only data: URLs
     url_allow_hosts: list[str] = Field(default_factory=list)
 
     # security and lifecycle
@@ -99,6 +102,13 @@ class Settings(BaseSettings):
     drain_timeout_s: float = Field(30.0, ge=0, description="SIGTERM to exit: grace + in-flight requests")
     drain_grace_s: float = Field(2.0, ge=0, description="after SIGTERM, keep accepting and answer 503 + close")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("url_allow_hosts")
+    @classmethod
+    def _allow_entries(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            parse_entry(entry)  # ValueError says what is wrong with the entry
+        return value
 
     @field_validator("component_max_batch_size")
     @classmethod

@@ -61,8 +61,9 @@ def media_host():
 
 
 @pytest.fixture(scope="module")
-def secured(tiny_models):
-    settings = fast_settings(tiny_models, api_key=KEY, url_allow_hosts=["127.0.0.1"], max_upload_bytes=LIMIT)
+def secured(tiny_models, media_host):
+    # the media host's address, scheme and port named outright: plain http, a loopback address, a high port
+    settings = fast_settings(tiny_models, api_key=KEY, url_allow_hosts=[media_host], max_upload_bytes=LIMIT)
     with ThreadedServer(settings) as server:
         yield server
 
@@ -96,9 +97,10 @@ def test_allow_listed_urls_are_fetched_and_equal_the_inline_image(secured, media
     np.testing.assert_allclose(fetched.data[0].embedding, v1.json()["results"][0]["fused"], atol=1e-5)
 
 
-FETCH_ERRORS = {  # path → (SDK error, what the message says)
-    "/missing.png": (openai.UnprocessableEntityError, "/missing.png answered HTTP 404"),
-    "/moved.png": (openai.UnprocessableEntityError, "answered HTTP 302 (redirects are not followed)"),
+UNFETCHED = "the file could not be fetched (the host did not answer 200 with it within 10 s)"
+FETCH_ERRORS = {  # path → (SDK error, what the message says): one message for every upstream failure
+    "/missing.png": (openai.UnprocessableEntityError, UNFETCHED),
+    "/moved.png": (openai.UnprocessableEntityError, UNFETCHED),
     "/big.png": (openai.APIStatusError, f"exceed {LIMIT} bytes in all (FUSIONSERVE_MAX_UPLOAD_BYTES)"),
 }
 
@@ -130,11 +132,11 @@ def test_a_fetch_past_the_deadline_is_504(secured, media_host):
     assert (body["code"], body["type"], body["param"]) == ("deadline_exceeded", "server_error", "input[0][1].image_url")
 
 
-def test_other_hosts_stay_refused_with_an_allow_list(secured):
+def test_other_hosts_stay_refused_with_an_allow_list(secured, media_host):
     with sdk_for(secured) as sdk:
         embed = lambda url: sdk.embeddings.create(model="tiny", input=[image_item(url)])  # noqa: E731
         body = refused(openai.UnprocessableEntityError, lambda: embed("http://localhost:1/x.png"))
-        assert "'localhost' is not allowed (allowed: 127.0.0.1)" in body["message"]
+        assert f"'localhost' is not allowed (allowed: {media_host})" in body["message"]
         body = refused(openai.UnprocessableEntityError, lambda: embed("file:///etc/passwd"))
         assert body["message"].startswith("input[0][1].image_url: send a data: URL")
 
