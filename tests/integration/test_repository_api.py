@@ -19,6 +19,7 @@ from service.inference.prepare import prepare_item
 from tests.integration.conftest import fast_settings, form, serving
 from tests.integration.live import ThreadedServer
 from tests.integration.test_live_reload import TEXT, default_version, staged, status_of
+from tests.waiting import wait_until_async
 
 KEY = "s3cret-repository-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -138,7 +139,7 @@ async def test_unload_drains_admitted_requests_and_the_name_404s_at_once(models_
         await asyncio.to_thread(entered.wait, 10)
         monkeypatch.setattr(dataplane, "prepare_item", prepare_item)
         unload = asyncio.create_task(client.post("/v2/repository/models/tiny/unload"))
-        await asyncio.sleep(0.2)
+        await wait_until_async(lambda: status_of(app, "1") == "draining", what="the unload to start draining v1")
         refused = await client.post("/v1/models/tiny/classify", **form(text=TEXT))
         assert refused.status_code == 404 and "was unloaded" in refused.json()["error"]["message"]
         assert status_of(app, "1") == "draining" and not unload.done()  # waits for the admitted request
@@ -155,7 +156,6 @@ async def test_unload_drains_admitted_requests_and_the_name_404s_at_once(models_
             )
             is None
         )
-        await asyncio.sleep(0.1)
         loaded = await client.post("/v2/repository/models/tiny/load")
         assert loaded.status_code == 200 and loaded.json()["versions"][0]["state"] == "READY"
         again = await client.post("/v1/models/tiny/classify", **form(text=TEXT))
