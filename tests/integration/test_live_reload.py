@@ -21,9 +21,11 @@ import pytest
 from service import dataplane
 from service.inference.prepare import prepare_item
 from service.inference.registry import Registry
+from service.inference.reload import ModelRepository
 from tests.bundle_reference import reference_outputs
 from tests.bundles import build_bundle
 from tests.integration.conftest import fast_settings, form, serving
+from tests.waiting import wait_until_async as wait_until
 
 POLL_S = 0.1
 TEXT = "one two three"
@@ -56,12 +58,25 @@ def default_version(app, model: str = "tiny") -> str | None:
     return ready[0].version if ready else None
 
 
-async def wait_until(condition, timeout: float = 20.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+def counted_polls(monkeypatch) -> list[int]:
+    """[rescans of the model directory finished so far], kept up to date: a test that checks that something
+    does NOT happen on the poll waits for polls to pass, not for a time in which some should have."""
+    done = [0]
+    original = ModelRepository.poll
+
+    async def counted(self) -> None:
+        try:
+            await original(self)
+        finally:
+            done[0] += 1
+
+    monkeypatch.setattr(ModelRepository, "poll", counted)
+    return done
+
+
+async def polls_pass(done: list[int], count: int) -> None:
+    target = done[0] + count
+    await wait_until(lambda: done[0] >= target, what=f"{count} more polls of the model directory")
 
 
 @dataclass
@@ -192,6 +207,7 @@ async def test_a_tampered_version_never_becomes_default_and_loads_once_fixed(mod
         return original(self, directory, state)
 
     monkeypatch.setattr(Registry, "_prepare", counted_prepare)
+    polls = counted_polls(monkeypatch)
     good = (staged(tmp_path, "3", seed=3) / "fusion.onnx").read_bytes()
     with open(tmp_path / "staging" / "tiny" / "3" / "fusion.onnx", "ab") as tampered:
         tampered.write(b"\0")
@@ -199,7 +215,7 @@ async def test_a_tampered_version_never_becomes_default_and_loads_once_fixed(mod
         async with Load(client) as load:
             os.rename(tmp_path / "staging" / "tiny" / "3", models_copy / "tiny" / "3")
             await wait_until(lambda: status_of(app, "3") == "failed", what="v3 to fail")
-            await asyncio.sleep(POLL_S * 5)  # unchanged, it stays failed: not reloaded every poll
+            await polls_pass(polls, 5)  # unchanged, it stays failed: not reloaded every poll
             assert attempts.count("3") == 1 and default_version(app) == "1"
             row = next(r for r in await app.state.context.repository.index() if r["version"] == "3")
             assert row["state"] == "UNAVAILABLE" and "fusion.onnx: sha256 mismatch" in row["reason"]
@@ -223,6 +239,7 @@ async def test_a_retired_version_finishes_its_admitted_requests_first(models_cop
         return prepare_item(*args)
 
     os.rename(staged(tmp_path, "2", seed=2), models_copy / "tiny" / "2")
+    polls = counted_polls(monkeypatch)
     async with serving(fast_settings(models_copy, model_poll_s=POLL_S)) as (app, client):
         monkeypatch.setattr(dataplane, "prepare_item", held_prepare)
         held = asyncio.create_task(client.post("/v1/models/tiny/classify", **form(text=TEXT)))
@@ -235,7 +252,7 @@ async def test_a_retired_version_finishes_its_admitted_requests_first(models_cop
         assert moved.status_code == 200 and moved.json()["version"] == "1"
         refused = await client.post("/v1/models/tiny/classify?version=2", **form(text=TEXT))
         assert refused.status_code == 404 and "its directory is gone" in refused.json()["error"]["message"]
-        await asyncio.sleep(POLL_S * 3)
+        await polls_pass(polls, 3)
         assert status_of(app, "2") == "draining" and not held.done()  # still waiting for its request
         release.set()
         answer = await held
@@ -243,11 +260,12 @@ async def test_a_retired_version_finishes_its_admitted_requests_first(models_cop
         await wait_until(lambda: status_of(app, "2") is None, what="v2 to be unloaded")
 
 
-async def test_new_model_names_appear_unless_the_configuration_names_others(models_copy, tmp_path):
+async def test_new_model_names_appear_unless_the_configuration_names_others(models_copy, tmp_path, monkeypatch):
     staged(tmp_path, "1", seed=4, name="other")
+    polls = counted_polls(monkeypatch)
     async with serving(fast_settings(models_copy, model_poll_s=POLL_S, models=["tiny"])) as (app, client):
         os.rename(tmp_path / "staging" / "other", models_copy / "other")
-        await asyncio.sleep(POLL_S * 5)
+        await polls_pass(polls, 5)
         assert "other" not in app.state.context.registry.models
         assert (await client.post("/v1/models/other/classify", **form(text=TEXT))).status_code == 404
     shutil.rmtree(models_copy / "other")
