@@ -1,6 +1,7 @@
 """docker-compose.yml: valid against the Compose Specification schema (vendored by check-jsonschema), and
 wired the way `docker compose up` needs: files it mounts exist, stages it builds exist, Prometheus scrapes
-the services it runs, the server drains before Docker kills it, the GPU reservation only in its profile."""
+the services it runs, the server drains before Docker kills it, the GPU reservation only in its profile; every
+port published on 127.0.0.1 unless PUBLISH_ADDRESS widens it, and Grafana with no admin/admin."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import copy
 import importlib.resources
 import json
 import re
+import subprocess
 
 import jsonschema
 import pytest
@@ -50,7 +52,7 @@ def test_cpu_server_runs_by_default_and_the_gpu_one_only_in_its_profile():
     assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
     assert "deploy" not in cpu
     assert gpu["environment"][ENV_PREFIX + "PROVIDERS"] == "cuda"
-    host_ports = [p.split(":")[0] for s in SERVICES.values() for p in s.get("ports", [])]
+    host_ports = [p["published"] for s in SERVICES.values() for p in s.get("ports", [])]
     assert len(host_ports) == len(set(host_ports)), "both servers can run at once"
 
 
@@ -96,7 +98,7 @@ def test_prometheus_scrapes_the_compose_servers_and_loads_the_mounted_rules():
     (job,) = config["scrape_configs"]
     (dns,) = job["dns_sd_configs"]
     assert set(dns["names"]) == set(SERVERS)
-    assert dns["port"] == 8000 == int(SERVICES["fusionserve"]["ports"][0].split(":")[1])
+    assert dns["port"] == 8000 == SERVICES["fusionserve"]["ports"][0]["target"]
     mounted = {v.split(":")[1] for v in prometheus["volumes"]}
     config_dir = "/etc/prometheus"
     assert f"{config_dir}/prometheus.yml" in mounted
@@ -120,3 +122,40 @@ def test_prometheus_image_is_the_major_version_promtool_validates(promtool):
     image_major = re.search(r":v(\d+)\.", SERVICES["prometheus"]["image"]).group(1)
     promtool_major = re.search(r"version (\d+)\.", run(promtool, "--version").stdout).group(1)
     assert image_major == promtool_major
+
+
+def interpolated(value: str, environment: dict[str, str]) -> str:
+    """Compose's `${NAME:-default}` interpolation of `value`, for an environment."""
+    return re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: environment.get(m[1]) or m[2], value)
+
+
+def test_every_port_is_published_on_loopback_unless_publish_address_widens_it():
+    published = [(name, port) for name, service in SERVICES.items() for port in service.get("ports", [])]
+    assert {name for name, _ in published} == {*SERVERS, "prometheus", "grafana"}
+    for name, port in published:
+        assert isinstance(port, dict), f"{name}: the short syntax {port!r} publishes on every interface"
+        assert interpolated(port["host_ip"], {}) == "127.0.0.1", name
+        assert interpolated(port["host_ip"], {"PUBLISH_ADDRESS": "0.0.0.0"}) == "0.0.0.0", name
+
+
+GRAFANA_ADMIN = load_yaml(ROOT / "docker-compose.grafana-admin.yml")
+
+
+def test_grafana_has_anonymous_viewers_and_no_admin_account_by_default():
+    environment = SERVICES["grafana"]["environment"]
+    assert environment["GF_SECURITY_DISABLE_INITIAL_ADMIN_CREATION"] == "true"
+    assert not [key for key in environment if key.startswith("GF_SECURITY_ADMIN_")]  # no password, no default
+    assert environment["GF_AUTH_ANONYMOUS_ENABLED"] == "true" and environment["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+
+
+def test_the_grafana_admin_override_takes_its_password_from_a_secret_file_never_committed():
+    run(tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", "docker-compose.grafana-admin.yml")
+    grafana = GRAFANA_ADMIN["services"]["grafana"]
+    (secret,) = grafana["secrets"]
+    assert grafana["environment"] == {
+        "GF_SECURITY_DISABLE_INITIAL_ADMIN_CREATION": "false",
+        "GF_SECURITY_ADMIN_PASSWORD__FILE": f"/run/secrets/{secret}",  # where Compose mounts it
+    }
+    source = GRAFANA_ADMIN["secrets"][secret]["file"]
+    ignored = subprocess.run(["git", "check-ignore", "-q", source], cwd=ROOT)
+    assert source.startswith("./secrets/") and ignored.returncode == 0, f"{source} must be git-ignored"
