@@ -230,7 +230,7 @@ async def test_stop_lets_queued_items_finish_then_refuses(make, metrics):
     queued = [asyncio.create_task(batcher.submit(i, deadline=soon(10))) for i in range(3)]
     await wait_until(lambda: batcher.depth == 3)
     stopping = asyncio.create_task(batcher.stop())
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0)  # one loop iteration: stop() refuses new items before its first await
     with pytest.raises(NotReady):
         await batcher.submit("late", deadline=soon())
     rec.gate.set()

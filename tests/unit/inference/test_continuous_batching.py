@@ -17,11 +17,11 @@ from tests.unit.inference.fakes import Recorder, soon, start_blocked, wait_until
 
 async def test_lone_item_on_idle_batcher_runs_at_once(make):
     rec = Recorder()
-    batcher = await make(rec, max_batch_size=8, max_delay_s=0.05)
+    batcher = await make(rec, max_batch_size=8, max_delay_s=0.5)
     for payload in ("first", "second"):  # the second has a history of arrivals: still alone, still at once
         result, info = await batcher.submit(payload, deadline=soon())
         assert result == f"out-{payload}" and info.size == 1
-        assert info.queue_s < 0.01, info.queue_s  # the old window made it wait the 50 ms
+        assert info.queue_s < 0.1, info.queue_s  # the old window made it wait the 500 ms; room for a busy core
 
 
 async def test_arrivals_during_compute_form_the_next_batch_at_once(make):
