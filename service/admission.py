@@ -27,9 +27,13 @@ class DrainMeter:
     def admitted(self) -> None:
         self.in_flight += 1
 
-    def completed(self, now: float) -> None:
+    def completed(self, now: float, served: bool = True) -> None:
+        """One admitted request left; only one that was served counts toward the drain rate: a burst of cheap
+        refusals (4xx) or callers gone (499) says nothing of how fast the version serves, and counting them
+        would raise the measured capacity and loosen the door."""
         self.in_flight -= 1
-        _count(self._seconds, int(now))
+        if served:
+            _count(self._seconds, int(now))
 
     def refused(self, now: float) -> None:
         _count(self._refused, int(now))

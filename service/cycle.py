@@ -1,6 +1,10 @@
 """One request's cycle, whatever protocol carried it (DataPlane.serve, in the style of MLServer's DataPlane.infer):
 
-    track → check → admit → decode → watch for the caller leaving → infer → encode → stage metrics
+    track → check → judge (404 / 429) → read the body → admit → decode → watch for the caller leaving →
+    infer → encode → stage metrics
+
+A request counts as load and holds its version from admission, once its body is read (by its deadline:
+api/body.py), so a slow body takes neither a slot nor the version.
 
 A protocol supplies a Codec — its checks, decode and encode — and its error shape (the app's FusionError
 handler for HTTP, api/errors.py; `abort` for gRPC); the cycle itself is written once. Server-Timing comes
@@ -42,7 +46,8 @@ class Call:
 
 @dataclass
 class Admitted:
-    """A request let in for `state`; it holds one in-flight slot until the `admit` block ends."""
+    """A request whose body is read, let in for `state`; it holds one in-flight slot until the `admit` block
+    ends."""
 
     model: str
     state: VersionState
@@ -66,10 +71,13 @@ class Codec(Protocol):
     """One request of one protocol: a fresh object per request, so decode can leave state for encode."""
 
     def check(self) -> None:
-        """Before admission: what needs no model (a malformed body, option syntax, draining)."""
+        """Before the body: what needs no model (malformed headers, option syntax, draining)."""
+
+    async def read_body(self) -> None:
+        """After the door, before admission: read the body off the wire (what needs no model)."""
 
     async def decode(self, admitted: Admitted) -> Decoded:
-        """After admission: read and validate the body (a FusionError names the field)."""
+        """After admission: validate the body for the model (a FusionError names the field)."""
 
     def watch(self) -> asyncio.Future | None:
         """Started after decode; completes when the caller has gone (None: never). Cancelled at the end."""

@@ -6,6 +6,10 @@ batchers, the limits, the metrics and the error rules.
 
     served = await plane.serve(Call(model, version, endpoint), codec)   # 404 / 429 before the body is read
 
+Judged at the door before its body is read (404, 429), a request counts as load and holds its version only
+once the body is in (judged again then: a version retired meanwhile is 404 / 503), so a body trickling in (cut
+at its deadline, api/body.py) neither tightens the door nor keeps an unload from finishing.
+
 Admission at the door: a request is refused (429) when the work already admitted for its model version
 would make it wait longer than `max_queue_wait_ms` — the requests in flight divided by that version's drain
 rate (service/admission.py: its best recent second) — so the bound follows from time, not from a fixed
@@ -26,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from service.admission import DrainMeter
+from service.body_budget import BodyBudget
 from service.cycle import Admitted, Call, ClientDisconnected, Codec, Inference, Served, record_stages
 from service.describe import describe_entry, describe_models
 from service.errors import FusionError, InvalidInput, QueueFull
@@ -37,7 +42,7 @@ from service.settings import Settings
 if TYPE_CHECKING:
     from service.engine.backend import EngineBackend
 
-REJECT_REASON = {413: "too_large", 400: "invalid", 415: "invalid", 422: "invalid"}  # status → rejected_total reason
+REJECT_REASON = {413: "too_large", 400: "invalid", 415: "invalid", 422: "invalid", 408: "deadline"}  # by status
 
 
 @dataclass
@@ -56,6 +61,7 @@ class DataPlane:
         self.engines = engines  # multi-process mode: items run in the engine processes, not here
         self.preprocess_pool: ThreadPoolExecutor | None = None  # started with the app (lifespan)
         self._meters: dict[tuple[str, str], DrainMeter] = {}
+        self.body_budget = BodyBudget(settings.max_inflight_body_bytes)  # every protocol's bodies in this process
 
     # ---- health and metadata -------------------------------------------------------------------
 
@@ -107,8 +113,9 @@ class DataPlane:
             yield tracked
         except FusionError as error:  # ClientDisconnected included: 499
             tracked.status = str(error.status)
-            if error.status in REJECT_REASON and label != "unknown":
-                self.metrics.reject(label, REJECT_REASON[error.status])
+            reason = getattr(error, "reject_reason", None) or REJECT_REASON.get(error.status)
+            if reason is not None and label != "unknown":
+                self.metrics.reject(label, reason)
             raise
         except BaseException:
             tracked.status = "500"
@@ -153,9 +160,8 @@ class DataPlane:
             return
         self._check_door(model, self.meter(model, state.version), time.monotonic())
 
-    @asynccontextmanager
-    async def admit(self, model: str, version: str | None = None, *, explain: bool = False):
-        """Resolve and admit one request before its body is read; yields an Admitted."""
+    def judge(self, model: str, version: str | None, *, explain: bool = False) -> tuple[VersionState, DrainMeter]:
+        """The version a request would be admitted to now, and its meter; 404 / 503 / 422 / 429 otherwise."""
         state = self.resolve(model, version)
         if explain and not state.bundle.manifest.fusion.has_modality_logits:
             raise InvalidInput(
@@ -165,12 +171,20 @@ class DataPlane:
             )
         meter = self.meter(model, state.version)
         self._check_door(model, meter, time.monotonic())
+        return state, meter
+
+    @asynccontextmanager
+    async def admit(self, model: str, version: str | None = None, *, explain: bool = False):
+        """A request whose body is in, judged again, counted as load and holding its version: an Admitted."""
+        state, meter = self.judge(model, version, explain=explain)
         meter.admitted()
+        served = False
         try:
             with state.hold():  # a version being unloaded stops its batchers only once no request holds it
                 yield Admitted(model, state)
+            served = True
         finally:
-            meter.completed(time.monotonic())
+            meter.completed(time.monotonic(), served=served)
 
     # ---- the request cycle (service/cycle.py) ---------------------------------------------------
 
@@ -179,8 +193,10 @@ class DataPlane:
         started = time.perf_counter()
         async with self.track(call.model, call.endpoint):
             codec.check()
+            self.judge(call.model, call.version, explain=call.explain)  # 404 / 429 before the body is read
+            await codec.read_body()  # by its deadline (api/body.py); meanwhile no load counted, no version held
             async with self.admit(call.model, call.version, explain=call.explain) as admitted:
-                decoded = await codec.decode(admitted)  # admitted before the body is read
+                decoded = await codec.decode(admitted)
                 done = await self._infer_watched(admitted, decoded, codec)
                 post_started = time.perf_counter()
                 body = codec.encode(admitted, done)

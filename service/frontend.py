@@ -19,17 +19,25 @@ def configure_logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def run_http(settings: Settings, engines: list[str] | None = None, front_ends: int = 1,
-             listener: socket.socket | None = None) -> None:  # fmt: skip
-    """Serve until SIGTERM / SIGINT, then drain: on settings.host:port, or on `listener` when given."""
-    app = create_app(settings, engines, front_ends)
-    config = uvicorn.Config(
+def uvicorn_config(app, settings: Settings) -> uvicorn.Config:
+    """uvicorn for `app` (create_app's) behind the draining middleware. limit_concurrency caps the open
+    connections and requests: past it uvicorn answers 503 at once, so however many clients connect (or
+    trickle a body, each cut at its deadline: api/body.py), a process holds a bounded number of them."""
+    return uvicorn.Config(
         DrainMiddleware(app, lambda: app.state.context.draining, settings.max_upload_bytes),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
         access_log=False,
+        limit_concurrency=settings.max_connections,
     )
+
+
+def run_http(settings: Settings, engines: list[str] | None = None, front_ends: int = 1,
+             listener: socket.socket | None = None) -> None:  # fmt: skip
+    """Serve until SIGTERM / SIGINT, then drain: on settings.host:port, or on `listener` when given."""
+    app = create_app(settings, engines, front_ends)
+    config = uvicorn_config(app, settings)
     # uvicorn re-raises the stop signal after its graceful shutdown, which would end the process with
     # -SIGTERM; a drained server should exit 0, so the handler it restores and re-raises into is a no-op.
     for stop_signal in (signal.SIGTERM, signal.SIGINT):

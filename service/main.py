@@ -12,9 +12,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from service.api.body import BodyLimitMiddleware
 from service.api.door import DoorMiddleware
 from service.api.errors import install_error_handlers
-from service.api.middleware import ApiKeyMiddleware, BodyLimitMiddleware
+from service.api.middleware import ApiKeyMiddleware
 from service.api.model_control import ModelControlMiddleware
 from service.api.openai_embeddings import openai_error
 from service.api.openai_embeddings import router as openai_router
@@ -74,8 +75,10 @@ def create_app(settings: Settings | None = None, engines: list[str] | None = Non
     app.include_router(openai_router)
     app.include_router(pages_router)
     app.include_router(repository_router)
-    app.add_middleware(DoorMiddleware, plane=context.plane, error_shapes=shapes)  # innermost of ours
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes, error_shapes=shapes)
+    # innermost of ours: a body's bytes are reserved (api/body.py) only once the door has let it by, so a
+    # connection the door holds until its Retry-After holds no share of the body budget
+    app.add_middleware(BodyLimitMiddleware, plane=context.plane, error_shapes=shapes)
+    app.add_middleware(DoorMiddleware, plane=context.plane, error_shapes=shapes)
     if settings.api_key is not None:
         declare_api_key(app)  # Swagger UI's "Authorize" sends it
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value(), error_shapes=shapes)

@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(4096, ge=1)
     max_items_per_request: int = Field(32, ge=1)
     max_top_k: int = Field(100, ge=1)
+    # request-body bytes one process holds at once, every protocol together (service/body_budget.py): reserved
+    # before a body is buffered, so many large uploads at once get 503 + Retry-After instead of exhausting memory
+    max_inflight_body_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+    # open HTTP connections one process serves (uvicorn's limit_concurrency): past it, 503
+    max_connections: int = Field(1024, ge=2)
     # what URLs may be fetched as inputs (OpenAI image_url; service/url_policy.py): `host` (https on 443),
     # `host:port`, `http://host[:port]` for plain http; empty = only data: URLs
     url_allow_hosts: list[str] = Field(default_factory=list)
@@ -146,6 +151,14 @@ class Settings(BaseSettings):
                 "required with FUSIONSERVE_MODEL_CONTROL=explicit when FUSIONSERVE_API_KEY is set: the API key "
                 "does not load or unload models, and no key at all would let every caller do so"
             )
+        return value
+
+    @field_validator("max_inflight_body_bytes")
+    @classmethod
+    def _budget_holds_one_upload(cls, value: int, info: ValidationInfo) -> int:
+        upload = info.data.get("max_upload_bytes")  # absent when it failed its own validation
+        if upload is not None and value < upload:
+            raise ValueError(f"must be at least FUSIONSERVE_MAX_UPLOAD_BYTES ({upload}): no such body could be read")
         return value
 
     @field_validator("workers", "engines")

@@ -1,5 +1,6 @@
 """The v1 protocol's Codec for the data plane's request cycle (service/cycle.py): the deadline header, the
-body (multipart or JSON) read after admission, the disconnect watch, and orjson answers with Server-Timing.
+body (multipart or JSON) read after the door and before admission, the disconnect watch, and orjson answers
+with Server-Timing.
 Also the HTTP pieces the other HTTP protocols share (deadline header, disconnect watch, orjson bodies).
 """
 
@@ -66,11 +67,13 @@ class V1Codec:
         self.settings = plane_of(request).settings
 
     def check(self) -> None:
-        pass
+        self.deadline = request_deadline(self.request, self.settings.default_deadline_ms)  # from arrival
+
+    async def read_body(self) -> None:
+        self.items = await read_items(self.request, self.settings)  # multipart or JSON: no model needed
 
     async def decode(self, admitted: Admitted) -> Decoded:
-        deadline = request_deadline(self.request, self.settings.default_deadline_ms)
-        return Decoded(await read_items(self.request, self.settings), deadline)
+        return Decoded(self.items, self.deadline)
 
     def watch(self) -> asyncio.Future:
         return disconnect_watch(self.request)

@@ -1,7 +1,5 @@
-"""Pure ASGI middleware: request body limit and API key (the admin key: api/model_control.py).
-
-Pure ASGI (not BaseHTTPMiddleware) so the body limit can stop reading as soon as the limit is crossed,
-with or without a Content-Length header (docs/bad-input.md row 1).
+"""Pure ASGI middleware: the API key (the admin key: api/model_control.py; the body's limits: api/body.py),
+and the error shapes and path helpers every pure-ASGI layer shares.
 """
 
 from __future__ import annotations
@@ -13,9 +11,9 @@ from collections.abc import Callable, Mapping
 
 from starlette._utils import get_route_path
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.errors import FusionError, PayloadTooLarge, Unauthorized
+from service.errors import FusionError, Unauthorized
 
 # path prefix → the protocol's error response (e.g. "/v2/" → {"error": "<message>"}); wired by main.py so
 # an answer given here, before any route runs, still has the shape its protocol's clients parse
@@ -73,35 +71,6 @@ async def send_error(scope: Scope, receive: Receive, send: Send, error: FusionEr
         return await shape(error)(scope, receive, send)
     headers = [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
     await send_json_error(send, error.status, error.type, error.message, error.field, headers)
-
-
-class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int, error_shapes: ErrorShapes | None = None):
-        self.app, self.max_bytes, self.shapes = app, max_bytes, error_shapes or {}
-
-    def _message(self) -> str:
-        return f"request body exceeds the limit of {self.max_bytes} bytes (FUSIONSERVE_MAX_UPLOAD_BYTES)"
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers", ())).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            # refuse before reading a byte of the body
-            error = PayloadTooLarge(self._message(), headers={"Connection": "close"})
-            return await send_error(scope, receive, send, error, self.shapes)
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:  # chunked upload: stop at the first chunk past the limit
-                    raise PayloadTooLarge(self._message())
-            return message
-
-        await self.app(scope, limited_receive, send)
 
 
 def _keyless(path: str) -> bool:

@@ -173,6 +173,9 @@ class OpenAICodec:
         self.deadline = request_deadline(self.http, self.settings.default_deadline_ms)
         self.options = parse_options(self.data)
 
+    async def read_body(self) -> None:
+        pass  # read before the cycle (create_embeddings): the model is named in it
+
     async def decode(self, admitted: Admitted) -> Decoded:
         check_dimensions(self.options, admitted)
         parsed = parse_input(self.data["input"], self.settings)

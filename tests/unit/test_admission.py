@@ -53,3 +53,14 @@ def test_retry_after_is_capped_and_needs_a_measured_rate():
     for _ in range(5000):
         meter.refused(BASE + 2.1)
     assert meter.retry_after_s(BASE + 2.5) == MAX_RETRY_AFTER_S
+
+
+def test_only_served_requests_count_toward_the_drain_rate_but_every_one_leaves_in_flight():
+    meter = DrainMeter()
+    for k in range(300):  # a burst of cheap refusals (4xx) and callers gone (499) after admission
+        meter.admitted()
+        meter.completed(BASE + k / 300, served=False)
+    assert meter.in_flight == 0
+    assert meter.rate(BASE + 1.5) is None  # no capacity measured from them: the door stays as tight
+    completed(meter, [20], start=BASE + 1)
+    assert meter.rate(BASE + 2.5) == 20.0  # only the 20 served count

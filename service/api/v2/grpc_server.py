@@ -4,9 +4,12 @@ plane as v1 and V2 REST: the same admission, batchers, limits, metrics (endpoint
 - Errors: FusionError.status → a gRPC status (STATUS_CODES) with the v1 message; 429's Retry-After goes in the
   trailing metadata as `retry-after`.
 - Limits: the body limit (FUSIONSERVE_MAX_UPLOAD_BYTES) is the max receive message size (grpc answers
-  RESOURCE_EXHAUSTED past it); rows and per-item limits are core's and preprocessing's, as over REST.
+  RESOURCE_EXHAUSTED past it); a received message counts against the process's body budget (HTTP's too:
+  service/body_budget.py) until its RPC ends, UNAVAILABLE + retry-after past it; rows and per-item limits are
+  core's and preprocessing's, as over REST.
 - Auth: with FUSIONSERVE_API_KEY set, `authorization: Bearer <key>` or `x-api-key: <key>` metadata, else
-  UNAUTHENTICATED; ServerLive and ServerReady stay open, like /healthz and /readyz.
+  UNAUTHENTICATED, judged on the metadata before the message is read; ServerLive and ServerReady stay open,
+  like /healthz and /readyz.
 - Deadlines: the RPC's deadline is the request deadline (FUSIONSERVE_DEFAULT_DEADLINE_MS without one); Triton's
   `timeout` parameter (µs) can only shorten it. A cancelled RPC's queued rows leave their queues before compute.
 - Drain: from SIGTERM new inference RPCs get UNAVAILABLE; `stop` lets the RPCs in flight finish.
@@ -26,6 +29,7 @@ from service.api.v2 import grpc_predict_v2_pb2 as pb2
 from service.api.v2 import grpc_predict_v2_pb2_grpc as pb2_grpc
 from service.api.v2.grpc_codec import decode_request, encode_response, metadata_message
 from service.api.v2.grpc_guard import DecodeGuardInterceptor
+from service.body_budget import Reservation
 from service.cycle import Admitted, Call, ClientDisconnected
 from service.dataplane import DataPlane
 from service.errors import (
@@ -140,7 +144,11 @@ class InferenceServicer(pb2_grpc.GRPCInferenceServiceServicer):
 
     async def _infer(self, request, context, cancelled: asyncio.Future) -> pb2.ModelInferResponse:
         call = Call(request.model_name, request.model_version or None, ENDPOINT)
-        served = await self.plane.serve(call, GrpcCodec(self.plane, request, context, cancelled))
+        codec = GrpcCodec(self.plane, request, context, cancelled)
+        try:
+            served = await self.plane.serve(call, codec)
+        finally:
+            codec.reservation.close()
         return served.body
 
 
@@ -150,10 +158,15 @@ class GrpcCodec(core.V2Codec):
     def __init__(self, plane: DataPlane, message, context: grpc.aio.ServicerContext, cancelled: asyncio.Future):
         super().__init__(plane.settings)
         self.plane, self.message, self.context, self.cancelled = plane, message, context, cancelled
+        self.reservation = Reservation(plane.body_budget)  # closed by InferenceServicer._infer
 
     def check(self) -> None:
         if self.plane.draining():
             raise NotReady(DRAINING)
+
+    async def read_body(self) -> None:
+        # grpc has received the message: it counts against the budget HTTP bodies share, until the RPC ends
+        self.reservation.take(self.message.ByteSize())
 
     async def read(self, admitted: Admitted) -> tuple[core.InferRequest, float]:
         decoded = decode_request(self.message)
@@ -171,7 +184,9 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, api_key: str):
         self.key = api_key.encode()
-        self.denied = grpc.unary_unary_rpc_method_handler(self._deny)
+        # request-streaming, whatever the method: grpc hands over an iterator that the denial never reads, so
+        # an unauthenticated caller's message (up to FUSIONSERVE_MAX_UPLOAD_BYTES) is never received whole
+        self.denied = grpc.stream_unary_rpc_method_handler(self._deny)
 
     def _presented(self, metadata) -> bytes:
         values = {key.lower(): value for key, value in metadata or () if isinstance(value, str)}
@@ -187,7 +202,7 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
         return self.denied
 
     @staticmethod
-    async def _deny(request, context: grpc.aio.ServicerContext) -> None:
+    async def _deny(requests, context: grpc.aio.ServicerContext) -> None:
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong API key")
 
 

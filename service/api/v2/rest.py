@@ -2,8 +2,8 @@
 
 Errors answer in the protocol's shape, `{"error": "<message>"}`, with v1's status and message (the field
 leads the message where the message does not name it). The request cycle is the data plane's (service/cycle.py):
-admission before the body is read, the `x-request-timeout-ms` deadline (tightened by Triton's `timeout`
-parameter), the client disconnect watch, per-request metrics (endpoint "v2_infer") and Server-Timing.
+the door before the body is read, admission after it, the `x-request-timeout-ms` deadline (tightened by
+Triton's `timeout` parameter), the client disconnect watch, per-request metrics (endpoint "v2_infer") and Server-Timing.
 """
 
 from __future__ import annotations
@@ -128,9 +128,15 @@ class RestCodec(core.V2Codec):
         super().__init__(plane_of(request).settings)
         self.http = request
 
+    def check(self) -> None:
+        self.deadline = request_deadline(self.http, self.settings.default_deadline_ms)  # from arrival: v1's order
+
+    async def read_body(self) -> None:
+        self.body = await _read_body(self.http)
+
     async def read(self, admitted: Admitted) -> tuple[core.InferRequest, float]:
-        deadline = request_deadline(self.http, self.settings.default_deadline_ms)  # before the body: v1's order
-        self.decoded = decode_request(await _read_body(self.http), self.http.headers.get(HEADER_LENGTH))
+        deadline = self.deadline
+        self.decoded = decode_request(self.body, self.http.headers.get(HEADER_LENGTH))
         if self.decoded.timeout_us is not None:
             deadline = min(deadline, time.monotonic() + self.decoded.timeout_us / 1e6)
         return self.decoded.request, deadline
