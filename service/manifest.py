@@ -229,6 +229,10 @@ class Manifest(Strict):
     def modalities(self) -> list[str]:
         return self.encoders.present()
 
+    def graph_files(self) -> list[str]:
+        """The ONNX graphs: each encoder's, then fusion's."""
+        return [getattr(self.encoders, m).file for m in self.encoders.present()] + [self.fusion.file]
+
     def referenced_files(self) -> list[str]:
         paths = [self.fusion.file]
         for modality in self.encoders.present():
@@ -237,6 +241,12 @@ class Manifest(Strict):
             if modality == "text":
                 paths.append(encoder.preprocess.tokenizer_file)
         return paths
+
+
+def is_version_name(name: str) -> bool:
+    """A version directory's name: ASCII decimal digits only. str.isdigit() alone also takes "²" (which int()
+    refuses) and "٣" (which int() reads as 3: a second directory for the same number)."""
+    return name.isascii() and name.isdigit()
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import logging
+import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from pydantic import ValidationError
 from service import preprocess
 from service.errors import BundleError, FusionError
 from service.inference.components import EncoderComponent, FusionComponent
+from service.inference.onnx_files import external_data_files
 from service.inference.prepare import PreparedItem, RawItem, prepare_item
 from service.inference.runtime import OrtModel
 from service.manifest import Manifest, TensorSpec, read_manifest, sha256_file
@@ -69,6 +71,23 @@ def verify_files(manifest: Manifest, directory: Path) -> None:
             raise BundleError(f"{relative}: sha256 mismatch (manifest {expected[:12]}…, file {actual[:12]}…)")
 
 
+def verify_external_data(manifest: Manifest, directory: Path) -> None:
+    """Every file a graph keeps tensors in (ONNX external data) must be listed in `files`, so it was verified
+    like the graph itself: onnxruntime would read an unlisted one unchecked."""
+    for graph in manifest.graph_files():
+        try:
+            locations = external_data_files(directory / graph)
+        except ValueError as error:
+            raise BundleError(str(error)) from None
+        for location in sorted(locations):
+            relative = posixpath.normpath(posixpath.join(posixpath.dirname(graph), location.replace("\\", "/")))
+            if relative not in manifest.files:
+                raise BundleError(
+                    f"{graph} keeps tensors in {location!r}, which manifest.json's files does not list with its "
+                    "sha256 (every file onnxruntime reads must be listed)"
+                )
+
+
 def _check_io(
     model: OrtModel, inputs: list[TensorSpec], outputs: list[TensorSpec], what: str, by_name: bool = False
 ) -> None:
@@ -101,6 +120,7 @@ def open_components(manifest: Manifest, directory: Path, settings: Settings):
 def load_bundle(directory: Path, settings: Settings) -> LoadedBundle:
     manifest = read_valid_manifest(directory)
     verify_files(manifest, directory)
+    verify_external_data(manifest, directory)
     try:
         encoders, fusion = open_components(manifest, directory, settings)
     except BundleError:

@@ -22,7 +22,9 @@ from service.inference.bundle import LoadedBundle, load_bundle, max_golden_error
 from service.inference.check import golden_results
 from service.inference.pipeline import Pipeline
 from service.inference.warmup import warmup_batches
+from service.manifest import is_version_name
 from service.metrics import Metrics
+from service.publish import remove_stale_staging
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,9 +45,9 @@ def fingerprint(directory: Path) -> Fingerprint:
 
 
 def version_directories(model_dir: Path) -> list[Path]:
-    """The version directories (numeric names) of one model, newest first."""
+    """The version directories (ASCII decimal names) of one model, newest first."""
     try:
-        versions = [p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+        versions = [p for p in model_dir.iterdir() if p.is_dir() and is_version_name(p.name)]
     except OSError:  # not there (any more)
         return []
     return sorted(versions, key=lambda p: int(p.name), reverse=True)
@@ -111,8 +113,16 @@ class Registry:
             found.setdefault(name, [])  # configured but absent: never ready
         return {name: dirs for name, dirs in found.items() if not wanted or name in wanted}
 
+    def clear_leftovers(self) -> None:
+        """Staging directories of killed exports and publishes (service/publish.py) in every model directory."""
+        root = self.settings.model_dir
+        for model_dir in (p for p in root.iterdir() if p.is_dir()) if root.is_dir() else ():
+            for name in remove_stale_staging(model_dir):
+                log.info("removed %s/%s, left by an interrupted export or publish", model_dir.name, name)
+
     def discover(self) -> dict[str, list[Path]]:
         """Register every model and version as `loading` (cheap, synchronous: /readyz can list them)."""
+        self.clear_leftovers()
         found = self.scan()
         for name, directories in found.items():
             entry = self.models.setdefault(name, ModelEntry(name))

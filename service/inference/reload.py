@@ -68,6 +68,7 @@ class ModelRepository:
         """One rescan of the whole model directory (the poller's tick)."""
         await self._settled()
         async with self._lock:
+            await asyncio.to_thread(self.registry.clear_leftovers)
             found = await asyncio.to_thread(self.registry.scan)
             names = {*found, *self.registry.models} - self.registry.unloaded
             for name in sorted(names):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import threading
 from pathlib import Path
 
 import pytest
 
 from service.inference.registry import Registry
+from service.manifest import sha256_file
 from tests.bundles import build_bundle
 from tests.integration.conftest import fast_settings, form, metric, serving
 
@@ -67,6 +69,24 @@ def _symlink_escape(bundle: Path) -> None:
     (bundle / "fusion.onnx").symlink_to(outside)
 
 
+def _external_data(bundle: Path, listed: bool) -> None:
+    """fusion.onnx rewritten with its weight matrix in fusion.weights (ONNX external data), its sha256 updated
+    and the weights file listed or not."""
+    import onnx
+
+    onnx.save(onnx.load(bundle / "fusion.onnx"), bundle / "fusion.onnx", save_as_external_data=True,
+              location="fusion.weights", size_threshold=256)  # fmt: skip
+    assert (bundle / "fusion.weights").stat().st_size > 0
+    files = {"fusion.onnx": sha256_file(bundle / "fusion.onnx")}
+    if listed:
+        files["fusion.weights"] = sha256_file(bundle / "fusion.weights")
+    edit_manifest(bundle, lambda d: d["files"].update(files))
+
+
+def _unlisted_external_data(bundle: Path) -> None:
+    _external_data(bundle, listed=False)
+
+
 @pytest.mark.parametrize(
     ("breakage", "reason"),
     [
@@ -77,6 +97,7 @@ def _symlink_escape(bundle: Path) -> None:
         (_symlink_escape, "outside the bundle"),
         (_golden_mismatch, "golden examples differ"),
         (_golden_heads_mismatch, "golden examples differ"),
+        (_unlisted_external_data, "fusion.onnx keeps tensors in 'fusion.weights', which manifest.json's files"),
     ],
     ids=[
         "tampered",
@@ -86,6 +107,7 @@ def _symlink_escape(bundle: Path) -> None:
         "symlink-escape",
         "golden-mismatch",
         "golden-modality-mismatch",
+        "unlisted-external-data",
     ],
 )
 async def test_broken_new_version_never_replaces_a_working_one(models_copy, breakage, reason):
@@ -166,3 +188,17 @@ async def test_a_warm_version_freezes_the_long_lived_heap_and_shutdown_thaws_it(
         assert (await client.get("/readyz")).status_code == 200
         assert gc.get_freeze_count() > 1000  # modules, routes, sessions: the whole warm heap
     assert gc.get_freeze_count() == 0
+
+
+async def test_external_data_listed_with_its_sha256_loads_and_version_names_are_ascii_numbers(models_copy):
+    """A graph's external data file listed in `files` serves; directories whose names are digits only outside
+    ASCII (superscript two, Arabic-Indic three) are not versions: they neither abort the start nor load."""
+    _external_data(add_version(models_copy, "2"), listed=True)
+    for name in ("\u00b2", "\u0663"):  # a copy of version 1 under each name
+        shutil.copytree(models_copy / "tiny" / "1", models_copy / "tiny" / name)
+    async with serving(fast_settings(models_copy)) as (app, client):
+        default, versions = await served_version(client)
+        assert default == "2" and set(versions) == {"1", "2"}
+        assert {row["version"] for row in await app.state.context.repository.index()} == {"1", "2"}
+        response = await client.post("/v1/models/tiny/classify", **form(text="one two"))
+        assert response.status_code == 200 and response.json()["version"] == "2"
