@@ -54,8 +54,11 @@ def test_bad_setting_names_the_variable(monkeypatch, variable, value):
         ({"FUSIONSERVE_PORT": "99999"}, "FUSIONSERVE_PORT"),
         # model control on a reachable address without its own credential (tests/integration/test_model_control.py)
         ({"FUSIONSERVE_MODEL_CONTROL": "explicit", "FUSIONSERVE_HOST": "0.0.0.0"}, "FUSIONSERVE_ADMIN_KEY"),
+        # a server locked with an API key is no keyless development box, even on loopback
+        ({"FUSIONSERVE_MODEL_CONTROL": "explicit", "FUSIONSERVE_API_KEY": "k"}, "FUSIONSERVE_ADMIN_KEY: Value error"),
+        ({"FUSIONSERVE_URL_ALLOW_HOSTS": '["ftp://images.example"]'}, "only http:// or https:// hosts can be allowed"),
     ],
-    ids=["bad-port", "control-without-admin-key"],
+    ids=["bad-port", "control-without-admin-key", "control-with-api-key-without-admin-key", "bad-allow-entry"],
 )
 def test_cli_refuses_to_start_with_a_bad_setting(tmp_path, settings, named):
     env = {**settings, "PATH": "/usr/bin:/bin"}
