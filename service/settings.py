@@ -33,7 +33,8 @@ class Settings(BaseSettings):
     # live model management: rescan model_dir every this many seconds (0 = off)
     model_poll_s: float = Field(0.0, ge=0)
     # Triton's model control mode for the repository API (docs/model-management.md): "none" refuses load and
-    # unload (403); "explicit" allows them with FUSIONSERVE_ADMIN_KEY, which a non-loopback host requires
+    # unload (403); "explicit" allows them with FUSIONSERVE_ADMIN_KEY, which a non-loopback host or an API key
+    # requires (without one: only programs on this machine, api/model_control.py)
     model_control: Literal["none", "explicit"] = "none"
 
     # processes (docs/architecture.md "Processes"): 0 = one process does everything; N >= 1 = N front-end
