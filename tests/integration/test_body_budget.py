@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import struct
 import time
@@ -127,3 +128,51 @@ async def test_only_served_requests_raise_the_door_s_drain_rate(tiny_models):
         while meter.rate(time.monotonic() + 1) is None:  # served ones do raise it (one burst, on a fast machine)
             answers = await asyncio.gather(*(client.post(EMBED, json=good) for _ in range(40)))
             assert {a.status_code for a in answers} == {200}
+
+
+class CountingRelay:
+    """A TCP relay in front of a server that counts the bytes the client got the server to take."""
+
+    def __init__(self, target_port: int):
+        self.target_port, self.to_server, self.writers = target_port, 0, []
+
+    async def __aenter__(self) -> int:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def __aexit__(self, *exc) -> None:
+        self.server.close()
+        for writer in self.writers:  # both ends at once, as a client's own close would (a pump may be blocked)
+            writer.transport.abort()
+
+    async def _relay(self, client_reader, client_writer) -> None:
+        server_reader, server_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self.writers += [client_writer, server_writer]
+
+        async def pump(reader, writer, count: bool) -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await reader.read(65536):
+                    if count:
+                        self.to_server += len(data)
+                    writer.write(data)
+                    await writer.drain()
+            writer.close()
+
+        await asyncio.gather(pump(client_reader, server_writer, True), pump(server_reader, client_writer, False))
+
+
+async def test_an_unauthenticated_grpc_call_is_denied_before_its_message_is_read(tiny_models):
+    """A caller without the key is denied on its metadata: its 19 MB message is never taken in."""
+    # a short drain: grpc keeps the denied call open past the relay's close until the stop's grace ends
+    settings = fast_settings(tiny_models, api_key="inference-key", grpc_port=free_port(), drain_timeout_s=2)
+    with FrontEndServer(settings):
+        relay = CountingRelay(settings.grpc_port)
+        async with relay as port, grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pb2_grpc.GRPCInferenceServiceStub(channel)
+            try:
+                await stub.ModelInfer(grpc_text_request(19_000_000), timeout=20)
+                raise AssertionError("served without a key")
+            except grpc.aio.AioRpcError as error:
+                assert error.code() == grpc.StatusCode.UNAUTHENTICATED, error
+    print(f"an unauthenticated 19 MB gRPC call: {relay.to_server} bytes reached the server")
+    assert relay.to_server < 2_000_000
