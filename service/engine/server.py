@@ -157,12 +157,15 @@ class Engine:
         meter = self.meters.setdefault(sender[:2], DrainMeter())
         meter.admitted()
         self.senders[sender] += 1
+        served = False
         try:  # whatever happens below, the load this engine reports goes down again
             deadline = time.monotonic() + header["timeout_s"]
             with state.hold():  # a version being unloaded stops its batchers only once no request holds it
-                return await asyncio.gather(*(state.pipeline.run(item, deadline) for item in items))
+                results = await asyncio.gather(*(state.pipeline.run(item, deadline) for item in items))
+            served = True
+            return results
         finally:
-            meter.completed(time.monotonic())
+            meter.completed(time.monotonic(), served=served)  # only served calls raise the drain rate
             self.senders[sender] -= 1
             if not self.senders[sender]:  # a restarted front-end connects under a new identity
                 del self.senders[sender]

@@ -78,7 +78,7 @@ class DecodedRequest:
 def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     if header_length is None:
         return body, b""
-    if not header_length.isdigit() or int(header_length) > len(body):
+    if not (header_length.isascii() and header_length.isdigit()) or int(header_length) > len(body):
         raise BadRequest(
             f"{HEADER_LENGTH} must be the JSON header's length in bytes, at most the body's {len(body)}",
             field=HEADER_LENGTH,
