@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from service.errors import FusionError
 from service.inference.pipeline import ItemResult
 from service.inference.prepare import PreparedItem, RawItem
-from service.inference.registry import VersionState
+from service.inference.versions import VersionState
 from service.metrics import Metrics
 
 

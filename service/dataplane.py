@@ -35,7 +35,8 @@ from service.cycle import Admitted, Call, ClientDisconnected, Codec, Inference, 
 from service.describe import describe_entry, describe_models
 from service.errors import FusionError, InvalidInput, QueueFull
 from service.inference.prepare import PreparedItem, RawItem, prepare_item
-from service.inference.registry import Registry, VersionState
+from service.inference.registry import Registry
+from service.inference.versions import VersionState
 from service.metrics import Metrics
 from service.settings import Settings
 

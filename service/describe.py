@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from service.inference.registry import ModelEntry, Registry, VersionState
+from service.inference.registry import Registry
+from service.inference.versions import ModelEntry, VersionState
 from service.settings import Settings
 
 

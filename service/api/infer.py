@@ -17,7 +17,7 @@ from fastapi.responses import Response
 from service.api.inputs import read_items
 from service.cycle import Admitted, Call, Decoded, Inference
 from service.errors import InvalidInput
-from service.inference.registry import VersionState
+from service.inference.versions import VersionState
 
 DEADLINE_HEADER = "x-request-timeout-ms"
 

@@ -11,7 +11,7 @@ from service.api.infer import V1Codec, plane_of, serve_http
 from service.api.schemas import ERRORS, REQUEST_BODY, ClassifyResponse, EmbedResponse
 from service.cycle import Call, Inference
 from service.inference.pipeline import ItemResult
-from service.inference.registry import VersionState
+from service.inference.versions import VersionState
 from service.manifest import MODALITIES
 
 router = APIRouter()

@@ -21,7 +21,7 @@ from service.admission import EngineMeter
 from service.engine.client import EngineClient, engine_gone
 from service.engine.state import FollowerRegistry, merge
 from service.inference.prepare import PreparedItem
-from service.inference.registry import VersionState
+from service.inference.versions import VersionState
 from service.settings import Settings
 
 log = logging.getLogger("fusionserve.frontend")

@@ -19,7 +19,8 @@ import orjson
 from service import preprocess
 from service.errors import BundleError
 from service.inference.bundle import LoadedBundle, read_valid_manifest, verify_files
-from service.inference.registry import ModelEntry, Registry, VersionState
+from service.inference.registry import Registry
+from service.inference.versions import ModelEntry, VersionState
 from service.manifest import Manifest
 
 log = logging.getLogger("fusionserve.frontend")

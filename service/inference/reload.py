@@ -17,7 +17,8 @@ import logging
 from pathlib import Path
 
 from service.errors import BadRequest, NotFound
-from service.inference.registry import ModelEntry, Registry, VersionState, fingerprint, version_directories
+from service.inference.registry import Registry
+from service.inference.versions import ModelEntry, VersionState, fingerprint, version_directories
 
 log = logging.getLogger(__name__)
 TRITON_STATE = {"ready": "READY", "loading": "LOADING", "failed": "UNAVAILABLE", "draining": "UNLOADING"}
