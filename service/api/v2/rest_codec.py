@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from service.api.inputs import decode_base64, field_path
 from service.api.v2.core import InferRequest, InferResponse, Tensor
+from service.api.v2.nesting import MAX_RANK, first_depth, flatten, too_deep
 from service.errors import BadRequest, InvalidInput
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -30,7 +31,6 @@ NUMERIC = {
     "BOOL": "?", "UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8", "INT8": "<i1",
     "INT16": "<i2", "INT32": "<i4", "INT64": "<i8", "FP16": "<f2", "FP32": "<f4", "FP64": "<f8",
 }  # fmt: skip
-MAX_RANK = 32  # a tensor's dimensions, and so how deep its JSON data may nest (numpy's limit before 2.0)
 Datatype = Literal[
     "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64", "BYTES"
 ]  # fmt: skip
@@ -161,41 +161,8 @@ def _input_tensor(index: int, spec: RequestInput, blob: bytes, offset: int) -> t
     return Tensor(spec.name, spec.datatype, spec.shape, data, spec.parameters), offset + size
 
 
-def _too_deep(where: str) -> InvalidInput:
-    return InvalidInput(
-        f"{where}.data nests lists deeper than {MAX_RANK} levels, a tensor's maximum rank", f"{where}.data"
-    )
-
-
-def _flatten(data: Any, where: str) -> list:
-    """Nested JSON lists → their elements in row-major order, without recursion: orjson accepts 1024 levels,
-    more than Python's stack would, so nesting past MAX_RANK is refused as the walk meets it."""
-    if not isinstance(data, list):
-        return [data]
-    flat, stack = [], [iter(data)]
-    while stack:
-        for element in stack[-1]:
-            if isinstance(element, list):
-                if len(stack) == MAX_RANK:
-                    raise _too_deep(where)
-                stack.append(iter(element))
-                break
-            flat.append(element)
-        else:
-            stack.pop()
-    return flat
-
-
-def _first_depth(data: Any) -> int:
-    """How deep the first elements nest (a numeric tensor's data; numpy refuses ragged or deeper data itself)."""
-    depth = 0
-    while isinstance(data, list) and depth <= MAX_RANK:
-        depth, data = depth + 1, data[0] if data else None
-    return depth
-
-
 def _json_bytes(spec: RequestInput, where: str, count: int) -> list[bytes]:
-    elements = _flatten(spec.data, where)
+    elements = flatten(spec.data, where)
     if len(elements) != count:
         raise InvalidInput(f"{where} has {len(elements)} elements but shape {spec.shape} needs {count}", where)
     for position, element in enumerate(elements):
@@ -207,8 +174,8 @@ def _json_bytes(spec: RequestInput, where: str, count: int) -> list[bytes]:
 
 
 def _json_numbers(spec: RequestInput, where: str, count: int) -> np.ndarray:
-    if _first_depth(spec.data) > MAX_RANK:
-        raise _too_deep(where)
+    if first_depth(spec.data) > MAX_RANK:
+        raise too_deep(where)
     try:
         array = np.asarray(spec.data, dtype=NUMERIC[spec.datatype])
     except (ValueError, TypeError, OverflowError):
