@@ -6,7 +6,7 @@ MODELS ?= models
 PYTEST_ARGS ?=
 
 .PHONY: install serve test lint bench tiny-bundle default-bundle espeak deploy-tools deploy-check chromium clean
-.PHONY: bench-peers-setup bench-peers bench-overload bench-soak bench-bundle bench-scale
+.PHONY: bench-peers-setup bench-peers bench-overload bench-soak bench-robustness bench-bundle bench-scale
 .PHONY: grpc-stubs
 
 # The virtual environment, rebuilt when pyproject.toml changes.
@@ -77,6 +77,10 @@ bench-overload: bench-bundle
 
 bench-soak: bench-bundle
 	$(BIN)/python -m bench.soak --model-dir $(MODELS) $(BENCH_ARGS)
+
+# Reload cycles and RSS, 48 trickled bodies, a browser page's unload, deep V2 nesting (one process, loopback).
+bench-robustness: bench-bundle
+	$(BIN)/python -m bench.robustness --model-dir $(MODELS) $(BENCH_ARGS)
 
 # Issue 20 §6: one process, N front-ends + one engine, N independent servers; the stand-in and the default bundle.
 bench-scale: bench-bundle
