@@ -175,4 +175,6 @@ async def test_an_unauthenticated_grpc_call_is_denied_before_its_message_is_read
             except grpc.aio.AioRpcError as error:
                 assert error.code() == grpc.StatusCode.UNAUTHENTICATED, error
     print(f"an unauthenticated 19 MB gRPC call: {relay.to_server} bytes reached the server")
-    assert relay.to_server < 2_000_000
+    # HTTP/2 flow control lets a few MB in before the denial arrives (1.5 MB on an idle machine, 4.2 MB on a busy
+    # one: grpc grows its window by BDP probing); reading the whole message was 19.0 MB
+    assert relay.to_server < 19_000_000 // 2
