@@ -34,16 +34,13 @@ from service.manifest import read_manifest
 from tests.integration.conftest import fast_settings
 from tests.integration.multiprocess import Server
 from tests.integration.test_engine_process import ready
-from tests.integration.test_failures_answer import FAILING_TEXT, build_failing_bundle
+from tests.integration.test_failures_answer import FAILING_TEXT, tiny_and_failing
 from tests.waiting import wait_until, wait_until_async
 
 
 @pytest.fixture(scope="module")
 def models(tiny_models, tmp_path_factory):
-    root = tmp_path_factory.mktemp("engine-failing") / "models"
-    shutil.copytree(tiny_models, root)
-    build_failing_bundle(root)
-    return root
+    return tiny_and_failing(tiny_models, tmp_path_factory.mktemp("engine-failing") / "models")
 
 
 @pytest.fixture

@@ -41,12 +41,16 @@ def build_failing_bundle(root, name: str = "boom"):
     return bundle
 
 
-@pytest.fixture(scope="module")
-def models(tiny_models, tmp_path_factory):
-    root = tmp_path_factory.mktemp("failing") / "models"
+def tiny_and_failing(tiny_models, root):
+    """The tiny bundles and the failing one ("boom") under `root`."""
     shutil.copytree(tiny_models, root)
     build_failing_bundle(root)
     return root
+
+
+@pytest.fixture(scope="module")
+def models(tiny_models, tmp_path_factory):
+    return tiny_and_failing(tiny_models, tmp_path_factory.mktemp("failing") / "models")
 
 
 @pytest.fixture(scope="module")
