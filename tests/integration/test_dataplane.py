@@ -94,8 +94,8 @@ def _at_capacity(plane, in_flight: int, rate: float, model: str = "tiny", versio
     meter.in_flight += in_flight
 
 
-async def _asgi_post(app, path: str, body: bytes) -> tuple[int, dict, list[str]]:
-    """POST through the raw ASGI interface, recording whether the app ever asked for the body."""
+async def _asgi_post(app, path: str, body: bytes, port: int = 1) -> tuple[int, dict, list[str]]:
+    """POST through the raw ASGI interface (from client port `port`), recording whether the app asked for the body."""
     events, sent = [], {}
 
     async def receive():
@@ -113,7 +113,7 @@ async def _asgi_post(app, path: str, body: bytes) -> tuple[int, dict, list[str]]
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
              "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
              "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-             "server": ("test", 80), "client": ("test", 1)}  # fmt: skip
+             "server": ("test", 80), "client": ("test", port)}  # fmt: skip
     await app(scope, receive, send)
     return sent["status"], {k.decode(): v.decode() for k, v in sent["headers"].items()}, events + [sent["body"]]
 
@@ -131,7 +131,8 @@ async def test_door_refuses_before_the_body_is_read_with_retry_after_from_the_dr
         assert metric(app, "fusionserve_rejected_total", model="tiny", reason="queue_full") == 1
         assert metric(app, "fusionserve_requests_total", model="tiny", endpoint="embed", status="429") == 1
         plane.meter("tiny", "1").in_flight -= 500
-        status, _, events = await _asgi_post(app, "/v1/models/tiny/embed", body)
+        # another connection: the refused one was told to wait 10 s, and the door holds it that long
+        status, _, events = await _asgi_post(app, "/v1/models/tiny/embed", body, port=2)
         assert status == 200 and "body read" in events  # below the bound: admitted as usual
 
 
@@ -168,7 +169,8 @@ async def test_the_door_refuses_before_routing_in_each_protocols_shape(tiny_mode
             v2 = await other.post("/v2/models/tiny/versions/1/infer", json={"inputs": []})
         assert v2.status_code == 429 and "FUSIONSERVE_MAX_QUEUE_WAIT_MS" in v2.json()["error"]
         monkeypatch.undo()
-        missing = await client.post("/v2/models/tiny/versions/9/infer", json={"inputs": []})
+        async with other_connection(app, port=4322) as fresh:  # `client` was told to wait 10 s
+            missing = await fresh.post("/v2/models/tiny/versions/9/infer", json={"inputs": []})
         assert missing.status_code == 404  # not the door's to answer
     assert metric(app, "fusionserve_requests_total", model="tiny", endpoint="classify", status="429") == 1
     assert metric(app, "fusionserve_requests_total", model="tiny", endpoint="v2_infer", status="429") == 1
