@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import re
-import uuid
+import secrets
 
 # The id an operator matches an answer with its log lines by: the client's X-Request-Id (or gRPC x-request-id)
 # when it is a plain token, else one made here. Set per request by the HTTP middleware / gRPC servicer; read where
@@ -19,18 +19,23 @@ REQUEST_ID_HEADER = "X-Request-Id"
 _ACCEPTED_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # a header value that cannot forge a log line
 
 
+def new_request_id() -> str:
+    """128 random bits as 32 hex digits, as a uuid4's hex but without building a UUID (every request makes one)."""
+    return secrets.token_hex(16)
+
+
 def request_id_from(presented: str | None) -> str:
     """The client's id when it is a plain token of at most 64 characters, else a fresh one."""
     if presented is not None and _ACCEPTED_ID.fullmatch(presented):
         return presented
-    return uuid.uuid4().hex
+    return new_request_id()
 
 
 def current_request_id() -> str:
     """This request's id; one is made (and kept) where no middleware set it (a test calling the plane)."""
     request_id = REQUEST_ID.get()
     if request_id is None:
-        request_id = uuid.uuid4().hex
+        request_id = new_request_id()
         REQUEST_ID.set(request_id)
     return request_id
 

@@ -67,8 +67,8 @@ class GuardedRegistry(Registry):
         if key in self.record.crashed:
             state.status, state.reason, state.bundle, state.pipeline = "failed", CRASHED, None, None
             return
+        self.record.begin(key)  # first: an engine killed right after the line below still blames this version
         log.info("model %s version %s: loading", name, state.version)  # the last line before a native crash
-        self.record.begin(key)
         try:
             await super().load_version(name, directory, state)
         finally:
