@@ -1,4 +1,4 @@
-"""`python -m bench.audio_encoders`: Whisper tiny.en against Whisper base as tridigits' audio encoder (issue 21).
+"""`python -m bench.audio_encoders`: Whisper tiny.en against Whisper base as tridigits' audio encoder.
 
 In one run, on the same data, seed and config (`--config tridigits`, one fusion): train, evaluate and export each,
 then measure per audio encoder the test accuracy per modality subset, the exported audio encoder's onnxruntime

@@ -1,6 +1,6 @@
 """`python -m bench.build_default --refs BEFORE AFTER`: the default bundle built from scratch at each git ref, one
 after the other on this machine — wall time per step and the test accuracy per modality subset — so that a
-change to training can show it kept the default bundle's figures (issue 21: accuracies within 0.5 points, build
+change to training can show it kept the default bundle's figures (e.g. accuracies within 0.5 points and build
 time within 10 %).
 
 Each ref is cloned into a scratch directory (fresh data, feature cache and models) and runs

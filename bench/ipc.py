@@ -1,6 +1,6 @@
 """`python -m bench.ipc`: moving prepared items between processes — ZeroMQ with out-of-band frames
 (service/engine/wire.py) against pickle (one in-band frame) and shared memory (arrays copied into a
-SharedMemory block, the header over ZeroMQ). Issue 20 §1 asks to measure and pick (docs/design-choices.md).
+SharedMemory block, the header over ZeroMQ). Measured to pick the wire format (docs/design-choices.md).
 
 A child process stands in for the engine: it receives each message, rebuilds the items and answers with a
 small header. Per payload and transport: round trips per second and CPU ms per round trip of both

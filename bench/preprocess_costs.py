@@ -1,4 +1,4 @@
-"""`python -m bench.preprocess_costs`: where an item's preprocessing CPU goes, stage by stage (issue 20 §4).
+"""`python -m bench.preprocess_costs`: where an item's preprocessing CPU goes, stage by stage.
 
 Images: the bench's 224–640 px PNG photos (bench/workloads.py) and 640×480 JPEG photos (the same generator,
 quality 90), through service/preprocess/image.py's own steps in order — open (sniff + header), decode, EXIF

@@ -1,4 +1,4 @@
-"""`python -m bench.scale` (= `make bench-scale`): one server process against several (issue 20 §6).
+"""`python -m bench.scale` (= `make bench-scale`): one server process against several.
 
 Per bundle — the stand-in (random weights, built by the bench) and the real default bundle tridigits/1 — and per
 workload (text-only, image-only PNG photos, jpeg-only JPEG photos, all-three), ways to use the machine:

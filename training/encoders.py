@@ -1,4 +1,4 @@
-"""Which encoder serves each modality (issue 21): the packaged defaults, or for text any Hugging Face
+"""Which encoder serves each modality: the packaged defaults, or for text any Hugging Face
 directory of a family the server reproduces exactly. Pure file checks (no torch), so a config naming an
 encoder the server cannot serve is refused before anything trains (docs/training.md, "Bring your encoders")."""
 

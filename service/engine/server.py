@@ -1,4 +1,4 @@
-"""The engine process (issue 20 §1): one per device, the only owner of the registry's batchers and onnxruntime
+"""The engine process: one per device, the only owner of the registry's batchers and onnxruntime
 sessions, running the prepared items that front-end processes send it (service/engine/client.py).
 
 One ZeroMQ ROUTER socket; every message is wire.py frames (a JSON header, then the arrays):

@@ -1,4 +1,4 @@
-"""Arrays between processes without pickling copies (issue 20 §1, docs/design-choices.md "Arrays across
+"""Arrays between processes without pickling copies (docs/design-choices.md "Arrays across
 processes"): one ZeroMQ multipart message = an orjson header + one frame per array, sent from the arrays' own
 memory (`copy=False`) and read back as numpy views of the received frames, as vLLM's and LitServe's
 front-end ↔ engine messages do.

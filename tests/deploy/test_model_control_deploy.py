@@ -1,4 +1,4 @@
-"""Model control in the deployment files (issue 19 §5): off by default everywhere; turned on, the admin key comes
+"""Model control in the deployment files: off by default everywhere; turned on, the admin key comes
 from a secret (a Compose secret file, a Kubernetes Secret), never a literal, and lands where the server reads it."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Bring your own audio encoder (issue 21): a Hugging Face Whisper directory of any size named by
+"""Bring your own audio encoder: a Hugging Face Whisper directory of any size named by
 `--audio-encoder` — here a tiny random-initialised one built offline from a WhisperConfig, saved with its
 feature extractor — is trained on tones, exported, and answered over HTTP equal to torch within 1e-4 at any
 clip length; the server's log-mel equals the transformers feature extractor's. The same for waveform encoders

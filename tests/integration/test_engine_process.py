@@ -1,4 +1,4 @@
-"""An engine process (service/engine/server.py) and a front-end's client (client.py), issue 20 §1's two halves:
+"""An engine process (service/engine/server.py) and a front-end's client (client.py), multi-process mode's two halves:
 prepared items sent over ZeroMQ come back as the in-process pipeline's answers, the engine's errors arrive as
 the same FusionError (404, 504 past the deadline), the engine serves on after a caller cancels, and SIGTERM
 ends it cleanly (exit 0)."""

@@ -1,4 +1,4 @@
-"""Bring your own image encoder (issue 21): a Hugging Face directory named by `--image-encoder` — here a tiny
+"""Bring your own image encoder: a Hugging Face directory named by `--image-encoder` — here a tiny
 random-initialised ViT, DINOv2, ConvNeXt or CLIP vision tower built offline from its config, saved with its image
 processor — is trained on a small image dataset, exported, and answered over HTTP equal to torch within 1e-4,
 the processor's preprocessing in the bundle."""

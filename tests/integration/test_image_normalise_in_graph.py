@@ -1,4 +1,4 @@
-"""Images to the engine as uint8 (issue 20 §4; docs/bundle-format.md): an image encoder whose manifest says
+"""Images to the engine as uint8 (docs/bundle-format.md): an image encoder whose manifest says
 `normalise: "graph"` takes the pixels and normalises them itself. The server then hands it a quarter of the
 bytes, and answers as the same weights with server-side normalisation do; the manifest refuses a pixel type
 that does not fit the declared normalisation."""

@@ -1,4 +1,4 @@
-"""Live model management under continuous load (issue 9 §4): with FUSIONSERVE_MODEL_POLL_S set, versions
+"""Live model management under continuous load: with FUSIONSERVE_MODEL_POLL_S set, versions
 appear, become the default once verified and warm, and leave by draining — at the cost of no request.
 
 Several client tasks send classify requests all the time through the real app while the model directory

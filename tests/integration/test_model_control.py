@@ -1,4 +1,4 @@
-"""Model control (issue 19 §5, docs/model-management.md): with default settings nobody can load or unload a
+"""Model control (docs/model-management.md): with default settings nobody can load or unload a
 model through the API, whatever key they hold; with FUSIONSERVE_MODEL_CONTROL=explicit only the admin key can,
 every attempt is logged (who, what, outcome), and `explicit` without an admin key on a non-loopback address
 refuses to start. Proven with `tritonclient.http` against a real server on loopback."""

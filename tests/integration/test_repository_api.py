@@ -1,4 +1,4 @@
-"""Triton's model repository extension (issue 9 §4): index, load and unload, proven with the real
+"""Triton's model repository extension: index, load and unload, proven with the real
 `tritonclient.http` against a real server on loopback. The index is behind the API key when one is set; load
 and unload need FUSIONSERVE_MODEL_CONTROL=explicit and then the admin key (tests/integration/test_model_control.py
 covers the refusals)."""

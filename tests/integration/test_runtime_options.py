@@ -1,4 +1,4 @@
-"""The GPU path, checked where it can be on a CPU (issue 20 §5): the CUDA EP's options come from the settings,
+"""The GPU path, checked where it can be on a CPU: the CUDA EP's options come from the settings,
 and a run through an IO binding gives exactly the plain run's outputs for every component of a real bundle."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Bring your own text encoder (issue 21): a Hugging Face directory named by `--text-encoder`, here a tiny
+"""Bring your own text encoder: a Hugging Face directory named by `--text-encoder`, here a tiny
 random-initialised model of each family built offline from its config with its kind of tokenizer.json (WordPiece,
 byte-level BPE, Unigram), is
 trained on a small text dataset, exported, and answered over HTTP equal to torch within 1e-4; a directory the

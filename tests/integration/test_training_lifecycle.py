@@ -1,4 +1,4 @@
-"""A model lifecycle you can trust (issue 19), through the README's commands (`fusionserve-train train|evaluate|
+"""A model lifecycle you can trust, through the README's commands (`fusionserve-train train|evaluate|
 export --config default --data … --name …`) on two small text datasets of colour phrases whose labels disagree:
 two names never share a run, a checkpoint is refused for another name, dataset or config, versions are never
 overwritten unless asked, a server scanning the model directory never sees half a version, and the exported

@@ -1,4 +1,4 @@
-"""Hugging Face vision encoders as image backbones (issue 21; docs/training.md, "Bring your encoders")."""
+"""Hugging Face vision encoders as image backbones (docs/training.md, "Bring your encoders")."""
 
 from __future__ import annotations
 

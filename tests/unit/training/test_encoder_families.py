@@ -1,4 +1,4 @@
-"""`--finetune-last N` for every encoder family (issue 21): the last N blocks and what follows them train, the
+"""`--finetune-last N` for every encoder family: the last N blocks and what follows them train, the
 blocks before stay frozen, for Hugging Face text (BERT, DistilBERT), image (ViT, DINOv2, ConvNeXt, CLIP vision)
 and Whisper encoders built offline from tiny configs."""
 

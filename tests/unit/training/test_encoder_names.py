@@ -1,4 +1,4 @@
-"""An encoder named by its Hugging Face model id is read from the local Hugging Face cache (issue 21), offline:
+"""An encoder named by its Hugging Face model id is read from the local Hugging Face cache, offline:
 the config holds the cached snapshot's directory, and an id that is not cached is refused naming the cache."""
 
 from __future__ import annotations

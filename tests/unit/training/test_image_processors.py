@@ -1,4 +1,4 @@
-"""The server reproduces Hugging Face image processors (issue 21): each processor a supported image encoder
+"""The server reproduces Hugging Face image processors: each processor a supported image encoder
 ships with, saved as its preprocessor_config.json, becomes an ImagePreprocess whose pixels equal the
 transformers processor's within 1e-4 — on PNGs and JPEGs of several shapes; what it cannot reproduce is named."""
 

@@ -1,4 +1,4 @@
-"""`--quantize int8` per encoder family (issue 21): each family's exported encoder, quantised as export does it
+"""`--quantize int8` per encoder family: each family's exported encoder, quantised as export does it
 (MatMul weights int8, per channel; convolutions stay fp32), gives embeddings within cosine 0.999 of the fp32
 graph on a padded batch. Tiny random-initialised models built offline from their configs."""
 

@@ -1,4 +1,4 @@
-"""The server tokenises exactly as transformers does for a chosen text encoder (issue 21): the ids and mask
+"""The server tokenises exactly as transformers does for a chosen text encoder: the ids and mask
 service.preprocess computes from the directory's tokenizer.json equal those of AutoTokenizer loaded from the
 same directory, for each family, with truncation at the bundle's limit."""
 

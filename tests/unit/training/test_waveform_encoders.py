@@ -1,4 +1,4 @@
-"""Waveform encoders (wav2vec2, HuBERT, WavLM; issue 21): the server's waveform front end equals the transformers
+"""Waveform encoders (wav2vec2, HuBERT, WavLM): the server's waveform front end equals the transformers
 feature extractor's, and the backbone gives a clip what the transformers model gives it alone — also padded in a
 batch, where transformers' own group-norm models change their answer."""
 
