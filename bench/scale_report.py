@@ -67,7 +67,8 @@ def check(label: str, value: float | None, op: str, threshold: float) -> dict:
 
 
 def targets(bundles: dict) -> list[dict]:
-    """The scaling targets (docs/benchmarks.md, "Scaling across processes"), each with its value from this run (None: not measured)."""
+    """The scaling targets (docs/benchmarks.md, "Scaling across processes"), each with its value from this run
+    (None: not measured)."""
     rows = []
     if (standin := bundles.get("standin")) is not None:
         modes = standin["modes"]
