@@ -257,6 +257,11 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def manifest_digest(manifest: Manifest) -> str:
+    """sha256 of the manifest's content as parsed: what an engine verified, for a front-end to compare with."""
+    return hashlib.sha256(manifest.model_dump_json().encode()).hexdigest()
+
+
 def read_manifest(path: Path) -> Manifest:
     return Manifest.model_validate(json.loads(Path(path).read_text(encoding="utf-8")))
 

@@ -21,11 +21,11 @@ import contextlib
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.door import inference_target
-from service.api.infer import DEADLINE_HEADER
+from service.api.infer import DEADLINE_HEADER, timeout_ms
 from service.api.middleware import ErrorShapes, route_path, send_error
 from service.body_budget import BodyBudgetFull, Reservation
 from service.dataplane import DataPlane
-from service.errors import FusionError, PayloadTooLarge
+from service.errors import FusionError, InvalidInput, PayloadTooLarge
 
 CLOSE = {"Connection": "close"}
 OPENAI_PATH, OPENAI_ENDPOINT = "/v1/embeddings", "openai_embeddings"
@@ -40,11 +40,11 @@ class BodyTimeout(FusionError):
 def body_timeout_ms(headers: dict[bytes, bytes], default_ms: float) -> float:
     """How long the body may take: the request's deadline. A malformed header falls back to the default here;
     the route answers it with 422."""
+    raw = headers.get(DEADLINE_HEADER.encode())
     try:
-        timeout_ms = float(headers.get(DEADLINE_HEADER.encode(), b""))
-    except ValueError:
+        return timeout_ms(None if raw is None else raw.decode("latin-1"), default_ms)
+    except InvalidInput:
         return default_ms
-    return timeout_ms if 0 < timeout_ms < 3_600_000 else default_ms
 
 
 def declared_length(headers: dict[bytes, bytes]) -> int | None:

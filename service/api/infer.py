@@ -31,17 +31,21 @@ class OrjsonResponse(Response):
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def request_deadline(request: Request, default_ms: float) -> float:
-    raw = request.headers.get(DEADLINE_HEADER)
+def timeout_ms(raw: str | None, default_ms: float) -> float:
+    """The request's X-Request-Timeout-Ms (`default_ms` when absent); InvalidInput naming it when malformed."""
     if raw is None:
-        return time.monotonic() + default_ms / 1000
+        return default_ms
     try:
-        timeout_ms = float(raw)
+        value = float(raw)
     except ValueError:
-        timeout_ms = -1.0
-    if not 0 < timeout_ms < 3_600_000:
+        value = -1.0
+    if not 0 < value < 3_600_000:
         raise InvalidInput(f"{DEADLINE_HEADER} must be a number of milliseconds in (0, 3600000)", field=DEADLINE_HEADER)
-    return time.monotonic() + timeout_ms / 1000
+    return value
+
+
+def request_deadline(request: Request, default_ms: float) -> float:
+    return time.monotonic() + timeout_ms(request.headers.get(DEADLINE_HEADER), default_ms) / 1000
 
 
 async def wait_for_disconnect(request: Request) -> None:

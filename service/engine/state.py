@@ -11,40 +11,25 @@ API) reaches every front-end within one heartbeat.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-
-import orjson
 
 from service import preprocess
 from service.errors import BundleError
 from service.inference.bundle import LoadedBundle, read_valid_manifest, verify_files
 from service.inference.registry import Registry
 from service.inference.versions import ModelEntry, VersionState
-from service.manifest import Manifest
+from service.manifest import manifest_digest
 
 log = logging.getLogger("fusionserve.frontend")
 SERVED = ("ready", "draining")  # the engine runs these; a front-end needs their manifests
 RANK = {"ready": 0, "draining": 1, "loading": 2, "failed": 3}
 
 
-_digests: dict[int, tuple[Manifest, str]] = {}  # id(manifest) → (manifest, digest): one dump per loaded version
-
-
-def manifest_digest(manifest: Manifest) -> str:
-    """sha256 of the manifest's content as parsed: the engine sends the one it verified, a front-end compares."""
-    cached = _digests.get(id(manifest))
-    if cached is None or cached[0] is not manifest:
-        dumped = orjson.dumps(manifest.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
-        cached = _digests[id(manifest)] = (manifest, hashlib.sha256(dumped).hexdigest())
-    return cached[1]
-
-
 def _version_fields(state: VersionState) -> dict:
     bundle = state.bundle
     return {"status": state.status, "reason": state.reason, "load_seconds": state.load_seconds,
             "golden_max_error": state.golden_max_error, "provider": bundle.provider if bundle else None,
-            "manifest_sha256": manifest_digest(bundle.manifest) if bundle else None}  # fmt: skip
+            "manifest_sha256": bundle.manifest_sha256 if bundle else None}  # fmt: skip
 
 
 def snapshot(registry: Registry) -> dict:
@@ -53,9 +38,6 @@ def snapshot(registry: Registry) -> dict:
     for entry in registry.models.values():
         versions = {v.version: _version_fields(v) for v in entry.versions.values()}
         models[entry.name] = {"required": entry.required, "versions": versions}
-    live = {id(v.bundle.manifest) for e in registry.models.values() for v in e.versions.values() if v.bundle}
-    for gone in _digests.keys() - live:  # unloaded versions' manifests are not kept alive here
-        del _digests[gone]
     return {"loading_done": registry.loading_done, "unloaded": sorted(registry.unloaded), "models": models}
 
 
@@ -81,7 +63,7 @@ def light_bundle(registry: Registry, model: str, version: str, fields: dict) -> 
     manifest (as the engine checks every file), so a file changed after the engine loaded is refused here."""
     directory = registry.settings.model_dir / model / version
     manifest = read_valid_manifest(directory)
-    if manifest_digest(manifest) != fields.get("manifest_sha256"):
+    if manifest_digest(manifest) != fields.get("manifest_sha256"):  # the engine's LoadedBundle.manifest_sha256
         raise BundleError("manifest.json is not the one the engine verified (it changed after the engine loaded)")
     tokenizer = None
     if manifest.encoders.text is not None:

@@ -22,7 +22,7 @@ from service.inference.components import EncoderComponent, FusionComponent
 from service.inference.onnx_files import external_data_files
 from service.inference.prepare import PreparedItem, RawItem, prepare_item
 from service.inference.runtime import OrtModel
-from service.manifest import Manifest, TensorSpec, read_manifest, sha256_file
+from service.manifest import Manifest, TensorSpec, manifest_digest, read_manifest, sha256_file
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,10 @@ class LoadedBundle:
     fusion: FusionComponent | None  # None once retired (without_sessions)
     tokenizer: object | None
     provider: str
+    manifest_sha256: str = dataclasses.field(init=False)  # of the manifest as read (engine/state.py compares it)
+
+    def __post_init__(self) -> None:
+        self.manifest_sha256 = manifest_digest(self.manifest)
 
     def without_sessions(self) -> LoadedBundle:
         """What a request still holding a retired version may read (manifest, tokenizer), sessions let go."""

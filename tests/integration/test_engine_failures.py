@@ -25,12 +25,11 @@ from prometheus_client import CollectorRegistry, multiprocess
 
 from service.engine.client import REPLY_MARGIN_S, EngineClient
 from service.engine.loading import CRASHED
-from service.engine.state import manifest_digest
 from service.errors import REQUEST_ID, FusionError
 from service.inference.bundle import load_bundle
 from service.inference.prepare import RawItem, prepare_item
 from service.main import create_app
-from service.manifest import read_manifest
+from service.manifest import manifest_digest, read_manifest
 from tests.integration.conftest import fast_settings
 from tests.integration.multiprocess import Server
 from tests.integration.test_engine_process import ready

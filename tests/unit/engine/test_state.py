@@ -7,9 +7,9 @@ import orjson
 import pytest
 
 from service.admission import EngineMeter
-from service.engine.state import FollowerRegistry, manifest_digest, merge
+from service.engine.state import FollowerRegistry, merge
 from service.errors import NotReady
-from service.manifest import read_manifest, write_manifest
+from service.manifest import manifest_digest, read_manifest, write_manifest
 from service.metrics import Metrics
 from service.processes import process_plan
 from service.settings import Settings, SettingsError, load_settings
@@ -17,7 +17,7 @@ from tests.bundles import build_bundle
 
 
 def view(status: str, unloaded=(), loading_done=True, digest: str | None = None) -> dict:
-    """An engine's snapshot of tiny/1; `digest`: of the manifest the engine verified (state.manifest_digest)."""
+    """An engine's snapshot of tiny/1; `digest`: of the manifest the engine verified (manifest_digest)."""
     fields = {"status": status, "reason": None, "load_seconds": 0.1, "golden_max_error": 0.0, "provider": "CPU",
               "manifest_sha256": digest}  # fmt: skip
     return {"loading_done": loading_done, "unloaded": list(unloaded),
