@@ -107,6 +107,6 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('FUSIONSERVE_PORT', '8000'), timeout=2)"]
 # Exec form: the server is PID 1 and gets SIGTERM itself; `fusionserve serve` turns /readyz to 503, answers
 # new requests 503 + Connection: close for FUSIONSERVE_DRAIN_GRACE_S, then lets in-flight requests finish
-# within FUSIONSERVE_DRAIN_TIMEOUT_S of the signal (service/drain.py).
+# within FUSIONSERVE_DRAIN_TIMEOUT_S of the signal (service/frontend/drain.py).
 STOPSIGNAL SIGTERM
 CMD ["fusionserve", "serve"]

@@ -47,8 +47,8 @@ deploy-check: install deploy-tools
 	$(BIN)/python -m pytest tests/deploy $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check service training tests bench fusionserve_client
-	$(BIN)/ruff format --check service training tests bench fusionserve_client
+	$(BIN)/ruff check service bundletools training tests bench fusionserve_client
+	$(BIN)/ruff format --check service bundletools training tests bench fusionserve_client
 
 test: install lint espeak deploy-tools chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -86,7 +86,7 @@ bench-robustness: bench-bundle
 bench-scale: bench-bundle
 	$(BIN)/python -m bench.scale --default-bundle $(MODELS) $(BENCH_ARGS)
 
-# Regenerate the committed KServe V2 gRPC stubs (service/api/v2/grpc_predict_v2_pb2*.py) from the .proto. The
+# Regenerate the committed KServe V2 gRPC stubs (service/frontend/api/v2/grpc_predict_v2_pb2*.py) from the .proto. The
 # generator is pinned, and old on purpose: its gencode (protobuf 5.27, grpcio 1.66) loads on every protobuf and
 # grpcio that pyproject allows; in its own venv, so the project's protobuf stays as it is.
 GRPC_TOOLS := .cache/grpc-tools

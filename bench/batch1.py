@@ -15,9 +15,9 @@ from pathlib import Path
 
 from bench import report
 from bench.workloads import build_workloads, resolve_bundle
-from service.inference.bundle import load_bundle
-from service.inference.pipeline import run_direct
-from service.inference.prepare import prepare_item
+from service.engine.bundle import load_bundle
+from service.engine.pipeline import run_direct
+from service.preprocess.prepare import prepare_item
 from service.settings import load_settings
 
 OUT = Path(__file__).resolve().parent / "results" / "peers" / "batch1.json"

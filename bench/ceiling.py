@@ -17,10 +17,11 @@ import numpy as np
 
 from bench.loadgen import Send, closed_loop, say
 from bench.workloads import Bundle, Workload
+from service.engine.registry import Registry, VersionState
 from service.errors import FusionError
-from service.inference.prepare import RawItem, prepare_item
-from service.inference.registry import Registry, VersionState
+from service.items import RawItem
 from service.metrics import Metrics
+from service.preprocess.prepare import prepare_item
 from service.settings import Settings
 
 

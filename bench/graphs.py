@@ -1,7 +1,7 @@
 """`python -m bench.graphs`: plain vs optimised encoder graphs (the passes of `fusionserve optimize`).
 
 Per modality: items/s of the plain export and of every candidate graph at batch 1 and batch 32, through
-the server's own sessions (service.inference.runtime, same session options) and preprocessing, on real
+the server's own sessions (service.engine.runtime, same session options) and preprocessing, on real
 inputs: tokenized hint texts like tridigits', the bundle's golden images (224x224) and 1-2 s clips as
 log-mel. All graphs of a modality are timed interleaved, round by round, so a noisy neighbour slows all
 alike; reported: median and best of the rounds, the speed-up vs plain (best round against best round,
@@ -25,10 +25,10 @@ import numpy as np
 import soundfile
 
 from bench.report import load_average, machine_info
+from bundletools import graph_passes
 from service import preprocess
-from service.inference import graph_passes
-from service.inference.bundle import golden_items, load_bundle
-from service.inference.runtime import OrtModel
+from service.engine.bundle import golden_items, load_bundle
+from service.engine.runtime import OrtModel
 from service.settings import Settings
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "graphs"

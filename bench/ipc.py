@@ -1,5 +1,5 @@
 """`python -m bench.ipc`: moving prepared items between processes — ZeroMQ with out-of-band frames
-(service/engine/wire.py) against pickle (one in-band frame) and shared memory (arrays copied into a
+(service/wire/frames.py) against pickle (one in-band frame) and shared memory (arrays copied into a
 SharedMemory block, the header over ZeroMQ). Measured to pick the wire format (docs/design-choices.md).
 
 A child process stands in for the engine: it receives each message, rebuilds the items and answers with a
@@ -23,8 +23,8 @@ import numpy as np
 import zmq
 
 from bench.report import command_line, write_small_run
-from service.engine import wire
-from service.inference.prepare import PreparedItem
+from service.items import PreparedItem
+from service.wire import frames as wire
 
 TRANSPORTS = ("zmq-out-of-band", "pickle", "shared-memory")
 

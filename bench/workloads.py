@@ -16,7 +16,7 @@ import numpy as np
 import soundfile
 from PIL import Image
 
-from service.inference.prepare import RawItem
+from service.items import RawItem
 from service.manifest import Manifest, read_manifest
 from tests.bundles import WORDS, build_bundle
 

@@ -1,4 +1,4 @@
-"""Regenerate service/api/v2/grpc_predict_v2_pb2.py and _pb2_grpc.py from the .proto: `make grpc-stubs`.
+"""Regenerate service/frontend/api/v2/grpc_predict_v2_pb2.py and _pb2_grpc.py from the .proto: `make grpc-stubs`.
 
 Run by the pinned grpcio-tools of the Makefile's generator venv, from the repository root. protoc's output is
 kept as it is but for two mechanical edits:
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from grpc_tools import protoc
 
-PROTO = Path("service/api/v2/grpc_predict_v2.proto")
+PROTO = Path("service/frontend/api/v2/grpc_predict_v2.proto")
 MESSAGES = PROTO.with_name("grpc_predict_v2_pb2.py")
 SERVICE = PROTO.with_name("grpc_predict_v2_pb2_grpc.py")
 HEADER = "# Generated from grpc_predict_v2.proto by `make grpc-stubs` (scripts/grpc_stubs.py): do not edit by hand.\n"

@@ -3,7 +3,7 @@
 `serve` runs the server with uvicorn and drains without loss on SIGTERM: readiness flips to 503 at once; for
 drain_grace_s the server keeps accepting and answers new requests 503 + `Connection: close`; then it stops
 accepting (serving what waits in the accept queue), lets in-flight requests finish (their queued items
-included) within drain_timeout_s of the signal, and the lifespan drains the batchers (service/drain.py).
+included) within drain_timeout_s of the signal, and the lifespan drains the batchers (service/frontend/drain.py).
 
 The server's modules are imported only by the server's verbs, so `classify` and `embed` run with only
 `fusionserve[client]` (httpx) installed; the serving image, in turn, ships without the client.
@@ -26,9 +26,9 @@ def serve(overrides: dict) -> None:
     # numpy's OpenBLAS pool (the log-mel's matrix products) spins beside onnxruntime's and the other
     # processes' threads: one thread per process (docs/design-choices.md); set before numpy is imported
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from service.frontend import configure_logging, run_http
-    from service.processes import process_plan
+    from service.frontend.process import configure_logging, run_http
     from service.settings import load_settings
+    from service.supervisor.processes import process_plan
 
     settings = load_settings(**overrides)
     configure_logging(settings)
@@ -36,7 +36,7 @@ def serve(overrides: dict) -> None:
     if not plan.split:
         run_http(settings)
         return
-    from service.supervisor import Supervisor
+    from service.supervisor.supervisor import Supervisor
 
     raise SystemExit(Supervisor(settings, overrides, plan).run())
 
@@ -89,12 +89,12 @@ def _run_server_command(args: argparse.Namespace, parser: argparse.ArgumentParse
         parser.exit(2, f"fusionserve {args.command}: {error.name} is not installed; pip install 'fusionserve[serve]'\n")
     try:
         if args.command == "check":
-            from service.inference.check import run_check
+            from service.engine.check import run_check
 
             settings = load_settings(model_dir=Path(args.bundle).parent.parent)
             raise SystemExit(run_check(args.bundle, args.json, settings))
         if args.command == "optimize":
-            from service.inference.optimize_cli import run_optimize  # onnx + graph passes: only for this command
+            from bundletools.optimize_cli import run_optimize  # onnx + graph passes: only for this command
 
             settings = load_settings(model_dir=Path(args.bundle).parent.parent)
             fp16 = args.fp16_tolerance if args.fp16 else None

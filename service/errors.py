@@ -1,7 +1,7 @@
 """Errors that carry their HTTP meaning.
 
 Raised anywhere below the HTTP layer (preprocessing, batching, registry) and turned into
-`{"error": {"type", "message", "field"}}` with the right status by service/api/errors.py.
+`{"error": {"type", "message", "field"}}` with the right status by service/frontend/api/errors.py.
 Keeping the status here means preprocessing never imports FastAPI.
 """
 

@@ -39,7 +39,7 @@ class Settings(BaseSettings):
 
     # processes (docs/architecture.md "Processes"): 0 = one process does everything; N >= 1 = N front-end
     # processes (HTTP, gRPC, decoding, preprocessing) + engine processes (batchers, onnxruntime, fusion);
-    # auto = one process on a CPU box, front-ends for the cores when a GPU is visible (service/processes.py)
+    # auto = one process on a CPU box, front-ends for the cores when a GPU is visible (service/supervisor/processes.py)
     workers: int | Literal["auto"] = "auto"
     engines: int | Literal["auto"] = "auto"  # in multi-process mode; auto = one per visible GPU, else one
     cuda_device_id: int = Field(0, ge=0, description="the GPU of this process's sessions (set per engine)")
@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     providers: Literal["auto", "cpu", "cuda"] = "auto"
     intra_op_threads: int = Field(0, ge=0, description="0 = onnxruntime's default (all cores)")
     inter_op_threads: int = Field(1, ge=0)
-    # CUDA execution provider options (service/inference/runtime.py); onnxruntime's own defaults unless set.
+    # CUDA execution provider options (service/engine/runtime.py); onnxruntime's own defaults unless set.
     # HEURISTIC skips cuDNN's benchmark of every convolution algorithm on the first batch of each new shape.
     cuda_cudnn_conv_algo_search: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] = "EXHAUSTIVE"
     cuda_arena_extend_strategy: Literal["kNextPowerOfTwo", "kSameAsRequested"] = "kNextPowerOfTwo"
@@ -64,7 +64,7 @@ class Settings(BaseSettings):
         5.0, ge=0, le=10_000, description="longest a forming batch waits for imminent arrivals; a lone item never waits"
     )
     max_queued_items: int = Field(256, ge=1)
-    # door admission (service/dataplane.py): refuse when the admitted work's expected wait exceeds this
+    # door admission (service/frontend/dataplane.py): refuse when the admitted work's expected wait exceeds this
     max_queue_wait_ms: float = Field(100.0, gt=0, le=600_000)
     text_token_budget: int = Field(8192, ge=1, description="max padded tokens (batch x longest) per text batch")
     # One 30 s clip. Audio batching gains little on CPU (49–57 us per frame from 4 x 300 frames up) while the
@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     compute_nice: int = Field(10, ge=0, le=19)
     warmup_batch_sizes: list[int] = Field(default_factory=lambda: [1, 4])
     # also run each encoder's largest admissible batch at load, so the ORT arena is at its ceiling from the
-    # start and RSS under load stays put (service/inference/warmup.py)
+    # start and RSS under load stays put (service/engine/warmup.py)
     warmup_largest_batch: bool = True
 
     # request limits
@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(4096, ge=1)
     max_items_per_request: int = Field(32, ge=1)
     max_top_k: int = Field(100, ge=1)
-    # request-body bytes one process holds at once, every protocol together (service/body_budget.py): reserved
+    # request-body bytes one process holds at once, every protocol together (service/frontend/body_budget.py): reserved
     # before a body is buffered, so many large uploads at once get 503 + Retry-After instead of exhausting memory
     max_inflight_body_bytes: int = Field(256 * 1024 * 1024, ge=1024)
     # open HTTP connections one process serves (uvicorn's limit_concurrency): past it, 503

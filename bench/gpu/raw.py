@@ -19,9 +19,10 @@ import numpy as np
 
 from bench.report import command_line, write_small_run
 from bench.workloads import GENERATORS, resolve_bundle
-from service.inference.bundle import load_bundle
-from service.inference.components import EncoderComponent
-from service.inference.prepare import RawItem, prepare_item
+from service.engine.bundle import load_bundle
+from service.engine.components import EncoderComponent
+from service.items import RawItem
+from service.preprocess.prepare import prepare_item
 from service.settings import load_settings
 
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)

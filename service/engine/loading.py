@@ -18,8 +18,8 @@ from pathlib import Path
 
 import orjson
 
-from service.inference.registry import Registry
-from service.inference.versions import VersionState
+from service.engine.registry import Registry
+from service.engine.versions import VersionState
 
 log = logging.getLogger("fusionserve.engine")
 CRASHED = "crashed the engine while loading"

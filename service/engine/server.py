@@ -1,5 +1,5 @@
 """The engine process: one per device, the only owner of the registry's batchers and onnxruntime
-sessions, running the prepared items that front-end processes send it (service/engine/client.py).
+sessions, running the prepared items that front-end processes send it (service/frontend/remote/client.py).
 
 One ZeroMQ ROUTER socket; every message is wire.py frames (a JSON header, then the arrays):
 
@@ -18,7 +18,7 @@ process would. Every infer and repository message is answered: anything else tha
 RuntimeError, CUDA out of memory) is a 500 naming the request id of the engine's log line (the front-end's
 "request_id", else one made here), counted in fusionserve_internal_errors_total; a malformed message (not
 JSON, missing fields, array frames that disagree with its header) is answered with a 500 when it has an id,
-dropped (logged, counted) when not, and never ends the loop. The supervisor (service/supervisor.py) runs one
+dropped (logged, counted) when not, and never ends the loop. The supervisor (service/supervisor/supervisor.py) runs one
 per device, with a loading record (engine/loading.py); `python -m service.engine.server ENDPOINT` runs one by
 hand. Live reload (FUSIONSERVE_MODEL_POLL_S, the repository API) happens here.
 """
@@ -39,15 +39,15 @@ import zmq
 import zmq.asyncio
 
 from service.admission import DrainMeter
-from service.cycle import ClientDisconnected
-from service.engine import wire
 from service.engine.loading import GuardedRegistry, LoadingRecord
-from service.engine.state import snapshot
+from service.engine.registry import Registry
+from service.engine.reload import ModelRepository
 from service.errors import FusionError, InternalError, request_id_from
-from service.inference.registry import Registry
-from service.inference.reload import ModelRepository
+from service.frontend.cycle import ClientDisconnected
+from service.frontend.remote.follower import snapshot
 from service.metrics import Metrics
 from service.settings import Settings, load_settings
+from service.wire import frames as wire
 
 log = logging.getLogger("fusionserve.engine")
 
@@ -201,7 +201,7 @@ async def serve(settings: Settings, endpoint: str, stop_signals=(signal.SIGTERM,
 
 
 def run_engine(overrides: dict, endpoint: str, loading_record: Path | None = None) -> None:
-    """A supervised engine process's entry point (service/supervisor.py): settings from the environment and
+    """A supervised engine process's entry point (service/supervisor/supervisor.py): settings from the environment and
     the supervisor's overrides (the device for this engine among them); `loading_record` in the supervisor's
     runtime directory (service/engine/loading.py)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the supervisor orders the stop

@@ -12,8 +12,8 @@ import os
 import httpx
 import pytest
 
-from service.api.middleware import OPEN_PATHS
-from service.main import create_app
+from service.frontend.api.middleware import OPEN_PATHS
+from service.frontend.app import create_app
 from service.settings import ENV_PREFIX, Settings
 from tests.deploy.conftest import ROOT, exported_sample_names, load_yaml, one, promql_metric_names, render, run, tool
 from tests.deploy.test_kubernetes import KUBERNETES_VERSIONS, config, container, overlay, pod_spec

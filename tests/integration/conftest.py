@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.main import create_app
+from service.frontend.app import create_app
 from service.settings import Settings
 from tests.bundles import build_bundle
 from tests.integration.live import ThreadedServer

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from service.main import create_app
+from service.frontend.app import create_app
 from service.settings import Settings
 
 

@@ -1,4 +1,4 @@
-"""One in-flight byte budget for request bodies across protocols (service/body_budget.py, api/body.py), and
+"""One in-flight byte budget for request bodies across protocols (service/frontend/body_budget.py, api/body.py), and
 honest admission accounting: a 413 answered before routing is counted, and only served requests raise the
 door's drain rate (docs/bad-input.md rows 29–30, docs/design-choices.md "Slow and large bodies")."""
 
@@ -15,8 +15,8 @@ import grpc
 import httpx
 import numpy as np
 
-from service.api.v2 import grpc_predict_v2_pb2 as pb2
-from service.api.v2 import grpc_predict_v2_pb2_grpc as pb2_grpc
+from service.frontend.api.v2 import grpc_predict_v2_pb2 as pb2
+from service.frontend.api.v2 import grpc_predict_v2_pb2_grpc as pb2_grpc
 from tests.integration.conftest import Gate, fast_settings, metric, serving
 from tests.integration.live import free_port
 from tests.integration.test_slow_bodies import FrontEndServer

@@ -1,5 +1,5 @@
 """The data plane: every route of every protocol goes through it, inference through its one request cycle
-(`serve`, service/cycle.py), door admission refuses before the body is read (and says when to come back),
+(`serve`, service/frontend/cycle.py), door admission refuses before the body is read (and says when to come back),
 responses are what their schemas declare."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from service.api.schemas import ClassifyResponse, EmbedResponse, ErrorResponse
+from service.frontend.api.schemas import ClassifyResponse, EmbedResponse, ErrorResponse
 from tests.integration.conftest import fast_settings, metric, serving
 from tests.integration.test_batching import item
 
@@ -152,8 +152,8 @@ async def test_the_door_refuses_before_routing_in_each_protocols_shape(tiny_mode
     """Refusals skip FastAPI's routing and validation (under overload they were most of the loop's work):
     an invalid query parameter gets the 429, not the 422, and no route runs; V2's 429 is V2-shaped and
     counted under its own endpoint; a version that does not exist is still the route's 404."""
-    from service.api import routes
-    from service.api.v2 import rest
+    from service.frontend.api import routes
+    from service.frontend.api.v2 import rest
 
     async def no_route(*args, **kwargs):
         raise AssertionError("a route ran for a request the door refused")

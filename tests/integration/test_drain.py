@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from service.drain import DrainMiddleware
-from service.main import create_app
+from service.frontend.app import create_app
+from service.frontend.drain import DrainMiddleware
 from tests.integration.conftest import Gate, fast_settings, form, wait_ready
 from tests.integration.live import start_process
 

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 import uvicorn
 
-from service.drain import DrainingServer, DrainMiddleware
+from service.frontend.drain import DrainingServer, DrainMiddleware
 from tests.integration.live import free_port
 
 REQUEST = b"POST /v1/echo HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nhello"

@@ -23,13 +23,14 @@ import zmq
 import zmq.asyncio
 from prometheus_client import CollectorRegistry, multiprocess
 
-from service.engine.client import REPLY_MARGIN_S, EngineClient
+from service.engine.bundle import load_bundle
 from service.engine.loading import CRASHED
 from service.errors import REQUEST_ID, FusionError
-from service.inference.bundle import load_bundle
-from service.inference.prepare import RawItem, prepare_item
-from service.main import create_app
+from service.frontend.app import create_app
+from service.frontend.remote.client import REPLY_MARGIN_S, EngineClient
+from service.items import RawItem
 from service.manifest import manifest_digest, read_manifest
+from service.preprocess.prepare import prepare_item
 from tests.integration.conftest import fast_settings
 from tests.integration.multiprocess import Server
 from tests.integration.test_engine_process import ready

@@ -16,11 +16,12 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, multiprocess
 
-from service.engine.client import EngineClient
+from service.engine.bundle import load_bundle
+from service.engine.pipeline import run_direct
 from service.errors import FusionError
-from service.inference.bundle import load_bundle
-from service.inference.pipeline import run_direct
-from service.inference.prepare import RawItem, prepare_item
+from service.frontend.remote.client import EngineClient
+from service.items import RawItem
+from service.preprocess.prepare import prepare_item
 from tests.bundles import sample_inputs
 from tests.integration.conftest import fast_settings
 

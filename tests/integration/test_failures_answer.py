@@ -16,7 +16,7 @@ import httpx
 import pytest
 from google.protobuf.internal.encoder import _VarintBytes
 
-from service.api.v2 import grpc_predict_v2_pb2 as pb2
+from service.frontend.api.v2 import grpc_predict_v2_pb2 as pb2
 from service.manifest import read_manifest, sha256_file, write_manifest
 from tests.bundles import FILES, build_bundle
 from tests.integration.conftest import Gate, fast_settings, metric

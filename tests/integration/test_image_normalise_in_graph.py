@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from service.inference.bundle import load_bundle
-from service.inference.pipeline import run_direct
-from service.inference.prepare import RawItem, prepare_item
+from service.engine.bundle import load_bundle
+from service.engine.pipeline import run_direct
+from service.items import RawItem
 from service.manifest import read_manifest
+from service.preprocess.prepare import prepare_item
 from tests.bundles import build_bundle, sample_inputs
 from tests.integration.conftest import fast_settings, serving
 from tests.unit.preprocess.image_helpers import encode

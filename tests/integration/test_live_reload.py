@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from service import dataplane
-from service.inference.prepare import prepare_item
-from service.inference.registry import Registry
-from service.inference.reload import ModelRepository
+from service.engine.registry import Registry
+from service.engine.reload import ModelRepository
+from service.frontend import dataplane
+from service.preprocess.prepare import prepare_item
 from tests.bundle_reference import reference_outputs
 from tests.bundles import build_bundle
 from tests.integration.conftest import fast_settings, form, serving

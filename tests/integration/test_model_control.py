@@ -13,7 +13,7 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from service.api.pages import OWN_ASSETS
+from service.frontend.api.pages import OWN_ASSETS
 from service.settings import SettingsError, load_settings
 from tests.integration.conftest import fast_settings, form, serving
 from tests.integration.live import ThreadedServer

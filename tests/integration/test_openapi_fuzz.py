@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
-from service.main import create_app
+from service.frontend.app import create_app
 from service.settings import Settings
 
 EXAMPLES_PER_MODE = 25

@@ -10,13 +10,14 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
+from bundletools import graph_passes, optimize
 from service.cli import main
-from service.inference import graph_passes, optimize
-from service.inference.bundle import load_bundle
-from service.inference.check import check_bundle
-from service.inference.pipeline import run_direct
-from service.inference.prepare import RawItem, prepare_item
+from service.engine.bundle import load_bundle
+from service.engine.check import check_bundle
+from service.engine.pipeline import run_direct
+from service.items import RawItem
 from service.manifest import read_manifest, sha256_file
+from service.preprocess.prepare import prepare_item
 from tests.bundles import build_bundle, sample_inputs
 from tests.integration.conftest import fast_settings
 

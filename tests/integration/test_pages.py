@@ -10,8 +10,8 @@ import httpx
 import pytest
 from starlette.routing import Mount
 
-from service.api import pages
-from service.api.middleware import PAGE_ASSET_PREFIX, PAGE_PATHS
+from service.frontend.api import pages
+from service.frontend.api.middleware import PAGE_ASSET_PREFIX, PAGE_PATHS
 from tests.bundles import sample_inputs
 from tests.integration.conftest import fast_settings, serving
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from service.inference.registry import Registry
+from service.engine.registry import Registry
 from service.manifest import sha256_file
 from tests.bundles import build_bundle
 from tests.integration.conftest import fast_settings, form, metric, serving

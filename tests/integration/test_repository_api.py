@@ -14,8 +14,8 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
-from service import dataplane
-from service.inference.prepare import prepare_item
+from service.frontend import dataplane
+from service.preprocess.prepare import prepare_item
 from tests.integration.conftest import fast_settings, form, serving
 from tests.integration.live import ThreadedServer
 from tests.integration.test_live_reload import TEXT, default_version, staged, status_of

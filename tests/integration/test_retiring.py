@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service import dataplane
-from service.inference.prepare import prepare_item
+from service.frontend import dataplane
+from service.preprocess.prepare import prepare_item
 from tests import media
 from tests.bundles import build_bundle
 from tests.integration.conftest import fast_settings, serving

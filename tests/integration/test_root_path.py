@@ -10,8 +10,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from service.drain import DrainMiddleware
 from service.errors import QueueFull
+from service.frontend.drain import DrainMiddleware
 from tests.integration.conftest import fast_settings, form, serving
 from tests.integration.live import ThreadedServer
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.inference.bundle import load_bundle
-from service.inference.pipeline import run_direct
-from service.inference.prepare import RawItem, prepare_item
-from service.inference.runtime import CPU, CUDA, provider_options
+from service.engine.bundle import load_bundle
+from service.engine.pipeline import run_direct
+from service.engine.runtime import CPU, CUDA, provider_options
+from service.items import RawItem
+from service.preprocess.prepare import prepare_item
 from service.settings import Settings, SettingsError, load_settings
 from tests.bundles import sample_inputs
 from tests.integration.conftest import fast_settings

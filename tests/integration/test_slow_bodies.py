@@ -15,7 +15,7 @@ import time
 import httpx
 import uvicorn
 
-from service.frontend import uvicorn_config
+from service.frontend.process import uvicorn_config
 from tests.integration.conftest import fast_settings, metric, serving
 from tests.integration.live import ThreadedServer
 from tests.waiting import wait_until, wait_until_async

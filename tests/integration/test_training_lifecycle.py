@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from service.inference.registry import version_directories
+from service.engine.registry import version_directories
 from service.manifest import read_manifest
 from tests.integration.conftest import fast_settings, form, serving
 

@@ -1,4 +1,4 @@
-"""What an image URL can reach (service/fetch.py, service/url_policy.py), against real HTTP servers on loopback:
+"""What an image URL can reach (frontend/fetch.py, url_policy.py), against real HTTP servers on loopback:
 only the scheme, host and port an allow-list entry names; a name only at a public address or one the allow-list
 names; the connection at the address that was checked (a rebinding name cannot switch it); every upstream
 failure one message (no port-scan oracle); URLs in the log without their query or user info."""
@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from service.errors import InvalidInput
-from service.fetch import Fetcher, Remote, allowed_url
+from service.frontend.fetch import Fetcher, Remote, allowed_url
 from service.settings import Settings
 from service.url_policy import public_address
 from tests.integration.conftest import fast_settings

@@ -15,8 +15,8 @@ import pytest
 import tritonclient.grpc as triton
 from tritonclient.utils import InferenceServerException
 
-from service.api.v2 import grpc_predict_v2_pb2 as pb2
-from service.api.v2 import grpc_predict_v2_pb2_grpc as pb2_grpc
+from service.frontend.api.v2 import grpc_predict_v2_pb2 as pb2
+from service.frontend.api.v2 import grpc_predict_v2_pb2_grpc as pb2_grpc
 from tests import media
 from tests.integration.conftest import Gate, fast_settings, metric
 from tests.integration.live import ThreadedServer, free_port

@@ -12,11 +12,11 @@ from grpc_tools import protoc
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from service.api.v2 import grpc_predict_v2_pb2 as pb2
+from service.frontend.api.v2 import grpc_predict_v2_pb2 as pb2
 
 ROOT = Path(__file__).resolve().parents[2]
-PROTO = "service/api/v2/grpc_predict_v2.proto"
-STUBS = ROOT / "service/api/v2"
+PROTO = "service/frontend/api/v2/grpc_predict_v2.proto"
+STUBS = ROOT / "service/frontend/api/v2"
 
 
 def without_json_names(file: descriptor_pb2.FileDescriptorProto) -> descriptor_pb2.FileDescriptorProto:

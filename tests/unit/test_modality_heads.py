@@ -10,11 +10,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from service.engine.bundle import load_bundle
+from service.engine.components import FusionComponent
+from service.engine.pipeline import run_direct
 from service.errors import BundleError
-from service.inference.bundle import load_bundle
-from service.inference.components import FusionComponent
-from service.inference.pipeline import run_direct
-from service.inference.prepare import PreparedItem
+from service.items import PreparedItem
 from service.manifest import read_manifest
 from service.settings import Settings
 from tests.bundle_reference import preprocess_item, reference_outputs

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from service.inference.registry import Registry, version_directories
+from service.engine.registry import Registry, version_directories
 from service.metrics import Metrics
 from service.publish import VersionExists, next_version, publish, staged_version, valid_version
 from service.settings import Settings

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from tritonclient.utils import deserialize_bytes_tensor, serialize_byte_tensor, triton_to_np_dtype
 
-from service.api.v2.core import InferResponse, Tensor
-from service.api.v2.rest_codec import HEADER_LENGTH, decode_request, encode_response
 from service.errors import BadRequest, FusionError, InvalidInput
+from service.frontend.api.v2.core import InferResponse, Tensor
+from service.frontend.api.v2.rest_codec import HEADER_LENGTH, decode_request, encode_response
 
 
 def framed(header: dict, *blobs: bytes) -> tuple[bytes, str]:

@@ -7,12 +7,12 @@ import orjson
 import pytest
 
 from service.admission import EngineMeter
-from service.engine.state import FollowerRegistry, merge
 from service.errors import NotReady
+from service.frontend.remote.follower import FollowerRegistry, merge
 from service.manifest import manifest_digest, read_manifest, write_manifest
 from service.metrics import Metrics
-from service.processes import process_plan
 from service.settings import Settings, SettingsError, load_settings
+from service.supervisor.processes import process_plan
 from tests.bundles import build_bundle
 
 
@@ -53,7 +53,7 @@ async def test_the_follower_serves_what_the_engine_serves_with_a_light_bundle(tm
 
 
 async def test_a_version_the_front_end_cannot_read_is_failed_not_served(tmp_path, monkeypatch):
-    from service.engine import state as follower
+    from service.frontend.remote import follower
 
     reads, real = [], follower.light_bundle
     monkeypatch.setattr(follower, "light_bundle", lambda *args: reads.append(args) or real(*args))
@@ -107,9 +107,9 @@ def test_auto_is_one_process_without_a_gpu_and_counts_are_validated():
 
 
 def test_auto_with_gpus_gives_the_cores_to_front_ends_and_an_engine_to_each_gpu(monkeypatch):
-    monkeypatch.setattr("service.processes.visible_gpus", lambda providers: 2)
+    monkeypatch.setattr("service.supervisor.processes.visible_gpus", lambda providers: 2)
     plan = process_plan(Settings(), cores=16)
     assert (plan.front_ends, plan.engines, plan.gpus) == (8, 2, 2)  # 14 cores left, at most 8 front-ends
-    monkeypatch.setattr("service.processes.visible_gpus", lambda providers: 1)
+    monkeypatch.setattr("service.supervisor.processes.visible_gpus", lambda providers: 1)
     assert process_plan(Settings(), cores=4).front_ends == 3  # the GPU overlay's 4-CPU pod
     assert process_plan(Settings(), cores=1).front_ends == 1

@@ -1,4 +1,4 @@
-"""The engine wire format (service/engine/wire.py): prepared items and results survive a real ZeroMQ round trip
+"""The engine wire format (service/wire/frames.py): prepared items and results survive a real ZeroMQ round trip
 bit for bit, arrays are received as views of the message frames (no copy), and a malformed message is refused."""
 
 from __future__ import annotations
@@ -7,10 +7,8 @@ import numpy as np
 import pytest
 import zmq
 
-from service.engine import wire
-from service.inference.batch_window import BatchInfo
-from service.inference.pipeline import ItemResult
-from service.inference.prepare import PreparedItem
+from service.items import BatchInfo, ItemResult, PreparedItem
+from service.wire import frames as wire
 
 
 def items() -> list[PreparedItem]:

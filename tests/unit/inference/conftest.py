@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from service.inference.batcher import Batcher, BatchPolicy
+from service.engine.batcher import Batcher, BatchPolicy
 from service.metrics import Metrics
 from tests.unit.inference.fakes import COMPONENT, MODEL, Recorder
 

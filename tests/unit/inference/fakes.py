@@ -10,7 +10,7 @@ import asyncio
 import threading
 import time
 
-from service.inference.batcher import Batcher
+from service.engine.batcher import Batcher
 from service.metrics import Metrics
 
 MODEL, COMPONENT = "m", "text"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.inference.batch_window import company_wait_s, fills_a_batch, padding_ratio, plan_batches
-from service.inference.batcher import BatchPolicy
+from service.engine.batch_window import company_wait_s, fills_a_batch, padding_ratio, plan_batches
+from service.engine.batcher import BatchPolicy
 
 
 def test_plan_batches_rules():

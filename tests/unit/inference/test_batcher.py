@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from service.engine.batch_window import padding_ratio
+from service.engine.batcher import Batcher, BatchPolicy
 from service.errors import DeadlineExceeded, NotReady, QueueFull
-from service.inference.batch_window import padding_ratio
-from service.inference.batcher import Batcher, BatchPolicy
 from tests.unit.inference.fakes import (
     COMPONENT,
     LABELS,
@@ -67,7 +67,7 @@ async def test_full_batch_does_not_wait_for_delay(make):
 async def test_a_finished_batch_answers_its_callers_a_few_per_loop_iteration(make):
     """Between chunks of answers the event loop runs other work (a refusal, a new request's headers), so a
     batch of 12 ends over several iterations and nothing else waits behind all 12 responses."""
-    from service.inference.batcher import DELIVER_CHUNK
+    from service.engine.batcher import DELIVER_CHUNK
 
     rec, ticks, stop = Recorder(), [0], asyncio.Event()
     batcher = await make(rec, max_batch_size=12, max_delay_s=5.0)

@@ -1,12 +1,12 @@
-"""Warm-up pays each encoder's largest batch at load (service/inference/warmup.py): the longest inputs the
+"""Warm-up pays each encoder's largest batch at load (service/engine/warmup.py): the longest inputs the
 limits accept, as many as the batch size and the padding budget admit."""
 
 from __future__ import annotations
 
 import pytest
 
-from service.inference.bundle import load_bundle
-from service.inference.warmup import largest_batches, warmup_batches
+from service.engine.bundle import load_bundle
+from service.engine.warmup import largest_batches, warmup_batches
 from service.preprocess.audio import decode_audio
 from service.preprocess.text import encode_text
 from service.settings import Settings

@@ -1,0 +1,168 @@
+"""Load one bundle version: validate, verify files, open sessions, prove parity, warm up.
+
+Any failure raises BundleError with the reason; the registry records it and keeps serving whatever
+version already works (docs/bad-input.md rows 16–17).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import logging
+import posixpath
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydantic import ValidationError
+
+from service import preprocess
+from service.engine.components import EncoderComponent, FusionComponent
+from service.engine.onnx_files import external_data_files
+from service.engine.runtime import OrtModel
+from service.errors import BundleError, FusionError
+from service.items import PreparedItem, RawItem
+from service.manifest import Manifest, TensorSpec, manifest_digest, read_manifest, sha256_file
+from service.preprocess.prepare import prepare_item
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+FRAMES_MULTIPLE_DEFAULT = 1
+
+
+@dataclass
+class LoadedBundle:
+    manifest: Manifest
+    directory: Path
+    encoders: dict[str, EncoderComponent]
+    fusion: FusionComponent | None  # None once retired (without_sessions)
+    tokenizer: object | None
+    provider: str
+    manifest_sha256: str = dataclasses.field(init=False)  # of the manifest as read (engine/state.py compares it)
+
+    def __post_init__(self) -> None:
+        self.manifest_sha256 = manifest_digest(self.manifest)
+
+    def without_sessions(self) -> LoadedBundle:
+        """What a request still holding a retired version may read (manifest, tokenizer), sessions let go."""
+        return dataclasses.replace(self, encoders={}, fusion=None)
+
+
+def read_valid_manifest(directory: Path) -> Manifest:
+    try:
+        manifest = read_manifest(directory / "manifest.json")
+    except FileNotFoundError:
+        raise BundleError("manifest.json is missing") from None
+    except (ValidationError, ValueError) as error:
+        raise BundleError(f"manifest.json is invalid: {error}") from None
+    if (manifest.name, manifest.version) != (directory.parent.name, directory.name):
+        raise BundleError(
+            f"manifest says {manifest.name}/{manifest.version}, directory is {directory.parent.name}/{directory.name}"
+        )
+    return manifest
+
+
+def verify_files(manifest: Manifest, directory: Path) -> None:
+    """Every listed file must stay inside the bundle (symlinks resolved) and match its sha256."""
+    root = directory.resolve()
+    for relative, expected in manifest.files.items():
+        path = (directory / relative).resolve()
+        if not path.is_relative_to(root):
+            raise BundleError(f"{relative} resolves outside the bundle directory")
+        if not path.is_file():
+            raise BundleError(f"{relative} is missing")
+        actual = sha256_file(path)
+        if actual != expected.lower():
+            raise BundleError(f"{relative}: sha256 mismatch (manifest {expected[:12]}…, file {actual[:12]}…)")
+
+
+def verify_external_data(manifest: Manifest, directory: Path) -> None:
+    """Every file a graph keeps tensors in (ONNX external data) must be listed in `files`, so it was verified
+    like the graph itself: onnxruntime would read an unlisted one unchecked."""
+    for graph in manifest.graph_files():
+        try:
+            locations = external_data_files(directory / graph)
+        except ValueError as error:
+            raise BundleError(str(error)) from None
+        for location in sorted(locations):
+            relative = posixpath.normpath(posixpath.join(posixpath.dirname(graph), location.replace("\\", "/")))
+            if relative not in manifest.files:
+                raise BundleError(
+                    f"{graph} keeps tensors in {location!r}, which manifest.json's files does not list with its "
+                    "sha256 (every file onnxruntime reads must be listed)"
+                )
+
+
+def _check_io(
+    model: OrtModel, inputs: list[TensorSpec], outputs: list[TensorSpec], what: str, by_name: bool = False
+) -> None:
+    """Encoders are read by position (the embedding comes first), fusion by output name."""
+    declared_in, declared_out = [t.name for t in inputs], [t.name for t in outputs]
+    if sorted(model.input_names) != sorted(declared_in):
+        raise BundleError(f"{what}: ONNX inputs {model.input_names} != manifest {declared_in}")
+    if by_name:
+        matches = set(declared_out) <= set(model.output_names)
+    else:
+        matches = model.output_names[: len(declared_out)] == declared_out
+    if not matches:
+        raise BundleError(f"{what}: ONNX outputs {model.output_names} != manifest {declared_out}")
+
+
+def open_components(manifest: Manifest, directory: Path, settings: Settings):
+    encoders = {}
+    for modality in manifest.modalities():
+        spec = getattr(manifest.encoders, modality)
+        model = OrtModel(directory / spec.file, settings)
+        _check_io(model, spec.inputs, spec.outputs, spec.file)
+        multiple = spec.preprocess.frames_multiple if modality == "audio" else FRAMES_MULTIPLE_DEFAULT
+        encoders[modality] = EncoderComponent(modality, model, spec, multiple)
+    fusion_model = OrtModel(directory / manifest.fusion.file, settings)
+    _check_io(fusion_model, manifest.fusion.inputs, manifest.fusion.outputs, manifest.fusion.file, by_name=True)
+    fusion = FusionComponent(fusion_model, manifest.fusion, manifest.embedding_dim)
+    return encoders, fusion
+
+
+def load_bundle(directory: Path, settings: Settings) -> LoadedBundle:
+    manifest = read_valid_manifest(directory)
+    verify_files(manifest, directory)
+    verify_external_data(manifest, directory)
+    try:
+        encoders, fusion = open_components(manifest, directory, settings)
+    except BundleError:
+        raise
+    except Exception as error:  # onnxruntime rejects the graph
+        raise BundleError(f"onnxruntime cannot load the bundle: {error}") from None
+    tokenizer = None
+    if manifest.encoders.text is not None:
+        spec = manifest.encoders.text.preprocess
+        tokenizer = preprocess.load_tokenizer(directory / spec.tokenizer_file, spec)
+    return LoadedBundle(manifest, directory, encoders, fusion, tokenizer, fusion.model.provider)
+
+
+def golden_items(bundle: LoadedBundle, settings: Settings) -> list[PreparedItem]:
+    items = []
+    for index, example in enumerate(bundle.manifest.golden):
+        raw = RawItem(
+            image=base64.b64decode(example.inputs.image_b64) if example.inputs.image_b64 else None,
+            audio=base64.b64decode(example.inputs.audio_b64) if example.inputs.audio_b64 else None,
+            text=example.inputs.text,
+            prefix=f"golden[{index}].",
+        )
+        try:
+            items.append(prepare_item(raw, bundle.manifest, bundle.tokenizer, settings))
+        except FusionError as error:
+            raise BundleError(f"golden example {index} cannot be preprocessed: {error.message}") from None
+    return items
+
+
+def max_golden_error(bundle: LoadedBundle, results) -> float:
+    """Largest |server − reference| over probabilities, fused, per-modality embeddings and probabilities."""
+    worst = 0.0
+    for example, result in zip(bundle.manifest.golden, results, strict=True):
+        expected = example.outputs
+        pairs = [(expected.probabilities, result.probabilities), (expected.fused, result.fused)]
+        pairs += [(vector, result.embeddings[m]) for m, vector in expected.embeddings.items()]
+        pairs += [(vector, result.modality_probabilities[m]) for m, vector in expected.modality_probabilities.items()]
+        for reference, actual in pairs:
+            worst = max(worst, float(np.max(np.abs(np.asarray(reference, np.float32) - actual))))
+    return worst

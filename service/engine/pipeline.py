@@ -1,0 +1,179 @@
+"""One item through the model: present modalities → their encoder batchers (concurrently) → fusion.
+
+An item with {image, audio} enters only the image and audio queues: no compute on absent inputs.
+`run_direct` is the same computation without batchers (golden replay, warm-up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from service.engine.batcher import Batcher, BatchPolicy
+from service.engine.components import (
+    EncoderComponent,
+    EncodeThenFuse,
+    FusionComponent,
+    FusionOutput,
+    item_length,
+    softmax,
+)
+from service.engine.runtime import lower_priority
+from service.errors import NotReady
+from service.items import BatchInfo, ItemResult, PreparedItem
+from service.metrics import Metrics
+from service.settings import Settings
+
+
+def policy_for(component: str, settings: Settings) -> BatchPolicy:
+    budgets = {"text": settings.text_token_budget, "audio": settings.audio_frame_budget}
+    # Fusion waits for no one (max delay 0: the imminent-arrival rule never holds a batch there): the items
+    # of an encoder batch resolve in the same event-loop tick, so they reach the fusion queue together anyway.
+    delay_ms = 0.0 if component == "fusion" else settings.max_queue_delay_ms
+    return BatchPolicy(
+        max_batch_size=settings.batch_size_for(component),
+        max_delay_s=delay_ms / 1000,
+        max_queue=settings.max_queued_items,
+        budget=budgets.get(component),
+    )
+
+
+class InlineFusionMetrics:
+    """Counts a fusion batch run inside an encoder's call (EncodeThenFuse) like the fusion batcher's own.
+    Its own object, not a method of the pipeline: the encoders' batchers hold it, and a pipeline they
+    could reach would be a reference cycle that a frozen heap never frees (service/engine/heap.py)."""
+
+    def __init__(self, metrics: Metrics, model: str):
+        self._size = metrics.batch_size.labels(model=model, component="fusion")
+        self._queue = metrics.stage_duration.labels(model=model, stage="queue", modality="fusion")
+        self._infer = metrics.stage_duration.labels(model=model, stage="infer", modality="fusion")
+
+    def __call__(self, rows: int, infer_s: float) -> None:
+        self._size.observe(rows)
+        for _ in range(rows):
+            self._queue.observe(0.0)
+            self._infer.observe(infer_s)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        model: str,
+        encoders: dict[str, EncoderComponent],
+        fusion: FusionComponent,
+        settings: Settings,
+        metrics: Metrics,
+    ):
+        self.encoders, self.fusion = encoders, fusion
+        count_fusion = InlineFusionMetrics(metrics, model)
+        fused_inline = {m: EncodeThenFuse(e, fusion, count_fusion) for m, e in encoders.items()}
+        components = {**fused_inline, "fusion": fusion}
+        # one worker thread per component: ORT parallelises inside a call; components overlap
+        self._executor = ThreadPoolExecutor(
+            len(components), thread_name_prefix=f"ort-{model}", initializer=lower_priority,
+            initargs=(settings.compute_nice,),
+        )  # fmt: skip
+        self._active, self._idle = 0, asyncio.Event()  # items between submit and result
+        self._idle.set()
+        self.batchers = {
+            name: Batcher(name, model, run, policy_for(name, settings), metrics, self._executor)
+            for name, run in components.items()
+        }
+        self.retired: str | None = None  # why this pipeline no longer runs (close): what late callers get
+
+    async def start(self) -> None:
+        for batcher in self.batchers.values():
+            await batcher.start()
+
+    async def stop(self) -> None:
+        """Drain: queued items finish; encoders first, then fusion once no item is between the two."""
+        if self.retired is not None:  # closed: nothing left to drain
+            return
+        for name, batcher in self.batchers.items():
+            if name != "fusion":
+                await batcher.stop()
+        await self._idle.wait()
+        await self.batchers["fusion"].stop()
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
+
+    async def close(self, reason: str) -> None:
+        """Stop at once (queued items too, answered 503 `reason`) and let go of the batchers and components,
+        so the sessions are freed even while a late request still holds this pipeline."""
+        self.retired = reason
+        for batcher in self.batchers.values():
+            await batcher.abort(NotReady(reason))
+        self._executor.shutdown(wait=False)  # a batch already in onnxruntime ends in its thread
+        self.batchers, self.encoders, self.fusion = {}, {}, None
+
+    async def run(self, item: PreparedItem, deadline: float) -> ItemResult:
+        if self.retired is not None:
+            raise NotReady(self.retired)
+        self._active += 1
+        self._idle.clear()
+        try:
+            return await self._run(item, deadline)
+        finally:
+            self._active -= 1
+            if self._active == 0:
+                self._idle.set()
+
+    async def _run(self, item: PreparedItem, deadline: float) -> ItemResult:
+        try:
+            async with asyncio.TaskGroup() as group:  # one failure cancels the sibling encoders
+                tasks = {
+                    m: group.create_task(
+                        self.batchers[m].submit(
+                            (item.arrays[m], len(item.modalities) == 1),
+                            length=item_length(m, item.arrays[m], self.encoders[m].spec),
+                            deadline=deadline,
+                        )
+                    )
+                    for m in item.modalities
+                }
+        except BaseExceptionGroup as failures:  # callers want the first real error (429, 504…)
+            raise failures.exceptions[0] from None
+        encoded = {m: task.result()[0] for m, task in tasks.items()}
+        batches = {m: task.result()[1] for m, task in tasks.items()}
+        embeddings = {m: e.embedding for m, e in encoded.items()}
+        (first,) = encoded.values() if len(encoded) == 1 else (None,)
+        if first is not None and first.fusion is not None:  # fused inside its encoder's batch call
+            output, batches["fusion"] = first.fusion, BatchInfo(first.fused_rows, 0.0, first.fusion_s)
+        else:
+            output, batches["fusion"] = await self.batchers["fusion"].submit(embeddings, deadline=deadline)
+        return item_result(item, embeddings, output, batches)
+
+    def run_direct(self, items: list[PreparedItem]) -> list[ItemResult]:
+        return run_direct(self.encoders, self.fusion, items)
+
+
+def run_direct(
+    encoders: dict[str, EncoderComponent], fusion: FusionComponent, items: list[PreparedItem]
+) -> list[ItemResult]:
+    """The pipeline's computation, synchronously, one batch per component (no queues, no deadlines)."""
+    per_item: list[dict[str, np.ndarray]] = [{} for _ in items]
+    for modality, encoder in encoders.items():
+        rows = [i for i, item in enumerate(items) if modality in item.arrays]
+        if rows:
+            for row, embedding in zip(rows, encoder([items[r].arrays[modality] for r in rows]), strict=True):
+                per_item[row][modality] = embedding
+    outputs = fusion(per_item)
+    return [item_result(*row) for row in zip(items, per_item, outputs, strict=True)]
+
+
+def item_result(
+    item: PreparedItem,
+    embeddings: dict[str, np.ndarray],
+    output: FusionOutput,
+    batches: dict[str, BatchInfo] | None = None,
+) -> ItemResult:
+    """Fusion's raw output → probabilities: softmax over labels, fused and per present modality."""
+    return ItemResult(
+        item.modalities,
+        softmax(output.logits),
+        output.fused,
+        embeddings,
+        {m: softmax(logits) for m, logits in output.modality_logits.items()},
+        batches or {},
+    )

@@ -1,0 +1,77 @@
+"""Every error leaves as JSON {"error": {"type", "message", "field"}} with the status of docs/bad-input.md."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
+
+from service.errors import FusionError, InternalError, InvalidInput, current_request_id
+from service.frontend.api.middleware import ErrorShapes, route_path, shape_for
+
+log = logging.getLogger(__name__)
+HTTP_TYPES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def error_response(
+    status: int, type_: str, message: str, field: str | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = {"error": {"type": type_, "message": message, "field": field}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _handlers(shapes: ErrorShapes):
+    """FusionError and request-validation errors in the shape of the path's protocol (v1's by default), so a
+    protocol's routes raise like v1's and never catch to re-shape."""
+
+    async def fusion_error(request: Request, error: FusionError) -> Response:
+        shape = shape_for(route_path(request.scope), shapes)
+        if shape is not None:
+            return shape(error)
+        return error_response(error.status, error.type, error.message, error.field, error.headers)
+
+    async def validation_error(request: Request, error: RequestValidationError) -> Response:
+        first = error.errors()[0]
+        location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
+        field = ".".join(location) or None
+        return await fusion_error(request, InvalidInput(f"{field or 'request'}: {first.get('msg')}", field=field))
+
+    return fusion_error, validation_error
+
+
+async def http_error(_: Request, error: HTTPException) -> JSONResponse:
+    type_ = HTTP_TYPES.get(error.status_code, "bad_request" if error.status_code < 500 else "server_error")
+    return error_response(error.status_code, type_, str(error.detail), None, error.headers)
+
+
+def _unexpected_error(shapes: ErrorShapes):
+    """Anything else escaping a route (an onnxruntime RuntimeError, a bug): 500 in the path's protocol shape,
+    naming the request id that the log line (with the traceback) carries; the exception's text stays in the log."""
+
+    async def unexpected_error(request: Request, error: Exception) -> Response:
+        internal = InternalError(current_request_id())
+        request.app.state.context.metrics.internal_errors.labels("http", "unexpected").inc()
+        log.error("request id %s: unexpected error on %s %s", internal.request_id, request.method,
+                  request.url.path, exc_info=error)  # fmt: skip
+        shape = shape_for(route_path(request.scope), shapes)
+        if shape is not None:
+            return shape(internal)
+        return error_response(500, internal.type, internal.message, None, internal.headers)
+
+    return unexpected_error
+
+
+def install_error_handlers(app: FastAPI, shapes: ErrorShapes) -> None:
+    fusion_error, validation_error = _handlers(shapes)
+    app.add_exception_handler(FusionError, fusion_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, _unexpected_error(shapes))

@@ -1,0 +1,189 @@
+"""HTTP body → RawItem(s): multipart (one item) or JSON (a list of items), with every limit named."""
+
+from __future__ import annotations
+
+import binascii
+import sys
+
+import orjson
+import pybase64
+from fastapi import Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from service.errors import BadRequest, InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from service.items import RawItem
+from service.manifest import MODALITIES
+from service.settings import Settings
+
+ACCEPTED = 'multipart/form-data (fields image, audio, text) or application/json ({"inputs": [...]})'
+
+
+class InputItem(BaseModel):
+    """One item of a JSON request: any non-empty subset of the model's modalities."""
+
+    model_config = ConfigDict(extra="forbid")
+    image: str | None = Field(None, description="base64 image file (JPEG, PNG, WebP, BMP); data: URLs accepted")
+    audio: str | None = Field(None, description="base64 audio file (WAV, FLAC, OGG)")
+    text: str | None = None
+
+
+class JsonRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    inputs: list[InputItem] = Field(min_length=1)
+
+
+async def read_items(request: Request, settings: Settings) -> list[RawItem]:
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media == "multipart/form-data":
+        return [await read_multipart(request, settings)]
+    if media == "application/json":
+        return read_json(await request.body(), settings)
+    raise UnsupportedMediaType(
+        f"Content-Type {media or '(none)'} is not accepted; send {ACCEPTED}", field="content-type"
+    )
+
+
+class TooManyParts(MultiPartException):
+    """More multipart parts (files and fields together) than FUSIONSERVE_MAX_FORM_PARTS."""
+
+
+class FieldTooLarge(MultiPartException):
+    """A non-file multipart field larger than FUSIONSERVE_MAX_FIELD_BYTES."""
+
+
+class LimitedMultiPartParser(MultiPartParser):
+    """Starlette's multipart parser with our two limits raising their own exception types, so the answer
+    (400 naming the part limit, 413 naming the field limit) never depends on the wording of a message."""
+
+    def __init__(self, request: Request, settings: Settings):
+        unlimited = sys.maxsize  # Starlette's own counters never fire: ours below do, with types
+        super().__init__(request.headers, request.stream(), max_files=unlimited, max_fields=unlimited,
+                         max_part_size=unlimited)  # fmt: skip
+        self.settings, self._parts = settings, 0
+
+    def on_part_begin(self) -> None:
+        self._parts += 1
+        if self._parts > self.settings.max_form_parts:
+            raise TooManyParts(f"more than {self.settings.max_form_parts} parts")
+        super().on_part_begin()
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        part = self._current_part
+        if part.file is None and len(part.data) + (end - start) > self.settings.max_field_bytes:
+            raise FieldTooLarge(f"field {part.field_name!r} over {self.settings.max_field_bytes} bytes")
+        super().on_part_data(data, start, end)
+
+
+def _form_error(error: Exception, settings: Settings) -> Exception:
+    if isinstance(error, FieldTooLarge):
+        return PayloadTooLarge(
+            f"a form field exceeds {settings.max_field_bytes} bytes "
+            "(FUSIONSERVE_MAX_FIELD_BYTES); send media as file parts",
+            field="form",
+        )
+    if isinstance(error, TooManyParts):
+        return BadRequest(
+            f"too many form parts: the limit is {settings.max_form_parts} (FUSIONSERVE_MAX_FORM_PARTS)",
+            field="form",
+        )
+    message = getattr(error, "detail", None) or getattr(error, "message", None) or str(error)
+    return BadRequest(f"malformed multipart body: {message}", field="form")
+
+
+async def read_multipart(request: Request, settings: Settings) -> RawItem:
+    try:
+        form = await LimitedMultiPartParser(request, settings).parse()
+    except (MultiPartException, HTTPException) as error:
+        raise _form_error(error, settings) from None
+    item = RawItem()
+    for name, value in form.multi_items():
+        if name not in MODALITIES:
+            raise InvalidInput(f"unknown form field {name!r}; expected image, audio, text", field=name)
+        if _unfilled_file(name, value):
+            continue
+        if getattr(item, name) is not None:
+            raise InvalidInput(
+                f"field {name!r} given twice; one item per multipart request (send a JSON list for several)",
+                field=name,
+            )
+        setattr(item, name, await _field_value(name, value))
+    await form.close()
+    return item
+
+
+def _unfilled_file(name: str, value: UploadFile | str) -> bool:
+    """An image/audio part with no bytes and no file name is a form's file input left empty: Swagger UI's
+    "Try it out" sends `audio=`, a browser's form an empty part with filename="". Absent, not an error (an
+    empty file that has a name still is one, and so is an empty text: docs/bad-input.md row 9)."""
+    if name == "text":
+        return False
+    if isinstance(value, str):
+        return value == ""
+    return not value.filename and value.size == 0
+
+
+async def _field_value(name: str, value: UploadFile | str) -> bytes | str:
+    if isinstance(value, UploadFile):
+        return await value.read()
+    if name != "text":
+        raise InvalidInput(f"field {name!r} must be a file part (multipart filename=…)", field=name)
+    return value
+
+
+def read_json(body: bytes, settings: Settings) -> list[RawItem]:
+    try:
+        data = orjson.loads(body)  # a 500 KB base64 image body: ~2x faster than json.loads, on the event loop
+    except orjson.JSONDecodeError as error:
+        raise BadRequest(f"body is not valid JSON: {error}", field="body") from None
+    if isinstance(data, dict) and isinstance(data.get("inputs"), list):
+        count = len(data["inputs"])
+        if count > settings.max_items_per_request:  # before validating thousands of items
+            raise PayloadTooLarge(
+                f"inputs has {count} items; the limit is {settings.max_items_per_request} "
+                "(FUSIONSERVE_MAX_ITEMS_PER_REQUEST)",
+                field="inputs",
+            )
+    try:
+        request = JsonRequest.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = field_path(first["loc"]) or "body"
+        raise InvalidInput(f"{field}: {first['msg']}", field=field) from None
+    return [_json_item(i, item) for i, item in enumerate(request.inputs)]
+
+
+def field_path(location: tuple) -> str:
+    """("inputs", 2, "image") → "inputs[2].image"."""
+    parts: list[str] = []
+    for part in location:
+        if isinstance(part, int) and parts:
+            parts[-1] += f"[{part}]"
+        else:
+            parts.append(str(part))
+    return ".".join(parts)
+
+
+def _json_item(index: int, item: InputItem) -> RawItem:
+    prefix = f"inputs[{index}]."
+    return RawItem(
+        image=decode_base64(item.image, prefix + "image"),
+        audio=decode_base64(item.audio, prefix + "audio"),
+        text=item.text,
+        prefix=prefix,
+    )
+
+
+def decode_base64(value: str | None, field: str) -> bytes | None:
+    """Strict base64 (a data: URL's payload too) → bytes; InvalidInput naming `field` otherwise. pybase64's
+    SIMD decoder: the stdlib's validating decode costs ~2 ms per 500 KB image, on the event loop."""
+    if value is None:
+        return None
+    if value.startswith("data:") and "," in value:  # data:image/png;base64,....
+        value = value.split(",", 1)[1]
+    try:
+        return pybase64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput(f"{field} is not valid base64", field=field) from None

@@ -1,0 +1,197 @@
+"""OpenAI-compatible embeddings, `POST /v1/embeddings`, on the same data plane as v1: what the `openai` SDK,
+LangChain, LlamaIndex and LiteLLM send, plus multimodal content arrays (service/frontend/api/openai_inputs.py).
+
+The request names its model in the body, so the JSON is parsed first; admission (404 / 429) then comes before
+any media is decoded or fetched. The cycle is the data plane's (service/frontend/cycle.py): the deadline header, the
+disconnect watch, per-request metrics (endpoint "openai_embeddings"), Server-Timing and orjson. Errors answer
+in OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, with v1's status and message (param = the
+field).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal
+
+import numpy as np
+import orjson
+import pybase64
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from service.errors import BadRequest, FusionError, InvalidInput
+from service.frontend.api.infer import OrjsonResponse, disconnect_watch, plane_of, request_deadline, serve_http
+from service.frontend.api.inputs import field_path
+from service.frontend.api.openai_inputs import ContentPart, parse_input
+from service.frontend.api.v2.rest import inline_refs
+from service.frontend.cycle import Admitted, Call, Decoded, Inference
+from service.frontend.fetch import Fetcher
+
+router = APIRouter(tags=["openai"])
+ENDPOINT = "openai_embeddings"  # the endpoint label of fusionserve_requests_*
+
+
+class EmbeddingOptions(BaseModel):
+    """Everything but `input`: validated before admission, which needs the model."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(min_length=1, description="a served model (bundle) name, or name:version")
+    encoding_format: Literal["float", "base64"] = Field(
+        "float", description="base64: each embedding as little-endian float32 bytes, base64-encoded (as OpenAI)"
+    )
+    dimensions: int | None = Field(None, ge=1, description="if given, must equal the model's embedding_dim")
+    user: str | None = Field(None, description="accepted for compatibility; ignored")
+
+
+class EmbeddingRequest(EmbeddingOptions):
+    input: str | list[str | list[ContentPart]] = Field(
+        description="one item per string or content array; a content array holds at most one text, "
+        "image_url and input_audio part, and gets their fused embedding"
+    )
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str = Field(description="the item's fused joint-space embedding (L2-normalised)")
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = Field(description="text tokens, as the model's tokenizer counts them (no padding)")
+    total_tokens: int
+
+
+class EmbeddingResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Embedding]
+    model: str = Field(description="name:version of the model version that answered")
+    usage: Usage
+
+
+class OpenAIErrorBody(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIError(BaseModel):
+    error: OpenAIErrorBody
+
+
+ERRORS = {status: {"model": OpenAIError, "description": meaning} for status, meaning in {
+    400: "malformed body, or dimensions not the model's", 404: "unknown model or version",
+    413: "a limit exceeded (named)", 422: "invalid input (the param named)", 429: "at capacity; Retry-After",
+    503: "not ready", 504: "deadline exceeded"}.items()}  # fmt: skip
+REQUEST_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": inline_refs(EmbeddingRequest.model_json_schema())}}}}  # fmt: skip
+ERROR_TYPES = {
+    401: "authentication_error",
+    429: "rate_limit_error",
+    499: "client_closed",
+}  # else invalid_request_error / server_error
+ERROR_CODES = {"not_found": "model_not_found", "queue_full": "rate_limit_exceeded"}  # else v1's error type
+
+
+def openai_error(error: FusionError) -> OrjsonResponse:
+    kind = ERROR_TYPES.get(error.status, "invalid_request_error" if error.status < 500 else "server_error")
+    param = "model" if error.field == "version" else error.field  # the version is part of `model` here
+    code = ERROR_CODES.get(error.type, error.type)
+    body = {"error": {"message": error.message, "type": kind, "param": param, "code": code}}
+    return OrjsonResponse(body, status_code=error.status, headers=error.headers)
+
+
+async def read_object(request: Request) -> tuple[dict, FusionError | None]:
+    """The JSON object body, or ({}, the error to answer) once per-request accounting has started."""
+    try:
+        data = orjson.loads(await request.body())
+    except FusionError as error:  # the body limit, crossed by a chunked upload
+        return {}, error
+    except orjson.JSONDecodeError as error:
+        return {}, BadRequest(f"body is not valid JSON: {error}", field="body")
+    if not isinstance(data, dict):
+        return {}, BadRequest("body must be a JSON object", field="body")
+    return data, None
+
+
+def split_model(model: object) -> tuple[str, str | None]:
+    """`tiny:2` → ("tiny", "2"); `tiny` → ("tiny", None), the default version."""
+    if not isinstance(model, str):
+        return "", None
+    name, colon, version = model.partition(":")
+    return name, version if colon else None
+
+
+def parse_options(data: dict) -> EmbeddingOptions:
+    if "input" not in data:
+        raise InvalidInput("input: Field required", field="input")
+    try:
+        return EmbeddingOptions.model_validate({key: value for key, value in data.items() if key != "input"})
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = field_path(first["loc"]) or "body"
+        raise InvalidInput(f"{field}: {first['msg']}", field=field) from None
+
+
+def check_dimensions(options: EmbeddingOptions, admitted: Admitted) -> None:
+    dim = admitted.state.bundle.manifest.embedding_dim
+    if options.dimensions is not None and options.dimensions != dim:
+        raise BadRequest(
+            f"dimensions {options.dimensions} is not available: model {admitted.model!r} version "
+            f"{admitted.state.version!r} embeds in {dim} dimensions (send dimensions={dim} or omit it)",
+            field="dimensions",
+        )
+
+
+def encode(vector: np.ndarray, encoding_format: str) -> np.ndarray | str:
+    if encoding_format == "base64":  # what OpenAI sends, and what its SDK asks for (then decodes) by default
+        return pybase64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
+    return vector  # numpy: orjson writes it directly
+
+
+def respond(options: EmbeddingOptions, admitted: Admitted, done: Inference) -> dict:
+    tokens = sum(int(item.arrays["text"][1].sum()) for item in done.items if "text" in item.arrays)  # mask: no pads
+    data = [
+        {"object": "embedding", "index": index, "embedding": encode(result.fused, options.encoding_format)}
+        for index, result in enumerate(done.results)
+    ]
+    model = f"{admitted.model}:{admitted.state.version}"
+    return {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+
+class OpenAICodec:
+    """`/v1/embeddings` in the request cycle: options checked before admission, media after it."""
+
+    def __init__(self, request: Request, data: dict, malformed: FusionError | None):
+        self.http, self.data, self.malformed = request, data, malformed
+        self.settings = plane_of(request).settings
+
+    def check(self) -> None:
+        if self.malformed is not None:
+            raise self.malformed
+        self.deadline = request_deadline(self.http, self.settings.default_deadline_ms)
+        self.options = parse_options(self.data)
+
+    async def read_body(self) -> None:
+        pass  # read before the cycle (create_embeddings): the model is named in it
+
+    async def decode(self, admitted: Admitted) -> Decoded:
+        check_dimensions(self.options, admitted)
+        parsed = parse_input(self.data["input"], self.settings)
+        await Fetcher(self.settings, self.deadline).fetch_all(parsed.remotes)
+        return Decoded(parsed.items, self.deadline)
+
+    def watch(self) -> asyncio.Future:
+        return disconnect_watch(self.http)
+
+    def encode(self, admitted: Admitted, done: Inference) -> Response:
+        return OrjsonResponse(respond(self.options, admitted, done))
+
+
+@router.post("/v1/embeddings", response_model=EmbeddingResponse, responses=ERRORS, openapi_extra=REQUEST_BODY)
+async def create_embeddings(request: Request) -> Response:
+    """Embeddings for a string, a list of strings, or content arrays (text, image_url, input_audio parts)."""
+    data, malformed = await read_object(request)
+    name, version = split_model(data.get("model"))
+    return await serve_http(request, Call(name, version, ENDPOINT), OpenAICodec(request, data, malformed))

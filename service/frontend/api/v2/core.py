@@ -1,0 +1,228 @@
+"""The Open Inference Protocol (KServe V2) model, transport-free: REST (rest.py) and gRPC (grpc_server.py) both
+subclass V2Codec — they read their wire format into an InferRequest and write the InferResponse — and run it
+through the data plane's request cycle (service/frontend/cycle.py).
+
+Inputs are encoded media, as OpenVINO Model Server takes them: `image` and `audio` BYTES tensors of files,
+`text` a BYTES tensor of UTF-8, each of shape [N]; an empty element means "absent" for that row. Rows become
+v1 RawItems, so decoding, limits and error messages are v1's; a row's fields are named "image[2]".
+
+The cycle admits at the door, before anything is decoded:
+    served = await plane.serve(Call(model, version, endpoint), RestCodec(...))
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from importlib import metadata
+
+import numpy as np
+
+from service.errors import FusionError, InvalidInput, PayloadTooLarge
+from service.frontend.cycle import Admitted, Decoded, Inference
+from service.frontend.dataplane import DataPlane
+from service.items import RawItem
+from service.manifest import MODALITIES, Manifest
+from service.settings import Settings
+
+PLATFORM = "fusionserve"
+EXTENSIONS = ["binary_tensor_data", "model_repository"]  # Triton's names (binary tensors: REST only)
+
+
+@dataclass
+class Tensor:
+    name: str
+    datatype: str  # "BYTES" | "FP32" | "BOOL" | "INT64" | ... (KServe V2 names)
+    shape: list[int]
+    data: np.ndarray | list[bytes]  # numeric/BOOL: np.ndarray already of `shape`; BYTES: flat row-major bytes
+    parameters: dict = field(default_factory=dict)
+
+
+@dataclass
+class InferRequest:
+    inputs: list[Tensor]
+    outputs: list[str] | None = None  # requested output names; None = all
+    id: str | None = None
+    parameters: dict = field(default_factory=dict)
+
+
+@dataclass
+class InferResponse:
+    model_name: str
+    model_version: str
+    outputs: list[Tensor]
+    id: str | None = None
+
+
+def error_message(error: FusionError) -> str:
+    """The v1 message; V2 errors have no field slot, so the field leads when the message does not name it."""
+    if error.field and error.field not in error.message:
+        return f"{error.field}: {error.message}"
+    return error.message
+
+
+def server_metadata() -> dict:
+    try:
+        version = metadata.version("fusionserve")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        version = "0+unknown"
+    return {"name": PLATFORM, "version": version, "extensions": list(EXTENSIONS)}
+
+
+# ---- model metadata --------------------------------------------------------------------------------------
+
+
+def output_specs(manifest: Manifest) -> list[dict]:
+    """Every output of `infer`, in the order it answers them when the request selects none."""
+    classes, dim, modalities = len(manifest.labels), manifest.embedding_dim, manifest.modalities()
+    specs = [
+        {"name": "probabilities", "datatype": "FP32", "shape": [-1, classes]},
+        {"name": "label", "datatype": "BYTES", "shape": [-1]},
+        {"name": "fused_embedding", "datatype": "FP32", "shape": [-1, dim]},
+    ]
+    specs += [{"name": f"{m}_embedding", "datatype": "FP32", "shape": [-1, dim]} for m in modalities]
+    specs.append({"name": "present", "datatype": "BOOL", "shape": [-1, len(modalities)]})
+    return specs
+
+
+def model_metadata(plane: DataPlane, model: str, version: str | None) -> dict:
+    """Of the version asked for, else the default (newest ready) one; 404 unknown, 503 not ready."""
+    state = plane.resolve(model, version)
+    manifest = state.bundle.manifest
+    return {
+        "name": model,
+        "versions": plane.ready_versions(model),
+        "platform": PLATFORM,
+        "inputs": [{"name": m, "datatype": "BYTES", "shape": [-1]} for m in manifest.modalities()],
+        "outputs": output_specs(manifest),
+        "parameters": {
+            "version": state.version,
+            "labels": manifest.labels,
+            "embedding_dim": manifest.embedding_dim,
+            "modalities": manifest.modalities(),
+            "fusion": manifest.fusion.strategy,
+            "max_items_per_request": plane.settings.max_items_per_request,
+        },
+    }
+
+
+# ---- infer -----------------------------------------------------------------------------------------------
+
+
+def _check_input(tensor: Tensor, manifest: Manifest) -> None:
+    accepted = ", ".join(manifest.modalities())
+    if tensor.name not in MODALITIES:
+        raise InvalidInput(f"unknown input {tensor.name!r}; model {manifest.name!r} accepts {accepted}", tensor.name)
+    if tensor.name not in manifest.modalities():
+        raise InvalidInput(f"model {manifest.name!r} has no {tensor.name} encoder; it accepts {accepted}", tensor.name)
+    what = "UTF-8 strings" if tensor.name == "text" else "encoded files"
+    if tensor.datatype != "BYTES":
+        raise InvalidInput(f"{tensor.name} must be a BYTES tensor of {what}, not {tensor.datatype}", tensor.name)
+    if len(tensor.shape) != 1:
+        raise InvalidInput(f"{tensor.name} must have shape [N] (one element per row), not {tensor.shape}", tensor.name)
+    if len(tensor.data) != tensor.shape[0]:
+        raise InvalidInput(
+            f"{tensor.name} has {len(tensor.data)} elements but its shape {tensor.shape} says {tensor.shape[0]}",
+            tensor.name,
+        )
+
+
+def _row_count(inputs: list[Tensor], manifest: Manifest, limit: int) -> int:
+    if not inputs:
+        raise InvalidInput(f"no input: send at least one of {', '.join(manifest.modalities())}", "inputs")
+    names = [t.name for t in inputs]
+    for name in names:
+        if names.count(name) > 1:
+            raise InvalidInput(f"input {name!r} given twice", name)
+    for tensor in inputs:
+        _check_input(tensor, manifest)
+    counts = {t.name: t.shape[0] for t in inputs}
+    if len(set(counts.values())) > 1:
+        sizes = ", ".join(f"{name} has {n}" for name, n in counts.items())
+        raise InvalidInput(f"inputs differ in their number of rows ({sizes}); every input needs the same N", "inputs")
+    rows = counts[names[0]]
+    if rows > limit:
+        raise PayloadTooLarge(
+            f"{names[0]} has {rows} rows; the limit is {limit} (FUSIONSERVE_MAX_ITEMS_PER_REQUEST)", names[0]
+        )
+    if rows == 0:
+        raise InvalidInput("inputs have no rows; send at least one", "inputs")
+    return rows
+
+
+def raw_items(request: InferRequest, manifest: Manifest, limit: int) -> list[RawItem]:
+    """Validated tensors → one RawItem per row; empty elements are absent modalities."""
+    rows = _row_count(request.inputs, manifest, limit)
+    items = [RawItem(suffix=f"[{row}]") for row in range(rows)]
+    for tensor in request.inputs:
+        for item, element in zip(items, tensor.data, strict=True):
+            if len(element):
+                setattr(item, tensor.name, bytes(element))
+    for row, item in enumerate(items):
+        if not item.modalities():
+            raise InvalidInput(f"no input: send at least one of {', '.join(manifest.modalities())}", f"row[{row}]")
+    return items
+
+
+def _selected(request: InferRequest, manifest: Manifest) -> list[str]:
+    known = [spec["name"] for spec in output_specs(manifest)]
+    if not request.outputs:  # absent or empty (gRPC cannot tell them apart): every output
+        return known
+    for name in request.outputs:
+        if name not in known:
+            raise InvalidInput(f"unknown output {name!r}; model {manifest.name!r} has {', '.join(known)}", "outputs")
+    return list(dict.fromkeys(request.outputs))  # duplicates answered once
+
+
+def _output(name: str, manifest: Manifest, done: Inference) -> Tensor:
+    results, rows = done.results, len(done.results)
+    modalities = manifest.modalities()
+    if name == "label":
+        labels = [manifest.labels[int(np.argmax(r.probabilities))].encode() for r in results]
+        return Tensor(name, "BYTES", [rows], labels)
+    if name == "present":
+        present = np.array([[m in r.modalities for m in modalities] for r in results], dtype=bool)
+        return Tensor(name, "BOOL", [rows, len(modalities)], present.reshape(rows, len(modalities)))
+    if name == "probabilities":
+        values = [r.probabilities for r in results]
+    elif name == "fused_embedding":
+        values = [r.fused for r in results]
+    else:  # <modality>_embedding: zeros where the row had none
+        modality, zeros = name.removesuffix("_embedding"), np.zeros(manifest.embedding_dim, np.float32)
+        values = [r.embeddings.get(modality, zeros) for r in results]
+    array = np.stack(values).astype(np.float32, copy=False)
+    return Tensor(name, "FP32", list(array.shape), array)
+
+
+class V2Codec:
+    """KServe V2's half of the request cycle, shared by REST and gRPC: tensors in, rows through the data plane,
+    output tensors out. A transport supplies `read` (its wire format → InferRequest and the deadline), `write`
+    (InferResponse → its answer) and, if it can hear the caller leave, `watch`."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.request: InferRequest | None = None
+        self.selected: list[str] = []
+
+    def check(self) -> None:
+        pass
+
+    async def read(self, admitted: Admitted) -> tuple[InferRequest, float]:
+        raise NotImplementedError
+
+    def write(self, response: InferResponse):
+        raise NotImplementedError
+
+    def watch(self) -> asyncio.Future | None:
+        return None
+
+    async def decode(self, admitted: Admitted) -> Decoded:
+        self.request, deadline = await self.read(admitted)
+        manifest = admitted.state.bundle.manifest
+        self.selected = _selected(self.request, manifest)
+        return Decoded(raw_items(self.request, manifest, self.settings.max_items_per_request), deadline)
+
+    def encode(self, admitted: Admitted, done: Inference):
+        manifest = admitted.state.bundle.manifest
+        outputs = [_output(name, manifest, done) for name in self.selected]
+        return self.write(InferResponse(admitted.model, admitted.state.version, outputs, self.request.id))

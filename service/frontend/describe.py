@@ -1,0 +1,40 @@
+"""What /v1/models (and the V2 metadata built on it) says about a model: its versions and the limits."""
+
+from __future__ import annotations
+
+from service.engine.registry import Registry
+from service.engine.versions import ModelEntry, VersionState
+from service.settings import Settings
+
+
+def describe_version(state: VersionState) -> dict:
+    summary = {"version": state.version, "status": state.status, "reason": state.reason}
+    if state.bundle is not None:
+        manifest = state.bundle.manifest
+        summary.update(
+            provider=state.bundle.provider, load_seconds=state.load_seconds, golden_max_error=state.golden_max_error,
+            modalities=manifest.modalities(), labels=manifest.labels, embedding_dim=manifest.embedding_dim,
+            fusion=manifest.fusion.strategy, explain=manifest.fusion.has_modality_logits, metrics=manifest.metrics,
+        )  # fmt: skip
+    return summary
+
+
+def describe_entry(entry: ModelEntry, settings: Settings) -> dict:
+    ready = entry.ready_versions()
+    limits = {name: getattr(settings, name) for name in ("max_upload_bytes", "max_image_pixels", "max_audio_seconds",
+                                                          "max_text_chars", "max_items_per_request")}  # fmt: skip
+    return {
+        "name": entry.name,
+        "default_version": ready[0].version if ready else None,
+        "limits": limits,
+        "versions": [describe_version(v) for v in entry.versions.values()],
+    }
+
+
+def describe_models(registry: Registry) -> dict:
+    """/readyz's per-model part: per version, its status, the provider in use and any failure reason."""
+    return {
+        e.name: {v.version: {"status": v.status, "provider": v.bundle.provider if v.bundle else None,
+                             "reason": v.reason} for v in e.versions.values()}
+        for e in registry.models.values()
+    }  # fmt: skip

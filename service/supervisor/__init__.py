@@ -1,0 +1,1 @@
+"""The supervisor process: starts, watches and restarts the front-ends and engines."""
