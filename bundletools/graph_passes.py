@@ -23,7 +23,7 @@ import onnxruntime as ort
 
 STANDARD_DOMAINS = frozenset({"", "ai.onnx"})
 # com.microsoft contrib ops with float kernels in both the CPU and the CUDA EP (onnxruntime's
-# docs/OperatorKernels.md). Left out on purpose: FusedConv (CUDA's kernel fuses Relu only, EfficientNet's
+# OperatorKernels.md). Left out on purpose: FusedConv (CUDA's kernel fuses Relu only, EfficientNet's
 # ReLU6 fuses as Clip), FusedGemm and NCHWc ops (CPU only), BiasSoftmax and BiasAdd (CUDA only).
 PORTABLE_CONTRIB = frozenset(
     {

@@ -13,7 +13,8 @@ import secrets
 
 # The id an operator matches an answer with its log lines by: the client's X-Request-Id (or gRPC x-request-id)
 # when it is a plain token, else one made here. Set per request by the HTTP middleware / gRPC servicer; read where
-# a failure is logged and answered (api/errors.py, engine/client.py sends it to the engine, which logs it).
+# a failure is logged and answered (api/errors.py; service/frontend/remote/client.py sends it to the engine, which
+# logs it).
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 REQUEST_ID_HEADER = "X-Request-Id"
 _ACCEPTED_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # a header value that cannot forge a log line

@@ -38,7 +38,8 @@ class LoadedBundle:
     fusion: FusionComponent | None  # None once retired (without_sessions)
     tokenizer: object | None
     provider: str
-    manifest_sha256: str = dataclasses.field(init=False)  # of the manifest as read (engine/state.py compares it)
+    # of the manifest as read (a front-end's follower compares it: service/frontend/remote/follower.py)
+    manifest_sha256: str = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
         self.manifest_sha256 = manifest_digest(self.manifest)

@@ -1,13 +1,13 @@
 """The engine process: one per device, the only owner of the registry's batchers and onnxruntime
 sessions, running the prepared items that front-end processes send it (service/frontend/remote/client.py).
 
-One ZeroMQ ROUTER socket; every message is wire.py frames (a JSON header, then the arrays):
+One ZeroMQ ROUTER socket; every message is service/wire/frames.py frames (a JSON header, then the arrays):
 
     {"op": "infer", "id", "model", "version", "timeout_s"} + items → {"id", "ok": true} + results
                                                                     | {"id", "ok": false, "error": {...}}
     {"op": "cancel", "id"}  the request's items leave their queues before compute; it answers 499
     {"op": "ping", "id"}    → {"id", "ok": true, "ready": every configured model loaded and warm,
-                               "models": state.snapshot(registry)}
+                               "models": snapshot(registry), engine/snapshot.py}
     {"op": "repository", "id", "action": "index" | "load" | "unload", "model", "ready_only"}
                             → {"id", "ok": true, "rows": [...], "failed": [[version, reason], ...]}
 

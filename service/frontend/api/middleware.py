@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.errors import FusionError, Unauthorized
 
-# path prefix → the protocol's error response (e.g. "/v2/" → {"error": "<message>"}); wired by main.py so
+# path prefix → the protocol's error response (e.g. "/v2/" → {"error": "<message>"}); wired by app.py so
 # an answer given here, before any route runs, still has the shape its protocol's clients parse
 ErrorShapes = Mapping[str, Callable[[FusionError], Response]]
 
