@@ -1,6 +1,6 @@
 """Publishing a bundle version: immutable numbers, a hidden staging directory, one rename.
 
-Shared by `fusionserve optimize` and the training export (docs/model-management.md, "Publishing"). A version is
+Shared by `fusionserve optimize` and the training export (docs/training.md, "Versions are immutable"). A version is
 written and verified under `<model_dir>/.<tag>-<version>-<pid>.tmp/<name>/<version>/` (a dot name: the
 server's scan ignores it; `<name>/<version>` because the loader insists the manifest matches its directory),
 then renamed into place. A rename on one filesystem is atomic, so a polling server sees the whole version or

@@ -1,5 +1,5 @@
 """The audio front ends after decoding: Whisper's log-mel, or the raw waveform that wav2vec2, HuBERT and WavLM
-read (docs/bundle-format.md, "Audio front ends"), and the length each counts against the audio padding budget.
+read (docs/bundle-format.md, "manifest.json": `front_end`), and the length each counts against the audio padding budget.
 
 Both give the encoder one float32 array with time last — log-mel [n_mels, frames], waveform [1, samples] — so
 batch collation pads the same way for both (service.preprocess.batch).

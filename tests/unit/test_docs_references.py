@@ -7,8 +7,8 @@ alone:
   project's folders (`service/frontend/dataplane.py`, `engine/`, `api/door.py`, `bench/results/scale`), or a bare
   file name ending in `.py` (`cycle.py`). A path with a slash resolves against the repository root, then
   `service/`, then `service/frontend/` (so `engine/server.py` and `api/door.py` are fine short forms); it must be a
-  file or a folder there (`*` globs). A bare `name.py` must be a file somewhere in `SOURCE_DIRS`. Anything
-  after a `:` (`service.frontend.app:create_app`, `path:42`) is not part of the path.
+  file or a folder there (`*` globs), or name a module's attribute (`api/refusals.ERROR_SHAPES`). A bare `name.py`
+  must be a file somewhere in `SOURCE_DIRS`. Anything after a `:` (`path:42`) is not part of the path.
 - **Qualified names** in backticks or fenced code: `Class.attribute` with a CamelCase class (`Batcher.busy`,
   `DataPlane.serve`): the class must be defined in service/, bundletools/, training/ or fusionserve_client/ and
   one of its definitions must have that attribute (a def, an assignment or an annotated assignment in the class
@@ -17,6 +17,9 @@ alone:
   in those folders, a builtin, or named in `EXTERNAL_CALLS`.
 - **Dotted modules** in backticks: `service.manifest`, `training.errors.UserError`: the module must exist and what
   follows it must be defined at its top level.
+- **Sections**: `architecture.md "Processes"` (also `docs/x.md, "Title"`), in the docs and in every Python file of
+  the code folders, tests/ and bench/: the doc must have a heading, or a bold lead-in (`**Title**`), that contains
+  the quoted title (ignoring case).
 
 The server's own comments and docstrings (service/, bundletools/) are held to the path rule: a comment that names
 `engine/backend.py` after the file moved misleads whoever reads it.
@@ -55,6 +58,7 @@ BARE_PY = re.compile(r"(?<![\w./-])([A-Za-z_][\w*-]*\.py)\b")
 CODE_SPAN = re.compile(r"```[^\n]*\n(.*?)```|`([^`\n]+)`", re.S)
 QUALIFIED = re.compile(r"(?<![\w.])([A-Z][a-z]\w*)\.([A-Za-z_]\w*)")
 CALL = re.compile(r"(?<![\w.@])([a-z_][a-z0-9_]*)\((?!s\))")  # not a decorator, not "http(s)"
+SECTION = re.compile(r"\b([\w-]+\.md)[,;:]? \(?\"([^\"\n]+)\"")
 DOTTED = re.compile(r"(?<![\w./])((?:service|bundletools|training|fusionserve_client)(?:\.[A-Za-z_]\w*)+)")
 
 
@@ -64,6 +68,9 @@ def path_exists(token: str) -> bool:
         return True
     if "/" not in token:
         return token in file_names()
+    head, _, last = token.rpartition("/")
+    if "." in last and not last.endswith(".py") and path_exists(f"{head}/{last.split('.')[0]}.py"):
+        return True  # `api/refusals.ERROR_SHAPES`: a module's attribute
     for base in BASES:
         if "*" in token:
             if any(base.glob(token.rstrip("/"))):
@@ -155,9 +162,22 @@ def dotted_problem(dotted: str) -> str | None:
     return None
 
 
+def section_problems(text: str) -> list[str]:
+    problems = []
+    for name, title in SECTION.findall(text):
+        doc = ROOT / name if name == "README.md" else ROOT / "docs" / name
+        if not doc.is_file():
+            continue  # a path problem, reported as one where it is a path
+        heads = re.findall(r"^#+ +(.+)$|\*\*([^*]+)\*\*", doc.read_text(encoding="utf-8"), re.M)
+        if not any(title.lower() in (h or b).lower() for h, b in heads):
+            problems.append(f'{name} "{title}": no such section')
+    return problems
+
+
 def doc_problems(path: Path) -> list[str]:
     text = path.read_text(encoding="utf-8")
     problems = [f"{p}: not a file or folder" for p in path_references(text) if not path_exists(p)]
+    problems += section_problems(text)
     _, functions = definitions()
     for code in code_of(text):
         problems += filter(None, (qualified_problem(c, a) for c, a in QUALIFIED.findall(code)))
@@ -195,3 +215,11 @@ def test_server_comments_name_only_paths_that_exist():
                 if not path_exists(ref):
                     problems.append(f"{path.relative_to(ROOT)}: {ref}")
     assert not problems, "comments naming paths that do not exist:\n" + "\n".join(sorted(set(problems)))
+
+
+def test_code_names_only_sections_that_exist():
+    problems = []
+    for folder in (*CODE_DIRS, "tests", "bench"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            problems += [f"{path.relative_to(ROOT)}: {p}" for p in section_problems(path.read_text(encoding="utf-8"))]
+    assert not problems, "sections that do not exist:\n" + "\n".join(problems)
