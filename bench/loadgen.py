@@ -212,3 +212,21 @@ def http_sender(client: httpx.AsyncClient, url: str) -> Send:
         return str(response.status_code)
 
     return send
+
+
+def uvloop_available() -> bool:
+    """uvloop spends less client CPU per request than asyncio's own loop (the client shares the server's cores)."""
+    try:
+        import uvloop  # noqa: F401  (uvicorn[standard] brings it on Linux)
+    except ImportError:
+        return False
+    return True
+
+
+def run_loop(loop: str, coroutine):
+    """Run `coroutine` to completion on a new event loop: "uvloop" or "asyncio"."""
+    if loop == "uvloop":
+        import uvloop
+
+        return uvloop.run(coroutine)
+    return asyncio.run(coroutine)
