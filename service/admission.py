@@ -57,8 +57,8 @@ class DrainMeter:
     def retry_after_s(self, now: float) -> int:
         """Whole seconds a refused client should wait: until the admitted work drains, or — when many are
         refused — until the refused demand of the last second could be served at the drain rate. Telling
-        them all "1" brings them back together, to be refused again: under 16x overload most of the event
-        loop's time went to refusing the same clients every second."""
+        them all "1" brings them back together, to be refused again, and refusing the same clients over and
+        over becomes the event loop's main work (docs/design-choices.md, "Door admission")."""
         return retry_after_s(self.load(), self.refused_demand(now) * self.peers, self.rate(now))
 
     def refused_demand(self, now: float) -> int:

@@ -93,7 +93,7 @@ def session_options(settings: Settings) -> ort.SessionOptions:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only: ORT's warnings about unused initialisers are noise
     # Memory patterns are planned and cached per input shape; with dynamic batch sizes and lengths that
-    # cache only grows. Off: image encoder, random batches 1–32 of decoded PNGs, RSS plateau 599 → 536 MB.
+    # cache only grows, so it is off (measured: docs/design-choices.md, "Alternatives measured and rejected").
     options.enable_mem_pattern = False
     # Each component has its own session and thread pool; spinning pools would burn the cores that the
     # event loop, preprocessing and the other components need between batches.

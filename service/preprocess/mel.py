@@ -16,8 +16,9 @@ from service.manifest import AudioPreprocess
 
 # Power below this is clamped before log10 (Whisper's value): silence maps to -10, not -inf.
 _POWER_FLOOR = 1e-10
-# Frames per STFT block: keeps each temporary (~1.6 MB at n_fft 400) in cache; ~1.5x faster than one
-# 30 s block, and a request's peak memory stays small when many are decoded at once.
+# Frames per STFT block: keeps each temporary (~1.6 MB at n_fft 400) in cache, which is faster than one 30 s
+# block (docs/design-choices.md, "Log-mel in blocks"), and a request's peak memory stays small when many are
+# decoded at once.
 _BLOCK_FRAMES = 256
 
 
