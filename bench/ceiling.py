@@ -17,10 +17,11 @@ import numpy as np
 
 from bench.loadgen import Send, closed_loop, say
 from bench.workloads import Bundle, Workload
-from service.engine.registry import Registry, VersionState
+from service.engine.registry import Registry
 from service.errors import FusionError
 from service.items import RawItem
 from service.metrics import Metrics
+from service.models import VersionState
 from service.preprocess.prepare import prepare_item
 from service.settings import Settings
 

@@ -111,3 +111,12 @@ class InternalError(FusionError):
 
 class BundleError(Exception):
     """A model version cannot be loaded (bad manifest, tampered file, parity failure…)."""
+
+
+class ClientDisconnected(FusionError):
+    """The caller went away: its queued items were dropped before compute (499, nginx's "client closed")."""
+
+    status, type = 499, "client_closed"
+
+    def __init__(self) -> None:
+        super().__init__("client disconnected")

@@ -14,20 +14,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pydantic import ValidationError
 
 from service import preprocess
+from service.bundle_files import read_valid_manifest, verify_files
 from service.engine.components import EncoderComponent, FusionComponent
 from service.engine.onnx_files import external_data_files
 from service.engine.runtime import OrtModel
 from service.errors import BundleError, FusionError
 from service.items import PreparedItem, RawItem
-from service.manifest import Manifest, TensorSpec, manifest_digest, read_manifest, sha256_file
+from service.manifest import Manifest, TensorSpec, manifest_digest
+from service.modalities.registry import modality as modality_spec
 from service.preprocess.prepare import prepare_item
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
-FRAMES_MULTIPLE_DEFAULT = 1
 
 
 @dataclass
@@ -47,34 +47,6 @@ class LoadedBundle:
     def without_sessions(self) -> LoadedBundle:
         """What a request still holding a retired version may read (manifest, tokenizer), sessions let go."""
         return dataclasses.replace(self, encoders={}, fusion=None)
-
-
-def read_valid_manifest(directory: Path) -> Manifest:
-    try:
-        manifest = read_manifest(directory / "manifest.json")
-    except FileNotFoundError:
-        raise BundleError("manifest.json is missing") from None
-    except (ValidationError, ValueError) as error:
-        raise BundleError(f"manifest.json is invalid: {error}") from None
-    if (manifest.name, manifest.version) != (directory.parent.name, directory.name):
-        raise BundleError(
-            f"manifest says {manifest.name}/{manifest.version}, directory is {directory.parent.name}/{directory.name}"
-        )
-    return manifest
-
-
-def verify_files(manifest: Manifest, directory: Path) -> None:
-    """Every listed file must stay inside the bundle (symlinks resolved) and match its sha256."""
-    root = directory.resolve()
-    for relative, expected in manifest.files.items():
-        path = (directory / relative).resolve()
-        if not path.is_relative_to(root):
-            raise BundleError(f"{relative} resolves outside the bundle directory")
-        if not path.is_file():
-            raise BundleError(f"{relative} is missing")
-        actual = sha256_file(path)
-        if actual != expected.lower():
-            raise BundleError(f"{relative}: sha256 mismatch (manifest {expected[:12]}…, file {actual[:12]}…)")
 
 
 def verify_external_data(manifest: Manifest, directory: Path) -> None:
@@ -115,7 +87,7 @@ def open_components(manifest: Manifest, directory: Path, settings: Settings):
         spec = getattr(manifest.encoders, modality)
         model = OrtModel(directory / spec.file, settings)
         _check_io(model, spec.inputs, spec.outputs, spec.file)
-        multiple = spec.preprocess.frames_multiple if modality == "audio" else FRAMES_MULTIPLE_DEFAULT
+        multiple = modality_spec(modality).pad_multiple(spec.preprocess)
         encoders[modality] = EncoderComponent(modality, model, spec, multiple)
     fusion_model = OrtModel(directory / manifest.fusion.file, settings)
     _check_io(fusion_model, manifest.fusion.inputs, manifest.fusion.outputs, manifest.fusion.file, by_name=True)

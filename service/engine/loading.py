@@ -19,7 +19,7 @@ from pathlib import Path
 import orjson
 
 from service.engine.registry import Registry
-from service.engine.versions import VersionState
+from service.models import VersionState
 
 log = logging.getLogger("fusionserve.engine")
 CRASHED = "crashed the engine while loading"

@@ -13,28 +13,33 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 from service.engine import heap
 from service.engine.bundle import LoadedBundle, load_bundle, max_golden_error
 from service.engine.check import golden_results
 from service.engine.pipeline import Pipeline
-from service.engine.versions import ModelEntry, VersionState, fingerprint, version_directories
+from service.engine.versions import fingerprint, version_directories
 from service.engine.warmup import warmup_batches
-from service.errors import BundleError, NotFound, NotReady
+from service.errors import BundleError
 from service.metrics import Metrics
+from service.models import ModelEntry, ModelTable, VersionState
 from service.publish import remove_stale_staging
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
+UNLOADED_KEPT = 64  # unloaded versions remembered for their late holders
 
 
-class Registry:
+class Registry(ModelTable):
+    """The engine's model table: it loads, verifies, warms up and retires the versions."""
+
     def __init__(self, settings: Settings, metrics: Metrics):
+        super().__init__()
         self.settings, self.metrics = settings, metrics
-        self.models: dict[str, ModelEntry] = {}
-        self.unloaded: set[str] = set()  # unloaded on request: 404 until loaded again
-        self.loading_done = False
+        # why recently unloaded versions stopped: what a request still holding one gets (503), not a 404
+        self.unloaded_versions: OrderedDict[tuple[str, str], str] = OrderedDict()
 
     def scan(self) -> dict[str, list[Path]]:
         root = self.settings.model_dir
@@ -132,9 +137,11 @@ class Registry:
     async def _drain_and_unload(self, entry: ModelEntry, state: VersionState) -> None:
         if await self._drained(entry, state):
             await state.pipeline.stop()  # nothing is held: its batchers end at once
-        await state.pipeline.close(
-            f"model {entry.name!r} version {state.version!r} was unloaded ({state.reason}) while this request held it"
-        )
+        why = f"model {entry.name!r} version {state.version!r} was unloaded ({state.reason}) while this request held it"
+        await state.pipeline.close(why)
+        self.unloaded_versions[(entry.name, state.version)] = why
+        while len(self.unloaded_versions) > UNLOADED_KEPT:
+            self.unloaded_versions.popitem(last=False)
         if entry.versions.get(state.version) is state:
             del entry.versions[state.version]
         with contextlib.suppress(KeyError):  # the gauges forget the version (0 first: multiprocess files keep it)
@@ -168,32 +175,6 @@ class Registry:
     def _forget_if_empty(self, entry: ModelEntry) -> None:
         if not entry.versions and entry.name not in self.settings.models and self.models.get(entry.name) is entry:
             del self.models[entry.name]
-
-    def entry(self, name: str) -> ModelEntry:
-        if name in self.unloaded:
-            raise NotFound(f"model {name!r} was unloaded (POST /v2/repository/models/{name}/load)", field="model")
-        if name not in self.models:
-            raise NotFound(f"model {name!r} not found; served models: {sorted(self.models)}", field="model")
-        return self.models[name]
-
-    def get(self, name: str, version: str | None = None) -> VersionState:
-        entry = self.entry(name)
-        if version is None:
-            ready = entry.ready_versions()
-            if not ready:
-                raise NotReady(f"model {name!r} has no ready version yet", field="model")
-            return ready[0]
-        state = entry.versions.get(version)
-        if state is None or state.status in ("failed", "draining"):
-            why = f" ({state.reason})" if state else ""
-            raise NotFound(f"model {name!r} has no servable version {version!r}{why}", field="version")
-        if state.status != "ready":
-            raise NotReady(f"model {name!r} version {version!r} is still loading", field="version")
-        return state
-
-    def all_ready(self) -> bool:
-        required = [e for e in self.models.values() if e.required]
-        return self.loading_done and bool(required) and all(e.ready_versions() for e in required)
 
     async def stop(self) -> None:
         """Shutdown: every running version (draining ones too) finishes its queued items and stops."""

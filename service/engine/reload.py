@@ -17,8 +17,9 @@ import logging
 from pathlib import Path
 
 from service.engine.registry import Registry
-from service.engine.versions import ModelEntry, VersionState, fingerprint, version_directories
+from service.engine.versions import fingerprint, version_directories
 from service.errors import BadRequest, NotFound
+from service.models import ModelEntry, VersionState
 
 log = logging.getLogger(__name__)
 TRITON_STATE = {"ready": "READY", "loading": "LOADING", "failed": "UNAVAILABLE", "draining": "UNLOADING"}

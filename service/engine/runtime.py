@@ -7,7 +7,6 @@ falls back to CPU and `provider` says so (docs/bad-input.md row 18) — it never
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 import onnxruntime as ort
 
 from service.settings import Settings
+from service.threads import lower_priority
 
 log = logging.getLogger(__name__)
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
@@ -51,19 +51,6 @@ def provider_options(providers: list[str], settings: Settings) -> list[dict[str,
     if settings.cuda_mem_limit_mb:
         cuda["gpu_mem_limit"] = str(settings.cuda_mem_limit_mb * 1024 * 1024)
     return [cuda if provider == CUDA else {} for provider in providers]
-
-
-def lower_priority(nice: int) -> None:
-    """Make the calling thread (and the threads it starts, which inherit it) `nice` steps less urgent.
-
-    Compute threads yield the cores to the event loop, so refusing a request (429) or parsing the next one
-    never waits behind a batch. Linux sets nice per thread; elsewhere this does nothing.
-    """
-    if nice > 0 and hasattr(os, "setpriority"):
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
-        except OSError as error:  # e.g. a sandbox forbidding it: serve anyway
-            log.warning("could not lower compute-thread priority: %s", error)
 
 
 def _in_thread(make, nice: int):

@@ -40,11 +40,9 @@ import zmq.asyncio
 
 from service.admission import DrainMeter
 from service.engine.loading import GuardedRegistry, LoadingRecord
-from service.engine.registry import Registry
-from service.engine.reload import ModelRepository
-from service.errors import FusionError, InternalError, request_id_from
-from service.frontend.cycle import ClientDisconnected
-from service.frontend.remote.follower import snapshot
+from service.engine.local import LocalBackend
+from service.engine.snapshot import snapshot
+from service.errors import ClientDisconnected, FusionError, InternalError, request_id_from
 from service.metrics import Metrics
 from service.settings import Settings, load_settings
 from service.wire import frames as wire
@@ -61,11 +59,11 @@ class Engine:
     def __init__(self, settings: Settings, endpoint: str, loading_record: Path | None = None):
         self.settings, self.endpoint = settings, endpoint
         self.metrics = Metrics()
-        if loading_record is None:  # run by hand: no supervisor to restart it, nothing to remember
-            self.registry = Registry(settings, self.metrics)
-        else:
-            self.registry = GuardedRegistry(settings, self.metrics, LoadingRecord(loading_record))
-        self.repository = ModelRepository(self.registry)
+        registry = None  # run by hand: no supervisor to restart it, nothing to remember
+        if loading_record is not None:
+            registry = GuardedRegistry(settings, self.metrics, LoadingRecord(loading_record))
+        self.backend = LocalBackend(settings, self.metrics, registry)  # the one-process server's backend
+        self.registry, self.repository = self.backend.models, self.backend.repository
         self.tasks: dict[tuple[bytes, object], asyncio.Task] = {}  # (front-end identity, request id) → its work
         self.meters: dict[tuple[str, str], DrainMeter] = {}  # per model version: requests here, drain rate
         self.senders: Counter[tuple[str, str, bytes]] = Counter()  # requests here per model version, front-end
@@ -75,8 +73,7 @@ class Engine:
         context = zmq.asyncio.Context()
         socket = context.socket(zmq.ROUTER)
         socket.bind(self.endpoint)
-        loader = asyncio.create_task(self.registry.load_all(self.registry.discover()))
-        self.repository.start(loader)  # polls model_dir when FUSIONSERVE_MODEL_POLL_S > 0
+        await self.backend.start()
         try:
             while True:
                 identity, *frames = await socket.recv_multipart(copy=False)
@@ -88,9 +85,7 @@ class Engine:
                     self.metrics.internal_errors.labels("engine", "unexpected").inc()
                     log.exception("a message could not be dispatched; dropped")
         finally:
-            loader.cancel()
-            await self.repository.stop()
-            await self.registry.stop()
+            await self.backend.stop()
             socket.close(linger=0)
             context.term()
 
@@ -152,16 +147,15 @@ class Engine:
         return [orjson.dumps(error_header(header["id"], error) | {"load": self.load(identity)})]
 
     async def _run(self, identity: bytes, header: dict, items: list) -> list:
-        state = self.registry.get(header["model"], header.get("version"))
-        sender = (header["model"], state.version, identity)
+        version = header.get("version") or self.registry.get(header["model"]).version
+        sender = (header["model"], version, identity)
         meter = self.meters.setdefault(sender[:2], DrainMeter())
         meter.admitted()
         self.senders[sender] += 1
         served = False
         try:  # whatever happens below, the load this engine reports goes down again
             deadline = time.monotonic() + header["timeout_s"]
-            with state.hold():  # a version being unloaded stops its batchers only once no request holds it
-                results = await asyncio.gather(*(state.pipeline.run(item, deadline) for item in items))
+            results = await self.backend.run(header["model"], version, items, deadline)
             served = True
             return results
         finally:

@@ -1,18 +1,12 @@
-"""What the registry knows of each model and version (service/engine/registry.py loads and retires them):
-its state, the admitted requests holding it, and the files it was loaded from."""
+"""The version directories of a model on disk and their fingerprints (service/engine/registry.py and reload.py
+decide from them what to load and what changed); the versions' state is service/models.py's."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from service.engine.bundle import LoadedBundle
-from service.engine.pipeline import Pipeline
 from service.manifest import is_version_name
-
-Fingerprint = tuple[tuple[str, int, int], ...]
+from service.models import Fingerprint
 
 
 def fingerprint(directory: Path) -> Fingerprint:
@@ -35,43 +29,3 @@ def version_directories(model_dir: Path) -> list[Path]:
     except OSError:  # not there (any more)
         return []
     return sorted(versions, key=lambda p: int(p.name), reverse=True)
-
-
-@dataclass
-class VersionState:
-    version: str
-    status: str = "loading"  # loading | ready | failed | draining (retired: admitted requests finishing)
-    reason: str | None = None
-    bundle: LoadedBundle | None = None
-    pipeline: Pipeline | None = None
-    load_seconds: float | None = None
-    golden_max_error: float | None = None
-    fingerprint: Fingerprint | None = None  # of the files the last load attempt read
-    in_flight: int = 0  # admitted requests (DataPlane.admit holds one each)
-    idle: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
-    retiring: asyncio.Task | None = field(default=None, repr=False)
-
-    @contextlib.contextmanager
-    def hold(self):
-        """One admitted request: a retired version stops its batchers only once none is held."""
-        self.in_flight += 1
-        self.idle.clear()
-        try:
-            yield self
-        finally:
-            self.in_flight -= 1
-            if not self.in_flight:
-                self.idle.set()
-
-
-@dataclass
-class ModelEntry:
-    name: str
-    versions: dict[str, VersionState] = field(default_factory=dict)
-    # counted by /readyz: configured or found at start-up, or ready once since; a model that appears
-    # later does not take a serving pod out of rotation while it loads (or if it never loads)
-    required: bool = True
-
-    def ready_versions(self) -> list[VersionState]:
-        ready = [v for v in self.versions.values() if v.status == "ready"]
-        return sorted(ready, key=lambda v: int(v.version), reverse=True)

@@ -12,24 +12,23 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service.engine.runtime import lower_priority
 from service.frontend.api.body import BodyLimitMiddleware
 from service.frontend.api.door import DoorMiddleware
 from service.frontend.api.errors import install_error_handlers
 from service.frontend.api.middleware import ApiKeyMiddleware
 from service.frontend.api.model_control import ModelControlMiddleware
-from service.frontend.api.openai_embeddings import openai_error
 from service.frontend.api.openai_embeddings import router as openai_router
 from service.frontend.api.pages import declare_api_key
 from service.frontend.api.pages import router as pages_router
+from service.frontend.api.refusals import ERROR_SHAPES
 from service.frontend.api.repository import router as repository_router
 from service.frontend.api.request_id import RequestIdMiddleware
 from service.frontend.api.routes import router
 from service.frontend.api.v2 import grpc_server
 from service.frontend.api.v2.rest import router as v2_router
-from service.frontend.api.v2.rest import v2_error
 from service.frontend.context import ServerContext
 from service.settings import Settings
+from service.threads import lower_priority
 
 log = logging.getLogger("fusionserve")
 
@@ -38,7 +37,7 @@ log = logging.getLogger("fusionserve")
 async def lifespan(app: FastAPI):
     context: ServerContext = app.state.context
     # KServe V2 gRPC when FUSIONSERVE_GRPC_PORT is set; first, so a port in use fails the start at once
-    context.grpc_server = await grpc_server.start(context.plane)
+    context.grpc_server = await grpc_server.start(context.plane, reuse_port=context.reuse_port)
     context.preprocess_pool = ThreadPoolExecutor(
         context.settings.preprocess_threads, thread_name_prefix="preprocess", initializer=lower_priority,
         initargs=(context.settings.compute_nice,),  # decoding yields to the event loop too
@@ -68,7 +67,7 @@ def create_app(settings: Settings | None = None, engines: list[str] | None = Non
         description="Fused image + text + audio inference: classifications and joint-space embeddings.",
     )
     app.state.context = context = ServerContext.build(settings, engines, front_ends)
-    shapes = {"/v2/": v2_error, "/v1/embeddings": openai_error}  # each protocol's error body, by path
+    shapes = ERROR_SHAPES  # each protocol's error body, by path
     install_error_handlers(app, shapes)
     app.include_router(router)
     app.include_router(v2_router)

@@ -1,75 +1,65 @@
 """What the app's routes, middleware and lifespan share, typed: one object at `app.state.context` instead of
 loose `app.state` attributes (service/frontend/app.py builds it; api/infer.py's `plane_of` reads the data plane).
 
-One process (`engines` None): the registry loads the bundles and runs them here. A front-end process of
-multi-process mode (`engines` = the engine endpoints): a follower registry (light bundles), the engines run
-the items, and the repository API is theirs (docs/architecture.md "Processes")."""
+The backend (service/backend.py) is chosen here, once: one process runs the items on its own pipelines
+(LocalBackend); a front-end process of multi-process mode sends them to the engines (RemoteBackend). Nothing
+else asks which one it has (docs/architecture.md "One backend interface")."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from service.engine.registry import Registry
-from service.engine.reload import ModelRepository
+from service.backend import Backend, Repository
 from service.frontend.dataplane import DataPlane
-from service.frontend.remote.backend import EngineBackend
-from service.frontend.remote.follower import FollowerRegistry
-from service.frontend.remote.repository import RemoteRepository
+from service.frontend.remote.backend import RemoteBackend
 from service.metrics import Metrics
+from service.models import ModelTable
 from service.settings import Settings
 
-log = logging.getLogger("fusionserve")
+
+def local_backend(settings: Settings, metrics: Metrics) -> Backend:
+    """The one place a front-end module reaches into the engine: a one-process server runs it in this process,
+    so only then is onnxruntime imported (a multi-process front-end never imports it)."""
+    from service.engine.local import LocalBackend
+
+    return LocalBackend(settings, metrics)
 
 
 @dataclass
 class ServerContext:
     settings: Settings
     metrics: Metrics
-    registry: Registry
-    repository: ModelRepository
+    backend: Backend
     plane: DataPlane
-    draining: bool = False  # set on SIGTERM (service/frontend/drain.py): /readyz 503, new requests refused
-    loader: asyncio.Task | None = None  # the start-up load (lifespan)
+    draining: bool = False  # set on SIGTERM (frontend/drain.py): /readyz 503, new requests refused
     grpc_server: Any = None  # grpc.aio.Server when FUSIONSERVE_GRPC_PORT is set (api/v2/grpc_server.py)
     preprocess_pool: ThreadPoolExecutor | None = None
-    engines: EngineBackend | None = None  # multi-process mode: this process is a front-end of these engines
+    reuse_port: bool = False  # a supervisor's front-ends share the listening ports (gRPC's among them)
 
     @classmethod
     def build(cls, settings: Settings, engines: list[str] | None = None, front_ends: int = 1) -> ServerContext:
+        """`engines`: the engine endpoints this process is a front-end of; None: one process does everything."""
         metrics = Metrics()
-        if engines is None:
-            registry = Registry(settings, metrics)
-            context = cls(settings, metrics, registry, ModelRepository(registry), plane=None)  # type: ignore[arg-type]
-        else:
-            registry = FollowerRegistry(settings, metrics)
-            backend = EngineBackend(engines, registry, settings, front_ends)
-            context = cls(settings, metrics, registry, RemoteRepository(backend), None, engines=backend)  # type: ignore[arg-type]
-        context.plane = DataPlane(registry, settings, metrics, lambda: context.draining, context.engines)
-        return context
+        backend = local_backend(settings, metrics) if engines is None else RemoteBackend(engines, settings, front_ends)
+        holder: list[ServerContext] = []
+        plane = DataPlane(backend, settings, metrics, lambda: holder[0].draining)
+        holder.append(cls(settings, metrics, backend, plane, reuse_port=engines is not None))
+        return holder[0]
+
+    @property
+    def registry(self) -> ModelTable:
+        return self.backend.models
+
+    @property
+    def repository(self) -> Repository:
+        return self.backend.repository
 
     async def start_models(self) -> None:
-        """Load the bundles here (one process), or follow the engines (a front-end)."""
-        if self.engines is not None:
-            await self.engines.start()
-            return
-        self.loader = asyncio.create_task(self.registry.load_all(self.registry.discover()))
-        self.loader.add_done_callback(_log_load_failure)
-        self.repository.start(self.loader)  # polls model_dir when FUSIONSERVE_MODEL_POLL_S > 0
+        """Load the bundles here (one process), or follow the engines (a front-end); returns at once."""
+        await self.backend.start()
 
     async def stop_models(self) -> None:
-        """After the drain: stop following the engines, or stop loading and drain the batchers here."""
-        if self.engines is not None:
-            await self.engines.close()
-            return
-        self.loader.cancel()
-        await self.repository.stop()
-        await self.registry.stop()
-
-
-def _log_load_failure(task: asyncio.Task) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("model loading crashed", exc_info=task.exception())
+        """After the drain: stop loading and drain the batchers, or stop following the engines."""
+        await self.backend.stop()

@@ -18,19 +18,9 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from service.engine.versions import VersionState
-from service.errors import FusionError
 from service.items import ItemResult, PreparedItem, RawItem
 from service.metrics import Metrics
-
-
-class ClientDisconnected(FusionError):
-    """The caller went away: its queued items were dropped before compute (499, nginx's "client closed")."""
-
-    status, type = 499, "client_closed"
-
-    def __init__(self) -> None:
-        super().__init__("client disconnected")
+from service.models import VersionState
 
 
 @dataclass(frozen=True)

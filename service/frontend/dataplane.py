@@ -27,22 +27,18 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from service.admission import DrainMeter
-from service.engine.registry import Registry
-from service.engine.versions import VersionState
-from service.errors import FusionError, InvalidInput, QueueFull
+from service.backend import Backend
+from service.errors import ClientDisconnected, FusionError, InvalidInput, QueueFull
 from service.frontend.body_budget import BodyBudget
-from service.frontend.cycle import Admitted, Call, ClientDisconnected, Codec, Inference, Served, record_stages
+from service.frontend.cycle import Admitted, Call, Codec, Inference, Served, record_stages
 from service.frontend.describe import describe_entry, describe_models
 from service.items import PreparedItem, RawItem
 from service.metrics import Metrics
+from service.models import VersionState
 from service.preprocess.prepare import prepare_item
 from service.settings import Settings
-
-if TYPE_CHECKING:
-    from service.frontend.remote.backend import EngineBackend
 
 REJECT_REASON = {413: "too_large", 400: "invalid", 415: "invalid", 422: "invalid", 408: "deadline"}  # by status
 
@@ -56,13 +52,11 @@ class Tracked:
 
 
 class DataPlane:
-    def __init__(self, registry: Registry, settings: Settings, metrics: Metrics, draining: Callable[[], bool],
-                 engines: EngineBackend | None = None):  # fmt: skip
-        self.registry, self.settings, self.metrics = registry, settings, metrics
+    def __init__(self, backend: Backend, settings: Settings, metrics: Metrics, draining: Callable[[], bool]):
+        self.backend, self.settings, self.metrics = backend, settings, metrics
+        self.registry = backend.models  # what is served, whichever backend runs it
         self.draining = draining  # the server's shutdown state (set on SIGTERM, before the lifespan ends)
-        self.engines = engines  # multi-process mode: items run in the engine processes, not here
         self.preprocess_pool: ThreadPoolExecutor | None = None  # started with the app (lifespan)
-        self._meters: dict[tuple[str, str], DrainMeter] = {}
         self.body_budget = BodyBudget(settings.max_inflight_body_bytes)  # every protocol's bodies in this process
 
     # ---- health and metadata -------------------------------------------------------------------
@@ -130,9 +124,7 @@ class DataPlane:
     # ---- admission -----------------------------------------------------------------------------
 
     def meter(self, model: str, version: str) -> DrainMeter:
-        if self.engines is not None:
-            return self.engines.meter(model, version)
-        return self._meters.setdefault((model, version), DrainMeter())
+        return self.backend.meter(model, version)
 
     def _check_door(self, model: str, meter: DrainMeter, now: float) -> None:
         # One full batch in flight is never refused. A lower floor (4 was tried) bounds slow requests tighter
@@ -232,7 +224,7 @@ class DataPlane:
         """Preprocess and run every item; if `cancelled` completes first, the items leave their queues
         before compute and ClientDisconnected is raised."""
         items = await self.prepare(admitted, raw_items)
-        work = asyncio.ensure_future(self._run(admitted, items, deadline))
+        work = asyncio.ensure_future(self.backend.run(admitted.model, admitted.state.version, items, deadline))
         if cancelled is None:
             return Inference(items, list(await work))
         try:
@@ -245,10 +237,3 @@ class DataPlane:
         work.cancel()
         await asyncio.wait({work})
         raise ClientDisconnected()
-
-    async def _run(self, admitted: Admitted, items: list[PreparedItem], deadline: float) -> list:
-        """The items' results from this process's pipeline, or from an engine process (multi-process mode)."""
-        if self.engines is not None:
-            return await self.engines.run(admitted.model, admitted.state, items, deadline)
-        pipeline = admitted.state.pipeline
-        return list(await asyncio.gather(*(pipeline.run(item, deadline) for item in items)))

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from service.engine.registry import Registry
-from service.engine.versions import ModelEntry, VersionState
+from service.models import ModelEntry, ModelTable, VersionState
 from service.settings import Settings
 
 
@@ -31,7 +30,7 @@ def describe_entry(entry: ModelEntry, settings: Settings) -> dict:
     }
 
 
-def describe_models(registry: Registry) -> dict:
+def describe_models(registry: ModelTable) -> dict:
     """/readyz's per-model part: per version, its status, the provider in use and any failure reason."""
     return {
         e.name: {v.version: {"status": v.status, "provider": v.bundle.provider if v.bundle else None,

@@ -32,7 +32,7 @@ def fast_settings(model_dir: Path, **overrides) -> Settings:
 
 
 async def wait_ready(app, timeout: float = 30.0) -> None:
-    loader = app.state.context.loader
+    loader = app.state.context.backend.loader
     await asyncio.wait_for(asyncio.shield(loader), timeout)
 
 

@@ -31,7 +31,7 @@ PROTOCOL_MODULES = ("routes.py", "infer.py", "openai_embeddings.py", "v2/rest.py
 
 def test_no_protocol_reaches_past_the_data_plane_or_writes_its_own_cycle():
     for module in PROTOCOL_MODULES:
-        source = (ROOT / "service" / "api" / module).read_text()
+        source = (ROOT / "service" / "frontend" / "api" / module).read_text()
         reaches = ("plane.registry", "context.registry", ".pipeline.", ".batchers", "preprocess_pool",
                    "plane.track(", "plane.admit(", "plane.infer(", "record_stages")  # fmt: skip
         for reach in reaches:

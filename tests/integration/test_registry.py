@@ -159,7 +159,7 @@ async def test_readyz_is_503_until_warm_up_finishes(tiny_models, monkeypatch):
         loading = await client.post("/v1/models/tiny/classify", **form(text="one"))
         assert loading.status_code == 503
         release.set()
-        await asyncio.wait_for(asyncio.shield(app.state.context.loader), 30)
+        await asyncio.wait_for(asyncio.shield(app.state.context.backend.loader), 30)
         assert (await client.get("/readyz")).status_code == 200
 
 

@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, StrictBool, ValidationError
 
-from service.engine.reload import ModelRepository
+from service.backend import Repository
 from service.errors import BadRequest
 from service.frontend.api.inputs import field_path
 from service.frontend.api.v2.rest import V2_ERROR, inline_refs
@@ -70,7 +70,7 @@ def optional_body(schema: type[BaseModel]) -> dict:
     return {"requestBody": {"required": False, "content": content}}
 
 
-def _repository(request: Request) -> ModelRepository:
+def _repository(request: Request) -> Repository:
     return request.app.state.context.repository
 
 

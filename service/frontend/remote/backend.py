@@ -1,13 +1,13 @@
-"""A front-end's side of multi-process mode (docs/architecture.md "Processes"): where the data plane's items go
-instead of an in-process pipeline — the engines, one per device, each behind an EngineClient.
+"""The remote backend (service/backend.py), a front-end's side of multi-process mode (docs/architecture.md
+"Processes"): the data plane's items run in the engines, one per device, each behind an EngineClient.
 
-    backend = EngineBackend(endpoints, follower, settings, front_ends)
-    await backend.start()                             # heartbeats: the follower registry tracks the engines
-    results = await backend.run(model, state, items, deadline)
+    backend = RemoteBackend(endpoints, settings, front_ends)
+    await backend.start()                             # heartbeats: the follower table tracks the engines
+    results = await backend.run(model, version, items, deadline)
     meter = backend.meter(model, version)            # door admission over the engines' whole load
 
 A request goes to the engine with the fewest calls outstanding among those serving its version. A heartbeat
-every HEARTBEAT_S asks each engine for its state; the follower registry (state.py) follows their merged view,
+every HEARTBEAT_S asks each engine for its state; the follower table (follower.py) follows their merged view,
 so readiness, metadata and reloads track the engines. An engine that dies fails its calls at once (503) and
 leaves the view; the supervisor restarts it on the same endpoint and it rejoins when it reports ready.
 """
@@ -18,10 +18,10 @@ import asyncio
 import logging
 
 from service.admission import EngineMeter
-from service.engine.versions import VersionState
 from service.frontend.remote.client import EngineClient, engine_gone
-from service.frontend.remote.follower import FollowerRegistry, merge
-from service.items import PreparedItem
+from service.frontend.remote.follower import FollowerTable, merge
+from service.frontend.remote.repository import RemoteRepository
+from service.items import ItemResult, PreparedItem
 from service.settings import Settings
 
 log = logging.getLogger("fusionserve.frontend")
@@ -29,9 +29,11 @@ HEARTBEAT_S = 0.25
 STATUS_TIMEOUT_S = 2.0  # an engine silent this long is left out of the view (a batch never takes the loop)
 
 
-class EngineBackend:
-    def __init__(self, endpoints: list[str], registry: FollowerRegistry, settings: Settings, front_ends: int):
-        self.registry, self.settings, self.front_ends = registry, settings, front_ends
+class RemoteBackend:
+    def __init__(self, endpoints: list[str], settings: Settings, front_ends: int):
+        self.settings, self.front_ends = settings, front_ends
+        self.models = FollowerTable(settings)
+        self.repository = RemoteRepository(self)
         self.clients = [EngineClient(e, on_load=self._loader(e), on_change=self._changed) for e in endpoints]
         self.meters: dict[tuple[str, str], EngineMeter] = {}
         self._heartbeat: asyncio.Task | None = None
@@ -43,7 +45,7 @@ class EngineBackend:
             client.start()
         self._heartbeat = asyncio.create_task(self._beat(), name="engine-heartbeat")
 
-    async def close(self) -> None:
+    async def stop(self) -> None:
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             await asyncio.wait({self._heartbeat})
@@ -61,8 +63,8 @@ class EngineBackend:
             raise engine_gone()
         return min(serving, key=lambda c: c.outstanding)
 
-    async def run(self, model: str, state: VersionState, items: list[PreparedItem], deadline: float) -> list:
-        return await self._engine_for(model, state.version).infer(model, state.version, items, deadline)
+    async def run(self, model: str, version: str, items: list[PreparedItem], deadline: float) -> list[ItemResult]:
+        return await self._engine_for(model, version).infer(model, version, items, deadline)
 
     def _loader(self, endpoint: str):
         def record(load: list) -> None:
@@ -75,9 +77,9 @@ class EngineBackend:
 
     def _changed(self) -> None:
         """An engine connected or went away: readiness now, the view at once."""
-        self.registry.engine_up = any(c.connected and c.last_status for c in self.clients)
+        self.models.engine_up = any(c.connected and c.last_status for c in self.clients)
         if not any(c.connected for c in self.clients):
-            self.registry.engine_lost()
+            self.models.engine_lost()
         for client in self.clients:
             if not client.connected:
                 for meter in self.meters.values():
@@ -98,9 +100,9 @@ class EngineBackend:
             await asyncio.gather(*(self._ask(c) for c in self.clients if c.connected))
         views = [c.last_status for c in self.clients if c.connected and c.last_status]
         async with self._follow_lock:
-            self.registry.engine_up = bool(views)
+            self.models.engine_up = bool(views)
             if views:
-                await self.registry.follow(merge([v["models"] for v in views]))
+                await self.models.follow(merge([v["models"] for v in views]))
 
     @staticmethod
     async def _ask(client: EngineClient) -> None:
@@ -108,7 +110,7 @@ class EngineBackend:
         if await client.status(STATUS_TIMEOUT_S) is None:
             client.last_status = None
 
-    async def repository(self, action: str, model: str | None, ready_only: bool = False) -> dict:
+    async def ask_repository(self, action: str, model: str | None, ready_only: bool = False) -> dict:
         """Load and unload reach every engine (each has its own sessions); the index is the first one's."""
         live = [c for c in self.clients if c.connected] or self.clients[:1]
         replies = await asyncio.gather(*(c.repository(action, model, ready_only) for c in live))

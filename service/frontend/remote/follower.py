@@ -1,7 +1,7 @@
 """What the engine serves, as the front-ends see it (docs/architecture.md "Processes").
 
 The engine owns the registry (loading, golden replay, warm-up, live reload); it sends a `snapshot` of it with
-every heartbeat. Each front-end keeps a `FollowerRegistry`: the same ModelEntry / VersionState picture,
+every heartbeat. Each front-end keeps a `FollowerTable`: the same ModelEntry / VersionState picture,
 with a light bundle per served version (manifest and tokenizer: what decoding, metadata and the answer's
 labels need) and no onnxruntime sessions. A version the engine has ready serves here once its light bundle is
 read; one the engine retired or lost leaves here at the next heartbeat, so a reload (poll or repository
@@ -12,33 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from service import preprocess
-from service.engine.bundle import LoadedBundle, read_valid_manifest, verify_files
-from service.engine.registry import Registry
-from service.engine.versions import ModelEntry, VersionState
+from service.bundle_files import read_valid_manifest, verify_files
 from service.errors import BundleError
-from service.manifest import manifest_digest
+from service.manifest import Manifest, manifest_digest
+from service.models import ModelEntry, ModelTable, VersionState
+from service.settings import Settings
 
 log = logging.getLogger("fusionserve.frontend")
 SERVED = ("ready", "draining")  # the engine runs these; a front-end needs their manifests
 RANK = {"ready": 0, "draining": 1, "loading": 2, "failed": 3}
-
-
-def _version_fields(state: VersionState) -> dict:
-    bundle = state.bundle
-    return {"status": state.status, "reason": state.reason, "load_seconds": state.load_seconds,
-            "golden_max_error": state.golden_max_error, "provider": bundle.provider if bundle else None,
-            "manifest_sha256": bundle.manifest_sha256 if bundle else None}  # fmt: skip
-
-
-def snapshot(registry: Registry) -> dict:
-    """The registry as plain JSON: per model and version, what /readyz, /v1/models and V2 metadata say."""
-    models = {}
-    for entry in registry.models.values():
-        versions = {v.version: _version_fields(v) for v in entry.versions.values()}
-        models[entry.name] = {"required": entry.required, "versions": versions}
-    return {"loading_done": registry.loading_done, "unloaded": sorted(registry.unloaded), "models": models}
 
 
 def merge(views: list[dict]) -> dict:
@@ -57,11 +43,25 @@ def merge(views: list[dict]) -> dict:
     return merged
 
 
-def light_bundle(registry: Registry, model: str, version: str, fields: dict) -> LoadedBundle:
+@dataclass
+class LightBundle:
+    """A served version's bundle as a front-end holds it (service/models.py BundleView): no sessions."""
+
+    manifest: Manifest
+    directory: Path
+    tokenizer: object | None
+    provider: str
+    manifest_sha256: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.manifest_sha256 = manifest_digest(self.manifest)
+
+
+def light_bundle(settings: Settings, model: str, version: str, fields: dict) -> LightBundle:
     """A served version's manifest and tokenizer, read from the shared model directory (blocking) and checked to
     be what the engine verified: the manifest's digest against the engine's, the tokenizer's sha256 against the
     manifest (as the engine checks every file), so a file changed after the engine loaded is refused here."""
-    directory = registry.settings.model_dir / model / version
+    directory = settings.model_dir / model / version
     manifest = read_valid_manifest(directory)
     if manifest_digest(manifest) != fields.get("manifest_sha256"):  # the engine's LoadedBundle.manifest_sha256
         raise BundleError("manifest.json is not the one the engine verified (it changed after the engine loaded)")
@@ -71,15 +71,15 @@ def light_bundle(registry: Registry, model: str, version: str, fields: dict) -> 
         only_tokenizer = {spec.tokenizer_file: manifest.files[spec.tokenizer_file]}
         verify_files(manifest.model_copy(update={"files": only_tokenizer}), directory)  # the engine's own check
         tokenizer = preprocess.load_tokenizer(directory / spec.tokenizer_file, spec)
-    provider = fields.get("provider") or "unknown"
-    return LoadedBundle(manifest, directory, {}, None, tokenizer, provider)  # type: ignore[arg-type]
+    return LightBundle(manifest, directory, tokenizer, fields.get("provider") or "unknown")
 
 
-class FollowerRegistry(Registry):
-    """A front-end's registry: the engine's last snapshot, with light bundles for the versions it serves."""
+class FollowerTable(ModelTable):
+    """A front-end's model table: the engines' last snapshot, with light bundles for the versions they serve."""
 
-    def __init__(self, settings, metrics):
-        super().__init__(settings, metrics)
+    def __init__(self, settings: Settings):
+        super().__init__()
+        self.settings = settings
         self.engine_up = False  # connected and answering heartbeats (service/frontend/remote/backend.py)
         self.unreadable: dict[tuple[str, str], str] = {}  # versions this process failed to read: why (no retry)
 
@@ -112,7 +112,7 @@ class FollowerRegistry(Registry):
             return
         if state.bundle is None:
             try:
-                state.bundle = await asyncio.to_thread(light_bundle, self, entry.name, version, fields)
+                state.bundle = await asyncio.to_thread(light_bundle, self.settings, entry.name, version, fields)
             except Exception as error:  # noqa: BLE001 — the engine serves it, but this process cannot read it
                 state.status = "failed"
                 state.reason = self.unreadable[(entry.name, version)] = f"front-end cannot read the bundle: {error}"

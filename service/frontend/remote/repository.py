@@ -4,8 +4,10 @@ that own the models (service/engine/server.py), with ModelRepository's interface
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from service.frontend.remote.backend import EngineBackend
+if TYPE_CHECKING:
+    from service.frontend.remote.backend import RemoteBackend
 
 
 @dataclass
@@ -15,21 +17,15 @@ class FailedVersion:
 
 
 class RemoteRepository:
-    def __init__(self, engines: EngineBackend):
-        self.engines, self.settings = engines, engines.settings
-
-    def start(self, initial_load=None) -> None:
-        """Nothing runs here: the engines poll FUSIONSERVE_MODEL_DIR themselves."""
-
-    async def stop(self) -> None:
-        """Nothing to stop (see start)."""
+    def __init__(self, engines: RemoteBackend):
+        self.engines = engines
 
     async def index(self, ready_only: bool = False) -> list[dict]:
-        return (await self.engines.repository("index", None, ready_only))["rows"]
+        return (await self.engines.ask_repository("index", None, ready_only))["rows"]
 
     async def load(self, name: str) -> list[FailedVersion]:
-        reply = await self.engines.repository("load", name)
+        reply = await self.engines.ask_repository("load", name)
         return [FailedVersion(version, reason) for version, reason in reply["failed"]]
 
     async def unload(self, name: str) -> None:
-        await self.engines.repository("unload", name)
+        await self.engines.ask_repository("unload", name)

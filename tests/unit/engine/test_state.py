@@ -8,9 +8,8 @@ import pytest
 
 from service.admission import EngineMeter
 from service.errors import NotReady
-from service.frontend.remote.follower import FollowerRegistry, merge
+from service.frontend.remote.follower import FollowerTable, merge
 from service.manifest import manifest_digest, read_manifest, write_manifest
-from service.metrics import Metrics
 from service.settings import Settings, SettingsError, load_settings
 from service.supervisor.processes import process_plan
 from tests.bundles import build_bundle
@@ -38,12 +37,12 @@ def engine_digest(bundle) -> str:
 
 async def test_the_follower_serves_what_the_engine_serves_with_a_light_bundle(tmp_path):
     bundle = build_bundle(tmp_path, "tiny", "1")
-    registry = FollowerRegistry(Settings(model_dir=tmp_path), Metrics())
+    registry = FollowerTable(Settings(model_dir=tmp_path))
     registry.engine_up = True
     await registry.follow(view("ready", digest=engine_digest(bundle)))
     state = registry.get("tiny")
     assert state.status == "ready" and state.bundle.manifest.name == "tiny" and state.bundle.tokenizer is not None
-    assert state.bundle.encoders == {} and registry.all_ready()  # no onnxruntime session in a front-end
+    assert not hasattr(state.bundle, "encoders") and registry.all_ready()  # no onnxruntime session in a front-end
     registry.engine_lost()
     assert not registry.all_ready()
     with pytest.raises(NotReady):
@@ -57,7 +56,7 @@ async def test_a_version_the_front_end_cannot_read_is_failed_not_served(tmp_path
 
     reads, real = [], follower.light_bundle
     monkeypatch.setattr(follower, "light_bundle", lambda *args: reads.append(args) or real(*args))
-    registry = FollowerRegistry(Settings(model_dir=tmp_path), Metrics())  # no bundle files here
+    registry = FollowerTable(Settings(model_dir=tmp_path))  # no bundle files here
     for _ in range(3):  # three heartbeats
         await registry.follow(view("ready"))
     state = registry.models["tiny"].versions["1"]
@@ -76,7 +75,7 @@ async def test_a_file_changed_after_the_engine_verified_it_is_not_served_by_a_fr
     else:  # the manifest re-signed for a tokenizer the engine never saw
         manifest = read_manifest(bundle / tampered)
         write_manifest(manifest.model_copy(update={"labels": ["a", "b", "c", "d"]}), bundle / tampered)
-    registry = FollowerRegistry(Settings(model_dir=tmp_path), Metrics())
+    registry = FollowerTable(Settings(model_dir=tmp_path))
     registry.engine_up = True
     await registry.follow(view("ready", digest=digest))
     state = registry.models["tiny"].versions["1"]

@@ -10,9 +10,11 @@ plane as v1 and V2 REST: the same admission, batchers, limits, metrics (endpoint
 - Auth: with FUSIONSERVE_API_KEY set, `authorization: Bearer <key>` or `x-api-key: <key>` metadata, else
   UNAUTHENTICATED, judged on the metadata before the message is read; ServerLive and ServerReady stay open,
   like /healthz and /readyz.
-- Deadlines: the RPC's deadline is the request deadline (FUSIONSERVE_DEFAULT_DEADLINE_MS without one); Triton's
-  `timeout` parameter (µs) can only shorten it. A cancelled RPC's queued rows leave their queues before compute.
-- Drain: from SIGTERM new inference RPCs get UNAVAILABLE; `stop` lets the RPCs in flight finish.
+- Deadlines: the one rule of every protocol (api/deadline.py): the shortest of the RPC's deadline, the
+  `x-request-timeout-ms` metadata and Triton's `timeout` parameter (µs), else FUSIONSERVE_DEFAULT_DEADLINE_MS.
+  A cancelled RPC's queued rows leave their queues before compute.
+- Drain: from SIGTERM new inference RPCs get UNAVAILABLE, counted as HTTP's drain refusals are (api/refusals.py);
+  `stop` lets the RPCs in flight finish.
 """
 
 from __future__ import annotations
@@ -26,20 +28,21 @@ import grpc
 
 from service.errors import (
     REQUEST_ID,
+    ClientDisconnected,
     FusionError,
     InternalError,
-    InvalidInput,
-    NotReady,
     current_request_id,
     request_id_from,
 )
+from service.frontend.api.deadline import Deadline, header_timeout_ms, parameter_timeout_ms
+from service.frontend.api.refusals import Draining
 from service.frontend.api.v2 import core
 from service.frontend.api.v2 import grpc_predict_v2_pb2 as pb2
 from service.frontend.api.v2 import grpc_predict_v2_pb2_grpc as pb2_grpc
 from service.frontend.api.v2.grpc_codec import decode_request, encode_response, metadata_message
 from service.frontend.api.v2.grpc_guard import DecodeGuardInterceptor
 from service.frontend.body_budget import Reservation
-from service.frontend.cycle import Admitted, Call, ClientDisconnected
+from service.frontend.cycle import Admitted, Call
 from service.frontend.dataplane import DataPlane
 
 log = logging.getLogger("fusionserve")
@@ -64,7 +67,6 @@ STATUS_CODES = {
 # Answer a deadline ourselves (DEADLINE_EXCEEDED with v1's message, counted 504) a little before grpc cancels
 # the RPC at the client's deadline (which would count as a client gone).
 DEADLINE_MARGIN_S = 0.02
-DRAINING = "the server is shutting down; retry the request on another instance"
 
 
 async def abort(context: grpc.aio.ServicerContext, error: FusionError) -> None:
@@ -79,17 +81,6 @@ def unexpected(plane: DataPlane, error: Exception) -> InternalError:
     plane.metrics.internal_errors.labels("grpc", "unexpected").inc()
     log.error("request id %s: unexpected error in a gRPC inference", internal.request_id, exc_info=error)
     return internal
-
-
-def rpc_deadline(context: grpc.aio.ServicerContext, parameters: dict, default_ms: float) -> float:
-    now, remaining = time.monotonic(), context.time_remaining()  # None: the client set no deadline
-    deadline = now + default_ms / 1000 if remaining is None else now + remaining - DEADLINE_MARGIN_S
-    timeout_us = parameters.get("timeout")  # tritonclient's infer(timeout=…), as over REST
-    if timeout_us is None:
-        return deadline
-    if isinstance(timeout_us, bool) or not isinstance(timeout_us, int) or not 0 < timeout_us < 3.6e12:
-        raise InvalidInput("parameters.timeout must be microseconds in (0, 3.6e12)", field="parameters.timeout")
-    return min(deadline, now + timeout_us / 1e6)
 
 
 class InferenceServicer(pb2_grpc.GRPCInferenceServiceServicer):
@@ -159,10 +150,15 @@ class GrpcCodec(core.V2Codec):
         super().__init__(plane.settings)
         self.plane, self.message, self.context, self.cancelled = plane, message, context, cancelled
         self.reservation = Reservation(plane.body_budget)  # closed by InferenceServicer._infer
+        self.deadline = Deadline(time.monotonic(), self.settings.default_deadline_ms)  # from arrival
 
     def check(self) -> None:
         if self.plane.draining():
-            raise NotReady(DRAINING)
+            raise Draining()
+        self.deadline.state(header_timeout_ms(dict(self.context.invocation_metadata() or ())))
+        remaining = self.context.time_remaining()  # None: the client set no deadline
+        if remaining is not None:
+            self.deadline.state_at(time.monotonic() + remaining - DEADLINE_MARGIN_S)
 
     async def read_body(self) -> None:
         # grpc has received the message: it counts against the budget HTTP bodies share, until the RPC ends
@@ -170,7 +166,8 @@ class GrpcCodec(core.V2Codec):
 
     async def read(self, admitted: Admitted) -> tuple[core.InferRequest, float]:
         decoded = decode_request(self.message)
-        return decoded, rpc_deadline(self.context, decoded.parameters, self.settings.default_deadline_ms)
+        self.deadline.state(parameter_timeout_ms(decoded.parameters))  # tritonclient's infer(timeout=…), µs
+        return decoded, self.deadline.at
 
     def watch(self) -> asyncio.Future:
         return asyncio.shield(self.cancelled)  # the cycle cancels what it is given; ModelInfer owns `cancelled`
@@ -210,8 +207,9 @@ def address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-async def start(plane: DataPlane) -> grpc.aio.Server | None:
-    """The gRPC server on settings.host:grpc_port, started; None when FUSIONSERVE_GRPC_PORT is unset."""
+async def start(plane: DataPlane, reuse_port: bool = False) -> grpc.aio.Server | None:
+    """The gRPC server on settings.host:grpc_port, started; None when FUSIONSERVE_GRPC_PORT is unset. `reuse_port`:
+    several front-end processes of one server listen on the port."""
     settings = plane.settings
     if settings.grpc_port is None:
         return None
@@ -222,7 +220,7 @@ async def start(plane: DataPlane) -> grpc.aio.Server | None:
         options=[
             ("grpc.max_receive_message_length", settings.max_upload_bytes),
             # a port in use fails the start instead of being shared silently; front-ends of one server share it
-            ("grpc.so_reuseport", 1 if plane.engines is not None else 0),
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
         ],
     )
     pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(plane), server)
