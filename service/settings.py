@@ -67,8 +67,8 @@ class Settings(BaseSettings):
     # door admission (service/frontend/dataplane.py): refuse when the admitted work's expected wait exceeds this
     max_queue_wait_ms: float = Field(100.0, gt=0, le=600_000)
     text_token_budget: int = Field(8192, ge=1, description="max padded tokens (batch x longest) per text batch")
-    # One 30 s clip. Audio batching gains little on CPU (49–57 us per frame from 4 x 300 frames up) while the
-    # arena grows with the batch and keeps it: 16 x 3000 frames took 1.9 GB and 6.5 s (docs/design-choices.md).
+    # One 30 s clip: audio batching gains little per frame on CPU while the arena grows with the batch and keeps
+    # it (the measurements: docs/design-choices.md, "Audio frame budget").
     audio_frame_budget: int = Field(3_000, ge=1, description="max padded 10 ms frames per audio batch")
     default_deadline_ms: float = Field(10_000, gt=0)
     # a retired version (unload, directory gone) waits this long for its admitted requests, then stops anyway

@@ -107,10 +107,11 @@ class Encoded:
 class EncodeThenFuse:
     """An encoder's batch function in the server. Items that carry only this modality continue straight
     into fusion in the same worker call: for single-modality requests (the common case) the fusion queue
-    and two thread hand-offs fall away (~0.5 ms each on a VM). Fusion is row-wise, so fusing a subset of
-    rows gives each row what the fusion batcher would. Payload: (encoder input, only this modality).
-    `count_fusion` must not be a bound method of the pipeline that owns this: a pipeline reachable from its
-    own batchers is a reference cycle, which a frozen heap never collects (service/engine/heap.py)."""
+    and two thread hand-offs fall away (docs/design-choices.md, "A single-modality item is fused"). Fusion is
+    row-wise, so fusing a subset of rows gives each row what the fusion batcher would. Payload: (encoder input,
+    only this modality). `count_fusion` must not be a bound method of the pipeline that owns this: a pipeline
+    reachable from its own batchers is a reference cycle, which a frozen heap never collects
+    (service/engine/heap.py)."""
 
     encoder: EncoderComponent
     fusion: FusionComponent

@@ -5,8 +5,8 @@ kernels and thread pools, and — like TEI's warm-up at its token budget — eac
 the batcher can form* (`FUSIONSERVE_WARMUP_LARGEST_BATCH`): the longest items the limits accept, as many
 as the batch size and the padding budget admit. ORT's CPU arena grows to the largest batch it has seen and
 never shrinks, so paying that batch at load means RSS under load stays where it was at ready (and a pod
-too small for its budgets fails at start, not in traffic). Measured on the default bundle: the audio
-encoder's arena after a soak-like schedule grew +39 MB without it, +11 MB after it (docs/design-choices.md).
+too small for its budgets fails at start, not in traffic; the measurements: docs/design-choices.md, "The arena
+is paid at load").
 """
 
 from __future__ import annotations
