@@ -9,12 +9,12 @@ alone:
   `service/`, then `service/frontend/` (so `engine/server.py` and `api/door.py` are fine short forms); it must be a
   file or a folder there (`*` globs), or name a module's attribute (`api/refusals.ERROR_SHAPES`). A bare `name.py`
   must be a file somewhere in `SOURCE_DIRS`. Anything after a `:` (`path:42`) is not part of the path.
-- **Qualified names** in backticks or fenced code: `Class.attribute` with a CamelCase class (`Batcher.busy`,
+- **Qualified names** in backticks or fenced code: `Class.attribute` with a CamelCase class (`Batcher.depth`,
   `DataPlane.serve`): the class must be defined in service/, bundletools/, training/ or fusionserve_client/ and
   one of its definitions must have that attribute (a def, an assignment or an annotated assignment in the class
   body, properties included), unless the class is a third-party one named in `EXTERNAL_CLASSES`.
-- **Calls** in backticks or fenced code: a bare `snake_name()` (not `x.name()`) must be a function or class defined
-  in those folders, a builtin, or named in `EXTERNAL_CALLS`.
+- **Calls** in backticks or fenced code: a bare `snake_name()` (not `x.name()`, not a decorator) must be a function
+  or class defined in those folders, a builtin, or named in `EXTERNAL_CALLS`.
 - **Dotted modules** in backticks: `service.manifest`, `training.errors.UserError`: the module must exist and what
   follows it must be defined at its top level.
 - **Sections**: `architecture.md "Processes"` (also `docs/x.md, "Title"`), in the docs and in every Python file of
