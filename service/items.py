@@ -9,19 +9,48 @@ from typing import Any
 
 import numpy as np
 
-from service.manifest import MODALITIES
+from service import manifest
 
 
-@dataclass
+@dataclass(init=False)
 class RawItem:
-    image: bytes | None = None
-    audio: bytes | None = None
-    text: str | bytes | None = None
-    prefix: str = ""  # "inputs[3]." for JSON items, so errors name the exact field
-    suffix: str = ""  # "[3]" for KServe V2 rows, whose fields are tensor elements: "image[3]"
+    """One request item as it arrived: its parts by modality name (bytes of a file, or text), with where its
+    fields are in the request. `RawItem(image=..., text=...)` sets parts; `item.image` reads one (None when
+    absent) and `item.image = ...` sets it, for every name in service.manifest.MODALITIES."""
+
+    parts: dict[str, bytes | str]
+    prefix: str  # "inputs[3]." for JSON items, so errors name the exact field
+    suffix: str  # "[3]" for KServe V2 rows, whose fields are tensor elements: "image[3]"
+
+    def __init__(self, *, prefix: str = "", suffix: str = "", **parts: bytes | str | None):
+        unknown = [name for name in parts if name not in manifest.MODALITIES]
+        if unknown:
+            raise TypeError(f"RawItem got unknown modalities {unknown}; known: {', '.join(manifest.MODALITIES)}")
+        self.parts = {name: value for name, value in parts.items() if value is not None}
+        self.prefix, self.suffix = prefix, suffix
+
+    def __getattr__(self, name: str):  # only for names that are no attribute: the modalities
+        if name in manifest.MODALITIES:
+            return self.__dict__.get("parts", {}).get(name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in manifest.MODALITIES:
+            self.set(name, value)
+        else:
+            super().__setattr__(name, value)
+
+    def get(self, modality: str) -> bytes | str | None:
+        return self.parts.get(modality)
+
+    def set(self, modality: str, value: bytes | str | None) -> None:
+        if value is None:
+            self.parts.pop(modality, None)
+        else:
+            self.parts[modality] = value
 
     def modalities(self) -> list[str]:
-        return [m for m in MODALITIES if getattr(self, m) is not None]
+        return [m for m in manifest.MODALITIES if m in self.parts]
 
     def field(self, modality: str) -> str:
         return f"{self.prefix}{modality}{self.suffix}"
@@ -34,7 +63,7 @@ class PreparedItem:
     modalities: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.modalities = [m for m in MODALITIES if m in self.arrays]
+        self.modalities = [m for m in manifest.MODALITIES if m in self.arrays]
 
 
 @dataclass(frozen=True)

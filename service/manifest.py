@@ -15,8 +15,9 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 SCHEMA_VERSION = 1
+# the one list of modality names, in the order answers list them; each has a spec in service/modalities
 MODALITIES = ("image", "text", "audio")
-Modality = Literal["image", "text", "audio"]
+Modality = Literal[MODALITIES]
 DType = Literal["float32", "float16", "int64", "int32", "bool", "uint8"]
 FUSION_OUTPUTS = ("logits", "fused")  # required; the server picks fusion outputs by name
 MODALITY_LOGITS = "modality_logits"  # optional: each modality's own head, for classify?explain=true
@@ -44,7 +45,15 @@ class TensorSpec(Strict):
     shape: list[int | str]  # str = named dynamic axis, e.g. "batch", "sequence", "frames"
 
 
-class ImagePreprocess(Strict):
+class Preprocess(Strict):
+    """What an encoder's input needs from the raw bytes; each modality's is its own subclass."""
+
+    def bundle_files(self) -> list[str]:
+        """The bundle files this preprocessing reads (besides the encoder's graph)."""
+        return []
+
+
+class ImagePreprocess(Preprocess):
     size: int = Field(224, ge=1)  # output is size x size
     # center_crop: shorter side → size (rounded), then crop; stretch: straight to size x size; shortest_edge:
     # Hugging Face image processors' resize — shorter side → resize_size, longer side truncated — then the
@@ -64,13 +73,16 @@ class ImagePreprocess(Strict):
     normalise: Literal["server", "graph"] = "server"
 
 
-class TextPreprocess(Strict):
+class TextPreprocess(Preprocess):
     tokenizer_file: BundlePath = "tokenizer.json"
     max_length: int = Field(128, ge=2)  # tokens including special tokens
     truncate: bool = True  # False: longer texts are rejected with 422
 
+    def bundle_files(self) -> list[str]:
+        return [self.tokenizer_file]
 
-class AudioPreprocess(Strict):
+
+class AudioPreprocess(Preprocess):
     # log_mel: Whisper's features [n_mels,T frames]; waveform: the resampled samples [1,T] for encoders that read
     # raw audio (wav2vec2, HuBERT, WavLM); hop_length is then the samples per budget frame (docs/bundle-format.md)
     front_end: Literal["log_mel", "waveform"] = "log_mel"
@@ -229,6 +241,10 @@ class Manifest(Strict):
     def modalities(self) -> list[str]:
         return self.encoders.present()
 
+    def encoder(self, modality: str) -> EncoderSpec | None:
+        """The encoder of `modality`, None when the bundle has none."""
+        return getattr(self.encoders, modality, None)
+
     def graph_files(self) -> list[str]:
         """The ONNX graphs: each encoder's, then fusion's."""
         return [getattr(self.encoders, m).file for m in self.encoders.present()] + [self.fusion.file]
@@ -237,9 +253,7 @@ class Manifest(Strict):
         paths = [self.fusion.file]
         for modality in self.encoders.present():
             encoder = getattr(self.encoders, modality)
-            paths.append(encoder.file)
-            if modality == "text":
-                paths.append(encoder.preprocess.tokenizer_file)
+            paths += [encoder.file, *encoder.preprocess.bundle_files()]
         return paths
 
 

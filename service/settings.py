@@ -12,12 +12,13 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.manifest import MODALITIES
 from service.url_policy import parse_entry
 
 ENV_PREFIX = "FUSIONSERVE_"
 SECRETS_DIR = Path("/run/secrets")  # where Docker and Compose mount secrets, one file per variable
 SECRET_FIELDS = ("api_key", "admin_key")  # never echoed in an error
-COMPONENTS = ("image", "text", "audio", "fusion")
+COMPONENTS = (*MODALITIES, "fusion")
 
 
 class Settings(BaseSettings):

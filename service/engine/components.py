@@ -18,8 +18,7 @@ from service.engine.batch_window import Computed
 from service.engine.runtime import NUMPY_DTYPES, OrtModel
 from service.errors import BundleError
 from service.manifest import MODALITY_LOGITS, EncoderSpec, FusionSpec, TensorSpec
-from service.preprocess.batch import collate
-from service.preprocess.waveform import budget_frames
+from service.modalities.registry import modality as modality_spec
 
 TextArrays = tuple[np.ndarray, np.ndarray]  # input_ids [L], attention_mask [L] (int64)
 
@@ -33,10 +32,11 @@ class EncoderComponent:
     modality: str
     model: OrtModel
     spec: EncoderSpec
-    frames_multiple: int = 1  # audio: pad the frame axis to a multiple (conv strides)
+    frames_multiple: int = 1  # pad the variable axis to a multiple (audio: conv strides; ModalitySpec.pad_multiple)
 
     def feeds(self, payloads: list) -> dict[str, np.ndarray]:
-        arrays = collate(self.modality, payloads, self.frames_multiple)  # service.preprocess: shared with training
+        # the modality's collation: the trainer's too (service.preprocess.batch.collate)
+        arrays = modality_spec(self.modality).collate(payloads, self.frames_multiple)
         return {spec.name: _cast(array, spec) for spec, array in zip(self.spec.inputs, arrays, strict=True)}
 
     def __call__(self, payloads: list) -> list[np.ndarray]:
@@ -140,10 +140,6 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def item_length(modality: str, payload, spec: EncoderSpec) -> int:
-    """Variable length used by the padding budget: tokens for text; mel frames for audio, or a waveform's
-    length in hop_length frames."""
-    if modality == "text":
-        return len(payload[0])
-    if modality == "audio":
-        return budget_frames(int(payload.shape[-1]), spec.preprocess)
-    return 1
+    """Variable length used by the padding budget (ModalitySpec.item_length: tokens for text; mel frames for
+    audio, or a waveform's length in hop_length frames; 1 for fixed-size inputs)."""
+    return modality_spec(modality).item_length(payload, spec.preprocess)

@@ -23,12 +23,13 @@ from service.engine.components import (
 from service.engine.runtime import lower_priority
 from service.errors import NotReady
 from service.items import BatchInfo, ItemResult, PreparedItem
+from service.modalities.registry import get as modality_spec
 from service.metrics import Metrics
 from service.settings import Settings
 
 
 def policy_for(component: str, settings: Settings) -> BatchPolicy:
-    budgets = {"text": settings.text_token_budget, "audio": settings.audio_frame_budget}
+    spec = modality_spec(component)  # None for fusion, which has no padding budget
     # Fusion waits for no one (max delay 0: the imminent-arrival rule never holds a batch there): the items
     # of an encoder batch resolve in the same event-loop tick, so they reach the fusion queue together anyway.
     delay_ms = 0.0 if component == "fusion" else settings.max_queue_delay_ms
@@ -36,7 +37,7 @@ def policy_for(component: str, settings: Settings) -> BatchPolicy:
         max_batch_size=settings.batch_size_for(component),
         max_delay_s=delay_ms / 1000,
         max_queue=settings.max_queued_items,
-        budget=budgets.get(component),
+        budget=spec.budget(settings) if spec is not None else None,
     )
 
 

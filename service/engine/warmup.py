@@ -11,53 +11,34 @@ is paid at load").
 
 from __future__ import annotations
 
-import numpy as np
-
 from service.engine.batch_window import plan_batches
 from service.engine.bundle import LoadedBundle
 from service.engine.components import item_length
 from service.engine.pipeline import policy_for
 from service.items import PreparedItem
-from service.manifest import MODALITIES
-from service.preprocess.waveform import input_length, silence
+from service.modalities.registry import modality as modality_spec
 from service.settings import Settings
-
-TRAFFIC_AUDIO_SECONDS = 2.0  # text keeps the natural length of "warm up"
 
 
 def _array(bundle: LoadedBundle, modality: str, length: int | None):
-    """A zero input of `modality`: image [3,S,S] f32 · text (ids [L], mask [L]) i64 · audio [n_mels or 1, L] f32."""
-    encoders = bundle.manifest.encoders
-    if modality == "image":
-        size = encoders.image.preprocess.size
-        return np.zeros((3, size, size), np.float32)
-    if modality == "text":
-        ids = np.asarray(bundle.tokenizer.encode("warm up").ids, np.int64)
-        ids = ids if length is None else np.resize(ids, length)
-        return ids, np.ones_like(ids)
-    return silence(length, encoders.audio.preprocess)
-
-
-def _present(bundle: LoadedBundle) -> list[str]:
-    return [m for m in MODALITIES if getattr(bundle.manifest.encoders, m) is not None]
+    """A synthetic input of `modality` (ModalitySpec.warmup_input), `length` long on its variable axis."""
+    preprocess = bundle.manifest.encoder(modality).preprocess
+    return modality_spec(modality).warmup_input(preprocess, length, bundle.tokenizer)
 
 
 def traffic_items(bundle: LoadedBundle) -> list[PreparedItem]:
     """One synthetic item with every modality, shaped like real traffic."""
-    encoders = bundle.manifest.encoders
-    lengths = {"audio": input_length(TRAFFIC_AUDIO_SECONDS, encoders.audio.preprocess)} if encoders.audio else {}
-    return [PreparedItem({m: _array(bundle, m, lengths.get(m)) for m in _present(bundle)})]
+    return [PreparedItem({m: _array(bundle, m, None) for m in bundle.manifest.modalities()})]
 
 
 def longest_lengths(bundle: LoadedBundle, settings: Settings) -> dict[str, int]:
     """Per variable-length modality, the longest item the limits let through: tokens, mel frames or samples."""
-    encoders, lengths = bundle.manifest.encoders, {}
-    if encoders.text:
-        lengths["text"] = encoders.text.preprocess.max_length  # longer texts are cut (or refused)
-    if encoders.audio:
-        spec = encoders.audio.preprocess
-        seconds = min(settings.max_audio_seconds, spec.max_seconds)  # decode_audio's limit
-        lengths["audio"] = input_length(seconds, spec)
+    lengths = {}
+    for modality in bundle.manifest.modalities():
+        preprocess = bundle.manifest.encoder(modality).preprocess
+        length = modality_spec(modality).longest_length(preprocess, settings)
+        if length is not None:
+            lengths[modality] = length
     return lengths
 
 
@@ -65,9 +46,9 @@ def largest_batches(bundle: LoadedBundle, settings: Settings) -> list[list[Prepa
     """Each encoder's largest batch: the first batch its batcher's policy cuts from a queue of the longest
     items (one single-modality list per encoder; fusion runs on each)."""
     longest, batches = longest_lengths(bundle, settings), []
-    for modality in _present(bundle):
+    for modality in bundle.manifest.modalities():
         policy, array = policy_for(modality, settings), _array(bundle, modality, longest.get(modality))
-        cost = item_length(modality, array, getattr(bundle.manifest.encoders, modality))  # as the pipeline counts it
+        cost = item_length(modality, array, bundle.manifest.encoder(modality))  # as the pipeline counts it
         size = len(plan_batches([cost] * policy.max_batch_size, policy.max_batch_size, policy.budget)[0])
         batches.append([PreparedItem({modality: array})] * size)
     return batches

@@ -8,26 +8,39 @@ import sys
 import orjson
 import pybase64
 from fastapi import Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from service.errors import BadRequest, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from service.items import RawItem
-from service.manifest import MODALITIES
+from service.modalities.registry import by_part, specs
+from service.modalities.spec import ModalitySpec
 from service.settings import Settings
 
-ACCEPTED = 'multipart/form-data (fields image, audio, text) or application/json ({"inputs": [...]})'
+
+def _part_list() -> str:
+    return ", ".join(spec.parts.v1 for spec in specs())
 
 
-class InputItem(BaseModel):
-    """One item of a JSON request: any non-empty subset of the model's modalities."""
+ACCEPTED = f'multipart/form-data (fields {_part_list()}) or application/json ({{"inputs": [...]}})'
 
-    model_config = ConfigDict(extra="forbid")
-    image: str | None = Field(None, description="base64 image file (JPEG, PNG, WebP, BMP); data: URLs accepted")
-    audio: str | None = Field(None, description="base64 audio file (WAV, FLAC, OGG)")
-    text: str | None = None
+
+def _json_field(spec: ModalitySpec):
+    if not spec.encoded_file:
+        return str | None, None
+    about = f"base64 {spec.name} file ({spec.description()}); data: URLs accepted"
+    return str | None, Field(None, description=about)
+
+
+def input_item_model() -> type[BaseModel]:
+    """One item of a JSON request: any non-empty subset of the model's modalities, a field per registered one."""
+    fields = {spec.parts.v1: _json_field(spec) for spec in specs()}
+    return create_model("InputItem", __config__=ConfigDict(extra="forbid"), **fields)
+
+
+InputItem = input_item_model()
 
 
 class JsonRequest(BaseModel):
@@ -100,35 +113,36 @@ async def read_multipart(request: Request, settings: Settings) -> RawItem:
         raise _form_error(error, settings) from None
     item = RawItem()
     for name, value in form.multi_items():
-        if name not in MODALITIES:
-            raise InvalidInput(f"unknown form field {name!r}; expected image, audio, text", field=name)
-        if _unfilled_file(name, value):
+        spec = by_part("v1", name)
+        if spec is None:
+            raise InvalidInput(f"unknown form field {name!r}; expected {_part_list()}", field=name)
+        if _unfilled_file(spec, value):
             continue
-        if getattr(item, name) is not None:
+        if item.get(spec.name) is not None:
             raise InvalidInput(
                 f"field {name!r} given twice; one item per multipart request (send a JSON list for several)",
                 field=name,
             )
-        setattr(item, name, await _field_value(name, value))
+        item.set(spec.name, await _field_value(name, spec, value))
     await form.close()
     return item
 
 
-def _unfilled_file(name: str, value: UploadFile | str) -> bool:
-    """An image/audio part with no bytes and no file name is a form's file input left empty: Swagger UI's
+def _unfilled_file(spec: ModalitySpec, value: UploadFile | str) -> bool:
+    """A file part (image, audio) with no bytes and no file name is a form's file input left empty: Swagger UI's
     "Try it out" sends `audio=`, a browser's form an empty part with filename="". Absent, not an error (an
     empty file that has a name still is one, and so is an empty text: docs/bad-input.md row 9)."""
-    if name == "text":
+    if not spec.encoded_file:
         return False
     if isinstance(value, str):
         return value == ""
     return not value.filename and value.size == 0
 
 
-async def _field_value(name: str, value: UploadFile | str) -> bytes | str:
+async def _field_value(name: str, spec: ModalitySpec, value: UploadFile | str) -> bytes | str:
     if isinstance(value, UploadFile):
         return await value.read()
-    if name != "text":
+    if spec.encoded_file:
         raise InvalidInput(f"field {name!r} must be a file part (multipart filename=…)", field=name)
     return value
 
@@ -166,14 +180,12 @@ def field_path(location: tuple) -> str:
     return ".".join(parts)
 
 
-def _json_item(index: int, item: InputItem) -> RawItem:
-    prefix = f"inputs[{index}]."
-    return RawItem(
-        image=decode_base64(item.image, prefix + "image"),
-        audio=decode_base64(item.audio, prefix + "audio"),
-        text=item.text,
-        prefix=prefix,
-    )
+def _json_item(index: int, item: BaseModel) -> RawItem:
+    prefix, parts = f"inputs[{index}].", {}
+    for spec in specs():
+        value = getattr(item, spec.parts.v1)
+        parts[spec.name] = decode_base64(value, prefix + spec.parts.v1) if spec.encoded_file else value
+    return RawItem(prefix=prefix, **parts)
 
 
 def decode_base64(value: str | None, field: str) -> bytes | None:

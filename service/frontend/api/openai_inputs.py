@@ -16,6 +16,7 @@ from service.errors import InvalidInput, PayloadTooLarge
 from service.frontend.api.inputs import decode_base64, field_path
 from service.frontend.fetch import Remote, allowed_url
 from service.items import RawItem
+from service.modalities.registry import by_part
 from service.settings import Settings
 
 SHAPES = "a string, a list of strings, or a list of content arrays"
@@ -52,18 +53,19 @@ class AudioPart(BaseModel):
 
 
 ContentPart = TextPart | ImagePart | AudioPart
+SCHEMAS: dict[str, type[BaseModel]] = {"text": TextPart, "image_url": ImagePart, "input_audio": AudioPart}
+# content-part type → (its schema, the registered modality whose part it is), in OpenAI's order
 PART_TYPES: dict[str, tuple[type[BaseModel], str]] = {
-    "text": (TextPart, "text"),
-    "image_url": (ImagePart, "image"),
-    "input_audio": (AudioPart, "audio"),
+    kind: (schema, spec.name) for kind, schema in SCHEMAS.items() if (spec := by_part("openai", kind)) is not None
 }
 
 
-@dataclasses.dataclass
 class PartsItem(RawItem):
     """A RawItem whose errors name the OpenAI param each modality came from (`input[0][1].image_url`)."""
 
-    params: dict[str, str] = dataclasses.field(default_factory=dict)
+    def __init__(self, params: dict[str, str] | None = None, **item):
+        super().__init__(**item)
+        self.params = params if params is not None else {}
 
     def field(self, modality: str) -> str:
         return self.params.get(modality) or super().field(modality)

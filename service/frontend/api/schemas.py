@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from service.modalities.registry import specs
+
 
 class LabelScore(BaseModel):
     label: str
@@ -35,6 +37,8 @@ class ClassifyResponse(BaseModel):
 
 
 class EmbedResult(BaseModel):
+    """One item's embeddings: fused, and one per registered modality (tests/unit/modalities checks the fields)."""
+
     modalities: list[str]
     fused: list[float]
     image: list[float] | None = None
@@ -59,19 +63,21 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
+def _part_schema(encoding: str) -> dict:
+    """Each registered modality's v1 part: a file (`encoding` binary in multipart, byte in JSON) or a string."""
+    schemas = {}
+    for spec in specs():
+        about = spec.description() if encoding == "binary" else f"base64 {spec.name} file ({spec.description()})"
+        file = {"type": "string", "format": encoding, "description": about}
+        schemas[spec.parts.v1] = file if spec.encoded_file else {"type": "string"}
+    return schemas
+
+
 # The route reads the body itself (to enforce limits and accept two content types), so the request body
 # is declared here for OpenAPI; `format: binary` makes Swagger UI show file pickers.
 MULTIPART_SCHEMA = {
     "type": "object",
-    "properties": {
-        "image": {"type": "string", "format": "binary", "description": "JPEG, PNG, WebP or BMP"},
-        "audio": {
-            "type": "string",
-            "format": "binary",
-            "description": "WAV, FLAC or OGG; any rate, mono/stereo",
-        },
-        "text": {"type": "string"},
-    },
+    "properties": _part_schema("binary"),
     # as read_items enforces: only these fields, at least one of them (declared so that generated
     # clients and property-based tests send what the server accepts)
     "additionalProperties": False,
@@ -86,11 +92,7 @@ JSON_SCHEMA = {
             "minItems": 1,
             "items": {
                 "type": "object",
-                "properties": {
-                    "image": {"type": "string", "format": "byte", "description": "base64 image file"},
-                    "audio": {"type": "string", "format": "byte", "description": "base64 audio file"},
-                    "text": {"type": "string"},
-                },
+                "properties": _part_schema("byte"),
                 "additionalProperties": False,
                 "minProperties": 1,
             },

@@ -22,7 +22,8 @@ from service.errors import FusionError, InvalidInput, PayloadTooLarge
 from service.frontend.cycle import Admitted, Decoded, Inference
 from service.frontend.dataplane import DataPlane
 from service.items import RawItem
-from service.manifest import MODALITIES, Manifest
+from service.manifest import Manifest
+from service.modalities.registry import by_part, modality
 from service.settings import Settings
 
 PLATFORM = "fusionserve"
@@ -93,7 +94,7 @@ def model_metadata(plane: DataPlane, model: str, version: str | None) -> dict:
         "name": model,
         "versions": plane.ready_versions(model),
         "platform": PLATFORM,
-        "inputs": [{"name": m, "datatype": "BYTES", "shape": [-1]} for m in manifest.modalities()],
+        "inputs": [{"name": modality(m).parts.v2, "datatype": "BYTES", "shape": [-1]} for m in manifest.modalities()],
         "outputs": output_specs(manifest),
         "parameters": {
             "version": state.version,
@@ -109,13 +110,15 @@ def model_metadata(plane: DataPlane, model: str, version: str | None) -> dict:
 # ---- infer -----------------------------------------------------------------------------------------------
 
 
-def _check_input(tensor: Tensor, manifest: Manifest) -> None:
-    accepted = ", ".join(manifest.modalities())
-    if tensor.name not in MODALITIES:
+def _check_input(tensor: Tensor, manifest: Manifest) -> str:
+    """The modality `tensor` carries, once its name, type and shape are right."""
+    accepted = ", ".join(modality(m).parts.v2 for m in manifest.modalities())
+    spec = by_part("v2", tensor.name)
+    if spec is None:
         raise InvalidInput(f"unknown input {tensor.name!r}; model {manifest.name!r} accepts {accepted}", tensor.name)
-    if tensor.name not in manifest.modalities():
-        raise InvalidInput(f"model {manifest.name!r} has no {tensor.name} encoder; it accepts {accepted}", tensor.name)
-    what = "UTF-8 strings" if tensor.name == "text" else "encoded files"
+    if spec.name not in manifest.modalities():
+        raise InvalidInput(f"model {manifest.name!r} has no {spec.name} encoder; it accepts {accepted}", tensor.name)
+    what = "encoded files" if spec.encoded_file else "UTF-8 strings"
     if tensor.datatype != "BYTES":
         raise InvalidInput(f"{tensor.name} must be a BYTES tensor of {what}, not {tensor.datatype}", tensor.name)
     if len(tensor.shape) != 1:
@@ -125,6 +128,7 @@ def _check_input(tensor: Tensor, manifest: Manifest) -> None:
             f"{tensor.name} has {len(tensor.data)} elements but its shape {tensor.shape} says {tensor.shape[0]}",
             tensor.name,
         )
+    return spec.name
 
 
 def _row_count(inputs: list[Tensor], manifest: Manifest, limit: int) -> int:
@@ -155,9 +159,10 @@ def raw_items(request: InferRequest, manifest: Manifest, limit: int) -> list[Raw
     rows = _row_count(request.inputs, manifest, limit)
     items = [RawItem(suffix=f"[{row}]") for row in range(rows)]
     for tensor in request.inputs:
+        name = by_part("v2", tensor.name).name  # known: _row_count checked every input
         for item, element in zip(items, tensor.data, strict=True):
             if len(element):
-                setattr(item, tensor.name, bytes(element))
+                item.set(name, bytes(element))
     for row, item in enumerate(items):
         if not item.modalities():
             raise InvalidInput(f"no input: send at least one of {', '.join(manifest.modalities())}", f"row[{row}]")

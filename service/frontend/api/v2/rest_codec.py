@@ -24,9 +24,10 @@ from service.errors import BadRequest, InvalidInput
 from service.frontend.api.inputs import decode_base64, field_path
 from service.frontend.api.v2.core import InferRequest, InferResponse, Tensor
 from service.frontend.api.v2.nesting import MAX_RANK, first_depth, flatten, too_deep
+from service.modalities.registry import specs
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
-MEDIA_INPUTS = ("image", "audio")  # files: base64 in JSON tensor data
+MEDIA_INPUTS = tuple(spec.parts.v2 for spec in specs() if spec.encoded_file)  # files: base64 in JSON tensor data
 NUMERIC = {
     "BOOL": "?", "UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8", "INT8": "<i1",
     "INT16": "<i2", "INT32": "<i4", "INT64": "<i8", "FP16": "<f2", "FP32": "<f4", "FP64": "<f8",

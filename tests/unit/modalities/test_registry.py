@@ -1,0 +1,100 @@
+"""The modality registry (service/modalities): every registered modality has every piece, in manifest order, and
+the protocol tables are built from it."""
+
+from __future__ import annotations
+
+import typing
+
+import numpy as np
+import pytest
+
+from service import manifest as schema
+from service.frontend.api import inputs, openai_inputs, schemas
+from service.frontend.api.v2 import rest_codec
+from service.manifest import Encoders, read_manifest
+from service.modalities import registry
+from service.modalities.spec import ModalitySpec
+from service.preprocess.text import load_tokenizer
+from service.settings import COMPONENTS, Settings
+from tests import media
+from tests.bundles import build_bundle
+
+SAMPLES = {"image": media.png(), "text": "a small red square", "audio": media.audio(1.0)}
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    """The tiny bundle's manifest and tokenizer: what decode and warm-up take (no sessions needed)."""
+    directory = build_bundle(tmp_path_factory.mktemp("models"))
+    manifest = read_manifest(directory / "manifest.json")
+    return manifest, load_tokenizer(directory / manifest.encoders.text.preprocess.tokenizer_file,
+                                    manifest.encoders.text.preprocess)  # fmt: skip
+
+
+def test_the_registry_is_in_manifest_order():
+    assert registry.names() == schema.MODALITIES == tuple(Encoders.model_fields)
+    assert [spec.name for spec in registry.specs()] == list(schema.MODALITIES)
+    assert typing.get_args(schema.Modality) == schema.MODALITIES
+    assert (*schema.MODALITIES, "fusion") == COMPONENTS
+
+
+def test_a_registry_must_name_exactly_the_manifests_modalities():
+    with pytest.raises(RuntimeError, match="registered modalities"):
+        registry.ordered(registry.REGISTERED[:2], schema.MODALITIES)
+    with pytest.raises(KeyError, match="unknown modality 'video'"):
+        registry.modality("video")
+    assert registry.get("fusion") is None
+
+
+@pytest.mark.parametrize("name", schema.MODALITIES)
+def test_every_modality_has_every_piece(name, bundle):
+    spec, (manifest, tokenizer) = registry.modality(name), bundle
+    assert isinstance(spec, ModalitySpec) and spec.name == name
+    assert spec.parts.v1 and spec.parts.v2 and spec.parts.openai in openai_inputs.SCHEMAS
+    # the manifest's entry for this modality: its encoder class, and that encoder's preprocessing spec
+    assert spec.encoder_class in typing.get_args(Encoders.model_fields[name].annotation)
+    assert spec.encoder_class.model_fields["preprocess"].annotation is spec.preprocess_class
+    assert spec.limit_setting in Settings.model_fields
+    assert spec.budget_setting is None or spec.budget_setting in Settings.model_fields
+    preprocess, settings = manifest.encoder(name).preprocess, Settings()
+    assert isinstance(preprocess, spec.preprocess_class)
+    if spec.encoded_file:
+        assert spec.sniff(SAMPLES[name]) in spec.accepted_formats and spec.sniff(b"nothing known") is None
+    decoded = spec.decode(SAMPLES[name], preprocess, settings, name, tokenizer)
+    warm = spec.warmup_input(preprocess, spec.longest_length(preprocess, settings), tokenizer)
+    batch = spec.collate([decoded, warm], spec.pad_multiple(preprocess))
+    assert len(batch) == len(manifest.encoder(name).inputs) and all(len(array) == 2 for array in batch)
+    assert 1 <= spec.item_length(decoded, preprocess) <= spec.item_length(warm, preprocess)
+    assert spec.limit(preprocess, settings) > 0
+
+
+def test_the_protocol_tables_come_from_the_registry():
+    names = list(schema.MODALITIES)
+    assert list(inputs.InputItem.model_fields) == names
+    assert list(schemas.MULTIPART_SCHEMA["properties"]) == names
+    assert list(schemas.JSON_SCHEMA["properties"]["inputs"]["items"]["properties"]) == names
+    assert sorted(modality for _, modality in openai_inputs.PART_TYPES.values()) == sorted(names)
+    assert tuple(s.parts.v2 for s in registry.specs() if s.encoded_file) == rest_codec.MEDIA_INPUTS
+    # declared, not built: a response model, whose fields a new modality must add
+    assert set(names) <= set(schemas.EmbedResult.model_fields)
+
+
+def test_registered_budgets_are_the_settings():
+    settings = Settings(text_token_budget=123, audio_frame_budget=456)
+    assert {spec.name: spec.budget(settings) for spec in registry.specs()} == {
+        "image": None, "text": 123, "audio": 456,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("name", schema.MODALITIES)
+def test_collate_by_name_is_the_specs(name, bundle):
+    """service.preprocess.batch.collate, the trainer's entry, is each spec's own collation."""
+    from service.preprocess.batch import collate
+
+    manifest, tokenizer = bundle
+    preprocess = manifest.encoder(name).preprocess
+    items = [registry.modality(name).warmup_input(preprocess, None, tokenizer)] * 2
+    for ours, theirs in zip(collate(name, items), registry.modality(name).collate(items), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+    with pytest.raises(ValueError, match="unknown modality"):
+        collate("video", items)
