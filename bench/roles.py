@@ -166,24 +166,37 @@ def server_labels(root: int, port: int) -> dict[int, str]:
 
 class RoleMeter:
     """A closed loop's meter (bench/loadgen.py reads it at both edges of the measured window) that also keeps, at
-    each read, every server process's label and CPU seconds, unrounded, for the per-role figures."""
+    each read, every server process's label and CPU seconds, unrounded, for the per-role figures.
+
+    The labels are found once, before the window (reading /proc/net/tcp takes milliseconds of this process's CPU,
+    which would count as the client's), and again only for a process that was not there then. The client's CPU is
+    read on both sides of each read of the servers, and the window counts neither read's own cost."""
 
     def __init__(self, servers: list) -> None:  # bench.server.ServerProcess
         self.servers = servers
-        self.snapshots: list[tuple[float, dict[int, tuple[str, float]]]] = []  # (client CPU s, per pid)
+        self.labels = {pid: label for server in servers for pid, label in self._classify(server).items()}
+        self.snapshots: list[tuple[float, float, dict[int, tuple[str, float]]]] = []  # client CPU before, after
+
+    @staticmethod
+    def _classify(server) -> dict[int, str]:
+        return server_labels(server.process.pid, server.port)
 
     def __call__(self) -> dict[str, float]:
-        client, snapshot = time.process_time(), {}
+        before, snapshot = time.process_time(), {}
         for server in self.servers:
-            for pid, label in server_labels(server.process.pid, server.port).items():
+            pids = process_tree(server.process.pid)
+            if any(pid not in self.labels for pid in pids):
+                self.labels |= self._classify(server)
+            for pid in pids:
                 if (cpu := cpu_seconds_of(pid)) is not None:
-                    snapshot[pid] = (label, cpu)
-        self.snapshots.append((client, snapshot))
-        return {"client": client, "server": sum(cpu for _, cpu in snapshot.values())}
+                    snapshot[pid] = (self.labels.get(pid, "other"), cpu)
+        after = time.process_time()
+        self.snapshots.append((before, after, snapshot))
+        return {"client": after if len(self.snapshots) == 1 else before, "server": sum(c for _, c in snapshot.values())}
 
     def window(self, requests: int) -> dict:
         """Per-role µs per request, the engine projection and the client's µs per request, first to last read."""
-        (client_start, start), (client_end, end) = self.snapshots[0], self.snapshots[-1]
+        (_, client_start, start), (client_end, _, end) = self.snapshots[0], self.snapshots[-1]
         us = per_request_us(seconds_by_label(start, end), requests)
         return {
             "cpu_us_per_request": us,

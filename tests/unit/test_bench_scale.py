@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import orjson
 import pytest
@@ -95,6 +96,11 @@ def test_front_end_and_engine_found_from_proc(tmp_path):
         wait_until(lambda: roles.server_labels(os.getpid(), port) == expected, what=f"labels {expected}")
         assert roles.listening_inodes(port) <= roles.socket_inodes(children[0].pid)
         assert set(roles.engine_socket_inodes().values()) >= {3}
+        meter = roles.RoleMeter([SimpleNamespace(process=SimpleNamespace(pid=os.getpid()), port=port)])
+        assert set(meter()) == {"client", "server"} and meter()["server"] >= 0.0
+        window = meter.window(requests=100)
+        assert window["processes"] == ["engine-0", "front-end-0", "supervisor"] and not window["processes_changed"]
+        assert {"supervisor", "front-ends", "engines", "tree"} <= set(window["cpu_us_per_request"])
     finally:
         for child in children:
             child.kill()
