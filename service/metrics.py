@@ -17,7 +17,7 @@ PREFIX = "fusionserve_"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 RATIO_BUCKETS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)
-REJECT_REASONS = ("queue_full", "deadline", "invalid", "too_large", "body_budget")
+REJECT_REASONS = ("queue_full", "deadline", "invalid", "too_large", "body_budget", "draining")
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 

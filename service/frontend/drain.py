@@ -8,8 +8,10 @@ the wire (the kernel answers it with an RST): the client gets a reset and no res
 
 The drain here, from SIGTERM (`DrainingServer`, with `DrainMiddleware` in front of the app):
 1. grace (`drain_grace_s`): /readyz says 503, the listener stays open, new requests (but the probes and
-   /metrics) get 503 + `Connection: close`, and every response says `Connection: close`; admitted requests
-   finish normally. A client that keeps coming is told to go, instead of being refused or reset.
+   /metrics) get 503 + `Connection: close` in the path's protocol shape, counted as the route would count them
+   (api/refusals.py: requests_total by endpoint, rejected_total{reason="draining"}), and every response says
+   `Connection: close`; admitted requests finish normally. A client that keeps coming is told to go, instead of
+   being refused or reset.
 2. stop accepting: the loop's server closes, but a duplicate of the listening socket keeps the kernel's
    accept queue alive until what is queued has been accepted here and handed to uvicorn like any other
    connection; then the socket closes and new connections are refused.
@@ -31,19 +33,25 @@ from collections.abc import Callable
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.frontend.api.middleware import OPEN_PATHS, route_path, send_json_error
+from service.frontend.api.middleware import OPEN_PATHS, ErrorShapes, route_path
+from service.frontend.api.refusals import ERROR_SHAPES, Draining, refuse
+from service.frontend.dataplane import DataPlane
 
 log = logging.getLogger("fusionserve")
 CLOSE = (b"connection", b"close")
+CLOSE_HEADER = {"Connection": "close"}
 POLL_S = 0.05  # how often the last phase looks at the remaining connections
 
 
 class DrainMiddleware:
     """While `draining()`: requests (but the probes and /metrics) get 503 + `Connection: close`, and every
-    response says `Connection: close` so the client reconnects, elsewhere, for its next request."""
+    response says `Connection: close` so the client reconnects, elsewhere, for its next request. With the app's
+    `plane`, a refused inference is counted as its route would count it."""
 
-    def __init__(self, app: ASGIApp, draining: Callable[[], bool], max_body_bytes: int):
+    def __init__(self, app: ASGIApp, draining: Callable[[], bool], max_body_bytes: int,
+                 plane: DataPlane | None = None, shapes: ErrorShapes = ERROR_SHAPES):  # fmt: skip
         self.app, self.draining, self.max_body_bytes = app, draining, max_body_bytes
+        self.plane, self.shapes = plane, shapes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -52,8 +60,7 @@ class DrainMiddleware:
             # read the body first: uvicorn closes the connection after this response, and a close with
             # request bytes still unread sends an RST, which can destroy the 503 before the client reads it
             await self._discard_body(receive)
-            message = "the server is shutting down; retry the request on another instance"
-            return await send_json_error(send, 503, "draining", message, None, [CLOSE])
+            return await refuse(self.plane, scope, receive, send, Draining(dict(CLOSE_HEADER)), self.shapes)
 
         async def send_closing(message: Message) -> None:
             # decided when the response starts: a request admitted before SIGTERM still ends its connection

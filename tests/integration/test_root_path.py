@@ -63,10 +63,10 @@ def test_a_proxy_that_keeps_the_prefix_reaches_no_route_and_changes_nothing(pref
 def test_the_door_refuses_under_a_root_path(prefixed, monkeypatch):
     server, client = prefixed
 
-    def full(model, version):
+    def full(model, version, explain=False):
         raise QueueFull("the door is shut for this test", headers={"Retry-After": "0"})
 
-    monkeypatch.setattr(server.app.state.context.plane, "check_door", full)
+    monkeypatch.setattr(server.app.state.context.plane, "judge", full)  # the question the door asks
     refused = classify(client)
     assert refused.status_code == 429 and refused.json()["error"]["message"] == "the door is shut for this test"
     refused_v2 = client.post("/v2/models/tiny/infer", json={}, headers=WITH_KEY)  # refused before the body is read

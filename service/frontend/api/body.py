@@ -10,7 +10,7 @@
   over the budget is 503 + Retry-After.
 
 Raised from receive() inside a route, an error reaches the app's FusionError handler and leaves in the path's
-protocol shape; answered here (before routing), it is shaped by send_error and counted as a route's is.
+protocol shape; answered here (before routing), it is shaped and counted as a route's is (api/refusals.py).
 """
 
 from __future__ import annotations
@@ -21,14 +21,13 @@ import contextlib
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import FusionError, InvalidInput, PayloadTooLarge
-from service.frontend.api.door import inference_target
-from service.frontend.api.infer import DEADLINE_HEADER, timeout_ms
-from service.frontend.api.middleware import ErrorShapes, route_path, send_error
+from service.frontend.api.deadline import DEADLINE_HEADER, header_timeout_ms
+from service.frontend.api.middleware import ErrorShapes
+from service.frontend.api.refusals import ERROR_SHAPES, refuse
 from service.frontend.body_budget import BodyBudgetFull, Reservation
 from service.frontend.dataplane import DataPlane
 
 CLOSE = {"Connection": "close"}
-OPENAI_PATH, OPENAI_ENDPOINT = "/v1/embeddings", "openai_embeddings"
 
 
 class BodyTimeout(FusionError):
@@ -38,13 +37,14 @@ class BodyTimeout(FusionError):
 
 
 def body_timeout_ms(headers: dict[bytes, bytes], default_ms: float) -> float:
-    """How long the body may take: the request's deadline. A malformed header falls back to the default here;
-    the route answers it with 422."""
+    """How long the body may take: the request's deadline (api/deadline.py; V2's `timeout` parameter is in the body).
+    A malformed header falls back to the default here; the route answers it with 422."""
     raw = headers.get(DEADLINE_HEADER.encode())
     try:
-        return timeout_ms(None if raw is None else raw.decode("latin-1"), default_ms)
+        stated = header_timeout_ms({} if raw is None else {DEADLINE_HEADER: raw.decode("latin-1")})
     except InvalidInput:
         return default_ms
+    return default_ms if stated is None else stated
 
 
 def declared_length(headers: dict[bytes, bytes]) -> int | None:
@@ -102,8 +102,8 @@ def too_large_message(max_bytes: int) -> str:
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, plane: DataPlane, error_shapes: ErrorShapes | None = None):
-        self.app, self.plane, self.shapes = app, plane, error_shapes or {}
+    def __init__(self, app: ASGIApp, plane: DataPlane, error_shapes: ErrorShapes = ERROR_SHAPES):
+        self.app, self.plane, self.shapes = app, plane, error_shapes
         self.max_bytes, self.default_ms = plane.settings.max_upload_bytes, plane.settings.default_deadline_ms
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -132,20 +132,7 @@ class BodyLimitMiddleware:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, error: FusionError) -> None:
         """Answer before routing, counted as the route's own answer would be (requests_total, rejected_total)."""
-        target = body_target(route_path(scope), scope.get("query_string", b""))
-        if target is not None:
-            with contextlib.suppress(FusionError):
-                async with self.plane.track(target[0], target[1]):
-                    raise error
-        await send_error(scope, receive, send, error, self.shapes)
-
-
-def body_target(path: str, query_string: bytes) -> tuple[str, str] | None:
-    """(model, endpoint label) of an inference request, for its accounting; model "" when it is in the body."""
-    if path == OPENAI_PATH:
-        return "", OPENAI_ENDPOINT
-    target = inference_target(path, query_string)
-    return None if target is None else (target[0], target[2])
+        await refuse(self.plane, scope, receive, send, error, self.shapes)
 
 
 async def discard_body(receive: Receive, max_bytes: int, timeout_s: float) -> None:

@@ -3,12 +3,13 @@
 `DataPlane.admit` refuses (429) when a model version's admitted requests would take longer than
 MAX_QUEUE_WAIT_MS to drain — but from a route, every refusal first pays for FastAPI's routing, dependency
 solving and exception layers. Under 16× overload those refusals were most of the event loop's work, taken
-from the requests it had admitted. This middleware asks the same question for the inference paths whose
-model is in the URL (v1 classify/embed, KServe V2 REST infer) and answers 429 in the path's protocol shape,
-with the same accounting (requests_total by endpoint, rejected_total, request duration) as a route's
-refusal. Anything else it leaves to the route: an unknown model, a version not ready, a request the door
-admits (`admit` checks again there and takes the slot). OpenAI's `model` is in the body, so that route
-keeps its own refusal.
+from the requests it had admitted. This middleware asks the cycle's own questions, in the cycle's order — the
+deadline header (the codec's check), then `DataPlane.judge` — for the inference paths whose model is in the URL
+(v1 classify/embed, KServe V2 REST infer), and answers only the 429, counted by the data plane's tracking and
+shaped by the path's protocol (api/refusals.py), exactly as the cycle would. Anything else it leaves to the
+route's cycle, which answers and counts it once: a malformed header, an unknown model, a version not ready, a
+request the door admits (`admit` judges again there and takes the slot). OpenAI's `model` is in the body, so that
+route keeps its own refusal.
 
 A connection that comes back before the Retry-After it was given is held until then (a sleep, no CPU) and
 judged again: clients that retry at once cannot turn the server's time into refusals (512 such clients
@@ -20,31 +21,18 @@ early retry can delay another's request by up to its Retry-After.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import re
 import time
 from collections import OrderedDict
-from urllib.parse import parse_qs
 
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.errors import QueueFull
-from service.frontend.api.middleware import ErrorShapes, route_path, send_error
+from service.errors import FusionError, QueueFull
+from service.frontend.api.deadline import header_timeout_ms
+from service.frontend.api.middleware import ErrorShapes
+from service.frontend.api.refusals import ERROR_SHAPES, inference_call, refuse
+from service.frontend.cycle import Call
 from service.frontend.dataplane import DataPlane
-
-V1_INFER = re.compile(r"^/v1/models/([^/]+)/(classify|embed)$")
-V2_INFER = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
-V2_ENDPOINT = "v2_infer"  # the endpoint label service/frontend/api/v2/rest.py counts under
-
-
-def inference_target(path: str, query_string: bytes) -> tuple[str, str | None, str] | None:
-    """(model, version or None, endpoint label) of an inference POST whose model is in the URL."""
-    if match := V1_INFER.match(path):
-        version = parse_qs(query_string.decode("latin-1")).get("version", [None])[0] if query_string else None
-        return match.group(1), version, match.group(2)
-    if match := V2_INFER.match(path):
-        return match.group(1), match.group(2), V2_ENDPOINT
-    return None
 
 
 class RefusedConnections:
@@ -64,27 +52,31 @@ class RefusedConnections:
 
 
 class DoorMiddleware:
-    def __init__(self, app: ASGIApp, plane: DataPlane, error_shapes: ErrorShapes | None = None):
-        self.app, self.plane, self.shapes = app, plane, error_shapes or {}
+    def __init__(self, app: ASGIApp, plane: DataPlane, error_shapes: ErrorShapes = ERROR_SHAPES):
+        self.app, self.plane, self.shapes = app, plane, error_shapes
         self.refused = RefusedConnections()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        target = None
-        if scope["type"] == "http" and scope["method"] == "POST":
-            target = inference_target(route_path(scope), scope.get("query_string", b""))
-        if target is None:
+        call = inference_call(scope)
+        if call is None or not call.model:  # not an inference, or OpenAI's (its model is in the body)
             return await self.app(scope, receive, send)
-        model, version, endpoint = target
         client = scope.get("client")
         if client is not None and (early := self.refused.early_by_s(client, time.monotonic())) > 0:
             await asyncio.sleep(early)  # came back before its Retry-After: wait it out, then be judged
+        refusal = self.refusal(scope, call)
+        if refusal is None:
+            return await self.app(scope, receive, send)
+        if client is not None:
+            self.refused.refused(client, time.monotonic(), refusal.headers.get("Retry-After", "1"))
+        await refuse(self.plane, scope, receive, send, refusal, self.shapes)
+
+    def refusal(self, scope: Scope, call: Call) -> QueueFull | None:
+        """The 429 the route's cycle would answer now; None for anything else (the cycle answers it)."""
         try:
-            self.plane.check_door(model, version)
+            header_timeout_ms(Headers(scope=scope))  # the cycle's check comes first: a bad header is its 422
+            self.plane.judge(call.model, call.version, explain=call.explain)
         except QueueFull as error:
-            with contextlib.suppress(QueueFull):  # counted exactly as a route's refusal is
-                async with self.plane.track(model, endpoint):
-                    raise error
-            if client is not None:
-                self.refused.refused(client, time.monotonic(), error.headers.get("Retry-After", "1"))
-            return await send_error(scope, receive, send, error, self.shapes)
-        await self.app(scope, receive, send)
+            return error
+        except FusionError:
+            return None
+        return None

@@ -1,4 +1,6 @@
-"""Every error leaves as JSON {"error": {"type", "message", "field"}} with the status of docs/bad-input.md."""
+"""Every error leaves as JSON in the shape of the path's protocol (v1's {"error": {"type", "message", "field"}} by
+default; ERROR_SHAPES of api/refusals.py) with the status of docs/bad-input.md: FusionErrors, request-validation errors,
+Starlette's own 404 / 405 (no such route, a method the route has not) and any unexpected exception (500)."""
 
 from __future__ import annotations
 
@@ -29,8 +31,8 @@ def error_response(
 
 
 def _handlers(shapes: ErrorShapes):
-    """FusionError and request-validation errors in the shape of the path's protocol (v1's by default), so a
-    protocol's routes raise like v1's and never catch to re-shape."""
+    """FusionError, request-validation errors and Starlette's HTTPException in the shape of the path's protocol
+    (v1's by default), so a protocol's routes raise like v1's and never catch to re-shape."""
 
     async def fusion_error(request: Request, error: FusionError) -> Response:
         shape = shape_for(route_path(request.scope), shapes)
@@ -44,12 +46,19 @@ def _handlers(shapes: ErrorShapes):
         field = ".".join(location) or None
         return await fusion_error(request, InvalidInput(f"{field or 'request'}: {first.get('msg')}", field=field))
 
-    return fusion_error, validation_error
+    async def http_error(request: Request, error: HTTPException) -> Response:
+        return await fusion_error(request, HttpError(error))
+
+    return fusion_error, validation_error, http_error
 
 
-async def http_error(_: Request, error: HTTPException) -> JSONResponse:
-    type_ = HTTP_TYPES.get(error.status_code, "bad_request" if error.status_code < 500 else "server_error")
-    return error_response(error.status_code, type_, str(error.detail), None, error.headers)
+class HttpError(FusionError):
+    """Starlette's HTTPException (its router's 404 and 405, a static file's) as a FusionError, to be shaped."""
+
+    def __init__(self, error: HTTPException):
+        super().__init__(str(error.detail), headers=dict(error.headers or {}))
+        self.status = error.status_code
+        self.type = HTTP_TYPES.get(error.status_code, "bad_request" if error.status_code < 500 else "server_error")
 
 
 def _unexpected_error(shapes: ErrorShapes):
@@ -70,7 +79,7 @@ def _unexpected_error(shapes: ErrorShapes):
 
 
 def install_error_handlers(app: FastAPI, shapes: ErrorShapes) -> None:
-    fusion_error, validation_error = _handlers(shapes)
+    fusion_error, validation_error, http_error = _handlers(shapes)
     app.add_exception_handler(FusionError, fusion_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)

@@ -1,7 +1,7 @@
-"""The v1 protocol's Codec for the data plane's request cycle (service/frontend/cycle.py): the deadline header, the
-body (multipart or JSON) read after the door and before admission, the disconnect watch, and orjson answers
-with Server-Timing.
-Also the HTTP pieces the other HTTP protocols share (deadline header, disconnect watch, orjson bodies).
+"""The v1 protocol's Codec for the data plane's request cycle (service/frontend/cycle.py): the deadline (the one
+rule, api/deadline.py), the body (multipart or JSON) read after the door and before admission, the disconnect watch,
+and orjson answers with Server-Timing.
+Also the HTTP pieces the other HTTP protocols share (disconnect watch, orjson bodies).
 """
 
 from __future__ import annotations
@@ -14,12 +14,10 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
-from service.engine.versions import VersionState
-from service.errors import InvalidInput
+from service.frontend.api.deadline import Deadline, header_timeout_ms
 from service.frontend.api.inputs import read_items
 from service.frontend.cycle import Admitted, Call, Decoded, Inference
-
-DEADLINE_HEADER = "x-request-timeout-ms"
+from service.models import VersionState
 
 
 class OrjsonResponse(Response):
@@ -29,23 +27,6 @@ class OrjsonResponse(Response):
 
     def render(self, content) -> bytes:
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
-
-
-def timeout_ms(raw: str | None, default_ms: float) -> float:
-    """The request's X-Request-Timeout-Ms (`default_ms` when absent); InvalidInput naming it when malformed."""
-    if raw is None:
-        return default_ms
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < 3_600_000:
-        raise InvalidInput(f"{DEADLINE_HEADER} must be a number of milliseconds in (0, 3600000)", field=DEADLINE_HEADER)
-    return value
-
-
-def request_deadline(request: Request, default_ms: float) -> float:
-    return time.monotonic() + timeout_ms(request.headers.get(DEADLINE_HEADER), default_ms) / 1000
 
 
 async def wait_for_disconnect(request: Request) -> None:
@@ -69,15 +50,16 @@ class V1Codec:
     def __init__(self, request: Request, respond: Callable[[VersionState, Inference], dict]):
         self.request, self.respond = request, respond
         self.settings = plane_of(request).settings
+        self.deadline = Deadline(time.monotonic(), self.settings.default_deadline_ms)  # from arrival
 
     def check(self) -> None:
-        self.deadline = request_deadline(self.request, self.settings.default_deadline_ms)  # from arrival
+        self.deadline.state(header_timeout_ms(self.request.headers))
 
     async def read_body(self) -> None:
         self.items = await read_items(self.request, self.settings)  # multipart or JSON: no model needed
 
     async def decode(self, admitted: Admitted) -> Decoded:
-        return Decoded(self.items, self.deadline)
+        return Decoded(self.items, self.deadline.at)
 
     def watch(self) -> asyncio.Future:
         return disconnect_watch(self.request)

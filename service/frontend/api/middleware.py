@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.errors import FusionError, Unauthorized
 
-# path prefix → the protocol's error response (e.g. "/v2/" → {"error": "<message>"}); wired by app.py so
+# path prefix → the protocol's error response (e.g. "/v2/" → {"error": "<message>"}; api/refusals.py) so
 # an answer given here, before any route runs, still has the shape its protocol's clients parse
 ErrorShapes = Mapping[str, Callable[[FusionError], Response]]
 
@@ -58,9 +58,15 @@ def route_path(scope: Scope) -> str:
     return get_route_path(scope)
 
 
+def owns(prefix: str, path: str) -> bool:
+    """Whether `path` is `prefix` or under it, segment by segment: "/v2/" owns "/v2" and "/v2/models", not "/v2x"."""
+    root = prefix.rstrip("/")
+    return path == root or path.startswith(root + "/")
+
+
 def shape_for(path: str, shapes: ErrorShapes) -> Callable[[FusionError], Response] | None:
     """The error response of the protocol that owns `path` (longest prefix); None = v1's shape."""
-    prefixes = sorted((p for p in shapes if path.startswith(p)), key=len, reverse=True)
+    prefixes = sorted((p for p in shapes if owns(p, path)), key=len, reverse=True)
     return shapes[prefixes[0]] if prefixes else None
 
 

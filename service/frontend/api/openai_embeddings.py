@@ -2,7 +2,8 @@
 LangChain, LlamaIndex and LiteLLM send, plus multimodal content arrays (service/frontend/api/openai_inputs.py).
 
 The request names its model in the body, so the JSON is parsed first; admission (404 / 429) then comes before
-any media is decoded or fetched. The cycle is the data plane's (service/frontend/cycle.py): the deadline header, the
+any media is decoded or fetched. The cycle is the data plane's (service/frontend/cycle.py): the deadline (the one
+rule, api/deadline.py: from the request's arrival, its body's reading included, as for every protocol), the
 disconnect watch, per-request metrics (endpoint "openai_embeddings"), Server-Timing and orjson. Errors answer
 in OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, with v1's status and message (param = the
 field).
@@ -11,6 +12,7 @@ field).
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Literal
 
 import numpy as np
@@ -21,7 +23,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from service.errors import BadRequest, FusionError, InvalidInput
-from service.frontend.api.infer import OrjsonResponse, disconnect_watch, plane_of, request_deadline, serve_http
+from service.frontend.api.deadline import Deadline, header_timeout_ms
+from service.frontend.api.infer import OrjsonResponse, disconnect_watch, plane_of, serve_http
 from service.frontend.api.inputs import field_path
 from service.frontend.api.openai_inputs import ContentPart, parse_input
 from service.frontend.api.v2.rest import inline_refs
@@ -29,7 +32,7 @@ from service.frontend.cycle import Admitted, Call, Decoded, Inference
 from service.frontend.fetch import Fetcher
 
 router = APIRouter(tags=["openai"])
-ENDPOINT = "openai_embeddings"  # the endpoint label of fusionserve_requests_*
+PATH, ENDPOINT = "/v1/embeddings", "openai_embeddings"  # the route, and its endpoint label of fusionserve_requests_*
 
 
 class EmbeddingOptions(BaseModel):
@@ -91,13 +94,14 @@ ERROR_TYPES = {
     429: "rate_limit_error",
     499: "client_closed",
 }  # else invalid_request_error / server_error
-ERROR_CODES = {"not_found": "model_not_found", "queue_full": "rate_limit_exceeded"}  # else v1's error type
+ERROR_CODES = {"queue_full": "rate_limit_exceeded"}  # else v1's error type; model_not_found: a 404 naming the model
 
 
 def openai_error(error: FusionError) -> OrjsonResponse:
     kind = ERROR_TYPES.get(error.status, "invalid_request_error" if error.status < 500 else "server_error")
     param = "model" if error.field == "version" else error.field  # the version is part of `model` here
-    code = ERROR_CODES.get(error.type, error.type)
+    model_missing = error.status == 404 and param == "model"  # not a route's 404 (no such path)
+    code = "model_not_found" if model_missing else ERROR_CODES.get(error.type, error.type)
     body = {"error": {"message": error.message, "type": kind, "param": param, "code": code}}
     return OrjsonResponse(body, status_code=error.status, headers=error.headers)
 
@@ -163,14 +167,15 @@ def respond(options: EmbeddingOptions, admitted: Admitted, done: Inference) -> d
 class OpenAICodec:
     """`/v1/embeddings` in the request cycle: options checked before admission, media after it."""
 
-    def __init__(self, request: Request, data: dict, malformed: FusionError | None):
+    def __init__(self, request: Request, arrived: float, data: dict, malformed: FusionError | None):
         self.http, self.data, self.malformed = request, data, malformed
         self.settings = plane_of(request).settings
+        self.deadline = Deadline(arrived, self.settings.default_deadline_ms)
 
     def check(self) -> None:
         if self.malformed is not None:
             raise self.malformed
-        self.deadline = request_deadline(self.http, self.settings.default_deadline_ms)
+        self.deadline.state(header_timeout_ms(self.http.headers))
         self.options = parse_options(self.data)
 
     async def read_body(self) -> None:
@@ -179,8 +184,8 @@ class OpenAICodec:
     async def decode(self, admitted: Admitted) -> Decoded:
         check_dimensions(self.options, admitted)
         parsed = parse_input(self.data["input"], self.settings)
-        await Fetcher(self.settings, self.deadline).fetch_all(parsed.remotes)
-        return Decoded(parsed.items, self.deadline)
+        await Fetcher(self.settings, self.deadline.at).fetch_all(parsed.remotes)
+        return Decoded(parsed.items, self.deadline.at)
 
     def watch(self) -> asyncio.Future:
         return disconnect_watch(self.http)
@@ -189,9 +194,11 @@ class OpenAICodec:
         return OrjsonResponse(respond(self.options, admitted, done))
 
 
-@router.post("/v1/embeddings", response_model=EmbeddingResponse, responses=ERRORS, openapi_extra=REQUEST_BODY)
+@router.post(PATH, response_model=EmbeddingResponse, responses=ERRORS, openapi_extra=REQUEST_BODY)
 async def create_embeddings(request: Request) -> Response:
     """Embeddings for a string, a list of strings, or content arrays (text, image_url, input_audio parts)."""
+    arrived = time.monotonic()  # before the body, as every protocol's deadline
     data, malformed = await read_object(request)
     name, version = split_model(data.get("model"))
-    return await serve_http(request, Call(name, version, ENDPOINT), OpenAICodec(request, data, malformed))
+    codec = OpenAICodec(request, arrived, data, malformed)
+    return await serve_http(request, Call(name, version, ENDPOINT), codec)

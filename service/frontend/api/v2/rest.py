@@ -2,9 +2,9 @@
 
 Errors answer in the protocol's shape, `{"error": "<message>"}`, with v1's status and message (the field
 leads the message where the message does not name it). The request cycle is the data plane's
-(service/frontend/cycle.py): the door before the body is read, admission after it, the `x-request-timeout-ms`
-deadline (tightened by Triton's `timeout` parameter), the client disconnect watch, per-request metrics
-(endpoint "v2_infer") and Server-Timing.
+(service/frontend/cycle.py): the door before the body is read, admission after it, the deadline (the one rule,
+api/deadline.py: the `x-request-timeout-ms` header, Triton's `timeout` parameter), the client disconnect watch,
+per-request metrics (endpoint "v2_infer") and Server-Timing.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from service.errors import FusionError, UnsupportedMediaType
-from service.frontend.api.infer import disconnect_watch, plane_of, request_deadline, serve_http
+from service.frontend.api.deadline import Deadline, header_timeout_ms, parameter_timeout_ms
+from service.frontend.api.infer import disconnect_watch, plane_of, serve_http
 from service.frontend.api.v2 import core
 from service.frontend.api.v2.rest_codec import HEADER_LENGTH, InferenceRequestBody, decode_request, encode_response
 from service.frontend.cycle import Admitted, Call
@@ -128,19 +129,18 @@ class RestCodec(core.V2Codec):
     def __init__(self, request: Request):
         super().__init__(plane_of(request).settings)
         self.http = request
+        self.deadline = Deadline(time.monotonic(), self.settings.default_deadline_ms)  # from arrival
 
     def check(self) -> None:
-        self.deadline = request_deadline(self.http, self.settings.default_deadline_ms)  # from arrival: v1's order
+        self.deadline.state(header_timeout_ms(self.http.headers))
 
     async def read_body(self) -> None:
         self.body = await _read_body(self.http)
 
     async def read(self, admitted: Admitted) -> tuple[core.InferRequest, float]:
-        deadline = self.deadline
         self.decoded = decode_request(self.body, self.http.headers.get(HEADER_LENGTH))
-        if self.decoded.timeout_us is not None:
-            deadline = min(deadline, time.monotonic() + self.decoded.timeout_us / 1e6)
-        return self.decoded.request, deadline
+        self.deadline.state(parameter_timeout_ms(self.decoded.request.parameters))
+        return self.decoded.request, self.deadline.at
 
     def watch(self) -> asyncio.Future:
         return disconnect_watch(self.http)

@@ -67,7 +67,6 @@ class DecodedRequest:
     request: InferRequest
     binary_default: bool = False  # the request's binary_data_output parameter
     binary: dict[str, bool] = field(default_factory=dict)  # per requested output: its binary_data parameter
-    timeout_us: float | None = None  # Triton's `timeout` request parameter, microseconds
 
     def is_binary(self, output: str) -> bool:
         return self.binary.get(output, self.binary_default)
@@ -109,7 +108,6 @@ def decode_request(body: bytes, header_length: str | None) -> DecodedRequest:
     for index, output in enumerate(parsed.outputs or []):
         if "binary_data" in output.parameters:
             decoded.binary[output.name] = _flag(output.parameters, "binary_data", f"outputs[{index}].parameters")
-    decoded.timeout_us = _timeout(parsed.parameters)
     return decoded
 
 
@@ -118,15 +116,6 @@ def _flag(parameters: dict, name: str, where: str) -> bool:
     if not isinstance(value, bool):
         raise InvalidInput(f"{where}.{name} must be true or false", field=f"{where}.{name}")
     return value
-
-
-def _timeout(parameters: dict) -> float | None:
-    value = parameters.get("timeout")
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 3.6e12:
-        raise InvalidInput("parameters.timeout must be microseconds in (0, 3.6e12)", field="parameters.timeout")
-    return float(value)
 
 
 def output_name(index: int, output: RequestOutput) -> str:
