@@ -7,12 +7,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from service.engine.versions import VersionState
 from service.frontend.api.infer import V1Codec, plane_of, serve_http
 from service.frontend.api.schemas import ERRORS, REQUEST_BODY, ClassifyResponse, EmbedResponse
 from service.frontend.cycle import Call, Inference
 from service.items import ItemResult
 from service.manifest import MODALITIES
+from service.models import VersionState
 
 router = APIRouter()
 
