@@ -29,7 +29,7 @@ Item = tuple[np.ndarray, ...] | np.ndarray  # one item's encoder inputs, in the 
 class PartNames:
     """What each protocol calls this modality's input."""
 
-    v1: str  # the v1 multipart part and JSON item field
+    v1: str  # the v1 multipart part and JSON item field: the modality's name, which v1 errors name (RawItem.field)
     v2: str  # the KServe V2 input tensor
     openai: str | None  # the OpenAI embeddings content-part type; None: not accepted there
 

@@ -50,7 +50,7 @@ def test_a_registry_must_name_exactly_the_manifests_modalities():
 def test_every_modality_has_every_piece(name, bundle):
     spec, (manifest, tokenizer) = registry.modality(name), bundle
     assert isinstance(spec, ModalitySpec) and spec.name == name
-    assert spec.parts.v1 and spec.parts.v2 and spec.parts.openai in openai_inputs.SCHEMAS
+    assert spec.parts.v1 == name and spec.parts.v2 and spec.parts.openai in openai_inputs.SCHEMAS
     # the manifest's entry for this modality: its encoder class, and that encoder's preprocessing spec
     assert spec.encoder_class in typing.get_args(Encoders.model_fields[name].annotation)
     assert spec.encoder_class.model_fields["preprocess"].annotation is spec.preprocess_class
