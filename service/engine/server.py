@@ -3,9 +3,10 @@ sessions, running the prepared items that front-end processes send it (service/f
 
 One ZeroMQ ROUTER socket; every message is service/wire/frames.py frames (a JSON header, then the arrays):
 
-    {"op": "infer", "id", "model", "version", "timeout_s"} + items → {"id", "ok": true} + results
-                                                                    | {"id", "ok": false, "error": {...}}
-    {"op": "cancel", "id"}  the request's items leave their queues before compute; it answers 499
+    {"op": "calls", "calls": [{"id", "model", "version", "timeout_s", "request_id", "items"}, …]} + arrays
+                            → {"replies": [{"id", "ok": true, "results"} | {"id", "ok": false, "error"}, …]}
+                              (service/wire/calls.py; engine/calls.py runs them: replies of one turn together)
+    {"op": "cancel", "id"}  the call's items leave their queues before compute; it answers 499
     {"op": "ping", "id"}    → {"id", "ok": true, "ready": every configured model loaded and warm,
                                "models": snapshot(registry), engine/snapshot.py}
     {"op": "repository", "id", "action": "index" | "load" | "unload", "model", "ready_only"}
@@ -14,7 +15,7 @@ One ZeroMQ ROUTER socket; every message is service/wire/frames.py frames (a JSON
 Every answer also carries "load": per model version, the requests in this engine and its drain rate
 (service/admission.py), from which each front-end's door judges the engine's whole load. Errors travel as a
 FusionError's status, type, message, field and headers, so a front-end raises the same error a single
-process would. Every infer and repository message is answered: anything else that fails (an onnxruntime
+process would. Every call and repository message is answered: anything else that fails (an onnxruntime
 RuntimeError, CUDA out of memory) is a 500 naming the request id of the engine's log line (the front-end's
 "request_id", else one made here), counted in fusionserve_internal_errors_total; a malformed message (not
 JSON, missing fields, array frames that disagree with its header) is answered with a 500 when it has an id,
@@ -30,29 +31,22 @@ import contextlib
 import logging
 import signal
 import sys
-import time
-from collections import Counter
 from pathlib import Path
 
 import orjson
 import zmq
 import zmq.asyncio
 
-from service.admission import DrainMeter
+from service.engine.calls import CallServer, error_header, malformed_error
 from service.engine.loading import GuardedRegistry, LoadingRecord
 from service.engine.local import LocalBackend
 from service.engine.snapshot import snapshot
-from service.errors import ClientDisconnected, FusionError, InternalError, request_id_from
+from service.errors import FusionError, InternalError, request_id_from
 from service.metrics import Metrics
 from service.settings import Settings, load_settings
 from service.wire import frames as wire
 
 log = logging.getLogger("fusionserve.engine")
-
-
-def error_header(request_id, error: FusionError) -> dict:
-    fields = {"status": error.status, "type": error.type, "message": error.message, "field": error.field}
-    return {"id": request_id, "ok": False, "error": fields | {"headers": error.headers}}
 
 
 class Engine:
@@ -64,15 +58,15 @@ class Engine:
             registry = GuardedRegistry(settings, self.metrics, LoadingRecord(loading_record))
         self.backend = LocalBackend(settings, self.metrics, registry)  # the one-process server's backend
         self.registry, self.repository = self.backend.models, self.backend.repository
-        self.tasks: dict[tuple[bytes, object], asyncio.Task] = {}  # (front-end identity, request id) → its work
-        self.meters: dict[tuple[str, str], DrainMeter] = {}  # per model version: requests here, drain rate
-        self.senders: Counter[tuple[str, str, bytes]] = Counter()  # requests here per model version, front-end
+        self.calls = CallServer(self.backend, self.metrics)
+        self.tasks: dict[tuple[bytes, object], asyncio.Task] = {}  # (front-end identity, request id) → repository
 
     async def run(self) -> None:
         """Load every bundle, then serve messages until cancelled; the batchers drain on the way out."""
         context = zmq.asyncio.Context()
         socket = context.socket(zmq.ROUTER)
         socket.bind(self.endpoint)
+        self.calls.serve(socket)
         await self.backend.start()
         try:
             while True:
@@ -96,75 +90,24 @@ class Engine:
             log.error("a malformed message was dropped: %s", malformed.reason)
             return
         log.error("message %r is malformed, answered with an error: %s", malformed.request_id, malformed.reason)
-        error = FusionError(f"the engine could not read the front-end's message: {malformed.reason}")
-        error.status, error.type = 500, "internal_error"
-        socket.send_multipart([identity, orjson.dumps(error_header(malformed.request_id, error))])
+        socket.send_multipart([identity, orjson.dumps(error_header(malformed.request_id, malformed_error(malformed)))])
 
     def _dispatch(self, socket, identity: bytes, frames: list) -> None:
         header = wire.read_header(frames)
-        key = (identity, header["id"])
+        if header["op"] == "calls":
+            return self.calls.take(identity, header, frames)
         if header["op"] == "cancel":
-            if (task := self.tasks.get(key)) is not None:
-                task.cancel()
-        elif header["op"] == "ping":
-            state = {"ready": self.registry.all_ready(), "models": snapshot(self.registry), "load": self.load(identity)}
-            socket.send_multipart([identity, orjson.dumps({"id": header["id"], "ok": True} | state)])
-        else:
-            answer = self._answer if header["op"] == "infer" else self._repository
-            task = asyncio.create_task(answer(socket, identity, header, frames))
-            self.tasks[key] = task
-            task.add_done_callback(lambda _: self.tasks.pop(key, None))
+            return self.calls.cancel(identity, header["id"])
+        if header["op"] == "ping":
+            state = {"ready": self.registry.all_ready(), "models": snapshot(self.registry),
+                     "load": self.calls.load(identity)}  # fmt: skip
+            return socket.send_multipart([identity, orjson.dumps({"id": header["id"], "ok": True} | state)])
+        key = (identity, header["id"])
+        task = asyncio.create_task(self._repository(socket, identity, header))
+        self.tasks[key] = task
+        task.add_done_callback(lambda _: self.tasks.pop(key, None))
 
-    def load(self, identity: bytes) -> list:
-        """[model, version, requests here from the other front-ends, drain rate or None] per model version served:
-        a front-end counts its own requests exactly itself (admission.EngineMeter)."""
-        now = time.monotonic()
-        return [[model, version, meter.in_flight - self.senders[(model, version, identity)], meter.rate(now)]
-                for (model, version), meter in self.meters.items()]  # fmt: skip
-
-    async def _answer(self, socket, identity: bytes, header: dict, frames: list) -> None:
-        """Every infer message is answered: results, its FusionError, 499 when cancelled, else 500 with the
-        request id the engine's log line carries (an onnxruntime RuntimeError, CUDA out of memory, a bug)."""
-        request_id = request_id_from(header.get("request_id"))
-        try:
-            items = wire.unpack_items(frames)[1]
-        except Exception as error:  # noqa: BLE001 — the array frames disagree with the header
-            return self._refuse(socket, identity, wire.MalformedMessage(f"its arrays: {error}", header["id"]))
-        try:
-            results = await self._run(identity, header, items)
-            reply = wire.pack_results({"id": header["id"], "ok": True, "load": self.load(identity)}, results)
-        except asyncio.CancelledError:  # the front-end's caller went away: the items left their queues
-            reply = self._error_reply(header, identity, ClientDisconnected())
-        except FusionError as failure:
-            reply = self._error_reply(header, identity, failure)
-        except Exception:  # noqa: BLE001 — answered, so that no front-end caller waits on it
-            self.metrics.internal_errors.labels("engine", "unexpected").inc()
-            log.exception("request id %s: model %s: unexpected error in the engine", request_id, header["model"])
-            reply = self._error_reply(header, identity, InternalError(request_id, "engine"))
-        await socket.send_multipart([identity, *reply], copy=False)
-
-    def _error_reply(self, header: dict, identity: bytes, error: FusionError) -> list:
-        return [orjson.dumps(error_header(header["id"], error) | {"load": self.load(identity)})]
-
-    async def _run(self, identity: bytes, header: dict, items: list) -> list:
-        version = header.get("version") or self.registry.get(header["model"]).version
-        sender = (header["model"], version, identity)
-        meter = self.meters.setdefault(sender[:2], DrainMeter())
-        meter.admitted()
-        self.senders[sender] += 1
-        served = False
-        try:  # whatever happens below, the load this engine reports goes down again
-            deadline = time.monotonic() + header["timeout_s"]
-            results = await self.backend.run(header["model"], version, items, deadline)
-            served = True
-            return results
-        finally:
-            meter.completed(time.monotonic(), served=served)  # only served calls raise the drain rate
-            self.senders[sender] -= 1
-            if not self.senders[sender]:  # a restarted front-end connects under a new identity
-                del self.senders[sender]
-
-    async def _repository(self, socket, identity: bytes, header: dict, frames: list) -> None:
+    async def _repository(self, socket, identity: bytes, header: dict) -> None:
         """Triton's repository extension, run where the models live (api/repository.py on a front-end)."""
         reply = {"id": header["id"], "ok": True, "failed": []}
         try:

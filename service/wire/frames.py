@@ -1,15 +1,16 @@
-"""Arrays between processes without pickling copies (docs/design-choices.md "Arrays across
-processes"): one ZeroMQ multipart message = an orjson header + one frame per array, sent from the arrays' own
-memory (`copy=False`) and read back as numpy views of the received frames, as vLLM's and LitServe's
-front-end ↔ engine messages do.
+"""Arrays between processes without pickling (docs/design-choices.md "Arrays across processes"): one ZeroMQ
+multipart message = an orjson header, one frame holding every small array end to end, and one frame per large
+array, sent from the array's own memory (`copy=False`); read back as numpy views of the received frames, as
+vLLM's and LitServe's front-end ↔ engine messages do.
 
-    frames = pack_items(header, items)          # [header bytes, array, array, …] (arrays as memoryviews)
+    frames = pack_items(header, items)          # [header, small arrays' frame, large array, …]
     socket.send_multipart(frames, copy=False)
     header, items = unpack_items(socket.recv_multipart(copy=False))
 
-The header names each array's dtype and shape, in frame order; everything else a message carries (ids,
-model, deadlines, errors) is plain JSON in the header. Used by the engine protocol (front-end processes ↔
-one engine per device); pure data, no sockets here.
+Small arrays (token ids, embeddings, probabilities) share a frame because a frame costs more to send than
+copying a few kilobytes; an image or a spectrogram is not copied. The header names each array's dtype, shape,
+frame and offset; everything else a message carries (ids, model, deadlines, errors) is plain JSON in the
+header. Used by the engine protocol (front-end processes ↔ one engine per device); pure data, no sockets here.
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ class MalformedMessage(ValueError):
         self.reason, self.request_id = reason, request_id
 
 
-# What each op's header must carry besides its id (engine/server.py's protocol): name → accepted types
+# What each op's header must carry besides its id (engine/server.py's protocol): name → accepted types. A
+# `calls` message has no id of its own: each of its calls has one (calls.py).
 REQUIRED_FIELDS = {
-    "infer": {"model": str, "timeout_s": int | float, "items": list, "arrays": list},
+    "calls": {"calls": list, "arrays": list},
     "repository": {"action": str},
     "ping": {},
     "cancel": {},
@@ -51,10 +53,9 @@ def read_header(frames: Sequence[Any]) -> dict:
         raise MalformedMessage("its header frame is not JSON") from None
     if not isinstance(header, dict):
         raise MalformedMessage("its header is not a JSON object")
-    request_id = header.get("id")
-    if isinstance(request_id, bool) or not isinstance(request_id, int | str):
+    request_id, op = header.get("id"), header.get("op")
+    if op != "calls" and (isinstance(request_id, bool) or not isinstance(request_id, int | str)):
         raise MalformedMessage("its header has no id (an integer or a string)")
-    op = header.get("op")
     if op not in REQUIRED_FIELDS:
         raise MalformedMessage(f"unknown op {op!r}", request_id)
     for name, kind in REQUIRED_FIELDS[op].items():
@@ -64,38 +65,69 @@ def read_header(frames: Sequence[Any]) -> dict:
     return header
 
 
-def _spec(array: np.ndarray) -> list:
-    return [array.dtype.str, list(array.shape)]
+SMALL_BYTES = 64 * 1024  # arrays below this are copied into the shared frame; larger ones travel from their memory
+ALIGN = 16  # each small array starts at a multiple of this, so its view is aligned for any dtype
 
 
-def _view(frame: Any, spec: list) -> np.ndarray:
-    """A read-only numpy view of a received frame (zmq.Frame, bytes or memoryview): no copy."""
-    buffer = frame.buffer if hasattr(frame, "buffer") else frame
-    dtype, shape = spec
-    return np.frombuffer(buffer, dtype=np.dtype(dtype)).reshape(shape)
+def _small_frame(arrays: Sequence[np.ndarray]) -> tuple[bytearray, list[int]]:
+    """The small arrays end to end (aligned), and where each starts."""
+    offsets, size = [], 0
+    for array in arrays:
+        offsets.append(size)
+        size += -(-array.nbytes // ALIGN) * ALIGN
+    blob = bytearray(size)
+    for array, offset in zip(arrays, offsets, strict=True):
+        blob[offset : offset + array.nbytes] = memoryview(array).cast("B")
+    return blob, offsets
 
 
 def pack(header: dict, arrays: Sequence[np.ndarray]) -> Frames:
-    """header + arrays → frames; the arrays travel from their own memory (made C-contiguous if they are not)."""
+    """header + arrays → frames: [header, small arrays' frame, each large array] (made C-contiguous)."""
     contiguous = [np.ascontiguousarray(a) for a in arrays]
-    head = orjson.dumps({**header, "arrays": [_spec(a) for a in contiguous]})
-    return [head, *(memoryview(a).cast("B") if a.size else b"" for a in contiguous)]
+    small = [a for a in contiguous if a.nbytes < SMALL_BYTES]
+    blob, offsets = _small_frame(small)
+    where, large, next_small = [], [], iter(offsets)
+    for array in contiguous:
+        if array.nbytes < SMALL_BYTES:
+            where.append([array.dtype.str, list(array.shape), 1, next(next_small)])
+        else:
+            large.append(memoryview(array).cast("B"))
+            where.append([array.dtype.str, list(array.shape), 1 + len(large), 0])
+    return [orjson.dumps({**header, "arrays": where}), blob, *large]
+
+
+def _view(frames: Sequence[Any], spec: list) -> np.ndarray:
+    """A read-only numpy view into a received frame (zmq.Frame, bytes or memoryview): no copy."""
+    dtype, shape, index, offset = spec
+    frame = frames[index]
+    buffer = frame.buffer if hasattr(frame, "buffer") else frame
+    dtype = np.dtype(dtype)
+    count = int(np.prod(shape, dtype=np.int64))
+    if not 0 <= offset <= len(buffer) - count * dtype.itemsize:
+        raise ValueError(f"an array of {count} × {dtype} at offset {offset} does not fit frame {index}")
+    return np.frombuffer(buffer, dtype=dtype, count=count, offset=offset).reshape(shape)
+
+
+def arrays_of(header: dict, frames: Sequence[Any]) -> list[np.ndarray]:
+    """The arrays a parsed header names (popped from it), as views of the message's frames; ValueError when
+    the frames do not hold them."""
+    specs = header.pop("arrays")
+    if any(not isinstance(s, list) or len(s) != 4 or not 1 <= s[2] < len(frames) for s in specs):
+        raise ValueError(f"its header names arrays in frames it does not have ({len(frames)} frames)")
+    return [_view(frames, spec) for spec in specs]
 
 
 def unpack(frames: Sequence[Any]) -> tuple[dict, list[np.ndarray]]:
     first = frames[0]
     header = orjson.loads(first.bytes if hasattr(first, "bytes") else first)
-    specs = header.pop("arrays")
-    if len(specs) != len(frames) - 1:
-        raise ValueError(f"message has {len(frames) - 1} array frames, its header names {len(specs)}")
-    return header, [_view(frame, spec) for frame, spec in zip(frames[1:], specs, strict=True)]
+    return header, arrays_of(header, frames)
 
 
 # ---- prepared items (front-end → engine) and their results (engine → front-end) -----------------------
 
 
-def _item_arrays(item: PreparedItem, offset: int) -> tuple[dict, list[np.ndarray]]:
-    """An item's arrays in frame order from `offset`, and where each modality's parts are."""
+def item_arrays(item: PreparedItem, offset: int) -> tuple[dict, list[np.ndarray]]:
+    """An item's arrays in order from `offset` of the message's arrays, and where each modality's parts are."""
     layout, arrays = {}, []
     for modality in item.modalities:
         value = item.arrays[modality]
@@ -105,8 +137,43 @@ def _item_arrays(item: PreparedItem, offset: int) -> tuple[dict, list[np.ndarray
     return {"layout": layout, "decode_s": item.decode_s}, arrays
 
 
+def items_from(metas: list, arrays: list[np.ndarray]) -> list[PreparedItem]:
+    items = []
+    for meta in metas:
+        values = {}
+        for modality, (start, count, packed) in meta["layout"].items():
+            parts = arrays[start : start + count]
+            if len(parts) != count:
+                raise ValueError(f"{modality} names arrays {start}..{start + count - 1} of {len(arrays)}")
+            values[modality] = tuple(parts) if packed else parts[0]
+        items.append(PreparedItem(values, meta["decode_s"]))
+    return items
+
+
+def result_arrays(result: ItemResult, offset: int) -> tuple[dict, list[np.ndarray]]:
+    named = {"probabilities": result.probabilities, "fused": result.fused}
+    named |= {f"embedding:{m}": v for m, v in result.embeddings.items()}
+    named |= {f"modality_probabilities:{m}": v for m, v in result.modality_probabilities.items()}
+    batches = {name: [b.size, b.queue_s, b.infer_s] for name, b in result.batches.items()}
+    meta = {"modalities": result.modalities, "names": list(named), "batches": batches, "start": offset}
+    return meta, list(named.values())
+
+
+def results_from(metas: list, arrays: list[np.ndarray]) -> list[ItemResult]:
+    results = []
+    for meta in metas:
+        named = dict(zip(meta["names"], arrays[meta["start"] : meta["start"] + len(meta["names"])], strict=True))
+        results.append(ItemResult(
+            meta["modalities"], named["probabilities"], named["fused"],
+            {k.split(":", 1)[1]: v for k, v in named.items() if k.startswith("embedding:")},
+            {k.split(":", 1)[1]: v for k, v in named.items() if k.startswith("modality_probabilities:")},
+            {name: BatchInfo(*info) for name, info in meta["batches"].items()},
+        ))  # fmt: skip
+    return results
+
+
 def _pack_all(header: dict, key: str, things: Sequence, describe: Callable) -> Frames:
-    """Each thing's metadata under header[key], all their arrays in frame order."""
+    """Each thing's metadata under header[key], all their arrays in order."""
     described, arrays = [], []
     for thing in things:
         meta, parts = describe(thing, len(arrays))
@@ -116,43 +183,18 @@ def _pack_all(header: dict, key: str, things: Sequence, describe: Callable) -> F
 
 
 def pack_items(header: dict, items: Sequence[PreparedItem]) -> Frames:
-    return _pack_all(header, "items", items, _item_arrays)
+    return _pack_all(header, "items", items, item_arrays)
 
 
 def unpack_items(frames: Sequence[Any]) -> tuple[dict, list[PreparedItem]]:
     header, arrays = unpack(frames)
-    items = []
-    for meta in header.pop("items"):
-        values = {}
-        for modality, (start, count, packed) in meta["layout"].items():
-            parts = arrays[start : start + count]
-            values[modality] = tuple(parts) if packed else parts[0]
-        items.append(PreparedItem(values, meta["decode_s"]))
-    return header, items
-
-
-def _result_arrays(result: ItemResult, offset: int) -> tuple[dict, list[np.ndarray]]:
-    named = {"probabilities": result.probabilities, "fused": result.fused}
-    named |= {f"embedding:{m}": v for m, v in result.embeddings.items()}
-    named |= {f"modality_probabilities:{m}": v for m, v in result.modality_probabilities.items()}
-    batches = {name: [b.size, b.queue_s, b.infer_s] for name, b in result.batches.items()}
-    meta = {"modalities": result.modalities, "names": list(named), "batches": batches, "start": offset}
-    return meta, list(named.values())
+    return header, items_from(header.pop("items"), arrays)
 
 
 def pack_results(header: dict, results: Sequence[ItemResult]) -> Frames:
-    return _pack_all(header, "results", results, _result_arrays)
+    return _pack_all(header, "results", results, result_arrays)
 
 
 def unpack_results(frames: Sequence[Any]) -> tuple[dict, list[ItemResult]]:
     header, arrays = unpack(frames)
-    results = []
-    for meta in header.pop("results"):
-        named = dict(zip(meta["names"], arrays[meta["start"] : meta["start"] + len(meta["names"])], strict=True))
-        results.append(ItemResult(
-            meta["modalities"], named["probabilities"], named["fused"],
-            {k.split(":", 1)[1]: v for k, v in named.items() if k.startswith("embedding:")},
-            {k.split(":", 1)[1]: v for k, v in named.items() if k.startswith("modality_probabilities:")},
-            {name: BatchInfo(*info) for name, info in meta["batches"].items()},
-        ))  # fmt: skip
-    return header, results
+    return header, results_from(header.pop("results"), arrays)

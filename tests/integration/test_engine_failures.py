@@ -129,13 +129,14 @@ async def test_a_malformed_message_is_answered_or_dropped_and_the_engine_serves_
     context = zmq.asyncio.Context()
     dealer = context.socket(zmq.DEALER)
     dealer.connect(engine[0])
-    arrays = {"op": "infer", "id": 8, "model": "tiny", "timeout_s": 5.0, "items": [], "arrays": [["<f4", [4]]]}
+    unreadable = {"id": 8, "model": "tiny", "timeout_s": 5.0, "items": []}
+    arrays = {"op": "calls", "calls": [unreadable], "arrays": [["<f4", [4], 1, 0]]}
     sent = [
         [b"not json"],  # dropped: nothing to answer to
         [b"[1, 2]"],  # dropped: not an object
         [orjson.dumps({"op": "ping"})],  # dropped: no id
-        [orjson.dumps({"op": "infer", "id": 7})],  # answered: no model, no deadline
-        [orjson.dumps(arrays)],  # answered: its header names one array frame, none came
+        [orjson.dumps({"op": "calls", "calls": [{"id": 7}], "arrays": []})],  # answered: no model, no deadline
+        [orjson.dumps(arrays)],  # answered: its header names an array in a frame that did not come
         [orjson.dumps({"id": 9, "op": "launch"})],  # answered: unknown op
         [orjson.dumps({"op": "ping", "id": 10})],  # the engine still answers
     ]
@@ -146,12 +147,13 @@ async def test_a_malformed_message_is_answered_or_dropped_and_the_engine_serves_
         while len(replies) < 4:  # 7, 8, 9 and the ping; had the engine died, the poll's bound would show it
             assert await dealer.poll(20_000), f"the engine stopped answering; replies so far: {replies}"
             reply = orjson.loads((await dealer.recv_multipart())[0])
-            replies[reply["id"]] = reply
+            for answer in reply.get("replies", [reply]):  # a call's answer comes in a `replies` message
+                replies[answer["id"]] = answer
     finally:
         dealer.close(linger=0)
         context.term()
     assert sorted(replies) == [7, 8, 9, 10] and replies[10]["ok"] and replies[10]["ready"]
-    for request_id, reason in ((7, "no valid 'model'"), (8, "array frames"), (9, "unknown op 'launch'")):
+    for request_id, reason in ((7, "no valid 'model'"), (8, "frames it does not have"), (9, "unknown op 'launch'")):
         error = replies[request_id]["error"]
         assert not replies[request_id]["ok"] and error["status"] == 500 and reason in error["message"], error
     assert engine[1].poll() is None and engine_errors(tmp_path / "metrics", "malformed") == 6
@@ -200,9 +202,10 @@ async def test_a_front_end_whose_engine_never_answers_gives_504_within_the_deadl
         engine.cancel()
     assert answer.status_code == 504 and "did not answer within the request's deadline" in answer.text
     assert 0.5 + REPLY_MARGIN_S - 0.05 <= took_s < 0.5 + REPLY_MARGIN_S + 1.0, took_s
-    (_, infer), (_, cancel) = [entry for entry in seen if entry[1]["op"] in ("infer", "cancel")]
-    assert infer["op"] == "infer" and cancel == {"op": "cancel", "id": infer["id"]}
-    assert infer["request_id"] == answer.headers["x-request-id"]  # the engine would have logged this id
+    (_, sent), (_, cancel) = [entry for entry in seen if entry[1]["op"] in ("calls", "cancel")]
+    (call,) = sent["calls"]
+    assert sent["op"] == "calls" and cancel == {"op": "cancel", "id": call["id"]}
+    assert call["request_id"] == answer.headers["x-request-id"]  # the engine would have logged this id
 
 
 class StartingServer(Server):

@@ -32,6 +32,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 from service.errors import DeadlineExceeded, FusionError, NotReady, current_request_id
 from service.items import ItemResult, PreparedItem
+from service.wire import calls
 from service.wire import frames as wire
 
 log = logging.getLogger("fusionserve.frontend")
@@ -64,6 +65,7 @@ class EngineClient:
         self.connected = False
         self.ids = itertools.count(1)
         self.waiting: dict[int, asyncio.Future] = {}
+        self.outbox: list[tuple[dict, list[PreparedItem]]] = []  # calls of this event-loop turn, sent at its end
         self.tasks: list[asyncio.Task] = []
         self.last_status: dict | None = None  # the engine's last ping answer (None: none since it connected)
 
@@ -103,27 +105,38 @@ class EngineClient:
             frames = await self.socket.recv_multipart(copy=False)
             try:
                 header = orjson.loads(frames[0].bytes)
-                request_id = header.get("id")
-            except (orjson.JSONDecodeError, AttributeError):  # not the engine's protocol: reading goes on
+                answers = self._answers(header, frames)
+            except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError):  # reading goes on
                 log.error("a malformed reply from the engine at %s was dropped", self.endpoint)
                 continue
             if self.on_load is not None and "load" in header:
                 self.on_load(header["load"])
-            future = self.waiting.pop(request_id, None) if isinstance(request_id, int) else None
-            if future is not None and not future.done():
-                future.set_result(frames)
+            for request_id, answer in answers:
+                future = self.waiting.pop(request_id, None) if isinstance(request_id, int) else None
+                if future is not None and not future.done():
+                    future.set_result(answer)
 
-    async def _call(self, frames: list, request_id: int, timeout_s: float | None = None) -> list:
-        """The engine's reply; TimeoutError after `timeout_s` (None: no limit), the call cancelled in the engine."""
+    @staticmethod
+    def _answers(header: dict, frames: list) -> list[tuple[object, tuple[dict, list[ItemResult]]]]:
+        """(call id, (reply header, results)) per call a message answers: a `replies` message answers many."""
+        if "replies" not in header:
+            return [(header.get("id"), (header, []))]
+        replies = calls.unpack_replies(header, wire.arrays_of(header, frames))
+        return [(reply.get("id"), (reply, results)) for reply, results in replies]
+
+    async def _call(self, frames: list | None, request_id: int, timeout_s: float | None = None) -> tuple[dict, list]:
+        """The engine's (reply header, results); TimeoutError after `timeout_s` (None: no limit), the call
+        cancelled in the engine. `frames` None: the call is in the outbox, sent with this turn's others."""
         if not self.connected:
             raise engine_gone()
         future = asyncio.get_running_loop().create_future()
         self.waiting[request_id] = future
-        try:
-            await self.socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
-        except zmq.Again:  # the connection went between the check and the send
-            self.waiting.pop(request_id, None)
-            raise engine_gone() from None
+        if frames is not None:
+            try:
+                await self.socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:  # the connection went between the check and the send
+                self.waiting.pop(request_id, None)
+                raise engine_gone() from None
         try:
             done, _ = await asyncio.wait({future}, timeout=timeout_s)
         except asyncio.CancelledError:
@@ -142,28 +155,45 @@ class EngineClient:
     async def infer(self, model: str, version: str | None, items: list[PreparedItem], deadline: float):
         """Run `items` in the engine; the deadline (time.monotonic() based) travels as the time left."""
         request_id, left_s = next(self.ids), deadline - time.monotonic()
-        header = {"op": "infer", "id": request_id, "model": model, "version": version, "timeout_s": left_s,
-                  "request_id": current_request_id()}  # fmt: skip
+        call = {"id": request_id, "model": model, "version": version, "timeout_s": left_s,
+                "request_id": current_request_id()}  # fmt: skip
+        if self.connected:
+            if not self.outbox:
+                asyncio.get_running_loop().call_soon(self._send_outbox)
+            self.outbox.append((call, items))
         try:
-            frames = await self._call(wire.pack_items(header, items), request_id, max(left_s, 0.0) + REPLY_MARGIN_S)
+            reply, results = await self._call(None, request_id, max(left_s, 0.0) + REPLY_MARGIN_S)
         except TimeoutError:
             raise DeadlineExceeded(
                 f"the engine did not answer within the request's deadline + {REPLY_MARGIN_S:g} s; "
                 "the request was cancelled in the engine"
             ) from None
-        reply = orjson.loads(frames[0].bytes)
-        if not reply["ok"]:  # an error reply is its header alone
+        if not reply["ok"]:
             raise remote_error(reply["error"])
-        return wire.unpack_results(frames)[1]
+        return results
+
+    def _send_outbox(self) -> None:
+        """This turn's calls as one message (those given up meanwhile left out)."""
+        ready, self.outbox = [(c, items) for c, items in self.outbox if c["id"] in self.waiting], []
+        if not ready:
+            return
+        try:
+            sent = self.socket.send_multipart(calls.pack_calls(ready), flags=zmq.NOBLOCK, copy=False)
+        except zmq.ZMQError:
+            sent = None
+        if sent is None or (sent.done() and sent.exception() is not None):  # the engine went between check and send
+            for call, _ in ready:
+                if (future := self.waiting.pop(call["id"], None)) is not None and not future.done():
+                    future.set_exception(engine_gone())
 
     async def status(self, timeout_s: float) -> dict | None:
         """The engine's ping answer (ready, models, load); None when it does not answer within `timeout_s`."""
         request_id = next(self.ids)
         try:
-            frames = await self._call([orjson.dumps({"op": "ping", "id": request_id})], request_id, timeout_s)
+            reply, _ = await self._call([orjson.dumps({"op": "ping", "id": request_id})], request_id, timeout_s)
         except (TimeoutError, NotReady):
             return None
-        self.last_status = orjson.loads(frames[0].bytes)
+        self.last_status = reply
         return self.last_status
 
     async def ping(self, timeout_s: float) -> bool | None:
@@ -176,7 +206,7 @@ class EngineClient:
         request_id = next(self.ids)
         ask = {"op": "repository", "id": request_id, "action": action, "model": model, "ready_only": ready_only,
                "request_id": current_request_id()}  # fmt: skip
-        reply = orjson.loads((await self._call([orjson.dumps(ask)], request_id))[0].bytes)
+        reply, _ = await self._call([orjson.dumps(ask)], request_id)
         if not reply["ok"]:
             raise remote_error(reply["error"])
         return reply

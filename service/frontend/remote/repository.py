@@ -4,10 +4,13 @@ that own the models (service/engine/server.py), with ModelRepository's interface
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from service.frontend.remote.backend import RemoteBackend
+
+class Engines(Protocol):
+    """What the repository needs of the remote backend (backend.py): its answer from every engine."""
+
+    async def ask_repository(self, action: str, model: str | None, ready_only: bool = False) -> dict: ...
 
 
 @dataclass
@@ -17,7 +20,7 @@ class FailedVersion:
 
 
 class RemoteRepository:
-    def __init__(self, engines: RemoteBackend):
+    def __init__(self, engines: Engines):
         self.engines = engines
 
     async def index(self, ready_only: bool = False) -> list[dict]:

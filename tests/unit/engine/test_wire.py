@@ -1,5 +1,6 @@
 """The engine wire format (service/wire/frames.py): prepared items and results survive a real ZeroMQ round trip
-bit for bit, arrays are received as views of the message frames (no copy), and a malformed message is refused."""
+bit for bit, arrays are received as views of the message frames (no copy; small ones share one frame), and a
+malformed message is refused."""
 
 from __future__ import annotations
 
@@ -68,8 +69,11 @@ def test_items_cross_a_socket_bit_for_bit_as_views_of_the_frames(pair):
     assert_items_equal(got, sent)
     image = got[0].arrays["image"]
     assert not image.flags["OWNDATA"]  # a view of the received frame: nothing was copied out of it
-    assert np.shares_memory(image, np.frombuffer(frames[1].buffer, np.uint8))
-    assert len(frames) == 1 + 4 + 2 + 1  # header, then one frame per array: item 1 has 4, item 2 has 2, item 3 one
+    assert np.shares_memory(image, np.frombuffer(frames[2].buffer, np.uint8))
+    # header, the small arrays' frame, then one frame per large array: the 224 px image and the spectrogram
+    assert len(frames) == 1 + 1 + 2
+    tokens = got[1].arrays["text"][0]
+    assert np.shares_memory(tokens, np.frombuffer(frames[1].buffer, np.uint8))  # small: a view of the shared frame
 
 
 def test_results_cross_a_socket_bit_for_bit(pair):
@@ -89,8 +93,10 @@ def test_results_cross_a_socket_bit_for_bit(pair):
 
 
 def test_a_message_whose_frames_do_not_match_its_header_is_refused():
-    frames = wire.pack({"id": 1}, [np.zeros(3, np.float32), np.ones(2, np.int64)])
-    with pytest.raises(ValueError, match="3 array frames, its header names 2"):
-        wire.unpack(frames[:1] + frames[2:] + frames[1:2] + frames[1:2])  # three array frames for two specs
+    frames = wire.pack({"id": 1}, [np.zeros(3, np.float32), np.ones(2, np.int64), np.ones(20_000, np.float32)])
+    with pytest.raises(ValueError, match="frames it does not have"):
+        wire.unpack(frames[:2])  # the large array's frame is missing
+    with pytest.raises(ValueError, match="does not fit frame 1"):
+        wire.unpack([frames[0], bytes(frames[1])[:20], frames[2]])  # the small arrays' frame cut short
     header, arrays = wire.unpack([bytes(f) for f in frames])  # plain bytes work too (e.g. after a copy)
     assert header == {"id": 1} and arrays[1].tolist() == [1, 1]

@@ -1,0 +1,83 @@
+"""Many calls in one message, both ways (docs/architecture.md "The engine sees batches"): a front-end sends every
+call it has ready in one event-loop turn as one `calls` message, and the engine answers every call that finished
+in one turn as one `replies` message, as vLLM's engine core handles a step rather than a request. The arrays of
+all the calls travel together (frames.py: small ones share one frame).
+
+    frames = pack_calls([(call, items), …])     # call: {"id", "model", "version", "timeout_s", "request_id"}
+    header, calls = unpack_calls(frames)        # [(call, items | MalformedMessage), …]
+    frames = pack_replies({"load": …}, [(reply, results | None), …])   # reply: {"id", "ok", "error"?}
+    header, replies = unpack_replies(frames)    # [(reply, results), …]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from service.items import ItemResult, PreparedItem
+from service.wire.frames import (
+    Frames,
+    MalformedMessage,
+    item_arrays,
+    items_from,
+    pack,
+    result_arrays,
+    results_from,
+)
+
+# What a call must carry besides its id: name → accepted types
+CALL_FIELDS = {"model": str, "timeout_s": int | float, "items": list}
+
+
+def pack_calls(calls: Sequence[tuple[dict, Sequence[PreparedItem]]]) -> Frames:
+    described, arrays = [], []
+    for call, items in calls:
+        metas = []
+        for item in items:
+            meta, parts = item_arrays(item, len(arrays))
+            metas.append(meta)
+            arrays += parts
+        described.append({**call, "items": metas})
+    return pack({"op": "calls", "calls": described}, arrays)
+
+
+def check_call(call: Any) -> dict:
+    """One call of a `calls` message, checked against CALL_FIELDS; MalformedMessage (with its id) otherwise."""
+    request_id = call.get("id") if isinstance(call, dict) else None
+    if isinstance(request_id, bool) or not isinstance(request_id, int | str):
+        raise MalformedMessage("a call has no id (an integer or a string)")
+    for name, kind in CALL_FIELDS.items():
+        value = call.get(name)
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise MalformedMessage(f"its call has no valid {name!r}", request_id)
+    return call
+
+
+def unpack_calls(header: dict, arrays: list) -> list[tuple[dict, list[PreparedItem]] | MalformedMessage]:
+    """Each call with its items, or the MalformedMessage that says why it cannot be run (answered by id)."""
+    unpacked: list = []
+    for call in header["calls"]:
+        try:
+            checked = check_call(call)
+            unpacked.append((checked, items_from(checked["items"], arrays)))
+        except MalformedMessage as malformed:
+            unpacked.append(malformed)
+        except (KeyError, IndexError, TypeError, ValueError) as error:  # item layouts that disagree with arrays
+            unpacked.append(MalformedMessage(f"its items: {error!r}", call["id"]))
+    return unpacked
+
+
+def pack_replies(header: dict, replies: Sequence[tuple[dict, Sequence[ItemResult] | None]]) -> Frames:
+    described, arrays = [], []
+    for reply, results in replies:
+        metas = []
+        for result in results or ():
+            meta, parts = result_arrays(result, len(arrays))
+            metas.append(meta)
+            arrays += parts
+        described.append({**reply, "results": metas})
+    return pack({**header, "replies": described}, arrays)
+
+
+def unpack_replies(header: dict, arrays: list) -> list[tuple[dict, list[ItemResult]]]:
+    return [(reply, results_from(reply.pop("results"), arrays)) for reply in header.pop("replies")]
