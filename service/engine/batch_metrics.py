@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from service.engine.batch_window import padding_ratio
-from service.metrics import Metrics
+from service.metrics import Metrics, observe_many, observe_repeated
 
 
 class BatcherMetrics:
@@ -26,6 +26,5 @@ class BatcherMetrics:
         self._size.observe(len(lengths))
         if self._padding is not None:
             self._padding.observe(padding_ratio(lengths))
-        for wait_s in waits_s:
-            self._queue.observe(wait_s)
-            self._infer.observe(infer_s)
+        observe_many(self._queue, waits_s)  # per item, written once per batch
+        observe_repeated(self._infer, infer_s, len(waits_s))

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,12 +26,13 @@ from typing import Any
 
 from service.engine.batch_metrics import BatcherMetrics
 from service.engine.batch_window import BatchPolicy, Computed, company_wait_s, plan_batches
+from service.engine.clock import Clock, MonotonicClock
 from service.errors import DeadlineExceeded, FusionError, NotReady, QueueFull
 from service.items import BatchInfo
 from service.metrics import Metrics
 
 log = logging.getLogger(__name__)
-DELIVER_CHUNK = 4  # callers answered per event-loop iteration when a batch ends (see _deliver)
+DELIVER_CHUNK = 4  # callers answered per event-loop iteration when a batch ends, by default (see _deliver)
 
 
 @dataclass(eq=False)  # identity hash: items are keys of the queue
@@ -54,8 +54,12 @@ class Batcher:
         policy: BatchPolicy,
         metrics: Metrics,
         executor: concurrent.futures.Executor | None = None,
+        clock: Clock | None = None,
+        answer_chunk: int | None = DELIVER_CHUNK,
     ):
         self.component, self.model, self.policy = component, model, policy
+        self._answer_chunk = answer_chunk  # None: a batch's callers all in one turn (an engine: one reply message)
+        self._clock = clock or MonotonicClock()  # submit's deadlines are on this clock
         self._run_batch = run_batch
         self._executor, self._own_executor = executor, executor is None
         # OrderedDict, not deque: O(1) removal of the item a cancelled or expired caller abandons.
@@ -66,6 +70,7 @@ class Batcher:
         self._accepting = False
         self._stopped_with: FusionError | None = None  # what callers get once abort() stopped this
         self._metrics = BatcherMetrics(metrics, model, component, padded=policy.budget is not None)
+        self._depth_pending = False  # a depth write is scheduled for the end of this turn
 
     @property
     def depth(self) -> int:
@@ -108,16 +113,17 @@ class Batcher:
     # ---- callers' side -------------------------------------------------------------------------
 
     async def submit(self, payload: Any, *, length: int = 1, deadline: float) -> tuple[Any, BatchInfo]:
+        """The payload's result and how its batch ran; `deadline` is a reading of the batcher's clock."""
         item = self._admit(payload, length, deadline)
         try:
-            done, _ = await asyncio.wait((item.future,), timeout=deadline - time.monotonic())
+            done = await self._clock.wait(item.future, deadline)
         except asyncio.CancelledError:  # client went away: its item must not reach compute
             self._abandon(item)
             raise
         if not done and not item.started:
             self._abandon(item)
             self._metrics.reject("deadline")
-            waited = time.monotonic() - item.enqueued
+            waited = self._clock.now() - item.enqueued
             raise DeadlineExceeded(
                 f"deadline passed after {waited:.3f}s waiting in the {self.component} queue of model {self.model!r}"
             )
@@ -130,7 +136,7 @@ class Batcher:
             raise self._stopped_with or NotReady(f"{self.component} batcher of model {self.model!r} is not running")
         if length < 1:
             raise ValueError(f"item length must be >= 1, got {length}")
-        now = time.monotonic()
+        now = self._clock.now()
         if deadline <= now:
             self._metrics.reject("deadline")
             raise DeadlineExceeded(f"deadline already passed before the {self.component} queue")
@@ -142,15 +148,26 @@ class Batcher:
             )
         item = _Item(payload, length, deadline, now, asyncio.get_running_loop().create_future())
         self._queue[item] = None
-        self._metrics.depth.set(len(self._queue))
+        self._depth_changed()
         self._wake()  # a sleeping loop re-decides at every arrival; a computing one looks when done
         return item
 
     def _abandon(self, item: _Item) -> None:
         if item in self._queue:
             del self._queue[item]
-            self._metrics.depth.set(len(self._queue))
+            self._depth_changed()
         item.future.cancel()  # the loop skips done futures, even if it already took the item
+
+    def _depth_changed(self) -> None:
+        """The depth gauge is written once per event-loop turn, not once per arriving item (in multiprocess
+        mode a write is a locked file update), so a burst of 32 arrivals costs one write."""
+        if not self._depth_pending:
+            self._depth_pending = True
+            asyncio.get_running_loop().call_soon(self._write_depth)
+
+    def _write_depth(self) -> None:
+        self._depth_pending = False
+        self._metrics.depth.set(len(self._queue))
 
     # ---- the owner loop ------------------------------------------------------------------------
 
@@ -175,24 +192,25 @@ class Batcher:
                     return None
                 await self._wait(None)
                 continue
-            wait_s = self._company_wait_s() if self._accepting else 0.0  # stopping: nobody is coming
+            now = self._clock.now()
+            wait_s = self._company_wait_s(now) if self._accepting else 0.0  # stopping: nobody is coming
             if wait_s <= 0:
                 return self._take()
-            await self._wait(wait_s)
+            await self._wait(now + wait_s)
 
-    def _company_wait_s(self) -> float:
+    def _company_wait_s(self, now: float) -> float:
         if len(self._queue) < 2:  # a lone item never waits: decided without a look at the queue
             return 0.0
         oldest, newest = next(iter(self._queue)).enqueued, next(reversed(self._queue)).enqueued
         lengths = [it.length for it in self._queue]
-        return company_wait_s(lengths, oldest, newest, time.monotonic(), self.policy)
+        return company_wait_s(lengths, oldest, newest, now, self.policy)
 
-    async def _wait(self, timeout: float | None) -> None:
+    async def _wait(self, until: float | None) -> None:
         # A fresh future per wait, no polling: the caller re-checked every condition with no await
         # since, so a wake-up can only be missed while the loop is busy, and then it looks anyway.
         self._waiter = asyncio.get_running_loop().create_future()
         try:
-            await asyncio.wait((self._waiter,), timeout=timeout)
+            await self._clock.wait(self._waiter, until)
         finally:
             self._waiter = None
 
@@ -202,7 +220,7 @@ class Batcher:
 
     def _take(self) -> list[_Item]:
         taken: list[_Item] = []
-        now = time.monotonic()
+        now = self._clock.now()
         while self._queue and len(taken) < self.policy.max_batch_size:
             item, _ = self._queue.popitem(last=False)
             if self._live(item, now):  # expired items: their caller's own timer answers them
@@ -215,13 +233,13 @@ class Batcher:
         return not item.future.done() and item.deadline > now
 
     async def _run(self, batch: list[_Item]) -> None:
-        now = time.monotonic()
+        now = self._clock.now()
         batch = [it for it in batch if self._live(it, now)]  # re-check: earlier batches took time
         if not batch:
             return
         for it in batch:
             it.started = True
-        start, elsewhere_s = time.monotonic(), 0.0
+        start, elsewhere_s = self._clock.now(), 0.0
         try:
             results = await asyncio.get_running_loop().run_in_executor(
                 self._executor, self._run_batch, [it.payload for it in batch]
@@ -236,7 +254,7 @@ class Batcher:
             results, error = [], exc
         else:
             error = None
-        infer_s = max(0.0, time.monotonic() - start - elsewhere_s)
+        infer_s = max(0.0, self._clock.now() - start - elsewhere_s)
         self._metrics.batch([it.length for it in batch], [start - it.enqueued for it in batch], infer_s)
         if error is not None:
             self._answer(batch, error)
@@ -247,13 +265,13 @@ class Batcher:
     def _deliver(self, answers: list[tuple[_Item, tuple[Any, BatchInfo]]]) -> None:
         """Answer DELIVER_CHUNK callers now and the rest in later loop iterations, so that the event loop
         polls its sockets between chunks: a refusal (429) arriving as a batch of 32 ends waits behind a
-        few responses, not all 32 (bench/overload.py, 16x: event-loop lags over 20 ms fell from ~50 to ~20
-        per run). The owner loop does not wait for this: the next batch starts at once."""
-        for it, answer in answers[:DELIVER_CHUNK]:
+        few responses, not all 32. The owner loop does not wait for this: the next batch starts at once."""
+        chunk = self._answer_chunk or len(answers)
+        for it, answer in answers[:chunk]:
             if not it.future.done():  # the caller may have been cancelled meanwhile
                 it.future.set_result(answer)
-        if len(answers) > DELIVER_CHUNK:
-            asyncio.get_running_loop().call_soon(self._deliver, answers[DELIVER_CHUNK:])
+        if len(answers) > chunk:
+            asyncio.get_running_loop().call_soon(self._deliver, answers[chunk:])
 
     @staticmethod
     def _answer(items: list[_Item], error: BaseException) -> None:

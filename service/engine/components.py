@@ -49,6 +49,8 @@ class FusionOutput:
     logits: np.ndarray  # [C]
     fused: np.ndarray  # [D]
     modality_logits: dict[str, np.ndarray]  # present modality → its own head's logits [C]; {} without the output
+    probabilities: np.ndarray  # [C] softmax of logits, computed for the whole batch at once
+    modality_probabilities: dict[str, np.ndarray]  # present modality → softmax of its logits [C]
 
 
 @dataclass
@@ -78,19 +80,24 @@ class FusionComponent:
         outputs = dict(zip(self.model.output_names, self.model.run(self.feeds(payloads)), strict=True))
         logits = outputs["logits"].astype(np.float32)  # [B, C]
         fused = outputs["fused"].astype(np.float32)  # [B, D]
-        heads = self._modality_logits(outputs, payloads, logits.shape)
-        return [FusionOutput(*row) for row in zip(logits, fused, heads, strict=True)]
+        heads, head_probabilities = self._modality_logits(outputs, payloads, logits.shape)
+        rows = zip(logits, fused, heads, softmax(logits), head_probabilities, strict=True)
+        return [FusionOutput(*row) for row in rows]
 
-    def _modality_logits(self, outputs: dict, payloads: list[dict], shape: tuple[int, int]) -> list[dict]:
-        """Per item {present modality: logits [C]}; the rows of absent modalities are dropped here."""
+    def _modality_logits(self, outputs: dict, payloads: list[dict], shape: tuple[int, int]) -> tuple[list, list]:
+        """Per item {present modality: logits [C]} and the same as probabilities; the rows of absent
+        modalities are dropped here."""
         if not self.spec.has_modality_logits:
-            return [{} for _ in payloads]
+            return [{} for _ in payloads], [{} for _ in payloads]
         heads = outputs[MODALITY_LOGITS].astype(np.float32)  # [B, M, C]
         expected = (shape[0], len(self.spec.modalities), shape[1])
         if heads.shape != expected:  # met at golden replay / warm-up, so the version is not loaded
             raise BundleError(f"{self.spec.file}: {MODALITY_LOGITS} has shape {heads.shape}, expected {expected}")
-        columns = {m: i for i, m in enumerate(self.spec.modalities)}
-        return [{m: heads[row, columns[m]] for m in payload} for row, payload in enumerate(payloads)]
+        columns, probabilities = {m: i for i, m in enumerate(self.spec.modalities)}, softmax(heads)
+        pick = [[(m, row, columns[m]) for m in payload] for row, payload in enumerate(payloads)]
+        return [{m: heads[r, c] for m, r, c in items} for items in pick], [
+            {m: probabilities[r, c] for m, r, c in items} for items in pick
+        ]
 
 
 @dataclass

@@ -58,8 +58,8 @@ class LoadingRecord:
 class GuardedRegistry(Registry):
     """The engine's registry: every load path (start-up, poll, repository load) goes through load_version."""
 
-    def __init__(self, settings, metrics, record: LoadingRecord):
-        super().__init__(settings, metrics)
+    def __init__(self, settings, metrics, record: LoadingRecord, **options):
+        super().__init__(settings, metrics, **options)
         self.record = record
 
     async def load_version(self, name: str, directory: Path, state: VersionState) -> None:

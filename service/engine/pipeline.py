@@ -11,21 +11,20 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from service.engine.batcher import Batcher, BatchPolicy
+from service.engine.batcher import DELIVER_CHUNK, Batcher, BatchPolicy
 from service.engine.components import (
     EncoderComponent,
     EncodeThenFuse,
     FusionComponent,
     FusionOutput,
     item_length,
-    softmax,
 )
-from service.engine.runtime import lower_priority
 from service.errors import NotReady
 from service.items import BatchInfo, ItemResult, PreparedItem
+from service.metrics import Metrics, observe_repeated
 from service.modalities.registry import get as modality_spec
-from service.metrics import Metrics
 from service.settings import Settings
+from service.threads import lower_priority
 
 
 def policy_for(component: str, settings: Settings) -> BatchPolicy:
@@ -53,9 +52,8 @@ class InlineFusionMetrics:
 
     def __call__(self, rows: int, infer_s: float) -> None:
         self._size.observe(rows)
-        for _ in range(rows):
-            self._queue.observe(0.0)
-            self._infer.observe(infer_s)
+        observe_repeated(self._queue, 0.0, rows)
+        observe_repeated(self._infer, infer_s, rows)
 
 
 class Pipeline:
@@ -66,6 +64,7 @@ class Pipeline:
         fusion: FusionComponent,
         settings: Settings,
         metrics: Metrics,
+        answer_chunk: int | None = DELIVER_CHUNK,
     ):
         self.encoders, self.fusion = encoders, fusion
         count_fusion = InlineFusionMetrics(metrics, model)
@@ -79,7 +78,9 @@ class Pipeline:
         self._active, self._idle = 0, asyncio.Event()  # items between submit and result
         self._idle.set()
         self.batchers = {
-            name: Batcher(name, model, run, policy_for(name, settings), metrics, self._executor)
+            name: Batcher(
+                name, model, run, policy_for(name, settings), metrics, self._executor, answer_chunk=answer_chunk
+            )
             for name, run in components.items()
         }
         self.retired: str | None = None  # why this pipeline no longer runs (close): what late callers get
@@ -121,22 +122,7 @@ class Pipeline:
                 self._idle.set()
 
     async def _run(self, item: PreparedItem, deadline: float) -> ItemResult:
-        try:
-            async with asyncio.TaskGroup() as group:  # one failure cancels the sibling encoders
-                tasks = {
-                    m: group.create_task(
-                        self.batchers[m].submit(
-                            (item.arrays[m], len(item.modalities) == 1),
-                            length=item_length(m, item.arrays[m], self.encoders[m].spec),
-                            deadline=deadline,
-                        )
-                    )
-                    for m in item.modalities
-                }
-        except BaseExceptionGroup as failures:  # callers want the first real error (429, 504…)
-            raise failures.exceptions[0] from None
-        encoded = {m: task.result()[0] for m, task in tasks.items()}
-        batches = {m: task.result()[1] for m, task in tasks.items()}
+        encoded, batches = await self._encode(item, deadline)
         embeddings = {m: e.embedding for m, e in encoded.items()}
         (first,) = encoded.values() if len(encoded) == 1 else (None,)
         if first is not None and first.fusion is not None:  # fused inside its encoder's batch call
@@ -144,6 +130,25 @@ class Pipeline:
         else:
             output, batches["fusion"] = await self.batchers["fusion"].submit(embeddings, deadline=deadline)
         return item_result(item, embeddings, output, batches)
+
+    def _submit(self, item: PreparedItem, modality: str, deadline: float):
+        payload = (item.arrays[modality], len(item.modalities) == 1)
+        length = item_length(modality, item.arrays[modality], self.encoders[modality].spec)
+        return self.batchers[modality].submit(payload, length=length, deadline=deadline)
+
+    async def _encode(self, item: PreparedItem, deadline: float) -> tuple[dict, dict[str, BatchInfo]]:
+        """Each present modality's encoding and the batch it ran in; one modality (the common case) needs no
+        task of its own, several run concurrently and one failure cancels the others."""
+        if len(item.modalities) == 1:
+            (modality,) = item.modalities
+            encoded, batch = await self._submit(item, modality, deadline)
+            return {modality: encoded}, {modality: batch}
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = {m: group.create_task(self._submit(item, m, deadline)) for m in item.modalities}
+        except BaseExceptionGroup as failures:  # callers want the first real error (429, 504…)
+            raise failures.exceptions[0] from None
+        return {m: task.result()[0] for m, task in tasks.items()}, {m: task.result()[1] for m, task in tasks.items()}
 
     def run_direct(self, items: list[PreparedItem]) -> list[ItemResult]:
         return run_direct(self.encoders, self.fusion, items)
@@ -169,12 +174,6 @@ def item_result(
     output: FusionOutput,
     batches: dict[str, BatchInfo] | None = None,
 ) -> ItemResult:
-    """Fusion's raw output → probabilities: softmax over labels, fused and per present modality."""
-    return ItemResult(
-        item.modalities,
-        softmax(output.logits),
-        output.fused,
-        embeddings,
-        {m: softmax(logits) for m, logits in output.modality_logits.items()},
-        batches or {},
-    )
+    """Fusion's output (probabilities computed batch-wise in FusionComponent) → one item's result."""
+    return ItemResult(item.modalities, output.probabilities, output.fused, embeddings,
+                      output.modality_probabilities, batches or {})  # fmt: skip

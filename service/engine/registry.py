@@ -17,6 +17,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from service.engine import heap
+from service.engine.batcher import DELIVER_CHUNK
 from service.engine.bundle import LoadedBundle, load_bundle, max_golden_error
 from service.engine.check import golden_results
 from service.engine.pipeline import Pipeline
@@ -35,9 +36,10 @@ UNLOADED_KEPT = 64  # unloaded versions remembered for their late holders
 class Registry(ModelTable):
     """The engine's model table: it loads, verifies, warms up and retires the versions."""
 
-    def __init__(self, settings: Settings, metrics: Metrics):
+    def __init__(self, settings: Settings, metrics: Metrics, answer_chunk: int | None = DELIVER_CHUNK):
         super().__init__()
         self.settings, self.metrics = settings, metrics
+        self.answer_chunk = answer_chunk  # the batchers' (Batcher answer_chunk): None in an engine process
         # why recently unloaded versions stopped: what a request still holding one gets (503), not a 404
         self.unloaded_versions: OrderedDict[tuple[str, str], str] = OrderedDict()
 
@@ -107,7 +109,9 @@ class Registry(ModelTable):
         """Blocking part of a load (runs in a thread): files, sessions, parity, warm-up."""
         state.fingerprint = fingerprint(directory)  # before reading: a copy still going on shows as a change
         bundle = load_bundle(directory, self.settings)
-        pipeline = Pipeline(bundle.manifest.name, bundle.encoders, bundle.fusion, self.settings, self.metrics)
+        pipeline = Pipeline(
+            bundle.manifest.name, bundle.encoders, bundle.fusion, self.settings, self.metrics, self.answer_chunk
+        )
         if bundle.manifest.golden:
             error = max_golden_error(bundle, golden_results(bundle, self.settings))
             state.golden_max_error = error

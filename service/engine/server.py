@@ -40,6 +40,7 @@ import zmq.asyncio
 from service.engine.calls import CallServer, error_header, malformed_error
 from service.engine.loading import GuardedRegistry, LoadingRecord
 from service.engine.local import LocalBackend
+from service.engine.registry import Registry
 from service.engine.snapshot import snapshot
 from service.errors import FusionError, InternalError, request_id_from
 from service.metrics import Metrics
@@ -53,9 +54,10 @@ class Engine:
     def __init__(self, settings: Settings, endpoint: str, loading_record: Path | None = None):
         self.settings, self.endpoint = settings, endpoint
         self.metrics = Metrics()
-        registry = None  # run by hand: no supervisor to restart it, nothing to remember
+        # a batch's callers answered in one turn, so its replies leave in one message (engine/calls.py Outbox)
+        registry = Registry(settings, self.metrics, answer_chunk=None)  # run by hand: no supervisor, no record
         if loading_record is not None:
-            registry = GuardedRegistry(settings, self.metrics, LoadingRecord(loading_record))
+            registry = GuardedRegistry(settings, self.metrics, LoadingRecord(loading_record), answer_chunk=None)
         self.backend = LocalBackend(settings, self.metrics, registry)  # the one-process server's backend
         self.registry, self.repository = self.backend.models, self.backend.repository
         self.calls = CallServer(self.backend, self.metrics)

@@ -15,6 +15,7 @@ header. Used by the engine protocol (front-end processes ↔ one engine per devi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -101,8 +102,7 @@ def _view(frames: Sequence[Any], spec: list) -> np.ndarray:
     dtype, shape, index, offset = spec
     frame = frames[index]
     buffer = frame.buffer if hasattr(frame, "buffer") else frame
-    dtype = np.dtype(dtype)
-    count = int(np.prod(shape, dtype=np.int64))
+    dtype, count = np.dtype(dtype), math.prod(shape)
     if not 0 <= offset <= len(buffer) - count * dtype.itemsize:
         raise ValueError(f"an array of {count} × {dtype} at offset {offset} does not fit frame {index}")
     return np.frombuffer(buffer, dtype=dtype, count=count, offset=offset).reshape(shape)

@@ -155,3 +155,18 @@ def test_one_metrics_page_shows_every_process(servers):
         assert sum(samples(page, "fusionserve_batch_size_count").values()) > 0  # the engine's batches
     writers = {path.stem.rsplit("_", 1)[-1] for path in split.metrics_dir.glob("*.db")}
     assert len(writers) >= 3, writers  # both front-ends and the engine wrote series
+
+
+def test_front_end_processes_never_load_onnxruntime(servers):
+    """The fence, on the real process tree: only the engine maps onnxruntime's library (every front-end
+    process decodes and speaks the protocols without it)."""
+    _, split = servers
+
+    def maps_onnxruntime(pid: int) -> bool:
+        with open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as maps:
+            return "onnxruntime" in maps.read()
+
+    front_ends, engines = split.child_pids("front-end"), split.child_pids("engine")
+    assert len(front_ends) == 2 and len(engines) == 1
+    assert not any(maps_onnxruntime(pid) for pid in front_ends)
+    assert all(maps_onnxruntime(pid) for pid in engines)
