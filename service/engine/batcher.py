@@ -11,7 +11,8 @@ One asyncio task owns the queue, and it never waits for nothing:
 Callers only enqueue and wait on their own future, so a full queue (429) never awaits and a caller that
 gives up (deadline, disconnect) takes its item out of the queue at once. Admission at the door is the data
 plane's (service/frontend/dataplane.py), by requests in flight. BatchPolicy, BatchInfo and Computed live in batch_window
-with the other pure parts and are re-exported here; the metric series in batch_metrics.
+with the other pure parts and are re-exported here; the metric series in batch_metrics. Time is read and
+waited on only through the batcher's clock (service/engine/clock.py), so a test can drive every rule above.
 """
 
 from __future__ import annotations

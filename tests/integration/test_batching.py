@@ -77,13 +77,14 @@ def queue_ms(server_timing: str) -> float:
 
 
 async def test_a_lone_request_does_not_wait_for_company(tiny_models):
-    async with serving(fast_settings(tiny_models, max_queue_delay_ms=1000)) as (_, client):
+    window_ms = 10_000  # so long that no CPU is slow enough to come near it without waiting it out
+    async with serving(fast_settings(tiny_models, max_queue_delay_ms=window_ms)) as (_, client):
         for seed in (1, 2):  # the second comes after the first: the batchers are idle again
             response = await client.post(EMBED, json={"inputs": [item(seed, "text", "audio")]})
             assert response.status_code == 200
             assert batch_sizes(response.headers["server-timing"]) == {"text": [1], "audio": [1], "fusion": [1]}
-            # under 1 ms on one busy core; the old window: >= 1000 ms; the bound leaves room for a busier one
-            assert queue_ms(response.headers["server-timing"]) < 250
+            # a wait for company would take the whole window; the exact rule is the unit tests' (fake clock)
+            assert queue_ms(response.headers["server-timing"]) < window_ms / 2
 
 
 async def test_queue_full_answers_429_fast_and_counts(tiny_models):
@@ -105,9 +106,9 @@ async def test_queue_full_answers_429_fast_and_counts(tiny_models):
         assert rejected.headers["retry-after"] == "1"
         assert rejected.json()["error"]["type"] == "queue_full"
         assert "max_queue=2" in rejected.json()["error"]["message"]
-        # the gate opens only after this answer, so any answer proves it never waited for the queue; the bound
-        # tells "at once" (a few ms, ASGI client included) from a wait for the 20 s deadline on a busy core
-        assert elapsed < 1.0, elapsed
+        # the gate opens only after this answer, so any answer proves it never waited for the queue; the bound,
+        # half the 20 s deadline, tells "at once" from a wait for the deadline on however slow a machine
+        assert elapsed < 10.0, elapsed
         assert metric(app, "fusionserve_rejected_total", model="tiny", reason="queue_full") == 1
         assert metric(app, "fusionserve_requests_total", model="tiny", endpoint="embed", status="429") == 1
 

@@ -1,29 +1,32 @@
-"""Shared fakes for the batcher tests: a recording run_batch with a gate, and metric/timing helpers.
+"""Shared fakes for the batcher tests: a recording run_batch with a gate, and metric helpers.
 
-Timing-sensitive cases hold the worker with a threading.Event gate instead of relying on sleeps, so
-what queues up while a batch computes is decided by the test, not by the scheduler.
+What queues up while a batch computes is decided by the test: the worker is held by a threading.Event gate,
+not by a sleep. Time is the fake clock's (tests/fake_clock.py): a batch "takes" `compute_s` because the
+fake run_batch advances the clock by that much, so the queue and infer seconds a batch reports are exact.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-import time
 
 from service.engine.batcher import Batcher
 from service.metrics import Metrics
+from tests.fake_clock import FakeClock
 
 MODEL, COMPONENT = "m", "text"
 LABELS = {"model": MODEL, "component": COMPONENT}
+LONG_S = 3600.0  # a deadline no test reaches unless it advances the clock that far
+FAIL_S = 30.0  # wall-clock seconds before a wait that should end at once is reported as hanging
 
 
 class Recorder:
     """A fake run_batch: records payloads, can be held shut by a gate, fails on payload 'boom'."""
 
-    def __init__(self, sleep_s: float = 0.0, gated: bool = False):
+    def __init__(self, gated: bool = False, clock: FakeClock | None = None, compute_s: float = 0.0):
         self.calls: list[list] = []
         self.threads: list[str] = []
-        self.sleep_s = sleep_s
+        self.clock, self.compute_s = clock, compute_s
         self.gate = threading.Event()
         if not gated:
             self.gate.set()
@@ -33,8 +36,9 @@ class Recorder:
         self.calls.append(list(payloads))
         self.threads.append(threading.current_thread().name)
         self.entered.set()
-        assert self.gate.wait(timeout=10), "test forgot to open the gate"
-        time.sleep(self.sleep_s)
+        assert self.gate.wait(timeout=FAIL_S), "test forgot to open the gate"
+        if self.clock is not None:
+            self.clock.advance(self.compute_s)
         if "boom" in payloads:
             raise ValueError("boom in batch")
         if "short" in payloads:
@@ -45,7 +49,7 @@ class Recorder:
         return [p for call in self.calls for p in call]
 
     async def wait_entered(self) -> None:
-        assert await asyncio.to_thread(self.entered.wait, 5)
+        assert await asyncio.to_thread(self.entered.wait, FAIL_S), "run_batch was never called"
 
 
 def sample(metrics: Metrics, name: str, labels: dict | None = None) -> float | None:
@@ -60,19 +64,27 @@ def rejected(metrics: Metrics, reason: str) -> float | None:
     return sample(metrics, "fusionserve_rejected_total", {"model": MODEL, "reason": reason})
 
 
-def soon(seconds: float = 5.0) -> float:
-    return time.monotonic() + seconds
+def submit(batcher: Batcher, clock: FakeClock, payload, **kw) -> asyncio.Task:
+    """The payload's submit, started now, with a deadline no test reaches by accident."""
+    return asyncio.create_task(batcher.submit(payload, deadline=clock.after(LONG_S), **kw))
 
 
-async def wait_until(cond, timeout: float = 5.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, "condition not reached"
-        await asyncio.sleep(0.005)
+async def arrive(batcher: Batcher, clock: FakeClock, payload) -> asyncio.Task:
+    """submit(), admitted by the time this returns: a task's first step (admission is synchronous) runs in
+    the loop iteration after its creation, so an arrival's time is the clock's reading at that step."""
+    task = submit(batcher, clock, payload)
+    await asyncio.sleep(0)  # one loop iteration
+    return task
 
 
-async def start_blocked(batcher: Batcher, rec: Recorder, payload="blocker") -> asyncio.Task:
+async def start_blocked(batcher: Batcher, rec: Recorder, clock: FakeClock, payload="blocker") -> asyncio.Task:
     """Put one item into compute and keep it there until rec.gate is set."""
-    task = asyncio.create_task(batcher.submit(payload, deadline=soon()))
+    task = submit(batcher, clock, payload)
     await rec.wait_entered()
     return task
+
+
+async def answered(*aws) -> list:
+    """Every awaitable's result. On the fake clock nothing waits for time to pass, so a batcher that did
+    would hang: the bound is how long that failure takes to show, not how long answering takes."""
+    return await asyncio.wait_for(asyncio.gather(*aws), FAIL_S)
