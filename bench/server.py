@@ -39,6 +39,9 @@ def settings_env(overrides: dict) -> dict[str, str]:
     return env
 
 
+SERVER_TREE = "BENCH_SERVER_TREE"
+
+
 class ServerProcess:
     def __init__(self, overrides: dict, log_path: Path):
         self.port = free_port()
@@ -47,8 +50,11 @@ class ServerProcess:
         env = {**os.environ, **settings_env({**overrides, "host": HOST, "port": self.port})}
         command = [sys.executable, "-m", "service", "serve"]  # every setting travels as FUSIONSERVE_* variables
         self.started = time.perf_counter()
+        # BENCH_SERVER_TREE: another checkout's server, for before/after figures in one run (`-m` resolves `service`
+        # from the working directory first); the load generator and the report stay this checkout's
+        tree = os.environ.get(SERVER_TREE)
         with open(log_path, "wb") as log:
-            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tree or None)
         self.ready_s: float | None = None
 
     def wait_ready(self) -> None:

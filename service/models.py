@@ -9,7 +9,6 @@ the engine's. Plain state and lookups, no onnxruntime: the data plane and the pr
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -44,17 +43,28 @@ class VersionState:
     idle: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     retiring: asyncio.Task | None = field(default=None, repr=False)
 
-    @contextlib.contextmanager
-    def hold(self):
+    def hold(self) -> Hold:
         """One admitted request: a retired version stops its batchers only once none is held."""
-        self.in_flight += 1
-        self.idle.clear()
-        try:
-            yield self
-        finally:
-            self.in_flight -= 1
-            if not self.in_flight:
-                self.idle.set()
+        return Hold(self)
+
+
+class Hold:
+    """VersionState.hold's context manager (a class: entered for every call an engine runs)."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: VersionState):
+        self.state = state
+
+    def __enter__(self) -> VersionState:
+        self.state.in_flight += 1
+        self.state.idle.clear()
+        return self.state
+
+    def __exit__(self, *exc) -> None:
+        self.state.in_flight -= 1
+        if not self.state.in_flight:
+            self.state.idle.set()
 
 
 @dataclass

@@ -28,6 +28,22 @@ class MonotonicClock:
         return time.monotonic()
 
     async def wait(self, future: asyncio.Future, until: float | None) -> bool:
-        timeout = None if until is None else until - time.monotonic()
-        done, _ = await asyncio.wait((future,), timeout=timeout)
-        return bool(done)
+        """asyncio.wait's result for one future, without its set bookkeeping (a wait per queued item)."""
+        if future.done():
+            return True
+        loop = asyncio.get_running_loop()
+        woken = loop.create_future()
+
+        def wake(_=None) -> None:
+            if not woken.done():
+                woken.set_result(None)
+
+        timer = None if until is None else loop.call_at(loop.time() + (until - time.monotonic()), wake)
+        future.add_done_callback(wake)
+        try:
+            await woken
+        finally:
+            future.remove_done_callback(wake)
+            if timer is not None:
+                timer.cancel()
+        return future.done()

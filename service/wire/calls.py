@@ -14,16 +14,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from service.items import ItemResult, PreparedItem
-from service.wire.frames import (
-    Frames,
-    MalformedMessage,
-    item_arrays,
-    items_from,
-    pack,
-    result_arrays,
-    results_from,
-)
+import numpy as np
+
+from service.items import BatchInfo, ItemResult, PreparedItem
+from service.wire.frames import Frames, MalformedMessage, item_arrays, items_from, pack
 
 # What a call must carry besides its id: name → accepted types
 CALL_FIELDS = {"model": str, "timeout_s": int | float, "items": list}
@@ -67,17 +61,43 @@ def unpack_calls(header: dict, arrays: list) -> list[tuple[dict, list[PreparedIt
     return unpacked
 
 
+def _named(result: ItemResult) -> dict:
+    named = {"probabilities": result.probabilities, "fused": result.fused}
+    named |= {f"embedding:{m}": v for m, v in result.embeddings.items()}
+    return named | {f"modality_probabilities:{m}": v for m, v in result.modality_probabilities.items()}
+
+
 def pack_replies(header: dict, replies: Sequence[tuple[dict, Sequence[ItemResult] | None]]) -> Frames:
-    described, arrays = [], []
+    """The results of every reply stacked per field (one [N, D] array of fused embeddings, not N arrays):
+    each result names its row of each stack. Fields of another shape (a second model) stack apart."""
+    stacks: dict[tuple, list] = {}  # (field, dtype, shape) → its rows
+    where: dict[tuple, int] = {}  # (field, dtype, shape) → its stack's place among the message's arrays
+    described = []
     for reply, results in replies:
         metas = []
         for result in results or ():
-            meta, parts = result_arrays(result, len(arrays))
-            metas.append(meta)
-            arrays += parts
+            rows = {}
+            for name, array in _named(result).items():
+                key = (name, array.dtype.str, array.shape)
+                if key not in stacks:
+                    stacks[key], where[key] = [], len(stacks)
+                rows[name] = [where[key], len(stacks[key])]
+                stacks[key].append(array)
+            batches = {name: [b.size, b.queue_s, b.infer_s] for name, b in result.batches.items()}
+            metas.append({"modalities": result.modalities, "rows": rows, "batches": batches})
         described.append({**reply, "results": metas})
-    return pack({**header, "replies": described}, arrays)
+    return pack({**header, "replies": described}, [np.stack(rows) for rows in stacks.values()])
+
+
+def _result(meta: dict, stacks: list) -> ItemResult:
+    named = {name: stacks[stack][row] for name, (stack, row) in meta["rows"].items()}
+    return ItemResult(
+        meta["modalities"], named["probabilities"], named["fused"],
+        {k.split(":", 1)[1]: v for k, v in named.items() if k.startswith("embedding:")},
+        {k.split(":", 1)[1]: v for k, v in named.items() if k.startswith("modality_probabilities:")},
+        {name: BatchInfo(*info) for name, info in meta["batches"].items()},
+    )  # fmt: skip
 
 
 def unpack_replies(header: dict, arrays: list) -> list[tuple[dict, list[ItemResult]]]:
-    return [(reply, results_from(reply.pop("results"), arrays)) for reply in header.pop("replies")]
+    return [(reply, [_result(meta, arrays) for meta in reply.pop("results")]) for reply in header.pop("replies")]

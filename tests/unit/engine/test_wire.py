@@ -5,10 +5,12 @@ malformed message is refused."""
 from __future__ import annotations
 
 import numpy as np
+import orjson
 import pytest
 import zmq
 
 from service.items import BatchInfo, ItemResult, PreparedItem
+from service.wire import calls as wire_calls
 from service.wire import frames as wire
 
 
@@ -100,3 +102,39 @@ def test_a_message_whose_frames_do_not_match_its_header_is_refused():
         wire.unpack([frames[0], bytes(frames[1])[:20], frames[2]])  # the small arrays' frame cut short
     header, arrays = wire.unpack([bytes(f) for f in frames])  # plain bytes work too (e.g. after a copy)
     assert header == {"id": 1} and arrays[1].tolist() == [1, 1]
+
+
+def test_many_calls_and_their_replies_cross_in_one_message_each(pair):
+    a, b = pair
+    sent = items()
+    calls_out = [({"id": 1, "model": "tiny", "version": "1", "timeout_s": 5.0}, sent[:2]),
+                 ({"id": 2, "model": "tiny", "version": None, "timeout_s": 2.5}, sent[2:])]  # fmt: skip
+    a.send_multipart(wire_calls.pack_calls(calls_out), copy=False)
+    frames = b.recv_multipart(copy=False)
+    header = wire.read_header(frames)
+    got = wire_calls.unpack_calls(header, wire.arrays_of(header, frames))
+    assert [call["id"] for call, _ in got] == [1, 2] and got[1][0]["timeout_s"] == 2.5
+    assert_items_equal(got[0][1], sent[:2])
+    assert_items_equal(got[1][1], sent[2:])
+    other_model = ItemResult(
+        ["text"], np.ones(3, np.float32), np.zeros(8, np.float32), {"text": np.zeros(8, np.float32)}
+    )
+    replies = [({"id": 1, "ok": True}, results()), ({"id": 2, "ok": False, "error": {"status": 504}}, None),
+               ({"id": 3, "ok": True}, [other_model])]  # fmt: skip
+    b.send_multipart(wire_calls.pack_replies({"load": []}, replies), copy=False)
+    frames = a.recv_multipart(copy=False)
+    header = orjson.loads(frames[0].bytes)
+    back = wire_calls.unpack_replies(header, wire.arrays_of(header, frames))
+    assert [reply["id"] for reply, _ in back] == [1, 2, 3] and back[1][1] == [] and header["load"] == []
+    for g, s in zip(back[0][1], results(), strict=True):
+        assert g.modalities == s.modalities and g.batches == s.batches and np.array_equal(g.fused, s.fused)
+        assert all(np.array_equal(g.embeddings[k], v) for k, v in s.embeddings.items())
+    assert back[2][1][0].probabilities.shape == (3,)  # another model's shapes stack apart
+
+
+def test_a_call_that_cannot_be_read_is_named_by_its_id():
+    header = {"op": "calls", "calls": [{"id": 5}, {"id": 6, "model": "m", "timeout_s": 1, "items": [{"layout": {
+        "text": [0, 2, True]}, "decode_s": 0.0}]}, {"model": "m"}]}  # fmt: skip
+    got = wire_calls.unpack_calls(header, [])
+    assert [(m.request_id, "model" in m.reason or "items" in m.reason) for m in got[:2]] == [(5, True), (6, True)]
+    assert got[2].request_id is None
