@@ -127,10 +127,8 @@ class DataPlane:
         return self.backend.meter(model, version)
 
     def _check_door(self, model: str, meter: DrainMeter, now: float) -> None:
-        # One full batch in flight is never refused. A lower floor (4 was tried) bounds slow requests tighter
-        # (32 images are ~0.3 s to drain on 2 cores) but spirals with clients that retry at once: 32 such
-        # text clients got 98 % 429s, whose handling starved the admitted few, so the measured rate (and
-        # with it the bound) never rose: 43 req/s instead of the ~190 this floor gives on the same machine.
+        # One full batch in flight is never refused: a lower floor lets clients that retry at once starve the
+        # admitted few, so the measured rate never rises (docs/design-choices.md, the door's floor)
         floor = self.settings.max_batch_size
         wait = meter.expected_wait_s(now)
         limit = self.settings.max_queue_wait_ms / 1000
@@ -144,15 +142,6 @@ class DataPlane:
             f"{self.settings.max_queue_wait_ms:g} ms (FUSIONSERVE_MAX_QUEUE_WAIT_MS)",
             headers={"Retry-After": str(meter.retry_after_s(now))},
         )
-
-    def check_door(self, model: str, version: str | None) -> None:
-        """The door's question alone, for a refusal before any route runs (api/door.py): QueueFull when
-        `admit` would refuse now; an unknown model or a version not ready is left for the route."""
-        try:
-            state = self.resolve(model, version)
-        except FusionError:
-            return
-        self._check_door(model, self.meter(model, state.version), time.monotonic())
 
     def judge(self, model: str, version: str | None, *, explain: bool = False) -> tuple[VersionState, DrainMeter]:
         """The version a request would be admitted to now, and its meter; 404 / 503 / 422 / 429 otherwise."""
