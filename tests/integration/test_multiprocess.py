@@ -17,7 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.bundles import sample_inputs
 from tests.integration.multiprocess import Server
-from tests.integration.test_v2_rest import MODALITIES, rows_of
+from tests.integration.protocols import IDS, PROTOCOLS, Target, b64, tensors, v1_error
+from tests.integration.test_v2_rest import rows_of
 
 pytestmark = pytest.mark.slow
 OUTPUTS = ["probabilities", "label", "fused_embedding", "image_embedding", "text_embedding", "audio_embedding",
@@ -79,25 +80,14 @@ def test_v1_answers_as_one_process(servers, route):
     assert_same_json(*answers)
 
 
-def bytes_inputs(client_module, rows: list[dict]) -> list:
-    """One BYTES tensor per modality (b"" where a row lacks it), in tritonclient.http's or .grpc's types."""
-    inputs = []
-    for modality in MODALITIES:
-        tensor = client_module.InferInput(modality, [len(rows)], "BYTES")
-        values = [row.get(modality, b"") for row in rows]
-        tensor.set_data_from_numpy(np.array([v.encode() if isinstance(v, str) else v for v in values], np.object_))
-        inputs.append(tensor)
-    return inputs
-
-
 def test_v2_rest_and_grpc_answer_as_one_process(servers):
     rows = rows_of()
     results = []
     for server in servers:
         with triton_http.InferenceServerClient(server.url.removeprefix("http://")) as client:
-            results.append(client.infer("tiny", bytes_inputs(triton_http, rows)))
+            results.append(client.infer("tiny", tensors(triton_http, rows)))
         with triton_grpc.InferenceServerClient(server.grpc_url) as client:
-            results.append(client.infer("tiny", bytes_inputs(triton_grpc, rows)))
+            results.append(client.infer("tiny", tensors(triton_grpc, rows)))
     one_rest, one_grpc, split_rest, split_grpc = results
     for name in OUTPUTS:
         for got in (one_grpc, split_rest, split_grpc):
@@ -132,6 +122,26 @@ def test_bad_input_answers_as_one_process(servers, path, body):
     assert answers[0].status_code == answers[1].status_code
     assert 400 <= answers[0].status_code < 500
     assert answers[0].json() == answers[1].json()
+
+
+MODES = {"one_process": 0, "multi_process": 1}  # index into `servers`
+
+
+@pytest.mark.parametrize("mode", MODES.values(), ids=MODES.keys())
+@pytest.mark.parametrize("protocol", PROTOCOLS, ids=IDS)
+def test_every_protocol_refuses_alike_in_both_modes(servers, protocol, mode):
+    """The refusals test_protocols.py checks in process, from a real process tree of each mode: an unknown model,
+    and an undecodable image answered with v1's status and message, its place named the protocol's way."""
+    target = Target.of(servers[mode])
+    refusal = protocol.texts(target, ["one"], model="nope")
+    assert refusal.status == protocol.status(404) and "model 'nope' not found" in refusal.message, refusal
+    bad = b"\x00 not an image at all"
+    v1 = v1_error(target, {"image": b64(bad)})
+    refusal = protocol.image_row(target, bad)
+    assert refusal.status == protocol.status(v1["status"]), refusal
+    assert refusal.message == v1["message"].replace("inputs[0].image", protocol.image_field)
+    served = protocol.texts(target, ["one", "two"])  # and the same texts get v1's vectors
+    np.testing.assert_allclose(served, PROTOCOLS[0].texts(target, ["one", "two"]), atol=1e-5)
 
 
 def samples(text: str, name: str) -> dict[tuple, float]:

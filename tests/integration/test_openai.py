@@ -1,6 +1,7 @@
 """OpenAI-compatible `POST /v1/embeddings`, proven with the official `openai` SDK against a real server on
 loopback: strings and multimodal content arrays equal v1 /embed's fused vectors, base64 output, usage from the
-bundle's tokenizer, and bad input → the SDK's exception classes with an OpenAI-shaped body naming the param."""
+bundle's tokenizer, and bad input → the SDK's exception classes with an OpenAI-shaped body naming the param.
+Counting and undecodable images, as every protocol does them: test_protocols.py."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ import pytest
 
 from tests import media
 from tests.bundles import sample_inputs
-from tests.integration.conftest import fast_settings, metric
+from tests.integration.conftest import fast_settings
 from tests.integration.live import ThreadedServer
+from tests.integration.protocols import b64
+from tests.integration.protocols import openai_refused as refused
 
 MAX_ITEMS = 4
 SUBSETS = {"image+text": ("image", "text"), "audio": ("audio",), "all": ("image", "text", "audio")}
@@ -31,10 +34,6 @@ def live(tiny_models):
 def sdk(live):
     with openai.OpenAI(base_url=live.base_url + "/v1", api_key="unused", max_retries=0) as client:
         yield client
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 def content(item: dict) -> list[dict]:
@@ -63,15 +62,6 @@ def vectors(response) -> np.ndarray:
 def token_count(live, *texts: str) -> int:
     tokenizer = live.app.state.context.registry.get("tiny").bundle.tokenizer
     return sum(len(tokenizer.encode(text, add_special_tokens=True).ids) for text in texts)
-
-
-def refused(error_class, call) -> dict:
-    """The SDK raised `error_class`; returns the OpenAI error object it parsed from the body."""
-    with pytest.raises(error_class) as caught:
-        call()
-    body = caught.value.body
-    assert set(body) == {"message", "type", "param", "code"}, body
-    return body
 
 
 def test_strings_equal_v1_text_embeddings_and_usage_counts_tokens(live, sdk):
@@ -169,14 +159,6 @@ def test_bad_input_is_422_naming_the_param(sdk, case):
     assert message in body["message"], body
 
 
-def test_undecodable_image_has_v1s_message_with_the_openai_param(live, sdk):
-    v1 = httpx.post(live.base_url + "/v1/models/tiny/embed", json={"inputs": [{"image": b64(b"\0nope")}]}).json()
-    url = "data:image/png;base64," + b64(b"\0nope")
-    parts = [{"type": "text", "text": "one"}, {"type": "image_url", "image_url": {"url": url}}]
-    body = refused(openai.UnprocessableEntityError, lambda: sdk.embeddings.create(model="tiny", input=[parts]))
-    assert body["message"] == v1["error"]["message"].replace("inputs[0].image", "input[0][1].image_url")
-
-
 def test_malformed_bodies_answer_in_openai_shape(live):
     url = live.base_url + "/v1/embeddings"
     broken = httpx.post(url, content=b"{not json", headers={"content-type": "application/json"})
@@ -187,17 +169,6 @@ def test_malformed_bodies_answer_in_openai_shape(live):
     assert extra.status_code == 422 and extra.json()["error"]["param"] == "temperature"
     header = httpx.post(url, json={"model": "tiny", "input": "one"}, headers={"x-request-timeout-ms": "-1"})
     assert header.status_code == 422 and header.json()["error"]["param"] == "x-request-timeout-ms"
-
-
-def test_requests_are_counted_with_their_endpoint(live, sdk):
-    counted = lambda model, status: metric(  # noqa: E731
-        live.app, "fusionserve_requests_total", model=model, endpoint="openai_embeddings", status=status
-    )
-    ok, unknown = counted("tiny", "200"), counted("unknown", "404")
-    sdk.embeddings.create(model="tiny", input="one")
-    with pytest.raises(openai.NotFoundError):
-        sdk.embeddings.create(model="nope", input="one")
-    assert (counted("tiny", "200"), counted("unknown", "404")) == (ok + 1, unknown + 1)
 
 
 def test_async_client_and_server_timing(live):

@@ -1,14 +1,11 @@
 """/v1/embeddings under the server's rules, with the real `openai` SDK: image URLs fetched only from allow-listed
-hosts (a real HTTP server on 127.0.0.1), the API key, door admission (429), the deadline header (504) and a
-client that disconnects while queued."""
+hosts (a real HTTP server on 127.0.0.1), the API key, door admission (429) and a fetch past the deadline (504).
+What every protocol does alike (deadlines and callers gone while queued): test_protocols.py."""
 
 from __future__ import annotations
 
-import json
-import socket
 import threading
 import time
-from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
@@ -17,11 +14,11 @@ import openai
 import pytest
 
 from tests import media
-from tests.integration.conftest import Gate, fast_settings, metric, serving
+from tests.integration.conftest import fast_settings, metric, serving
 from tests.integration.live import ThreadedServer
+from tests.integration.protocols import b64
+from tests.integration.protocols import openai_refused as refused
 from tests.integration.test_dataplane import _at_capacity
-from tests.integration.test_live_server import wait_for
-from tests.integration.test_openai import b64, refused, v1_fused
 
 KEY = "sekret"
 LIMIT = 64 * 1024  # FUSIONSERVE_MAX_UPLOAD_BYTES of the fetching server
@@ -150,40 +147,3 @@ async def test_at_capacity_is_a_rate_limit_error_with_retry_after(tiny_models):
     assert caught.value.body["code"] == "rate_limit_exceeded" and int(caught.value.response.headers["retry-after"]) >= 1
     assert "FUSIONSERVE_MAX_QUEUE_WAIT_MS" in caught.value.message
     assert metric(app, "fusionserve_requests_total", model="tiny", endpoint="openai_embeddings", status="429") == 1
-
-
-@contextmanager
-def text_encoder_busy(live):
-    """One request holds the text encoder in ORT, so the next texts wait in its queue."""
-    body = {"model": "tiny", "input": "one"}
-    blocker = threading.Thread(target=httpx.post, args=(live.base_url + "/v1/embeddings",),
-                               kwargs={"json": body, "timeout": 30}, daemon=True)  # fmt: skip
-    with Gate(live.app, "text") as gate:
-        blocker.start()
-        assert gate.entered.wait(10)
-        yield
-        gate.open()
-    blocker.join(10)
-
-
-def test_deadline_while_queued_is_504(live):
-    with sdk_for(live) as sdk:
-        with text_encoder_busy(live):
-            late = lambda: sdk.embeddings.create(  # noqa: E731
-                model="tiny", input="two", extra_headers={"x-request-timeout-ms": "200"}
-            )
-            body = refused(openai.InternalServerError, late)
-        assert body["code"] == "deadline_exceeded" and "deadline" in body["message"]
-        served = sdk.embeddings.create(model="tiny", input="two")  # the encoder serves again once released
-    np.testing.assert_allclose(served.data[0].embedding, v1_fused(live, [{"text": "two"}])[0], atol=1e-5)
-
-
-def test_client_disconnect_while_queued_drops_its_items(live):
-    depth = lambda: metric(live.app, "fusionserve_queue_depth", model="tiny", component="text")  # noqa: E731
-    body = json.dumps({"model": "tiny", "input": ["one", "two"]})
-    head = f"POST /v1/embeddings HTTP/1.1\r\nHost: fusionserve\r\nContent-Length: {len(body)}\r\n\r\n"
-    with text_encoder_busy(live):
-        with socket.create_connection(("127.0.0.1", live.port)) as sock:
-            sock.sendall((head + body).encode())
-            wait_for(lambda: depth() == 2)
-        wait_for(lambda: depth() == 0)  # dropped before compute once the server saw the disconnect

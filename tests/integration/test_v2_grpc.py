@@ -1,28 +1,25 @@
 """KServe V2 over gRPC, proven with the real `tritonclient.grpc` client against a real server on loopback: health,
 metadata, a mixed batch equal to v1's answers, outputs selection, bad inputs → the gRPC status and v1's message,
-deadlines, cancellation and admission. Auth, drain and the port setting: test_v2_grpc_lifecycle.py."""
+and admission. Auth, drain and the port setting: test_v2_grpc_lifecycle.py; deadlines, cancellation, counting and
+undecodable images, as every protocol does them: test_protocols.py."""
 
 from __future__ import annotations
 
-import base64
 import json
-import threading
-from contextlib import contextmanager
 
 import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
-from tritonclient.utils import InferenceServerException
 
 from service.frontend.api.v2 import grpc_predict_v2_pb2 as pb2
 from service.frontend.api.v2 import grpc_predict_v2_pb2_grpc as pb2_grpc
-from tests import media
-from tests.integration.conftest import Gate, fast_settings, metric
+from tests.integration.conftest import fast_settings
 from tests.integration.live import ThreadedServer, free_port
+from tests.integration.protocols import fp32_image, refused
+from tests.integration.protocols import tensors as tensors_of
 from tests.integration.test_dataplane import _at_capacity
-from tests.integration.test_live_server import wait_for
-from tests.integration.test_v2_rest import LABELS, MODALITIES, ROW_SUBSETS, fp32_image, rows_of, v1_answers, v1_error
+from tests.integration.test_v2_rest import LABELS, MODALITIES, ROW_SUBSETS, rows_of, v1_answers
 
 MAX_ROWS = 4
 BODY_LIMIT = 256 * 1024
@@ -52,19 +49,7 @@ def stub(live):
 
 def tensors(rows: list[dict], modalities=MODALITIES) -> list[triton.InferInput]:
     """One BYTES tensor per modality, an empty element where a row lacks it (sent as raw_input_contents)."""
-    inputs = []
-    for modality in modalities:
-        values = [row.get(modality, b"") for row in rows]
-        tensor = triton.InferInput(modality, [len(rows)], "BYTES")
-        tensor.set_data_from_numpy(np.array([v.encode() if isinstance(v, str) else v for v in values], dtype=object))
-        inputs.append(tensor)
-    return inputs
-
-
-def refused(call) -> InferenceServerException:
-    with pytest.raises(InferenceServerException) as caught:
-        call()
-    return caught.value
+    return tensors_of(triton, rows, modalities)
 
 
 def test_health_and_server_metadata(client):
@@ -174,62 +159,9 @@ def test_bad_inputs_carry_status_and_message(client, case):
     assert message in error.message(), error.message()
 
 
-@pytest.mark.parametrize("bad", [media.truncated_jpeg(), b"\x00 not an image at all", media.png_bomb()],
-                         ids=["truncated_jpeg", "random_bytes", "png_bomb"])  # fmt: skip
-def test_undecodable_image_gives_v1_message(live, client, bad):
-    v1 = v1_error(live, {"image": base64.b64encode(bad).decode()})
-    assert v1["status"] in (413, 415, 422)  # all INVALID_ARGUMENT over gRPC
-    error = refused(lambda: client.infer("tiny", tensors([{"text": "one two"}, {"image": bad}], ["image", "text"])))
-    assert error.status() == "StatusCode.INVALID_ARGUMENT"
-    assert error.message() == v1["message"].replace("inputs[0].image", "image[1]")
-
-
 def test_message_over_the_body_limit_is_refused_by_grpc(client):
     error = refused(lambda: client.infer("tiny", tensors([{"image": bytes(BODY_LIMIT + 1)}], ["image"])))
     assert error.status() == "StatusCode.RESOURCE_EXHAUSTED"
-
-
-def test_requests_are_counted_with_their_endpoint(live, client):
-    count = lambda status: metric(live.app, "fusionserve_requests_total", model="tiny",  # noqa: E731
-                                  endpoint="v2_grpc_infer", status=status)  # fmt: skip
-    ok, invalid = count("200"), count("422")
-    client.infer("tiny", tensors(rows_of()[:1]))
-    refused(lambda: client.infer("tiny", [fp32_image(triton)]))
-    assert (count("200"), count("422")) == (ok + 1, invalid + 1)
-
-
-@contextmanager
-def text_encoder_busy(live):
-    """One gRPC request holds the text encoder in ORT, so the next text rows wait in its queue."""
-    blocker = threading.Thread(target=lambda: triton.InferenceServerClient(live.grpc_url).infer(
-        "tiny", tensors([{"text": "one two"}], ["text"])), daemon=True)  # fmt: skip
-    with Gate(live.app, "text") as gate:
-        blocker.start()
-        assert gate.entered.wait(10)
-        yield gate
-    blocker.join(10)
-
-
-def test_deadline_while_queued_is_deadline_exceeded(live, client):
-    late = tensors([{"text": "three"}], ["text"])
-    with text_encoder_busy(live):
-        error = refused(lambda: client.infer("tiny", late, client_timeout=0.3))  # the gRPC deadline
-        assert error.status() == "StatusCode.DEADLINE_EXCEEDED"
-        error = refused(lambda: client.infer("tiny", late, timeout=200_000))  # Triton's timeout parameter, µs
-        assert error.status() == "StatusCode.DEADLINE_EXCEEDED" and "deadline passed" in error.message()
-
-
-def test_cancelled_rpc_drops_its_queued_rows(live, client):
-    depth = lambda: metric(live.app, "fusionserve_queue_depth", model="tiny", component="text")  # noqa: E731
-    gone = lambda: metric(live.app, "fusionserve_requests_total", model="tiny",  # noqa: E731
-                          endpoint="v2_grpc_infer", status="499")  # fmt: skip
-    before = gone()
-    with text_encoder_busy(live):
-        call = client.async_infer("tiny", tensors([{"text": "one"}, {"text": "two"}], ["text"]), lambda *_: None)
-        wait_for(lambda: depth() == 2)
-        call.cancel()
-        wait_for(lambda: depth() == 0)  # dropped before compute, while the encoder is still held
-        wait_for(lambda: gone() == before + 1)
 
 
 def test_at_capacity_is_resource_exhausted_with_retry_after(live, stub):

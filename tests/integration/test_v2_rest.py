@@ -1,26 +1,22 @@
 """KServe V2 over REST, proven with the real `tritonclient.http` client against a real server on loopback:
-health, metadata, infer with binary and JSON tensors equal to v1's answers, and bad inputs → v1's messages."""
+health, metadata, infer with binary and JSON tensors equal to v1's answers, and bad inputs → v1's messages.
+Deadlines, disconnects, counting and undecodable images, as every protocol does them: test_protocols.py."""
 
 from __future__ import annotations
 
 import base64
 import json
-import socket
-import threading
-from contextlib import contextmanager
 
 import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
-from tritonclient.utils import InferenceServerException
 
-from tests import media
 from tests.bundles import sample_inputs
-from tests.integration.conftest import Gate, fast_settings, metric, serving
+from tests.integration.conftest import fast_settings, metric, serving
 from tests.integration.live import ThreadedServer
+from tests.integration.protocols import fp32_image, refused
 from tests.integration.test_dataplane import _asgi_post, _at_capacity
-from tests.integration.test_live_server import wait_for
 
 LABELS = ["zero", "one", "two", "three"]
 MODALITIES = ["image", "text", "audio"]
@@ -71,17 +67,6 @@ def v1_answers(live, rows: list[dict]) -> tuple[dict, dict]:
     classify = httpx.post(live.base_url + "/v1/models/tiny/classify?top_k=4", json={"inputs": items}, timeout=30)
     assert embed.status_code == classify.status_code == 200, (embed.text, classify.text)
     return embed.json(), classify.json()
-
-
-def v1_error(live, item: dict) -> dict:
-    response = httpx.post(live.base_url + "/v1/models/tiny/classify", json={"inputs": [item]}, timeout=30)
-    return {"status": response.status_code, **response.json()["error"]}
-
-
-def refused(call) -> InferenceServerException:
-    with pytest.raises(InferenceServerException) as caught:
-        call()
-    return caught.value
 
 
 def test_health_and_server_metadata(live, client):
@@ -146,13 +131,6 @@ def test_outputs_selection_answers_only_those(client):
     assert error.status() == "422" and "unknown output 'logits'" in error.message()
 
 
-def fp32_image(client_module=triton):
-    """An FP32 `image` tensor (the server wants BYTES), as tritonclient.http or tritonclient.grpc builds it."""
-    tensor = client_module.InferInput("image", [1, 3], "FP32")
-    tensor.set_data_from_numpy(np.zeros((1, 3), np.float32))
-    return tensor
-
-
 def mismatched() -> list[triton.InferInput]:
     image, text = tensors(rows_of()[:2], modalities=["image"]), tensors(rows_of()[:1], modalities=["text"])
     return image + text
@@ -163,7 +141,7 @@ BAD_INPUTS = {  # name → (model, inputs, status, the message it carries)
     "empty_row": ("tiny", lambda: tensors([{"text": "one"}, {}]), "422",
                   "row[1]: no input: send at least one of image, text, audio"),
     "mismatched_rows": ("tiny", mismatched, "422", "inputs differ in their number of rows (image has 2, text has 1)"),
-    "non_bytes_image": ("tiny", lambda: [fp32_image()], "422",
+    "non_bytes_image": ("tiny", lambda: [fp32_image(triton)], "422",
                         "image must be a BYTES tensor of encoded files, not FP32"),
     "too_many_rows": ("tiny", lambda: tensors([{"text": "one"}] * (MAX_ROWS + 1), modalities=["text"]), "413",
                       f"text has {MAX_ROWS + 1} rows; the limit is {MAX_ROWS} (FUSIONSERVE_MAX_ITEMS_PER_REQUEST)"),
@@ -176,61 +154,6 @@ def test_bad_inputs_carry_status_and_message(client, case):
     error = refused(lambda: client.infer(model, make_inputs()))
     assert error.status() == status, error.message()
     assert message in error.message(), error.message()
-
-
-@pytest.mark.parametrize("bad", [media.truncated_jpeg(), b"\x00 not an image at all", media.png_bomb()],
-                         ids=["truncated_jpeg", "random_bytes", "png_bomb"])  # fmt: skip
-def test_undecodable_image_gives_v1_status_and_message(live, client, bad):
-    v1 = v1_error(live, {"image": base64.b64encode(bad).decode()})
-    rows = [{"text": "one two"}, {"image": bad}]  # the bad image in row 1
-    error = refused(lambda: client.infer("tiny", tensors(rows, modalities=["image", "text"])))
-    assert error.status() == str(v1["status"])
-    assert error.message() == v1["message"].replace("inputs[0].image", "image[1]")
-    assert "image[1]" in error.message()
-
-
-def test_v2_requests_are_counted_with_their_endpoint(live, client):
-    labels = dict(model="tiny", endpoint="v2_infer")
-    ok, invalid = (metric(live.app, "fusionserve_requests_total", **labels, status=s) for s in ("200", "422"))
-    client.infer("tiny", tensors(rows_of()[:1]))
-    refused(lambda: client.infer("tiny", [fp32_image()]))
-    assert metric(live.app, "fusionserve_requests_total", **labels, status="200") == ok + 1
-    assert metric(live.app, "fusionserve_requests_total", **labels, status="422") == invalid + 1
-
-
-@contextmanager
-def text_encoder_busy(live):
-    """One V2 request holds the text encoder in ORT, so the next text rows wait in its queue."""
-    body = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["one two"]}]}
-    # httpx in the thread: a tritonclient (gevent) client belongs to the thread that made it
-    blocker = threading.Thread(target=httpx.post, args=(live.base_url + "/v2/models/tiny/infer",),
-                               kwargs={"json": body, "timeout": 30}, daemon=True)  # fmt: skip
-    with Gate(live.app, "text") as gate:
-        blocker.start()
-        assert gate.entered.wait(10)
-        yield
-        gate.open()
-    blocker.join(10)
-
-
-def test_deadline_while_queued_is_504(live, client):
-    late = tensors([{"text": "three"}], modalities=["text"])
-    with text_encoder_busy(live):
-        error = refused(lambda: client.infer("tiny", late, headers={"x-request-timeout-ms": "200"}))
-        assert error.status() == "504" and "deadline" in error.message()
-        error = refused(lambda: client.infer("tiny", late, timeout=200_000))  # Triton's timeout parameter, µs
-        assert error.status() == "504"
-
-
-def test_client_disconnect_while_queued_drops_its_rows(live):
-    depth = lambda: metric(live.app, "fusionserve_queue_depth", model="tiny", component="text")  # noqa: E731
-    body = json.dumps({"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": ["one", "two"]}]})
-    head = f"POST /v2/models/tiny/infer HTTP/1.1\r\nHost: fusionserve\r\nContent-Length: {len(body)}\r\n\r\n"
-    with text_encoder_busy(live):
-        with socket.create_connection(("127.0.0.1", live.port)) as sock:
-            sock.sendall((head + body).encode())
-            wait_for(lambda: depth() == 2)
-        wait_for(lambda: depth() == 0)  # dropped before compute once the server saw the disconnect
 
 
 def test_plain_json_request_and_error_shape(live):
