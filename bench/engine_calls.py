@@ -19,9 +19,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.report import command_line
+from bench.report import command_line, machine_info
 from bench.server import cpu_seconds_of, settings_env
 from bench.workloads import resolve_bundle
 from service.frontend.remote.backend import RemoteBackend
@@ -100,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             engine.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 engine.wait(30)
-    result["command"] = command_line("bench.engine_calls", argv)
+    result |= {"command": command_line("bench.engine_calls", argv), "machine": machine_info(),
+               "date": datetime.now(UTC).isoformat(timespec="seconds")}  # fmt: skip
     print(json.dumps(result, indent=2))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)

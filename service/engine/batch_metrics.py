@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from service.engine.batch_window import padding_ratio
 from service.metrics import Metrics, observe_many, observe_repeated
 
@@ -17,6 +19,18 @@ class BatcherMetrics:
         self._queue = metrics.stage_duration.labels(model=model, stage="queue", modality=component)
         self._infer = metrics.stage_duration.labels(model=model, stage="infer", modality=component)
         self.depth.set(0)
+        self._depth_pending = False  # a depth write is scheduled for the end of this turn
+
+    def depth_soon(self, queue) -> None:
+        """The depth gauge written once per event-loop turn, not once per arriving item (in multiprocess mode
+        a write is a locked file update): a burst of 32 arrivals costs one write."""
+        if not self._depth_pending:
+            self._depth_pending = True
+            asyncio.get_running_loop().call_soon(self._write_depth, queue)
+
+    def _write_depth(self, queue) -> None:
+        self._depth_pending = False
+        self.depth.set(len(queue))
 
     def reject(self, reason: str) -> None:
         self._metrics.reject(self._model, reason)

@@ -71,7 +71,6 @@ class Batcher:
         self._accepting = False
         self._stopped_with: FusionError | None = None  # what callers get once abort() stopped this
         self._metrics = BatcherMetrics(metrics, model, component, padded=policy.budget is not None)
-        self._depth_pending = False  # a depth write is scheduled for the end of this turn
 
     @property
     def depth(self) -> int:
@@ -149,26 +148,15 @@ class Batcher:
             )
         item = _Item(payload, length, deadline, now, asyncio.get_running_loop().create_future())
         self._queue[item] = None
-        self._depth_changed()
+        self._metrics.depth_soon(self._queue)
         self._wake()  # a sleeping loop re-decides at every arrival; a computing one looks when done
         return item
 
     def _abandon(self, item: _Item) -> None:
         if item in self._queue:
             del self._queue[item]
-            self._depth_changed()
+            self._metrics.depth_soon(self._queue)
         item.future.cancel()  # the loop skips done futures, even if it already took the item
-
-    def _depth_changed(self) -> None:
-        """The depth gauge is written once per event-loop turn, not once per arriving item (in multiprocess
-        mode a write is a locked file update), so a burst of 32 arrivals costs one write."""
-        if not self._depth_pending:
-            self._depth_pending = True
-            asyncio.get_running_loop().call_soon(self._write_depth)
-
-    def _write_depth(self) -> None:
-        self._depth_pending = False
-        self._metrics.depth.set(len(self._queue))
 
     # ---- the owner loop ------------------------------------------------------------------------
 
