@@ -113,15 +113,31 @@ def definitions() -> tuple[dict[str, set[str]], set[str]]:
 
 
 def class_attributes(node: ast.ClassDef) -> set[str]:
+    """Names the class body defines, and the instance attributes its methods assign (`self.x = …`)."""
     names = set()
     for item in node.body:
         if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names.add(item.name)
+            if not isinstance(item, ast.ClassDef):
+                names.update(instance_attributes(item))
         elif isinstance(item, ast.Assign):
             names.update(t.id for t in item.targets if isinstance(t, ast.Name))
         elif isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name):
             names.add(item.target.id)
     return names
+
+
+def instance_attributes(method: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
+    targets = []
+    for node in ast.walk(method):
+        if isinstance(node, ast.Assign):
+            targets += node.targets
+        elif isinstance(node, ast.AnnAssign | ast.AugAssign):
+            targets.append(node.target)
+    flat = [e for t in targets for e in (t.elts if isinstance(t, ast.Tuple) else [t])]
+    return {
+        t.attr for t in flat if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self"
+    }
 
 
 def qualified_problem(cls: str, attr: str) -> str | None:
