@@ -1,5 +1,7 @@
 """A front-end's connection to one engine (service/engine/server.py): prepared items out, results back, over one
-ZeroMQ DEALER socket read by one task; a caller that goes away cancels its items in the engine.
+ZeroMQ DEALER socket read by one task; a caller that goes away cancels its items in the engine. The calls made
+in one event-loop turn leave together as one `calls` message at the turn's end, and one `replies` message
+answers many (service/wire/calls.py, docs/architecture.md "The engine sees batches").
 
     client = EngineClient(endpoint); client.start()
     results = await client.infer("tiny", None, items, deadline)   # list[ItemResult], or the engine's FusionError
