@@ -108,22 +108,22 @@ class Metrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
-def observe_many(histogram, amounts: Sequence[float]) -> None:
+def observe_many(histogram, amounts: Sequence[float], times: int = 1) -> None:
     """Observe every amount with one write per bucket touched and one to the sum, instead of two writes per
     amount: prometheus_client has no batch observe, and in multiprocess mode every write is a locked mmap
-    update. A batch's items are counted as if each had been observed (tests/unit/test_metrics_batched.py)."""
+    update. Each amount counts `times` times, as if observed one by one (tests/unit/test_metrics_batched.py)."""
     buckets, bounds = getattr(histogram, "_buckets", None), getattr(histogram, "_upper_bounds", None)
     if buckets is None or bounds is None or len(buckets) != len(bounds):  # internals unknown: one at a time
         for amount in amounts:
-            histogram.observe(amount)
+            for _ in range(times):
+                histogram.observe(amount)
         return
-    histogram._sum.inc(sum(amounts))
+    histogram._sum.inc(sum(amounts) * times)
     for index, count in collections.Counter(bisect.bisect_left(bounds, amount) for amount in amounts).items():
-        if index < len(buckets):  # NaN lands in no bucket, as observe does
-            buckets[index].inc(count)
+        if index < len(buckets) and times:  # NaN lands in no bucket, as observe does
+            buckets[index].inc(count * times)
 
 
 def observe_repeated(histogram, amount: float, times: int) -> None:
     """`times` observations of one amount (a batch's infer time, once per item) in two writes."""
-    if times > 0:
-        observe_many(histogram, [amount] * times)
+    observe_many(histogram, [amount], times)

@@ -15,7 +15,6 @@ import logging
 import time
 from collections import Counter
 
-from service.admission import DrainMeter
 from service.engine.local import LocalBackend
 from service.errors import ClientDisconnected, FusionError, InternalError, request_id_from
 from service.items import ItemResult, PreparedItem
@@ -60,7 +59,6 @@ class CallServer:
     def __init__(self, backend: LocalBackend, metrics: Metrics):
         self.backend, self.metrics = backend, metrics
         self.tasks: dict[tuple[bytes, object], asyncio.Task] = {}  # (front-end identity, call id) → its work
-        self.meters: dict[tuple[str, str], DrainMeter] = {}  # per model version: calls here, drain rate
         self.senders: Counter[tuple[str, str, bytes]] = Counter()  # calls here per model version, front-end
         self.outbox: Outbox | None = None  # set once the socket is bound (serve)
 
@@ -92,9 +90,9 @@ class CallServer:
     def refuse(self, identity: bytes, malformed: MalformedMessage) -> None:
         self.metrics.internal_errors.labels("engine", "malformed").inc()
         if malformed.request_id is None:
-            log.error("a malformed call was dropped: %s", malformed.reason)
+            log.error("a malformed message was dropped: %s", malformed.reason)
             return
-        log.error("call %r is malformed, answered with an error: %s", malformed.request_id, malformed.reason)
+        log.error("message %r is malformed, answered with an error: %s", malformed.request_id, malformed.reason)
         self.outbox.put(identity, error_header(malformed.request_id, malformed_error(malformed)))
 
     async def answer(self, identity: bytes, call: dict, items: list[PreparedItem]) -> None:
@@ -116,7 +114,7 @@ class CallServer:
     async def _run(self, identity: bytes, call: dict, items: list[PreparedItem]) -> list[ItemResult]:
         version = call.get("version") or self.backend.models.get(call["model"]).version
         sender = (call["model"], version, identity)
-        meter = self.meters.setdefault(sender[:2], DrainMeter())
+        meter = self.backend.meter(call["model"], version)  # calls here and their drain rate
         meter.admitted()
         self.senders[sender] += 1
         served = False
@@ -135,4 +133,4 @@ class CallServer:
         a front-end counts its own calls exactly itself (admission.EngineMeter)."""
         now = time.monotonic()
         return [[model, version, meter.in_flight - self.senders[(model, version, identity)], meter.rate(now)]
-                for (model, version), meter in self.meters.items()]  # fmt: skip
+                for (model, version), meter in self.backend.meters.items()]  # fmt: skip

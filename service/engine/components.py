@@ -46,11 +46,11 @@ class EncoderComponent:
 
 @dataclass
 class FusionOutput:
-    logits: np.ndarray  # [C]
+    """One item's row of a fusion batch; probabilities are softmaxed for the whole batch at once."""
+
+    probabilities: np.ndarray  # [C] softmax of the logits
     fused: np.ndarray  # [D]
-    modality_logits: dict[str, np.ndarray]  # present modality → its own head's logits [C]; {} without the output
-    probabilities: np.ndarray  # [C] softmax of logits, computed for the whole batch at once
-    modality_probabilities: dict[str, np.ndarray]  # present modality → softmax of its logits [C]
+    modality_probabilities: dict[str, np.ndarray]  # present modality → softmax of its own head's logits [C]
 
 
 @dataclass
@@ -80,24 +80,19 @@ class FusionComponent:
         outputs = dict(zip(self.model.output_names, self.model.run(self.feeds(payloads)), strict=True))
         logits = outputs["logits"].astype(np.float32)  # [B, C]
         fused = outputs["fused"].astype(np.float32)  # [B, D]
-        heads, head_probabilities = self._modality_logits(outputs, payloads, logits.shape)
-        rows = zip(logits, fused, heads, softmax(logits), head_probabilities, strict=True)
-        return [FusionOutput(*row) for row in rows]
+        heads = self._modality_probabilities(outputs, payloads, logits.shape)
+        return [FusionOutput(*row) for row in zip(softmax(logits), fused, heads, strict=True)]
 
-    def _modality_logits(self, outputs: dict, payloads: list[dict], shape: tuple[int, int]) -> tuple[list, list]:
-        """Per item {present modality: logits [C]} and the same as probabilities; the rows of absent
-        modalities are dropped here."""
+    def _modality_probabilities(self, outputs: dict, payloads: list[dict], shape: tuple[int, int]) -> list[dict]:
+        """Per item {present modality: its head's probabilities [C]}; the rows of absent modalities are dropped."""
         if not self.spec.has_modality_logits:
-            return [{} for _ in payloads], [{} for _ in payloads]
+            return [{} for _ in payloads]
         heads = outputs[MODALITY_LOGITS].astype(np.float32)  # [B, M, C]
         expected = (shape[0], len(self.spec.modalities), shape[1])
         if heads.shape != expected:  # met at golden replay / warm-up, so the version is not loaded
             raise BundleError(f"{self.spec.file}: {MODALITY_LOGITS} has shape {heads.shape}, expected {expected}")
         columns, probabilities = {m: i for i, m in enumerate(self.spec.modalities)}, softmax(heads)
-        pick = [[(m, row, columns[m]) for m in payload] for row, payload in enumerate(payloads)]
-        return [{m: heads[r, c] for m, r, c in items} for items in pick], [
-            {m: probabilities[r, c] for m, r, c in items} for items in pick
-        ]
+        return [{m: probabilities[row, columns[m]] for m in payload} for row, payload in enumerate(payloads)]
 
 
 @dataclass

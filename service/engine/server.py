@@ -37,7 +37,7 @@ import orjson
 import zmq
 import zmq.asyncio
 
-from service.engine.calls import CallServer, error_header, malformed_error
+from service.engine.calls import CallServer, error_header
 from service.engine.loading import GuardedRegistry, LoadingRecord
 from service.engine.local import LocalBackend
 from service.engine.registry import Registry
@@ -76,7 +76,7 @@ class Engine:
                 try:
                     self._dispatch(socket, identity.bytes, frames)
                 except wire.MalformedMessage as malformed:
-                    self._refuse(socket, identity.bytes, malformed)
+                    self.calls.refuse(identity.bytes, malformed)  # answered by its id, if it has one
                 except Exception:  # noqa: BLE001 — one message never ends the loop every front-end depends on
                     self.metrics.internal_errors.labels("engine", "unexpected").inc()
                     log.exception("a message could not be dispatched; dropped")
@@ -84,15 +84,6 @@ class Engine:
             await self.backend.stop()
             socket.close(linger=0)
             context.term()
-
-    def _refuse(self, socket, identity: bytes, malformed: wire.MalformedMessage) -> None:
-        """Answered with an error when it has an id to answer to; logged and dropped otherwise."""
-        self.metrics.internal_errors.labels("engine", "malformed").inc()
-        if malformed.request_id is None:
-            log.error("a malformed message was dropped: %s", malformed.reason)
-            return
-        log.error("message %r is malformed, answered with an error: %s", malformed.request_id, malformed.reason)
-        socket.send_multipart([identity, orjson.dumps(error_header(malformed.request_id, malformed_error(malformed)))])
 
     def _dispatch(self, socket, identity: bytes, frames: list) -> None:
         header = wire.read_header(frames)

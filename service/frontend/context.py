@@ -43,10 +43,9 @@ class ServerContext:
         """`engines`: the engine endpoints this process is a front-end of; None: one process does everything."""
         metrics = Metrics()
         backend = local_backend(settings, metrics) if engines is None else RemoteBackend(engines, settings, front_ends)
-        holder: list[ServerContext] = []
-        plane = DataPlane(backend, settings, metrics, lambda: holder[0].draining)
-        holder.append(cls(settings, metrics, backend, plane, reuse_port=engines is not None))
-        return holder[0]
+        plane = DataPlane(backend, settings, metrics, lambda: context.draining)  # read once context exists
+        context = cls(settings, metrics, backend, plane, reuse_port=engines is not None)
+        return context
 
     @property
     def registry(self) -> ModelTable:

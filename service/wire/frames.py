@@ -16,13 +16,13 @@ header. Used by the engine protocol (front-end processes ↔ one engine per devi
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import orjson
 
-from service.items import BatchInfo, ItemResult, PreparedItem
+from service.items import PreparedItem
 
 Frames = list[Any]  # bytes, memoryview or zmq.Frame
 
@@ -150,51 +150,16 @@ def items_from(metas: list, arrays: list[np.ndarray]) -> list[PreparedItem]:
     return items
 
 
-def result_arrays(result: ItemResult, offset: int) -> tuple[dict, list[np.ndarray]]:
-    named = {"probabilities": result.probabilities, "fused": result.fused}
-    named |= {f"embedding:{m}": v for m, v in result.embeddings.items()}
-    named |= {f"modality_probabilities:{m}": v for m, v in result.modality_probabilities.items()}
-    batches = {name: [b.size, b.queue_s, b.infer_s] for name, b in result.batches.items()}
-    meta = {"modalities": result.modalities, "names": list(named), "batches": batches, "start": offset}
-    return meta, list(named.values())
-
-
-def results_from(metas: list, arrays: list[np.ndarray]) -> list[ItemResult]:
-    results = []
-    for meta in metas:
-        named = dict(zip(meta["names"], arrays[meta["start"] : meta["start"] + len(meta["names"])], strict=True))
-        results.append(ItemResult(
-            meta["modalities"], named["probabilities"], named["fused"],
-            {k.split(":", 1)[1]: v for k, v in named.items() if k.startswith("embedding:")},
-            {k.split(":", 1)[1]: v for k, v in named.items() if k.startswith("modality_probabilities:")},
-            {name: BatchInfo(*info) for name, info in meta["batches"].items()},
-        ))  # fmt: skip
-    return results
-
-
-def _pack_all(header: dict, key: str, things: Sequence, describe: Callable) -> Frames:
-    """Each thing's metadata under header[key], all their arrays in order."""
-    described, arrays = [], []
-    for thing in things:
-        meta, parts = describe(thing, len(arrays))
-        described.append(meta)
-        arrays += parts
-    return pack({**header, key: described}, arrays)
-
-
 def pack_items(header: dict, items: Sequence[PreparedItem]) -> Frames:
-    return _pack_all(header, "items", items, item_arrays)
+    """One list of items in one message (calls.py packs many calls' items the same way)."""
+    metas, arrays = [], []
+    for item in items:
+        meta, parts = item_arrays(item, len(arrays))
+        metas.append(meta)
+        arrays += parts
+    return pack({**header, "items": metas}, arrays)
 
 
 def unpack_items(frames: Sequence[Any]) -> tuple[dict, list[PreparedItem]]:
     header, arrays = unpack(frames)
     return header, items_from(header.pop("items"), arrays)
-
-
-def pack_results(header: dict, results: Sequence[ItemResult]) -> Frames:
-    return _pack_all(header, "results", results, result_arrays)
-
-
-def unpack_results(frames: Sequence[Any]) -> tuple[dict, list[ItemResult]]:
-    header, arrays = unpack(frames)
-    return header, results_from(header.pop("results"), arrays)

@@ -100,11 +100,12 @@ def test_server_fusion_picks_outputs_by_name_not_position(bundles):
     logits, fused, heads = np.ones((2, 4)), np.full((2, 8), 2.0), np.arange(24.0).reshape(2, 3, 4)
     fusion = _stub_fusion(bundles["heads"], {"modality_logits": heads, "fused": fused, "logits": logits})
     first, second = fusion([{"text": np.zeros(8)}, {"image": np.zeros(8), "audio": np.zeros(8)}])
-    np.testing.assert_array_equal(first.logits, logits[0])
+    np.testing.assert_allclose(first.probabilities, _softmax(logits[0]))
     np.testing.assert_array_equal(first.fused, fused[0])
-    assert list(first.modality_logits) == ["text"] and list(second.modality_logits) == ["image", "audio"]
-    np.testing.assert_array_equal(first.modality_logits["text"], heads[0, 1])
-    np.testing.assert_array_equal(second.modality_logits["audio"], heads[1, 2])
+    assert list(first.modality_probabilities) == ["text"]
+    assert list(second.modality_probabilities) == ["image", "audio"]
+    np.testing.assert_allclose(first.modality_probabilities["text"], _softmax(heads[0, 1]))
+    np.testing.assert_allclose(second.modality_probabilities["audio"], _softmax(heads[1, 2]))
 
 
 def test_a_modality_logits_output_of_the_wrong_shape_is_a_bundle_error(bundles):

@@ -81,9 +81,11 @@ def test_items_cross_a_socket_bit_for_bit_as_views_of_the_frames(pair):
 def test_results_cross_a_socket_bit_for_bit(pair):
     a, b = pair
     sent = results()
-    a.send_multipart(wire.pack_results({"id": 7}, sent), copy=False)
-    header, got = wire.unpack_results(b.recv_multipart(copy=False))
-    assert header == {"id": 7}
+    a.send_multipart(wire_calls.pack_replies({"load": []}, [({"id": 7, "ok": True}, sent)]), copy=False)
+    frames = b.recv_multipart(copy=False)
+    header = orjson.loads(frames[0].bytes)
+    ((reply, got),) = wire_calls.unpack_replies(header, wire.arrays_of(header, frames))
+    assert reply == {"id": 7, "ok": True} and header == {"load": []}
     for g, s in zip(got, sent, strict=True):
         assert g.modalities == s.modalities and g.batches == s.batches
         assert np.array_equal(g.probabilities, s.probabilities) and np.array_equal(g.fused, s.fused)
@@ -91,6 +93,8 @@ def test_results_cross_a_socket_bit_for_bit(pair):
         assert g.modality_probabilities.keys() == s.modality_probabilities.keys()
         for key, value in s.embeddings.items():
             assert np.array_equal(g.embeddings[key], value)
+        for key, value in s.modality_probabilities.items():
+            assert np.array_equal(g.modality_probabilities[key], value)
     assert got[0].queue_s == sent[0].queue_s and got[0].infer_s == sent[0].infer_s
 
 
