@@ -13,6 +13,7 @@ Pure (no settings, no HTTP client): settings.py validates the entries with `pars
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 from dataclasses import dataclass
@@ -98,3 +99,14 @@ def literal_addresses(origins: list[Origin]) -> set[str]:
         except ValueError:
             continue  # a host name: it names no address
     return named
+
+
+@functools.lru_cache(maxsize=16)
+def allowed_origins(entries: tuple[str, ...]) -> tuple[Origin, ...]:
+    """An allow-list parsed once per distinct list (every remote URL of every request is checked against it)."""
+    return tuple(parse_entry(entry) for entry in entries)
+
+
+@functools.lru_cache(maxsize=16)
+def allowed_literal_addresses(entries: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(literal_addresses(list(allowed_origins(entries))))

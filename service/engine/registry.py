@@ -84,6 +84,7 @@ class Registry(ModelTable):
         """Load, verify and warm up in a thread; the version serves (and may become the default) only
         once all of that passed. Any failure leaves it `failed` with its reason."""
         started, state.status, state.reason = time.perf_counter(), "loading", None
+        self.unloaded_versions.pop((name, state.version), None)  # loaded again: no late holder of the old one
         try:
             state.bundle, state.pipeline = await asyncio.to_thread(self._prepare, directory, state)
         except Exception as error:  # noqa: BLE001 — whatever breaks, this version is not served
@@ -144,6 +145,7 @@ class Registry(ModelTable):
         why = f"model {entry.name!r} version {state.version!r} was unloaded ({state.reason}) while this request held it"
         await state.pipeline.close(why)
         self.unloaded_versions[(entry.name, state.version)] = why
+        self.unloaded_versions.move_to_end((entry.name, state.version))
         while len(self.unloaded_versions) > UNLOADED_KEPT:
             self.unloaded_versions.popitem(last=False)
         if entry.versions.get(state.version) is state:

@@ -33,13 +33,14 @@ from collections.abc import Callable
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.frontend.api.body import CLOSE_HEADERS, discard_body
 from service.frontend.api.middleware import OPEN_PATHS, ErrorShapes, route_path
 from service.frontend.api.refusals import ERROR_SHAPES, Draining, refuse
 from service.frontend.dataplane import DataPlane
 
 log = logging.getLogger("fusionserve")
 CLOSE = (b"connection", b"close")
-CLOSE_HEADER = {"Connection": "close"}
+DEFAULT_BODY_TIMEOUT_S = 10.0  # a refused request's body is read (and dropped) for at most this long
 POLL_S = 0.05  # how often the last phase looks at the remaining connections
 
 
@@ -49,9 +50,10 @@ class DrainMiddleware:
     `plane`, a refused inference is counted as its route would count it."""
 
     def __init__(self, app: ASGIApp, draining: Callable[[], bool], max_body_bytes: int,
-                 plane: DataPlane | None = None, shapes: ErrorShapes = ERROR_SHAPES):  # fmt: skip
+                 plane: DataPlane | None = None, shapes: ErrorShapes = ERROR_SHAPES,
+                 body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S):  # fmt: skip
         self.app, self.draining, self.max_body_bytes = app, draining, max_body_bytes
-        self.plane, self.shapes = plane, shapes
+        self.plane, self.shapes, self.body_timeout_s = plane, shapes, body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -59,8 +61,8 @@ class DrainMiddleware:
         if self.draining() and route_path(scope) not in OPEN_PATHS:
             # read the body first: uvicorn closes the connection after this response, and a close with
             # request bytes still unread sends an RST, which can destroy the 503 before the client reads it
-            await self._discard_body(receive)
-            return await refuse(self.plane, scope, receive, send, Draining(dict(CLOSE_HEADER)), self.shapes)
+            await discard_body(receive, self.max_body_bytes, self.body_timeout_s)
+            return await refuse(self.plane, scope, receive, send, Draining(dict(CLOSE_HEADERS)), self.shapes)
 
         async def send_closing(message: Message) -> None:
             # decided when the response starts: a request admitted before SIGTERM still ends its connection
@@ -71,14 +73,6 @@ class DrainMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_closing)
-
-    async def _discard_body(self, receive: Receive) -> None:
-        read = 0
-        while read <= self.max_body_bytes:  # beyond the upload limit the client was to get a 413 anyway
-            message = await receive()
-            read += len(message.get("body", b""))
-            if message["type"] != "http.request" or not message.get("more_body", False):
-                return
 
 
 def has_unread_bytes(transport: asyncio.Transport) -> bool:

@@ -26,7 +26,13 @@ import httpx
 
 from service.errors import DeadlineExceeded, FusionError, InvalidInput, PayloadTooLarge
 from service.settings import Settings
-from service.url_policy import AddressRefused, literal_addresses, origin_of, parse_entry, pinned_address
+from service.url_policy import (
+    AddressRefused,
+    allowed_literal_addresses,
+    allowed_origins,
+    origin_of,
+    pinned_address,
+)
 
 ALLOW_SETTING = "FUSIONSERVE_URL_ALLOW_HOSTS"
 FETCH_TIMEOUT_S = 10.0  # the longest one fetch may take, whatever the request's deadline
@@ -74,7 +80,7 @@ def allowed_url(url: str, settings: Settings, field: str) -> httpx.URL:
         raise InvalidInput(f"{field}: not a valid URL ({error})", field=field) from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise InvalidInput(f"{field}: send a data: URL (data:image/png;base64,...) or an http(s) URL", field=field)
-    allowed = [parse_entry(entry) for entry in settings.url_allow_hosts]
+    allowed = allowed_origins(tuple(settings.url_allow_hosts))
     origin = origin_of(parsed.scheme, parsed.host, parsed.port)
     if origin in allowed:
         return parsed
@@ -92,7 +98,7 @@ class Fetcher:
 
     def __init__(self, settings: Settings, deadline: float):
         self.limit = self.remaining = settings.max_upload_bytes
-        self.named = literal_addresses([parse_entry(entry) for entry in settings.url_allow_hosts])
+        self.named = allowed_literal_addresses(tuple(settings.url_allow_hosts))
         left = deadline - time.monotonic()
         self.timeout = max(0.001, min(FETCH_TIMEOUT_S, left))
         self.deadline_bound = left < FETCH_TIMEOUT_S  # a timeout then is the request's deadline passing

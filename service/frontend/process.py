@@ -24,7 +24,13 @@ def uvicorn_config(app, settings: Settings) -> uvicorn.Config:
     connections and requests: past it uvicorn answers 503 at once, so however many clients connect (or
     trickle a body, each cut at its deadline: api/body.py), a process holds a bounded number of them."""
     return uvicorn.Config(
-        DrainMiddleware(app, lambda: app.state.context.draining, settings.max_upload_bytes, app.state.context.plane),
+        DrainMiddleware(
+            app,
+            lambda: app.state.context.draining,
+            settings.max_upload_bytes,
+            app.state.context.plane,
+            body_timeout_s=settings.default_deadline_ms / 1000,
+        ),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,

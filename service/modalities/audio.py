@@ -32,7 +32,7 @@ class AudioModality(ModalitySpec):
         return sniff_audio_format(data)
 
     def limit(self, preprocess: AudioPreprocess, settings) -> float:
-        return min(settings.max_audio_seconds, preprocess.max_seconds)  # the server's and the bundle's
+        return min(super().limit(preprocess, settings), preprocess.max_seconds)  # the server's and the bundle's
 
     def decode(self, value, preprocess: AudioPreprocess, settings, field: str, tokenizer=None) -> np.ndarray:
         return decode_audio(value, preprocess, max_seconds=self.limit(preprocess, settings), field=field)

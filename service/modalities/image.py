@@ -24,9 +24,6 @@ class ImageModality(ModalitySpec):
     def sniff(self, data: bytes) -> str | None:
         return sniff_image_format(data)
 
-    def limit(self, preprocess: ImagePreprocess, settings) -> int:
-        return settings.max_image_pixels
-
     def decode(self, value, preprocess: ImagePreprocess, settings, field: str, tokenizer=None) -> np.ndarray:
         return decode_image(value, preprocess, max_pixels=self.limit(preprocess, settings), field=field)
 

@@ -53,9 +53,10 @@ class ModalitySpec(ABC):
         """The accepted format `data` is (by its magic bytes), or None."""
         return None
 
-    @abstractmethod
     def limit(self, preprocess: Any, settings: Settings) -> float:
-        """The bound on one input that `decode` enforces (from `limit_setting`, and the bundle's where it has one)."""
+        """The bound on one input that `decode` enforces: the `limit_setting` field (a modality whose bundle
+        bounds it too takes the tighter)."""
+        return getattr(settings, self.limit_setting)
 
     @abstractmethod
     def decode(self, value: bytes | str, preprocess: Any, settings: Settings, field: str, tokenizer=None) -> Item:

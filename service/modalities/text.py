@@ -24,9 +24,6 @@ class TextModality(ModalitySpec):
     limit_setting = "max_text_chars"
     budget_setting = "text_token_budget"
 
-    def limit(self, preprocess: TextPreprocess, settings) -> int:
-        return settings.max_text_chars
-
     def decode(self, value, preprocess: TextPreprocess, settings, field: str, tokenizer=None) -> Item:
         text = decode_text(value, max_chars=self.limit(preprocess, settings), field=field)
         return encode_text(text, tokenizer, preprocess, field=field)

@@ -7,6 +7,8 @@ it" is /prefix/v2/... reaching it (routed nowhere: 404, nothing changed)."""
 
 from __future__ import annotations
 
+import sys
+
 import httpx
 import pytest
 
@@ -63,7 +65,10 @@ def test_a_proxy_that_keeps_the_prefix_reaches_no_route_and_changes_nothing(pref
 def test_the_door_refuses_under_a_root_path(prefixed, monkeypatch):
     server, client = prefixed
 
+    askers = []
+
     def full(model, version, explain=False):
+        askers.append(sys._getframe(1).f_code.co_qualname)  # the door's refusal, or a route's cycle
         raise QueueFull("the door is shut for this test", headers={"Retry-After": "0"})
 
     monkeypatch.setattr(server.app.state.context.plane, "judge", full)  # the question the door asks
@@ -71,6 +76,7 @@ def test_the_door_refuses_under_a_root_path(prefixed, monkeypatch):
     assert refused.status_code == 429 and refused.json()["error"]["message"] == "the door is shut for this test"
     refused_v2 = client.post("/v2/models/tiny/infer", json={}, headers=WITH_KEY)  # refused before the body is read
     assert refused_v2.status_code == 429 and refused_v2.json() == {"error": "the door is shut for this test"}
+    assert askers == ["DoorMiddleware.refusal"] * 2  # refused at the door, under the prefix: no route ran
 
 
 def test_under_a_root_path_load_and_unload_take_only_the_admin_key(models_copy):

@@ -27,7 +27,7 @@ from service.frontend.api.refusals import ERROR_SHAPES, refuse
 from service.frontend.body_budget import BodyBudgetFull, Reservation
 from service.frontend.dataplane import DataPlane
 
-CLOSE = {"Connection": "close"}
+CLOSE_HEADERS = {"Connection": "close"}  # the connection ends with this answer
 
 
 class BodyTimeout(FusionError):
@@ -72,7 +72,7 @@ class BodyReader:
                 f"the request body did not arrive within the request's deadline of {self.timeout_ms:g} ms "
                 f"({DEADLINE_HEADER} or FUSIONSERVE_DEFAULT_DEADLINE_MS)",
                 field="body",
-                headers=CLOSE,
+                headers=dict(CLOSE_HEADERS),
             ) from None
         if message["type"] == "http.request":
             self.complete = not message.get("more_body", False)
@@ -82,7 +82,7 @@ class BodyReader:
     async def _count(self, size: int) -> None:
         self.received += size
         if self.received > self.max_bytes:  # chunked upload: stop at the first chunk past the limit
-            raise PayloadTooLarge(too_large_message(self.max_bytes), headers=CLOSE)
+            raise PayloadTooLarge(too_large_message(self.max_bytes), headers=dict(CLOSE_HEADERS))
         if not self.chunked:
             return  # reserved by Content-Length
         try:
@@ -93,7 +93,7 @@ class BodyReader:
             if not self.complete:
                 remaining_s = max(self.deadline - asyncio.get_running_loop().time(), 0)
                 await discard_body(self.inner, self.max_bytes - self.received, remaining_s)
-            error.headers.update(CLOSE)
+            error.headers.update(CLOSE_HEADERS)
             raise
 
 
@@ -112,7 +112,7 @@ class BodyLimitMiddleware:
         headers = dict(scope.get("headers", ()))
         timeout_ms, declared = body_timeout_ms(headers, self.default_ms), declared_length(headers)
         if declared is not None and declared > self.max_bytes:  # refuse before reading a byte of the body
-            error = PayloadTooLarge(too_large_message(self.max_bytes), headers=CLOSE)
+            error = PayloadTooLarge(too_large_message(self.max_bytes), headers=dict(CLOSE_HEADERS))
             return await self._refuse(scope, receive, send, error)
         reservation = Reservation(self.plane.body_budget)
         try:
@@ -122,7 +122,7 @@ class BodyLimitMiddleware:
             # read (and drop) the body first: a close with request bytes unread resets the connection, and
             # the client would see a reset instead of the 503 it can retry on
             await discard_body(receive, self.max_bytes, timeout_ms / 1000)
-            error.headers.update(CLOSE)
+            error.headers.update(CLOSE_HEADERS)
             return await self._refuse(scope, receive, send, error)
         reader = BodyReader(receive, self.max_bytes, timeout_ms, reservation, chunked=declared is None)
         try:

