@@ -16,8 +16,13 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 SCHEMA_VERSION = 1
 # the one list of modality names, in the order answers list them; each has a spec in service/modalities
-MODALITIES = ("image", "text", "audio")
+MODALITIES = ("image", "text", "audio", "video")
 Modality = Literal[MODALITIES]
+# What fusion takes: one embedding per slot. A video fills two, its frames (the image encoder, then the
+# bundle's temporal pooling) and its sound track (the audio encoder); every other modality fills its own.
+VIDEO_SLOTS = ("video_frames", "video_audio")
+SLOTS = ("image", "text", "audio", *VIDEO_SLOTS)
+Slot = Literal[SLOTS]
 DType = Literal["float32", "float16", "int64", "int32", "bool", "uint8"]
 FUSION_OUTPUTS = ("logits", "fused")  # required; the server picks fusion outputs by name
 MODALITY_LOGITS = "modality_logits"  # optional: each modality's own head, for classify?explain=true
@@ -98,6 +103,23 @@ class AudioPreprocess(Preprocess):
     frames_multiple: int = Field(1, ge=1)  # pad frame count to a multiple (conv strides)
 
 
+class VideoPreprocess(Preprocess):
+    """How a video becomes segments (service/preprocess/video.py; docs/bundle-format.md). Frames are then
+    preprocessed as the image encoder's spec says, and the sound track as the audio encoder's."""
+
+    frames_per_second: float = Field(1.0, gt=0, le=30)  # sampling rate of the frames kept
+    max_frames_per_segment: int = Field(8, ge=1, le=64)  # at most K frames per segment (spread evenly)
+    segment_s: float = Field(4.0, gt=0)  # a request's default segment length (`segment_s`)
+    overlap_s: float = Field(0.0, ge=0)  # a request's default overlap between segments (`overlap_s`)
+    max_seconds: float = Field(600.0, gt=0)  # the bundle's own cap on a clip (the server's may be lower)
+
+    @model_validator(mode="after")
+    def _overlap_below_segment(self) -> VideoPreprocess:
+        if self.overlap_s >= self.segment_s:
+            raise ValueError(f"overlap_s {self.overlap_s} must be below segment_s {self.segment_s}")
+        return self
+
+
 class EncoderSpec(Strict):
     file: BundlePath
     inputs: list[TensorSpec]
@@ -126,20 +148,38 @@ class AudioEncoder(EncoderSpec):
     preprocess: AudioPreprocess = AudioPreprocess()
 
 
+class VideoEncoder(EncoderSpec):
+    """The temporal pooling graph: frame_embeddings [batch, frames, D] f32 (each frame through the image
+    encoder), frame_mask [batch, frames] f32 → embedding [batch, D], L2-normalised. A video needs the image
+    encoder (its frames) or the audio encoder (its sound track), or both."""
+
+    preprocess: VideoPreprocess = VideoPreprocess()
+    pooling: Literal["attention", "mean"] = "attention"
+
+
 class Encoders(Strict):
     image: ImageEncoder | None = None
     text: TextEncoder | None = None
     audio: AudioEncoder | None = None
+    video: VideoEncoder | None = None
 
     def present(self) -> list[str]:
         return [m for m in MODALITIES if getattr(self, m) is not None]
+
+    def slots(self) -> list[str]:
+        """Fusion's inputs for these encoders, in SLOTS order (video_frames needs the image encoder,
+        video_audio the audio encoder)."""
+        present = set(self.present())
+        video = {"video_frames": "image", "video_audio": "audio"} if "video" in present else {}
+        return [s for s in SLOTS if s in present - {"video"} or video.get(s) in present]
 
 
 class FusionSpec(Strict):
     file: BundlePath
     strategy: str = "concat"
-    # inputs: one embedding [batch, D] per modality, in `modalities` order, then present [batch, M] f32
-    modalities: list[Modality]
+    # inputs: one embedding [batch, D] per slot (a modality, or a video's frames and sound track), in
+    # `modalities` order, then present [batch, M] f32
+    modalities: list[Slot]
     inputs: list[TensorSpec]
     # by name: logits [batch, C], fused [batch, D], optionally modality_logits [batch, M, C] (M in
     # `modalities` order; each modality's own calibrated head; rows of absent modalities are meaningless)
@@ -165,18 +205,28 @@ class GoldenInput(Strict):
     image_b64: str | None = None  # encoded image file (PNG/JPEG…), base64
     audio_b64: str | None = None  # encoded audio file (WAV/FLAC…), base64
     text: str | None = None
+    video_b64: str | None = None  # encoded video file (MP4/WebM…), base64; segmented by the bundle's defaults
 
     def modalities(self) -> list[str]:
-        present = {"image": self.image_b64, "audio": self.audio_b64, "text": self.text}
+        present = {"image": self.image_b64, "audio": self.audio_b64, "text": self.text, "video": self.video_b64}
         return [m for m in MODALITIES if present[m] is not None]
+
+
+class GoldenSegment(Strict):
+    start_s: float
+    end_s: float
+    probabilities: list[float]
+    fused: list[float]
 
 
 class GoldenOutput(Strict):
     probabilities: list[float]
     fused: list[float]
-    embeddings: dict[Modality, list[float]] = Field(default_factory=dict)
-    # softmax over labels of each present modality's modality_logits row (bundles that declare it)
-    modality_probabilities: dict[Modality, list[float]] = Field(default_factory=dict)
+    # by slot: a video input's are video_frames / video_audio (the clip's, pooled over its segments)
+    embeddings: dict[Slot, list[float]] = Field(default_factory=dict)
+    # softmax over labels of each present slot's modality_logits row (bundles that declare it)
+    modality_probabilities: dict[Slot, list[float]] = Field(default_factory=dict)
+    segments: list[GoldenSegment] = Field(default_factory=list)  # a video input's, in order
 
 
 class GoldenExample(Strict):
@@ -205,8 +255,11 @@ class Manifest(Strict):
         present = self.encoders.present()
         if not present:
             raise ValueError("a bundle needs at least one encoder")
-        if sorted(self.fusion.modalities) != sorted(present):
-            raise ValueError(f"fusion.modalities {self.fusion.modalities} != encoders {present}")
+        if present == ["video"] or (present and "video" in present and not self.encoders.slots()):
+            raise ValueError("a video encoder needs the image encoder or the audio encoder beside it")
+        if sorted(self.fusion.modalities) != sorted(self.encoders.slots()):
+            slots = self.encoders.slots()
+            raise ValueError(f"fusion.modalities {self.fusion.modalities} != the encoders' slots {slots}")
         missing = [p for p in self.referenced_files() if p not in self.files]
         if missing:
             raise ValueError(f"files without a sha256 entry: {missing}")
@@ -227,10 +280,13 @@ class Manifest(Strict):
             raise ValueError("a golden example needs at least one input")
         if len(outputs.probabilities) != len(self.labels):
             raise ValueError("golden probabilities must have one score per label")
-        stray = set(outputs.embeddings) - set(inputs)
+        slots = set(inputs) - {"video"} | (set(VIDEO_SLOTS) if "video" in inputs else set())
+        stray = set(outputs.embeddings) - slots
         if stray:
             raise ValueError(f"golden embeddings for {sorted(stray)}, not among its inputs")
-        stray = set(outputs.modality_probabilities) - set(inputs)
+        if outputs.segments and "video" not in inputs:
+            raise ValueError("golden segments need a video input")
+        stray = set(outputs.modality_probabilities) - slots
         if stray:
             raise ValueError(f"golden modality_probabilities for {sorted(stray)}, not among its inputs")
         if any(len(p) != len(self.labels) for p in outputs.modality_probabilities.values()):

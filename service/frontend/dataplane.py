@@ -196,12 +196,13 @@ class DataPlane:
 
     # ---- inference -----------------------------------------------------------------------------
 
-    async def prepare(self, admitted: Admitted, raw_items: list[RawItem]) -> list[PreparedItem]:
-        """Decode and preprocess in the thread pool, never on the event loop."""
+    async def prepare(self, admitted: Admitted, raw_items: list[RawItem], deadline: float) -> list[PreparedItem]:
+        """Decode and preprocess in the thread pool, never on the event loop; decoding that checks the deadline
+        (video, between frames) stops at it."""
         bundle, loop = admitted.state.bundle, asyncio.get_running_loop()
         jobs = [
             loop.run_in_executor(
-                self.preprocess_pool, prepare_item, raw, bundle.manifest, bundle.tokenizer, self.settings
+                self.preprocess_pool, prepare_item, raw, bundle.manifest, bundle.tokenizer, self.settings, deadline
             )  # fmt: skip
             for raw in raw_items
         ]
@@ -212,7 +213,7 @@ class DataPlane:
     ) -> Inference:
         """Preprocess and run every item; if `cancelled` completes first, the items leave their queues
         before compute and ClientDisconnected is raised."""
-        items = await self.prepare(admitted, raw_items)
+        items = await self.prepare(admitted, raw_items, deadline)
         work = asyncio.ensure_future(self.backend.run(admitted.model, admitted.state.version, items, deadline))
         if cancelled is None:
             return Inference(items, list(await work))

@@ -13,8 +13,9 @@ from service.modalities.audio import AUDIO
 from service.modalities.image import IMAGE
 from service.modalities.spec import ModalitySpec
 from service.modalities.text import TEXT
+from service.modalities.video import VIDEO
 
-REGISTERED: tuple[ModalitySpec, ...] = (IMAGE, TEXT, AUDIO)
+REGISTERED: tuple[ModalitySpec, ...] = (IMAGE, TEXT, AUDIO, VIDEO)
 
 
 def ordered(specs: tuple[ModalitySpec, ...], names: tuple[str, ...]) -> dict[str, ModalitySpec]:

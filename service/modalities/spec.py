@@ -20,6 +20,8 @@ from pydantic import BaseModel
 from service.manifest import EncoderSpec
 
 if TYPE_CHECKING:  # type only: the trainer reaches this module and needs no server settings loaded
+    from service.items import RawItem
+    from service.manifest import Manifest
     from service.settings import Settings
 
 Item = tuple[np.ndarray, ...] | np.ndarray  # one item's encoder inputs, in the order of its ONNX inputs
@@ -52,6 +54,12 @@ class ModalitySpec(ABC):
     def sniff(self, data: bytes) -> str | None:
         """The accepted format `data` is (by its magic bytes), or None."""
         return None
+
+    def preprocess_of(self, manifest: Manifest, raw: RawItem, deadline: float | None) -> Any:
+        """What `decode` takes as `preprocess` for this item: the bundle's preprocessing spec of this modality.
+        A modality that reads the request's options or its deadline (video) builds its own, checking the
+        options (a FusionError naming the option)."""
+        return manifest.encoder(self.name).preprocess
 
     def limit(self, preprocess: Any, settings: Settings) -> float:
         """The bound on one input that `decode` enforces: the `limit_setting` field (a modality whose bundle

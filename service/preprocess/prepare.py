@@ -30,13 +30,18 @@ def check_modalities(raw: RawItem, manifest: Manifest) -> None:
             )
 
 
-def prepare_item(raw: RawItem, manifest: Manifest, tokenizer, settings: Settings) -> PreparedItem:
+def prepare_item(
+    raw: RawItem, manifest: Manifest, tokenizer, settings: Settings, deadline: float | None = None
+) -> PreparedItem:
     """Each present modality's value through its spec's decode (service/modalities), with the bundle's
-    preprocessing spec for it."""
+    preprocessing spec for it (ModalitySpec.preprocess_of); `deadline` (time.monotonic()) bounds decoding
+    that checks it (video, between frames)."""
     check_modalities(raw, manifest)
     started = time.perf_counter()
-    arrays = {}
+    arrays, stats = {}, {}
     for name in raw.modalities():
-        preprocess = manifest.encoder(name).preprocess
-        arrays[name] = modality_spec(name).decode(raw.get(name), preprocess, settings, raw.field(name), tokenizer)
-    return PreparedItem(arrays, decode_s=time.perf_counter() - started)
+        spec = modality_spec(name)
+        preprocess = spec.preprocess_of(manifest, raw, deadline)
+        arrays[name] = spec.decode(raw.get(name), preprocess, settings, raw.field(name), tokenizer)
+        stats |= getattr(preprocess, "stats", {})  # what decoding measured (video)
+    return PreparedItem(arrays, decode_s=time.perf_counter() - started, stats=stats)
