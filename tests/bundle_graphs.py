@@ -22,6 +22,8 @@ HIDDEN = 16  # width of the image encoder's hidden layer
 IMAGE_WEIGHTS = ("image_w1", "image_b1", "image_w2")
 TEXT_WEIGHTS = ("text_table", "text_w")
 AUDIO_WEIGHTS = ("audio_w1", "audio_w2")
+VIDEO_WEIGHTS = ("pool_attention", "pool_w")  # [D,1] frame scores, [D,D] projection
+MASKED_SCORE = 1e9  # subtracted from a padded frame's score: its softmax weight is exactly 0 in float32
 FUSION_WEIGHTS = ("fusion_w", "fusion_b")
 HEAD_WEIGHTS = ("head_w_{modality}", "head_b_{modality}")  # [D,C], [C] per modality (fusion with heads)
 
@@ -44,6 +46,7 @@ def _constants(weights: dict[str, np.ndarray], used: set[str]) -> list[TensorPro
         "one": np.array(1.0, np.float32),
         "axis1": np.array([1], np.int64),
         "axis2": np.array([2], np.int64),
+        "masked_score": np.array(MASKED_SCORE, np.float32),
     }
     for key, value in weights.items():
         value = np.asarray(value)
@@ -153,6 +156,31 @@ def audio_encoder(weights: dict[str, np.ndarray], n_mels: int, dim: int):
         *_l2_normalise("projected", "embedding"),
     ]
     return _model("audio_encoder", nodes, inputs, outputs, weights), inputs, outputs
+
+
+def video_pool(weights: dict[str, np.ndarray], dim: int):
+    """frame_embeddings [B,K,D] + frame_mask [B,K] → attention pooling → ·W → L2 → embedding [B,D]: frame k's
+    weight is softmax_k(e_k · a) over the real frames (a padded frame's score is pushed to -1e9, so its weight
+    is exactly 0 and the answer does not depend on how far a batch pads K)."""
+    inputs = [
+        _spec("frame_embeddings", "float32", "batch", "frames", dim),
+        _spec("frame_mask", "float32", "batch", "frames"),
+    ]
+    outputs = [_spec("embedding", "float32", "batch", dim)]
+    nodes = [
+        helper.make_node("MatMul", ["frame_embeddings", "pool_attention"], ["scores_column"]),  # [B,K,1]
+        helper.make_node("Squeeze", ["scores_column", "axis2"], ["scores"]),  # [B,K]
+        helper.make_node("Sub", ["one", "frame_mask"], ["padded"]),  # 1 where padding
+        helper.make_node("Mul", ["padded", "masked_score"], ["penalty"]),
+        helper.make_node("Sub", ["scores", "penalty"], ["masked_scores"]),
+        helper.make_node("Softmax", ["masked_scores"], ["weights"], axis=1),  # [B,K]
+        helper.make_node("Unsqueeze", ["weights", "axis2"], ["weights_column"]),  # [B,K,1]
+        helper.make_node("Mul", ["frame_embeddings", "weights_column"], ["weighted"]),
+        helper.make_node("ReduceSum", ["weighted", "axis1"], ["pooled"], keepdims=0),  # [B,D]
+        helper.make_node("MatMul", ["pooled", "pool_w"], ["projected"]),
+        *_l2_normalise("projected", "embedding"),
+    ]
+    return _model("video_pool", nodes, inputs, outputs, weights), inputs, outputs
 
 
 def fusion(weights: dict[str, np.ndarray], modalities: list[str], dim: int, classes: int, heads: bool = False):

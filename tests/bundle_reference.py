@@ -12,7 +12,12 @@ import onnx
 from onnx import numpy_helper
 
 from service import preprocess
-from service.manifest import read_manifest
+from service.items import RawItem, VideoArrays
+from service.manifest import VIDEO_SLOTS, read_manifest
+from service.modalities.video import VIDEO
+from service.preprocess.video import decode_video
+from service.preprocess.video_plan import VideoLimits
+from service.settings import Settings
 from tests import bundle_graphs as graphs
 
 MAX_PIXELS = 1 << 24  # generous: the samples are tiny; the server's own limit is tested elsewhere
@@ -20,7 +25,8 @@ MAX_PIXELS = 1 << 24  # generous: the samples are tiny; the server's own limit i
 
 def preprocess_item(bundle_dir: Path, inputs: dict) -> dict:
     """Raw item → arrays with the server's preprocessing: image [3,S,S], text (ids, mask) [L],
-    audio log-mel [n_mels, T]. None values count as absent, as in GoldenInput."""
+    audio log-mel [n_mels, T], video VideoArrays (the bundle's segmentation). None values count as absent,
+    as in GoldenInput."""
     manifest = read_manifest(Path(bundle_dir) / "manifest.json")
     present = {m: v for m, v in inputs.items() if v is not None}
     unknown = set(present) - set(manifest.modalities())
@@ -38,19 +44,87 @@ def preprocess_item(bundle_dir: Path, inputs: dict) -> dict:
     if "audio" in present:
         spec = encoders.audio.preprocess
         arrays["audio"] = preprocess.decode_audio(present["audio"], spec, max_seconds=spec.max_seconds)
+    if "video" in present:
+        inputs = VIDEO.preprocess_of(manifest, RawItem(), None)
+        arrays["video"] = decode_video(present["video"], inputs, VideoLimits.of(Settings(), inputs.video))
     return arrays
 
 
 def reference_outputs(bundle_dir: Path, inputs: dict) -> dict:
-    """Numpy (float64) outputs for one raw item {"image": png, "audio": wav, "text": str}, any subset:
-    probabilities [C], fused [D], embeddings and (bundles with heads) modality_probabilities per present modality."""
+    """Numpy (float64) outputs for one raw item {"image": png, "audio": wav, "text": str, "video": mp4}, any
+    subset, as GoldenOutput's fields: probabilities [C], fused [D], embeddings and (bundles with heads)
+    modality_probabilities per present slot, and a video's segments."""
+    answer = reference_of_arrays(bundle_dir, preprocess_item(bundle_dir, inputs))
+    keep = ("start_s", "end_s", "probabilities", "fused")
+    return answer | {"segments": [{k: segment[k] for k in keep} for segment in answer["segments"]]}
+
+
+def reference_of_arrays(bundle_dir: Path, arrays: dict) -> dict:
+    """reference_outputs from prepared arrays (PreparedItem.arrays). A video's segments each carry start_s,
+    end_s, probabilities, fused, embeddings and modality_probabilities of its video slots, and `slots`."""
     bundle_dir = Path(bundle_dir)
     manifest = read_manifest(bundle_dir / "manifest.json")
-    arrays = preprocess_item(bundle_dir, inputs)
-    if "image" in arrays and manifest.encoders.image.preprocess.normalise == "graph":
-        arrays["image"] = _graph_normalised(arrays["image"], manifest.encoders.image.preprocess)
-    embeddings = {m: _ENCODERS[m](_weights(bundle_dir / getattr(manifest.encoders, m).file), arrays[m]) for m in arrays}
-    fusion_weights = _weights(bundle_dir / manifest.fusion.file)
+    weights = {m: _weights(bundle_dir / manifest.encoder(m).file) for m in manifest.modalities()}
+    weights["fusion"] = _weights(bundle_dir / manifest.fusion.file)
+    arrays = dict(arrays)
+    if "image" in manifest.modalities() and manifest.encoders.image.preprocess.normalise == "graph":
+        spec = manifest.encoders.image.preprocess
+        arrays = {m: _normalised_input(m, a, spec) for m, a in arrays.items()}
+    video = arrays.pop("video", None)
+    others = {m: _ENCODERS[m](weights[m], a) for m, a in arrays.items()}  # slot → [D]
+    segments = [] if video is None else _video_segments(weights, VideoArrays(*video))
+    clip = _clip(segments)
+    answer = _fused(weights["fusion"], manifest, others | clip)
+    for segment in segments:
+        fused = _fused(weights["fusion"], manifest, others | segment["embeddings"])
+        heads = {
+            s: fused["modality_probabilities"][s] for s in segment["embeddings"] if fused["modality_probabilities"]
+        }
+        segment |= {"probabilities": fused["probabilities"], "fused": fused["fused"], "modality_probabilities": heads}
+        segment["embeddings"] = {s: e.tolist() for s, e in segment["embeddings"].items()}
+    return answer | {"segments": segments}
+
+
+def _normalised_input(modality: str, array, spec):
+    """What an image encoder with normalise="graph" sees first: for an image, and for a video's frames."""
+    if modality == "image":
+        return _graph_normalised(array, spec)
+    if modality == "video":
+        video = VideoArrays(*array)
+        frames = np.stack([_graph_normalised(f, spec) for f in video.frames]) if len(video.frames) else video.frames
+        return video._replace(frames=frames)
+    return array
+
+
+def _video_segments(weights: dict, video: VideoArrays) -> list[dict]:
+    """Each segment's bounds and video-slot embeddings: its frames through the image encoder then the pool,
+    its sound (audio_length > 0) through the audio encoder."""
+    segments = []
+    for row, (start, end) in enumerate(video.bounds.tolist()):
+        embeddings = {}
+        frames = video.frames[video.frame_segment == row]  # [K,3,S,S]
+        if len(frames):
+            embeddings["video_frames"] = _pool(
+                weights["video"], np.stack([_image(weights["image"], f) for f in frames])
+            )
+        length = int(video.audio_length[row])
+        if length:
+            embeddings["video_audio"] = _audio(weights["audio"], video.audio[row, :, :length])
+        segments.append({"start_s": start, "end_s": end, "embeddings": embeddings, "slots": list(embeddings)})
+    return segments
+
+
+def _clip(segments: list[dict]) -> dict[str, np.ndarray]:
+    """The whole clip's video slots: the L2-normalised mean over the segments that have the slot."""
+    clip = {}
+    for slot in VIDEO_SLOTS:
+        rows = [s["embeddings"][slot] for s in segments if slot in s["embeddings"]]
+        if rows:
+            clip[slot] = _normalise(np.mean(rows, axis=0))
+    return clip
+
+
+def _fused(fusion_weights: dict, manifest, embeddings: dict[str, np.ndarray]) -> dict:
     logits, fused = _fusion(fusion_weights, manifest.fusion.modalities, embeddings, manifest.embedding_dim)
     heads = _heads(fusion_weights, embeddings) if manifest.fusion.has_modality_logits else {}
     return {
@@ -92,6 +166,13 @@ def _text(w: dict, arrays: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
 def _audio(w: dict, mel: np.ndarray) -> np.ndarray:
     pooled = mel.astype(np.float64).mean(axis=1)  # every frame of one unpadded item is real
     return _normalise(np.tanh(pooled @ w["audio_w1"]) @ w["audio_w2"])
+
+
+def _pool(w: dict, frames: np.ndarray) -> np.ndarray:
+    """Attention pooling of one segment's frame embeddings [K,D] (all real: no mask needed)."""
+    scores = frames @ w["pool_attention"][:, 0]  # [K]
+    weights = np.exp(scores - scores.max())
+    return _normalise((weights / weights.sum()) @ frames @ w["pool_w"])
 
 
 _ENCODERS = {"image": _image, "text": _text, "audio": _audio}

@@ -39,6 +39,8 @@ from service.manifest import (
     Manifest,
     TextEncoder,
     TextPreprocess,
+    VideoEncoder,
+    VideoPreprocess,
     sha256_file,
     write_manifest,
 )
@@ -46,58 +48,13 @@ from tests import bundle_graphs as graphs
 from tests.bundle_reference import reference_outputs
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")  # [PAD] = 0, the id the server pads with
-WORDS = (  # 50 lowercase words; sample texts are drawn from these, so they never hit [UNK]
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "red",
-    "green",
-    "blue",
-    "yellow",
-    "black",
-    "white",
-    "orange",
-    "purple",
-    "brown",
-    "grey",
-    "cat",
-    "dog",
-    "bird",
-    "fish",
-    "horse",
-    "mouse",
-    "cow",
-    "sheep",
-    "frog",
-    "bear",
-    "a",
-    "the",
-    "is",
-    "an",
-    "number",
-    "digit",
-    "odd",
-    "even",
-    "big",
-    "small",
-    "above",
-    "below",
-    "near",
-    "far",
-    "left",
-    "right",
-    "up",
-    "down",
-    "hot",
-    "cold",
-)
+# 50 lowercase words; sample texts are drawn from these, so they never hit [UNK]
+WORDS = (
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "red", "green", "blue", "yellow",
+    "black", "white", "orange", "purple", "brown", "grey", "cat", "dog", "bird", "fish", "horse", "mouse", "cow",
+    "sheep", "frog", "bear", "a", "the", "is", "an", "number", "digit", "odd", "even", "big", "small", "above",
+    "below", "near", "far", "left", "right", "up", "down", "hot", "cold",
+)  # fmt: skip
 SAMPLE_RATE = 16_000
 IMAGE_MEAN = (123.675, 116.28, 103.53)  # ImageNet statistics in 0-255 units, like the real encoders
 IMAGE_STD = (58.395, 57.12, 57.375)
@@ -105,9 +62,14 @@ FILES = {
     "image": "image_encoder.onnx",
     "text": "text_encoder.onnx",
     "audio": "audio_encoder.onnx",
+    "video": "video_pool.onnx",
     "fusion": "fusion.onnx",
     "tokenizer": "tokenizer.json",
 }
+# What a bundle has unless asked: a video needs its test media (tests/media_video.py), so it is asked for by name
+DEFAULT_MODALITIES = ("image", "text", "audio")
+# The weight streams' order: fixed, so a bundle's weights never change when a modality is added to MODALITIES
+COMPONENTS = ("image", "text", "audio", "fusion", "video")
 # Preferred modality subsets for golden examples; intersected with what the bundle has.
 GOLDEN_SUBSETS = (
     ("image", "text", "audio"),
@@ -118,6 +80,9 @@ GOLDEN_SUBSETS = (
     ("image", "text"),
     ("text", "audio"),
 )
+VIDEO_SUBSETS = (("video",), ("text", "video"))  # a video bundle's golden examples add these
+# 1 s segments of 2 frames (a 2.5 s clip: 3 segments, the last 0.5 s with one frame), so K varies in a batch
+VIDEO_SPEC = VideoPreprocess(frames_per_second=2.0, max_frames_per_segment=4, segment_s=1.0, max_seconds=60.0)
 
 
 # ----------------------------------------------------------------------------------------- building
@@ -128,7 +93,7 @@ def build_bundle(
     name: str = "tiny",
     version: str = "1",
     *,
-    modalities=MODALITIES,
+    modalities=DEFAULT_MODALITIES,
     labels=("zero", "one", "two", "three"),
     dim: int = 8,
     seed: int = 0,
@@ -139,10 +104,13 @@ def build_bundle(
     audio_max_seconds: float = 10.0,
     modality_heads: bool = True,
     image_normalise: str = "server",
+    video: VideoPreprocess | None = None,
 ) -> Path:
     """Write models/<name>/<version>/ under `root` and return that directory. `modality_heads`: fusion.onnx
     also outputs modality_logits (classify?explain=true); without it the bundle is like older ones.
-    `image_normalise="graph"`: the image encoder takes uint8 pixels and normalises them itself."""
+    `image_normalise="graph"`: the image encoder takes uint8 pixels and normalises them itself. "video" in
+    `modalities` adds an attention pool (video_pool.onnx) segmenting as `video` says (default VIDEO_SPEC);
+    fusion then takes the slots (video_frames with the image encoder, video_audio with the audio encoder)."""
     modalities = [m for m in MODALITIES if m in modalities]  # canonical order = fusion input order
     if not modalities:
         raise ValueError("a bundle needs at least one modality")
@@ -159,9 +127,11 @@ def build_bundle(
         ),
         "text": TextPreprocess(max_length=text_max_length, truncate=True),
         "audio": AudioPreprocess(sample_rate=SAMPLE_RATE, max_seconds=audio_max_seconds, n_mels=n_mels),
+        "video": video or VIDEO_SPEC,
     }
     encoders = {m: _write_encoder(bundle, m, specs[m], _rng(seed, m), dim) for m in modalities}
-    fusion = _write_fusion(bundle, modalities, _rng(seed, "fusion"), dim, len(labels), modality_heads)
+    slots = Encoders(**encoders).slots()
+    fusion = _write_fusion(bundle, slots, _rng(seed, "fusion"), dim, len(labels), modality_heads)
     (bundle / "model_card.md").write_text(f"# {name} {version}\n\nRandom weights (seed {seed}), for tests.\n")
     files = sorted(p.name for p in bundle.iterdir() if p.name != "manifest.json")
     manifest = Manifest(
@@ -186,7 +156,7 @@ def build_bundle(
 
 def _rng(seed: int, component: str) -> np.random.Generator:
     """One stream per component, so a text-only bundle has the same text weights as a full one."""
-    return np.random.default_rng([seed, [*MODALITIES, "fusion"].index(component)])
+    return np.random.default_rng([seed, COMPONENTS.index(component)])
 
 
 def _write_encoder(bundle: Path, modality: str, spec, rng: np.random.Generator, dim: int):
@@ -208,6 +178,11 @@ def _write_encoder(bundle: Path, modality: str, spec, rng: np.random.Generator, 
         }
         model, inputs, outputs = graphs.text_encoder(weights, dim)
         encoder = TextEncoder
+    elif modality == "video":
+        weights = {"pool_attention": rng.normal(0, 2.0, (dim, 1)), "pool_w": rng.normal(0, dim**-0.5, (dim, dim))}
+        model, inputs, outputs = graphs.video_pool(weights, dim)
+        onnx.save(model, bundle / FILES[modality])
+        return VideoEncoder(file=FILES[modality], inputs=inputs, outputs=outputs, preprocess=spec, pooling="attention")
     else:
         weights = {
             "audio_w1": rng.normal(0, 2.0 * spec.n_mels**-0.5, (spec.n_mels, dim)),
@@ -220,6 +195,7 @@ def _write_encoder(bundle: Path, modality: str, spec, rng: np.random.Generator, 
 
 
 def _write_fusion(bundle: Path, modalities: list[str], rng: np.random.Generator, dim: int, classes: int, heads: bool):
+    """`modalities`: fusion's slots (service.manifest.SLOTS), a video's two among them."""
     # std 1.5 gives logits of a few units: probabilities far from uniform, so parity checks bite
     weights = {
         "fusion_w": rng.normal(0, 1.5, (len(modalities) * dim, classes)),
@@ -252,21 +228,27 @@ def _write_tokenizer(path: Path) -> int:
 
 
 def _golden_subsets(modalities: list[str], count: int = 3) -> list[list[str]]:
-    subsets = []
+    subsets, video = [], [list(s) for s in VIDEO_SUBSETS if set(s) <= set(modalities)]
+    modalities = [m for m in modalities if m != "video"]
+    if not modalities:
+        return video
     for preferred in GOLDEN_SUBSETS:
         subset = [m for m in modalities if m in preferred]
         if subset and subset not in subsets:
             subsets.append(subset)
-    return [subsets[i % len(subsets)] for i in range(count)]  # a 1-modality bundle repeats its subset
+    return [subsets[i % len(subsets)] for i in range(count)] + video  # a 1-modality bundle repeats its subset
 
 
 def _golden_examples(bundle: Path, modalities: list[str]) -> list[dict]:
     examples = []
     for i, subset in enumerate(_golden_subsets(modalities)):
         raw = {m: v for m, v in sample_inputs(seed=100 + i).items() if m in subset}
+        if "video" in subset:
+            raw["video"] = sample_video(seed=100 + i)
         golden_input = GoldenInput(
-            text=raw.get("text"), image_b64=_b64(raw.get("image")), audio_b64=_b64(raw.get("audio"))
-        )
+            text=raw.get("text"), image_b64=_b64(raw.get("image")), audio_b64=_b64(raw.get("audio")),
+            video_b64=_b64(raw.get("video")),
+        )  # fmt: skip
         output = GoldenOutput(**reference_outputs(bundle, raw))
         examples.append(GoldenExample(inputs=golden_input, outputs=output).model_dump())
     return examples
@@ -280,9 +262,20 @@ def _b64(data: bytes | None) -> str | None:
 
 
 def sample_inputs(seed: int = 0) -> dict:
-    """One raw item: {"image": PNG bytes, "audio": WAV bytes, "text": str}, sizes varying with seed."""
+    """One raw item: {"image": PNG bytes, "audio": WAV bytes, "text": str, "video": MP4 bytes}, varying with seed."""
     rng = np.random.default_rng(seed)
     return {"image": _sample_png(rng), "audio": _sample_wav(rng), "text": _sample_text(rng)}
+
+
+def sample_video(seed: int = 0, **options) -> bytes:
+    """A 2.1-2.9 s MP4 (H.264 + AAC) of digits and a tone: three segments of VIDEO_SPEC, the last one short.
+    `options` go to tests/media_video.py's video_bytes (audio=False, video=False, container=...)."""
+    from tests.media_video import video_bytes  # PyAV; only a video bundle needs it
+
+    rng = np.random.default_rng([seed, 1])
+    digits = tuple(int(d) for d in rng.integers(0, 10, 2))
+    seconds, tone = round(float(rng.uniform(2.1, 2.9)), 2), float(rng.uniform(200, 2000))
+    return video_bytes(**{"seconds": seconds, "digits": digits, "tone_hz": tone, **options})
 
 
 def _sample_png(rng: np.random.Generator) -> bytes:

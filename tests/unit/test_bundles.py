@@ -17,9 +17,10 @@ import pytest
 import soundfile
 from tokenizers import Tokenizer
 
-from service.manifest import MODALITIES, read_manifest, sha256_file
+from service.manifest import read_manifest, sha256_file
 from tests import bundle_graphs
 from tests.bundle_reference import preprocess_item, reference_outputs
+from tests.bundles import DEFAULT_MODALITIES as MODALITIES
 from tests.bundles import build_bundle, sample_inputs
 
 ORT_DTYPES = {"float32": "tensor(float)", "int64": "tensor(int64)"}
