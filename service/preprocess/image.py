@@ -152,6 +152,16 @@ def _normalise(image: Image.Image, spec: ImagePreprocess) -> np.ndarray:
     return out
 
 
+def preprocess_image(image: Image.Image, spec: ImagePreprocess) -> np.ndarray:
+    """A decoded, upright picture → the encoder's input, as decode_image makes it after decoding: 8-bit RGB,
+    resized per spec, float32 [3, S, S] normalised (spec.normalise "graph": uint8 [3, S, S]). Video frames
+    come through here too, so a frame and a photo of the same picture give the encoder the same input."""
+    image = _resize(_to_rgb(image), spec)
+    if spec.normalise == "graph":  # the encoder normalises: hand it the pixels, a quarter of the bytes
+        return np.ascontiguousarray(np.asarray(image).transpose(2, 0, 1))
+    return _normalise(image, spec)
+
+
 def decode_image(data: bytes, spec: ImagePreprocess, *, max_pixels: int, field: str = "image") -> np.ndarray:
     """Encoded JPEG/PNG/WebP/BMP bytes → float32 [3, S, S], EXIF-oriented, resized, normalised (spec.single_pass:
     JPEGs decoded at a reduced scale, crop and resize in one pass; spec.normalise "graph": uint8 [3, S, S])."""
@@ -164,10 +174,7 @@ def decode_image(data: bytes, spec: ImagePreprocess, *, max_pixels: int, field: 
             _draft(image, spec)
         image.load()  # the first (and only) decode, after the size check
         ImageOps.exif_transpose(image, in_place=True)  # without an Orientation tag, a copy otherwise
-        image = _resize(_to_rgb(image), spec)
-        if spec.normalise == "graph":  # the encoder normalises: hand it the pixels, a quarter of the bytes
-            return np.ascontiguousarray(np.asarray(image).transpose(2, 0, 1))
-        return _normalise(image, spec)
+        return preprocess_image(image, spec)
     except FusionError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning, MemoryError) as exc:
