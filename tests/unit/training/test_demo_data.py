@@ -15,7 +15,8 @@ import soundfile as sf
 from service.manifest import AudioPreprocess, ImagePreprocess
 from service.preprocess import decode_audio, decode_image
 from training.data.dataset import load_dataset
-from training.data.demo import DemoConfig, build_tridigits, voices
+from training.data.demo import build_tridigits
+from training.data.demo_jobs import DemoConfig, voices
 from training.data.demo_text import PARTIAL_HINTS, WORDS, add_typos, make_hint
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
