@@ -119,6 +119,7 @@ def golden_items(bundle: LoadedBundle, settings: Settings) -> list[PreparedItem]
             image=base64.b64decode(example.inputs.image_b64) if example.inputs.image_b64 else None,
             audio=base64.b64decode(example.inputs.audio_b64) if example.inputs.audio_b64 else None,
             text=example.inputs.text,
+            video=base64.b64decode(example.inputs.video_b64) if example.inputs.video_b64 else None,
             prefix=f"golden[{index}].",
         )
         try:
@@ -129,13 +130,20 @@ def golden_items(bundle: LoadedBundle, settings: Settings) -> list[PreparedItem]
 
 
 def max_golden_error(bundle: LoadedBundle, results) -> float:
-    """Largest |server − reference| over probabilities, fused, per-modality embeddings and probabilities."""
+    """Largest |server − reference| over probabilities, fused, per-slot embeddings and probabilities, and a
+    video's segments (bounds, probabilities, fused); infinite when the segments differ in number."""
     worst = 0.0
     for example, result in zip(bundle.manifest.golden, results, strict=True):
         expected = example.outputs
         pairs = [(expected.probabilities, result.probabilities), (expected.fused, result.fused)]
         pairs += [(vector, result.embeddings[m]) for m, vector in expected.embeddings.items()]
         pairs += [(vector, result.modality_probabilities[m]) for m, vector in expected.modality_probabilities.items()]
+        segments = result.segments
+        if len(expected.segments) != (len(segments) if segments is not None else 0):
+            return float("inf")
+        for row, segment in enumerate(expected.segments):
+            pairs += [([segment.start_s, segment.end_s], segments.bounds[row])]
+            pairs += [(segment.probabilities, segments.probabilities[row]), (segment.fused, segments.fused[row])]
         for reference, actual in pairs:
             worst = max(worst, float(np.max(np.abs(np.asarray(reference, np.float32) - actual))))
     return worst

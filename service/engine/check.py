@@ -19,6 +19,14 @@ def golden_results(bundle: LoadedBundle, settings: Settings) -> list:
     return run_direct(bundle.encoders, bundle.fusion, golden_items(bundle, settings))
 
 
+def _segments(segments) -> list[dict]:
+    """A video's segments as GoldenSegment's fields, so a trainer can compare them with its own."""
+    if segments is None:
+        return []
+    rows = zip(segments.bounds.tolist(), segments.probabilities.tolist(), segments.fused.tolist(), strict=True)
+    return [{"start_s": b[0], "end_s": b[1], "probabilities": p, "fused": f} for b, p, f in rows]
+
+
 def check_bundle(directory: Path, settings: Settings) -> dict:
     """{"ok", "reason", "golden_max_error", "tolerance", "provider", "outputs": [per golden example]}."""
     report: dict = {"bundle": str(directory), "ok": False, "reason": None, "golden_max_error": None}
@@ -39,6 +47,7 @@ def check_bundle(directory: Path, settings: Settings) -> dict:
                 "fused": r.fused.tolist(),
                 "embeddings": {m: v.tolist() for m, v in r.embeddings.items()},
                 "modality_probabilities": {m: v.tolist() for m, v in r.modality_probabilities.items()},
+                "segments": _segments(r.segments),
             }
             for r in results
         ],

@@ -1,13 +1,16 @@
 """One item through the model: present modalities → their encoder batchers (concurrently) → fusion.
 
-An item with {image, audio} enters only the image and audio queues: no compute on absent inputs.
+An item with {image, audio} enters only the image and audio queues: no compute on absent inputs. A video item
+asks the image, audio and pooling batchers, then fusion once per segment and once for the clip (video_run.py).
 `run_direct` is the same computation without batchers (golden replay, warm-up).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import numpy as np
 
@@ -19,6 +22,7 @@ from service.engine.components import (
     FusionOutput,
     item_length,
 )
+from service.engine.video_run import VIDEO, BatchedVideo, VideoItem
 from service.errors import NotReady
 from service.items import BatchInfo, ItemResult, PreparedItem
 from service.metrics import Metrics, observe_repeated
@@ -122,6 +126,8 @@ class Pipeline:
                 self._idle.set()
 
     async def _run(self, item: PreparedItem, deadline: float) -> ItemResult:
+        if VIDEO in item.arrays:
+            return await BatchedVideo(self.batchers, self.encoders, item, deadline).run()
         encoded, batches = await self._encode(item, deadline)
         embeddings = {m: e.embedding for m, e in encoded.items()}
         (first,) = encoded.values() if len(encoded) == 1 else (None,)
@@ -157,15 +163,43 @@ class Pipeline:
 def run_direct(
     encoders: dict[str, EncoderComponent], fusion: FusionComponent, items: list[PreparedItem]
 ) -> list[ItemResult]:
-    """The pipeline's computation, synchronously, one batch per component (no queues, no deadlines)."""
+    """The pipeline's computation, synchronously, one batch per component (no queues, no deadlines): every
+    item's inputs of a modality and the video items' frames (image) and segments' sound (audio) together, then
+    the segments' pooling, then every fusion row."""
+    videos = {row: VideoItem.of(item, encoders) for row, item in enumerate(items) if VIDEO in item.arrays}
     per_item: list[dict[str, np.ndarray]] = [{} for _ in items]
     for modality, encoder in encoders.items():
-        rows = [i for i, item in enumerate(items) if modality in item.arrays]
-        if rows:
-            for row, embedding in zip(rows, encoder([items[r].arrays[modality] for r in rows]), strict=True):
-                per_item[row][modality] = embedding
-    outputs = fusion(per_item)
-    return [item_result(*row) for row in zip(items, per_item, outputs, strict=True)]
+        if modality == VIDEO:
+            continue
+        asks = [(item.arrays[modality], partial(per_item[r].__setitem__, modality))
+                for r, item in enumerate(items) if modality in item.arrays]  # fmt: skip
+        for video in videos.values():
+            if modality == "image":
+                asks += [
+                    (f, partial(video.frame_embeddings.__setitem__, n)) for n, f in enumerate(video.frame_inputs())
+                ]
+            elif modality == "audio":
+                asks += [(s, partial(video.sound.__setitem__, row)) for row, s in video.sound_inputs().items()]
+        _answer(encoder, asks)
+    if VIDEO in encoders:
+        stacks = [
+            (s, partial(v.pooled.__setitem__, row)) for v in videos.values() for row, s in v.pool_inputs().items()
+        ]
+        _answer(encoders[VIDEO], stacks)
+    rows = [videos[r].fusion_inputs(per_item[r]) if r in videos else [per_item[r]] for r in range(len(items))]
+    outputs = iter(fusion([row for item_rows in rows for row in item_rows]))
+    return [
+        videos[r].result(per_item[r], [next(outputs) for _ in rows[r]], {}) if r in videos
+        else item_result(item, per_item[r], next(outputs))
+        for r, item in enumerate(items)
+    ]  # fmt: skip
+
+
+def _answer(component: Callable[[list], list], asks: list[tuple[object, Callable]]) -> None:
+    """One call of `component` on every payload; each answer handed to its payload's sink."""
+    if asks:
+        for (_, put), answer in zip(asks, component([payload for payload, _ in asks]), strict=True):
+            put(answer)
 
 
 def item_result(

@@ -15,14 +15,15 @@ from service.engine.batch_window import plan_batches
 from service.engine.bundle import LoadedBundle
 from service.engine.components import item_length
 from service.engine.pipeline import policy_for
-from service.items import PreparedItem
+from service.items import PreparedItem, RawItem
 from service.modalities.registry import modality as modality_spec
 from service.settings import Settings
 
 
 def _array(bundle: LoadedBundle, modality: str, length: int | None):
-    """A synthetic input of `modality` (ModalitySpec.warmup_input), `length` long on its variable axis."""
-    preprocess = bundle.manifest.encoder(modality).preprocess
+    """A synthetic input of `modality` (ModalitySpec.warmup_input), `length` long on its variable axis; what
+    it takes is what decoding would (a video's: the bundle's segmentation, ModalitySpec.preprocess_of)."""
+    preprocess = modality_spec(modality).preprocess_of(bundle.manifest, RawItem(), None)
     return modality_spec(modality).warmup_input(preprocess, length, bundle.tokenizer)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from service.items import BatchInfo, ItemResult, PreparedItem
+from service.items import BatchInfo, ItemResult, PreparedItem, SegmentResults
 from service.wire.frames import Frames, MalformedMessage, item_arrays, items_from, pack
 
 # What a call must carry besides its id: name → accepted types
@@ -62,9 +62,32 @@ def unpack_calls(header: dict, arrays: list) -> list[tuple[dict, list[PreparedIt
 
 
 def _named(result: ItemResult) -> dict:
+    """The result's arrays by field; a video's segments are fields too ("segments:fused" [G,D]…), which stack
+    with the segments of other videos of as many segments."""
     named = {"probabilities": result.probabilities, "fused": result.fused}
     named |= {f"embedding:{m}": v for m, v in result.embeddings.items()}
-    return named | {f"modality_probabilities:{m}": v for m, v in result.modality_probabilities.items()}
+    named |= {f"modality_probabilities:{m}": v for m, v in result.modality_probabilities.items()}
+    segments = result.segments
+    if segments is not None:
+        named |= {f"segments:{name}": getattr(segments, name) for name in SEGMENT_FIELDS}
+        named |= {f"segments:embedding:{slot}": v for slot, v in segments.embeddings.items()}
+        named |= {f"segments:modality_probabilities:{slot}": v for slot, v in segments.modality_probabilities.items()}
+    return named
+
+
+SEGMENT_FIELDS = ("bounds", "probabilities", "fused", "present")  # SegmentResults' arrays (its dicts apart)
+
+
+def _fields(named: dict, prefix: str) -> dict:
+    return {name[len(prefix) :]: v for name, v in named.items() if name.startswith(prefix)}
+
+
+def _segments(named: dict) -> SegmentResults | None:
+    if "segments:bounds" not in named:
+        return None
+    arrays = [named[f"segments:{name}"] for name in SEGMENT_FIELDS]
+    return SegmentResults(*arrays, _fields(named, "segments:embedding:"),
+                          _fields(named, "segments:modality_probabilities:"))  # fmt: skip
 
 
 def pack_replies(header: dict, replies: Sequence[tuple[dict, Sequence[ItemResult] | None]]) -> Frames:
@@ -92,10 +115,9 @@ def pack_replies(header: dict, replies: Sequence[tuple[dict, Sequence[ItemResult
 def _result(meta: dict, stacks: list) -> ItemResult:
     named = {name: stacks[stack][row] for name, (stack, row) in meta["rows"].items()}
     return ItemResult(
-        meta["modalities"], named["probabilities"], named["fused"],
-        {k.split(":", 1)[1]: v for k, v in named.items() if k.startswith("embedding:")},
-        {k.split(":", 1)[1]: v for k, v in named.items() if k.startswith("modality_probabilities:")},
-        {name: BatchInfo(*info) for name, info in meta["batches"].items()},
+        meta["modalities"], named["probabilities"], named["fused"], _fields(named, "embedding:"),
+        _fields(named, "modality_probabilities:"), {name: BatchInfo(*info) for name, info in meta["batches"].items()},
+        _segments(named),
     )  # fmt: skip
 
 
