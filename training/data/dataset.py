@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from service.manifest import AudioPreprocess, ImagePreprocess
+from service.manifest import MODALITIES, AudioPreprocess, ImagePreprocess
 from service.preprocess import FusionError, decode_audio, decode_image, decode_text
 from training.errors import UserError
 
@@ -40,11 +40,14 @@ class Example:
     image: Path | None = None
     text: str | None = None
     audio: Path | None = None
+    video: Path | None = None  # a clip (MP4/WebM/...): one training row per segment (training/data/video_rows.py)
+    # annotated segments (start_s, end_s, label), for clips whose segments differ; () = the label throughout
+    segments: tuple[tuple[float, float, str], ...] = ()
     views: dict[str, tuple[Path, ...]] = field(default_factory=dict, compare=False)  # modality → renderings
     meta: dict = field(default_factory=dict, compare=False)
 
     def modalities(self) -> list[str]:
-        return [m for m in ("image", "text", "audio") if getattr(self, m) is not None]
+        return [m for m in MODALITIES if getattr(self, m) is not None]
 
 
 class DatasetError(UserError, ValueError):
