@@ -1,4 +1,5 @@
-"""Tridigits media: a corrupted handwritten digit (PNG) and a noisy spoken digit word (16 kHz WAV).
+"""Tridigits media: a corrupted handwritten digit (PNG) and a noisy spoken digit word (16 kHz WAV); the video
+clips (MP4) are demo_video.py's.
 
 Runs in worker processes: every function is pure given its arguments (and a seeded generator), so a build
 is byte-identical whatever the number of workers or the order they finish in.
@@ -104,15 +105,19 @@ def noisy_speech(job: AudioJob, rng: np.random.Generator) -> np.ndarray:
     return (clip * (0.5 / max(1e-6, float(np.abs(clip).max())))).astype(np.float32)  # peak at -6 dBFS
 
 
-def write_media(path: Path, job: ImageJob | AudioJob, rng: np.random.Generator) -> None:
-    """One PNG (ImageJob) or 16 kHz 16-bit WAV (AudioJob) at `path`."""
+def write_media(path: Path, job, rng: np.random.Generator) -> None:
+    """One PNG (ImageJob), 16 kHz 16-bit WAV (AudioJob) or MP4 (demo_video.VideoJob) at `path`."""
     if isinstance(job, ImageJob):
         render_digit(job, rng).save(path, optimize=False)
-    else:
+    elif isinstance(job, AudioJob):
         sf.write(path, noisy_speech(job, rng), SAMPLE_RATE, subtype="PCM_16", format="WAV")
+    else:
+        from training.data.demo_video import write_clip  # demo_video builds on this module's renderers
+
+        write_clip(path, job, rng)
 
 
-def make_item(args: tuple[Path, list[tuple[str, ImageJob | AudioJob, np.random.SeedSequence]]]) -> None:
+def make_item(args: tuple[Path, list[tuple[str, object, np.random.SeedSequence]]]) -> None:
     """Write one item's media files: (path relative to root, job, seed of its own rng) each."""
     root, jobs = args
     for relative, job, seed in jobs:
