@@ -1,0 +1,45 @@
+"""A video bundle as the engine loads it: the pooling graph equals its numpy reference whatever the padding of
+a batch, and warm-up runs a video (one black, silent segment of the bundle's length)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from service.engine.pipeline import run_direct
+from service.engine.warmup import warmup_batches
+from service.settings import Settings
+from tests.bundle_reference import _pool, _weights
+from tests.bundles import VIDEO_SPEC
+from tests.unit.engine.video_items import video_bundle
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    return video_bundle(tmp_path_factory.mktemp("models"))
+
+
+def test_the_pool_matches_its_reference_under_garbage_padding(bundle):
+    """frame_mask alone excludes padded frames: large finite values there change nothing."""
+    rng = np.random.default_rng(0)
+    stacks = [rng.normal(0, 1, (k, 8)).astype(np.float32) for k in (1, 3, 4)]  # [K_i,D]
+    pool = bundle.encoders["video"]
+    feeds = pool.feeds(stacks)
+    assert feeds["frame_embeddings"].shape == (3, 4, 8) and feeds["frame_mask"].sum(axis=1).tolist() == [1, 3, 4]
+    feeds["frame_embeddings"][feeds["frame_mask"] == 0] = 1e3
+    batched = pool.model.run(feeds)[0]  # [B,D]
+    weights = _weights(bundle.directory / bundle.manifest.encoders.video.file)
+    expected = [_pool(weights, stack.astype(np.float64)) for stack in stacks]
+    np.testing.assert_allclose(batched, expected, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(pool([stacks[0]])[0], batched[0], atol=1e-6, rtol=0)  # alone = in a padded batch
+
+
+def test_warm_up_runs_a_video_of_one_segment(bundle):
+    batches = warmup_batches(bundle, Settings(warmup_batch_sizes=[1, 2], warmup_largest_batch=True))
+    with_video = [batch for batch in batches if "video" in batch[0].arrays]
+    assert with_video and all(len(batch[0].arrays["video"].bounds) == 1 for batch in with_video)
+    for batch in batches:
+        for result in run_direct(bundle.encoders, bundle.fusion, batch):
+            if "video" in result.modalities:
+                assert len(result.segments) == 1 and result.segments.slots(0) == ["video_frames", "video_audio"]
+                assert float(result.segments.bounds[0, 1]) == VIDEO_SPEC.segment_s
