@@ -1,17 +1,23 @@
 """A video bundle as the engine loads it: the pooling graph equals its numpy reference whatever the padding of
-a batch, and warm-up runs a video (one black, silent segment of the bundle's length)."""
+a batch, warm-up runs a video (one black, silent segment of the bundle's length), and the registry loads,
+warms and serves a video bundle with a batcher for its pooling."""
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import pytest
 
+from service.engine.local import LocalBackend
 from service.engine.pipeline import run_direct
 from service.engine.warmup import warmup_batches
+from service.manifest import MODALITIES
+from service.metrics import Metrics
 from service.settings import Settings
 from tests.bundle_reference import _pool, _weights
-from tests.bundles import VIDEO_SPEC
-from tests.unit.engine.video_items import video_bundle
+from tests.bundles import VIDEO_SPEC, build_bundle
+from tests.unit.engine.video_items import video_bundle, video_item
 
 
 @pytest.fixture(scope="module")
@@ -43,3 +49,24 @@ def test_warm_up_runs_a_video_of_one_segment(bundle):
             if "video" in result.modalities:
                 assert len(result.segments) == 1 and result.segments.slots(0) == ["video_frames", "video_audio"]
                 assert float(result.segments.bounds[0, 1]) == VIDEO_SPEC.segment_s
+
+
+async def test_the_registry_loads_warms_and_serves_a_video_bundle(tmp_path):
+    build_bundle(tmp_path, "vid", "1", modalities=MODALITIES, golden=False)
+    metrics = Metrics()
+    backend = LocalBackend(Settings(model_dir=tmp_path, warmup_largest_batch=True), metrics)
+    await backend.start()
+    try:
+        await backend.loader
+        state = backend.models.get("vid", "1")
+        assert state.status == "ready" and set(state.pipeline.batchers) == {*MODALITIES, "fusion"}
+        items = [video_item(state.bundle, seed=1), video_item(state.bundle, seed=2, frames=(1, 3), sound=(False, True))]
+        served = await backend.run("vid", "1", items, time.monotonic() + 30)
+        for got, expected in zip(served, run_direct(state.bundle.encoders, state.bundle.fusion, items), strict=True):
+            np.testing.assert_allclose(got.segments.probabilities, expected.segments.probabilities, atol=1e-6)
+            np.testing.assert_allclose(got.probabilities, expected.probabilities, atol=1e-6)
+        # the pool ran as a batcher of its own: the two videos' five segments
+        pooled = metrics.registry.get_sample_value("fusionserve_batch_size_sum", {"model": "vid", "component": "video"})
+        assert pooled == 5
+    finally:
+        await backend.stop()
