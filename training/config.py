@@ -60,6 +60,12 @@ class TrainConfig:
     text_encoder: str = ""  # "" = the packaged all-MiniLM-L6-v2
     text_pooling: str = "mean"  # mean over real tokens | cls (the first token)
     audio_encoder: str = ""  # "" = the packaged Whisper tiny.en, "whisper-base", or a Whisper / waveform encoder
+    # video: how a clip becomes training rows (the bundle's VideoPreprocess; service/preprocess/video_plan.py)
+    video_fps: float = 1.0  # frames kept per second of a segment
+    video_max_frames: int = 8  # at most this many frames per segment
+    video_segment_s: float = 4.0  # one training row per segment of this length
+    video_overlap_s: float = 0.0  # seconds shared by consecutive segments
+    video_pooling: str = "attention"  # a segment's frames → one embedding: attention (learned weights) | mean
     contrastive: str = "label"  # label: every same-label item of any modality is a positive | item: paired rows
     finetune_last: int = 0  # 0 = frozen backbones (cached features); N > 0 tunes the last N blocks (slow)
     finetune_lr: float = 5e-5  # learning rate of the tuned backbone blocks (the heads use lr)
@@ -131,6 +137,14 @@ def _sizes(cfg: TrainConfig) -> str | None:
     return None
 
 
+def _video(cfg: TrainConfig) -> str | None:
+    if not 0 < cfg.video_fps <= 30 or not 1 <= cfg.video_max_frames <= 64:
+        return "video_fps must be in (0, 30] and video_max_frames in [1, 64]"
+    if not 0 <= cfg.video_overlap_s < cfg.video_segment_s:
+        return f"video_overlap_s ({cfg.video_overlap_s}) must be >= 0 and below video_segment_s ({cfg.video_segment_s})"
+    return None
+
+
 def _text_encoder(cfg: TrainConfig) -> str | None:
     return text_encoder_problem(cfg.text_encoder) if cfg.text_encoder else None
 
@@ -162,7 +176,7 @@ _CHECKS = (
     _one_of("fusion", FUSIONS), _one_of("image_feature", ("pooled", "spatial", "cls")),
     _one_of("text_pooling", TEXT_POOLING), _text_encoder, _image_encoder, _audio_encoder,
     _one_of("contrastive", ("item", "label")), _one_of("quantize", ("", "int8")), _name_and_version, _sizes,
-    _card_notes,
+    _card_notes, _one_of("video_pooling", ("attention", "mean")), _video,
 )  # fmt: skip
 
 

@@ -20,6 +20,7 @@ from training.data.features import collate, decoded_inputs
 from training.data.specs import preprocess_for
 from training.data.splits import load_train_data
 from training.encoders import backbone_options
+from training.errors import UserError
 from training.model.backbones import build_backbone
 
 
@@ -45,6 +46,8 @@ def attach_live_backbones(model: nn.Module, data, cfg) -> None:
     """Give `model` trainable backbones (model.backbones) and the train/val splits live features."""
     if not data.examples.get("train"):
         raise ValueError("fine-tuning needs the dataset's examples (load_train_data), not features alone")
+    if data.encoders != data.modalities:  # a video's rows are segments: live features per segment are not built
+        raise UserError("finetune_last > 0 is for datasets without video; train a video dataset with frozen backbones")
     model.backbones = nn.ModuleDict(
         {m: build_backbone(m, cfg.finetune_last, **backbone_options(cfg)) for m in data.modalities}
     )

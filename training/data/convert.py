@@ -4,7 +4,7 @@
     fusionserve-train manifest --from items.csv --out data/items/dataset.jsonl   # label + text / image / audio
 
 A folder tree: every image file under <root>/<label>/ is an item of that label. A CSV: one item per row, with
-a `label` column and any of `text`, `image`, `audio` (paths relative to the CSV), and optional `id` and `split`
+a `label` column and any of `text`, `image`, `audio`, `video` (paths relative to the CSV), and optional `id` and `split`
 columns. Rows without a split are assigned one by a hash of their id (stable across runs; --val and --test
 fractions). Every row the server could not use is reported with its reason, not written: no label, no input,
 an empty or too long text, a missing or undecodable media file (the server's own decoders judge).
@@ -18,7 +18,8 @@ import json
 import os
 from pathlib import Path
 
-from training.data.dataset import MAX_TEXT_CHARS, SPLITS, media_problem
+from service.manifest import MODALITIES
+from training.data.dataset import MAX_TEXT_CHARS, MEDIA, SPLITS, media_problem
 from training.errors import UserError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
@@ -52,14 +53,14 @@ def row_item(row: dict, base: Path) -> tuple[dict | None, str | None]:
         if len(text) > MAX_TEXT_CHARS:
             return None, f"text has {len(text)} characters; the limit is {MAX_TEXT_CHARS}"
         item["text"] = text
-    for modality in ("image", "audio"):
+    for modality in MEDIA:
         if value := (row.get(modality) or "").strip():
             path, problem = _media(value, modality, base)
             if problem:
                 return None, problem
             item[modality] = path
-    if not any(m in item for m in ("image", "text", "audio")):
-        return None, "no text, image or audio"
+    if not any(m in item for m in MODALITIES):
+        return None, "no text, image, audio or video"
     split = (row.get("split") or "").strip()
     if split and split not in SPLITS:
         return None, f"split {split!r} is not one of {', '.join(SPLITS)}"

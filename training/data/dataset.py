@@ -1,12 +1,15 @@
 """The user's dataset: a JSONL manifest, one item per line, validated in full before any training starts.
 
-Each line is a JSON object with `id`, `split` (train / val / test), `label`, and any non-empty subset of
-`image` (path), `text` (string) and `audio` (path); paths are relative to the manifest's directory. An
-optional `meta` object is carried along (evaluation groups a robustness set by `meta.group`); an optional
-`views` object lists extra renderings of the item's media for training, `{"image": [paths], "audio": [paths]}`
-(augmentation whose features the cache stores like any other file). Any other key is reported (catches
-typos such as "imgae"). Media are decoded with the server's own code (service.preprocess), so a file the server would
-reject is reported here, with the server's reason, instead of failing half-way through training.
+Each line is a JSON object with `id`, `split` (train / val / test), `label`, and any non-empty subset of `image`
+(path), `text` (string), `audio` (path) and `video` (path); paths are relative to the manifest's directory. A video
+item may annotate its segments, `segments: [{"start_s", "end_s", "label"}]` (a clip whose parts differ, e.g. two
+digits in turn): each training segment takes the label of the annotation overlapping it most, else the item's
+`label` (training/data/video_rows.py). An optional `meta` object is carried along (evaluation groups a robustness
+set by `meta.group`); an optional `views` object lists extra renderings of the item's media for training,
+`{"image": [paths], "audio": [paths]}` (augmentation whose features the cache stores like any other file). Any
+other key is reported (catches typos such as "imgae"). Media are decoded with the server's own code
+(service.preprocess), so a file the server would reject is reported here, with the server's reason, instead of
+failing half-way through training.
 """
 
 from __future__ import annotations
@@ -18,11 +21,13 @@ from pathlib import Path
 
 from service.manifest import MODALITIES, AudioPreprocess, ImagePreprocess
 from service.preprocess import FusionError, decode_audio, decode_image, decode_text
+from training.data.video_decode import check_video
 from training.errors import UserError
 
 SPLITS = ("train", "val", "test")
-MEDIA = ("image", "audio")
-KEYS = frozenset({"id", "split", "label", "image", "text", "audio", "meta", "views"})
+MEDIA = ("image", "audio", "video")
+VIEWS = ("image", "audio")  # the media that may list training views
+KEYS = frozenset({"id", "split", "label", *MODALITIES, "meta", "views", "segments"})
 # The server's default request limits (service/settings.py): training accepts what serving accepts.
 MAX_IMAGE_PIXELS = 40_000_000
 MAX_AUDIO_SECONDS = 30.0
@@ -72,8 +77,8 @@ def _check_fields(obj: dict) -> list[str]:
     label = obj.get("label")
     if label is None or isinstance(label, bool) or not isinstance(label, str | int) or not str(label).strip():
         problems.append("label missing (a non-empty string or an integer is required)")
-    if not any(obj.get(m) is not None for m in ("image", "text", "audio")):
-        problems.append("no modality: give at least one of image, text, audio")
+    if not any(obj.get(m) is not None for m in MODALITIES):
+        problems.append(f"no modality: give at least one of {', '.join(MODALITIES)}")
     if "meta" in obj and not isinstance(obj["meta"], dict):
         problems.append("meta must be a JSON object")
     return problems
@@ -86,7 +91,7 @@ def _view_paths(obj: dict, root: Path) -> tuple[dict[str, tuple[Path, ...]], lis
         return {}, ["views must be a JSON object {modality: [paths]}"]
     out, problems = {}, []
     for modality, paths in views.items():
-        if modality not in MEDIA or obj.get(modality) is None:
+        if modality not in VIEWS or obj.get(modality) is None:
             problems.append(f"views.{modality}: views are for the item's own image or audio")
         elif not isinstance(paths, list):
             problems.append(f"views.{modality} must be a list of paths")
@@ -95,6 +100,27 @@ def _view_paths(obj: dict, root: Path) -> tuple[dict[str, tuple[Path, ...]], lis
             problems += [p for _, bad in found for p in bad]
             out[modality] = tuple(path for path, _ in found if path is not None)
     return out, problems
+
+
+def _segments(obj: dict) -> tuple[tuple[tuple[float, float, str], ...], list[str]]:
+    """`segments`: [{"start_s", "end_s", "label"}] of a video item → ((start, end, label), ...), problems."""
+    value = obj.get("segments")
+    if value is None:
+        return (), []
+    if obj.get("video") is None:
+        return (), ["segments annotate a video: this item has none"]
+    if not isinstance(value, list):
+        return (), ["segments must be a list of {start_s, end_s, label}"]
+    out, problems = [], []
+    for n, seg in enumerate(value):
+        ok = isinstance(seg, dict) and set(seg) == {"start_s", "end_s", "label"}
+        times = [seg.get(k) for k in ("start_s", "end_s")] if ok else []
+        ok = ok and all(isinstance(t, int | float) and not isinstance(t, bool) for t in times)
+        if not ok or not 0 <= times[0] < times[1] or not str(seg["label"]).strip():
+            problems.append(f"segments[{n}] must be {{start_s, end_s, label}} with 0 <= start_s < end_s")
+        else:
+            out.append((float(times[0]), float(times[1]), str(seg["label"])))
+    return tuple(out), problems
 
 
 def _check_text(text: object) -> list[str]:
@@ -124,6 +150,8 @@ def media_problem(modality: str, path: Path) -> str | None:
         data = path.read_bytes()
         if modality == "image":
             decode_image(data, _CHECK_IMAGE, max_pixels=MAX_IMAGE_PIXELS)
+        elif modality == "video":
+            check_video(data)
         else:
             decode_audio(data, _CHECK_AUDIO, max_seconds=MAX_AUDIO_SECONDS)
     except FusionError as exc:
@@ -142,7 +170,8 @@ def _parse_line(raw: str, root: Path) -> tuple[object, Example | None, list[str]
     if not isinstance(obj, dict):
         return None, None, [f"expected a JSON object, got {type(obj).__name__}"], {}
     views, view_problems = _view_paths(obj, root)
-    problems = _check_fields(obj) + _check_text(obj.get("text")) + view_problems
+    segments, segment_problems = _segments(obj)
+    problems = _check_fields(obj) + _check_text(obj.get("text")) + view_problems + segment_problems
     media: dict[str, Path] = {}
     for modality in MEDIA:
         path, bad = _media_path(obj.get(modality), modality, root)
@@ -152,7 +181,7 @@ def _parse_line(raw: str, root: Path) -> tuple[object, Example | None, list[str]
     if problems:
         return obj.get("id"), None, problems, media
     example = Example(id=obj["id"], split=obj["split"], label=str(obj["label"]), text=obj.get("text"), **media,
-                      views=views, meta=obj.get("meta", {}))  # fmt: skip
+                      segments=segments, views=views, meta=obj.get("meta", {}))  # fmt: skip
     return example.id, example, [], media
 
 
@@ -200,5 +229,5 @@ def load_dataset(manifest: Path | str, *, check_media: bool = True, threads: int
 
 
 def labels_of(examples: list[Example]) -> list[str]:
-    """Sorted unique labels: the class order of the model."""
-    return sorted({example.label for example in examples})
+    """Sorted unique labels (the items' and their annotated segments'): the class order of the model."""
+    return sorted({e.label for e in examples} | {label for e in examples for _, _, label in e.segments})

@@ -13,12 +13,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from service.manifest import MODALITIES
+from service.manifest import MODALITIES, SLOTS, VIDEO_SLOTS
 from training.data.dataset import Example, labels_of, load_dataset
 from training.data.features import FeatureCache, extract_features
 from training.data.specs import preprocess_for
+from training.data.video_decode import video_preprocess
+from training.data.video_features import VideoFeatures
+from training.data.video_rows import expand_views, plan_rows, video_tables
 from training.encoders import backbone_options
 from training.model.backbones import build_backbone
+from training.model.temporal import encoder_of
 
 
 @dataclass
@@ -30,6 +34,9 @@ class Split:
     live: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None = None  # fine-tuning: features computed now
     # training views: modality → [N,S,F]; slot 0 is the item's own rendering, items with fewer views repeat it
     views: dict[str, torch.Tensor] = field(default_factory=dict)
+    # video: a row per segment (training/data/video_rows.py); the example and segment of each row (-1: no video)
+    item: torch.Tensor | None = None  # [N] i64
+    segment: torch.Tensor | None = None  # [N] i64
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -48,27 +55,62 @@ class Split:
 
 @dataclass
 class TrainData:
-    modalities: list[str]  # canonical order (image, text, audio) restricted to what the data has
+    modalities: list[str]  # fusion's slots (service.manifest.SLOTS order) restricted to what the data has
     labels: list[str]  # class names; index = class id
     splits: dict[str, Split]
-    examples: dict[str, list] = field(default_factory=dict)  # split → [Example] in row order
+    examples: dict[str, list] = field(default_factory=dict)  # split → [Example] (a video example: several rows)
+    encoders: list[str] = field(default_factory=list)  # the encoders the slots need (image, text, audio)
+
+    def __post_init__(self) -> None:
+        self.encoders = self.encoders or list(dict.fromkeys(encoder_of(m) for m in self.modalities))
 
     def feature_dims(self) -> dict[str, int]:
-        return {m: int(self.splits["train"].features[m].shape[1]) for m in self.modalities}
+        """encoder → F (a video's frames are image features, its sound audio features)."""
+        train = self.splits["train"].features
+        slot = {encoder_of(m): m for m in reversed(self.modalities)}  # an encoder's own slot wins
+        return {e: int(train[slot[e]].shape[-1]) for e in self.encoders}
 
 
-def make_split(examples: list, modalities: list[str], labels: list[str], features: dict[str, np.ndarray]) -> Split:
-    """features: modality → [N_present, F] for the examples having it, in order (extract_features' layout)."""
-    present = np.array([[getattr(e, m) is not None for m in modalities] for e in examples], np.float32)  # [N,M]
+def make_split(
+    examples: list, modalities: list[str], labels: list[str], features: dict[str, np.ndarray], video=None
+) -> Split:
+    """features: modality → [N_present, F] for the examples having it, in order (extract_features' layout);
+    video: VideoPart, when `modalities` has video slots (a row per segment then)."""
+    base = [m for m in modalities if m not in VIDEO_SLOTS]
+    present = np.array([[getattr(e, m) is not None for m in base] for e in examples], np.float32)  # [N,M]
     dense = {}
-    for column, m in enumerate(modalities):
+    for column, m in enumerate(base):
         rows = np.flatnonzero(present[:, column])
         table = np.zeros((len(examples), features[m].shape[1]), np.float32)  # [N,F]
         table[rows] = features[m]
         dense[m] = torch.from_numpy(table)
     index = {label: i for i, label in enumerate(labels)}
-    targets = torch.tensor([index[e.label] for e in examples], dtype=torch.long)
-    return Split(dense, torch.from_numpy(present), targets, [e.id for e in examples])
+    if base == modalities:  # no video: one row per example
+        targets = torch.tensor([index[e.label] for e in examples], dtype=torch.long)
+        return Split(dense, torch.from_numpy(present), targets, [e.id for e in examples])
+    return _segment_rows(examples, modalities, index, dense, present, video)
+
+
+@dataclass(frozen=True)
+class VideoPart:
+    clips: list  # ClipFeatures of the split's examples having a video, in order
+    k: int  # frames per segment (max_frames_per_segment)
+    widths: dict[str, int]  # image / audio backbone feature widths
+
+
+def _segment_rows(examples, modalities, index, dense, present, video: VideoPart) -> Split:
+    """One row per segment of a video example (its other modalities repeated), one per other example."""
+    base = [m for m in modalities if m not in VIDEO_SLOTS]
+    rows = plan_rows(examples, video.clips)
+    tables = video_tables(rows, video.clips, video.widths, video.k)  # [N,K,F_image], [N,F_audio]
+    has = {"video_frames": tables["video_frames"].any(axis=(1, 2)), "video_audio": tables["video_audio"].any(axis=1)}
+    kept = {m: present[rows.item, base.index(m)] if m in base else has[m] for m in modalities}
+    mask = np.stack([kept[m] for m in modalities], axis=1).astype(np.float32)  # [N,S]
+    item = torch.from_numpy(rows.item)
+    columns = {m: dense[m][item] if m in base else torch.from_numpy(tables[m]) for m in modalities}
+    targets = torch.tensor([index[label] for label in rows.labels], dtype=torch.long)
+    ids = [examples[i].id for i in rows.item]
+    return Split(columns, torch.from_numpy(mask), targets, ids, item=item, segment=torch.from_numpy(rows.segment))
 
 
 CLEAN = "clean"  # TrainData's name for the robustness set (cfg.robustness_data): clean renderings, by group
@@ -101,6 +143,23 @@ def load_examples(cfg) -> dict[str, list[Example]]:
     return by_split
 
 
+def _video_part(cfg, by_split, backbones: dict, cache, specs) -> dict[str, VideoPart]:
+    """split → VideoPart: the clips' per-segment features (the server's decoding, both backbones)."""
+    video = video_preprocess(cfg)
+    features = VideoFeatures(backbones, cache, specs, video, cfg.progress)
+    widths = {m: int(getattr(b, "backbone", b).out_dim) for m, b in backbones.items()}
+    return {s: VideoPart(features.of(items), video.max_frames_per_segment, widths) for s, items in by_split.items()}
+
+
+def _slots(main: list[Example], videos: dict[str, VideoPart]) -> list[str]:
+    """The slots the data fills: its modalities, and a video's frames / sound where any segment has them."""
+    filled = {m for m in MODALITIES if any(getattr(e, m) is not None for e in main)} - {"video"}
+    clips = [c for part in videos.values() for c in part.clips]
+    filled |= {"video_frames"} if any(c.has_frames.any() for c in clips) else set()
+    filled |= {"video_audio"} if any(c.has_sound.any() for c in clips) else set()
+    return [s for s in SLOTS if s in filled]
+
+
 def load_train_data(cfg, by_split: dict[str, list] | None = None, backbone_state: dict | None = None) -> TrainData:
     """Dataset → backbone features (cached on disk; fine-tuned weights from backbone_state, if any) → one Split
     per train/val/test (+ CLEAN when cfg.robustness_data exists); train items' views become Split.views."""
@@ -108,22 +167,38 @@ def load_train_data(cfg, by_split: dict[str, list] | None = None, backbone_state
     by_split = load_examples(cfg) if by_split is None else by_split
     main = [e for s in ("train", "val", "test") for e in by_split.get(s, [])]
     labels = labels_of(main)
-    modalities = [m for m in MODALITIES if any(getattr(e, m) is not None for e in main)]
+    direct = [m for m in ("image", "text", "audio") if any(getattr(e, m) is not None for e in main)]
+    has_video = any(e.video is not None for e in main)
+    wanted = set(direct) | ({"image", "audio"} if has_video else set())
     cache, specs = FeatureCache(Path(cfg.cache_dir)), preprocess_for(cfg)
-    features, views = {s: {} for s in by_split}, {}
-    for m in modalities:
+    features, views, videos, video_backbones = {s: {} for s in by_split}, {}, {}, {}
+    for m in [m for m in ("image", "text", "audio") if m in wanted]:
         backbone = build_backbone(m, tuned=(backbone_state or {}).get(m), **backbone_options(cfg))
         for s, items in by_split.items():
-            if any(getattr(e, m) is not None for e in items):
+            if m in direct and any(getattr(e, m) is not None for e in items):
                 features[s][m] = extract_features(items, m, backbone, cache, specs=specs, progress=cfg.progress)
         if extra := view_examples(by_split.get("train", []), m):
             views[m] = extract_features(extra, m, backbone, cache, specs=specs, progress=cfg.progress)
+        if has_video and m in ("image", "audio"):
+            video_backbones[m] = backbone  # a video needs both: kept until its clips are done
         del backbone  # loaded once per modality, frozen
-    dims = {m: next(f[m].shape[1] for f in features.values() if m in f) for m in modalities}
+    if has_video:
+        videos = _video_part(cfg, by_split, video_backbones, cache, specs)
+    video_backbones.clear()
+    modalities = _slots(main, videos)
+    dims = {m: next(f[m].shape[1] for f in features.values() if m in f) for m in direct}
     for s in features:  # a split without any item of a modality still needs [0,F] tables
-        for m in modalities:
+        for m in direct:
             features[s].setdefault(m, np.zeros((0, dims[m]), np.float32))
-    splits = {s: make_split(items, modalities, labels, features[s]) for s, items in by_split.items()}
-    train = splits["train"]
-    train.views = {m: view_table(by_split["train"], m, train.features[m], v) for m, v in views.items()}
-    return TrainData(modalities, labels, splits, by_split)
+    splits = {s: make_split(items, modalities, labels, features[s], videos.get(s)) for s, items in by_split.items()}
+    _attach_views(splits["train"], by_split["train"], views)
+    encoders = [e for e in ("image", "text", "audio") if e in {encoder_of(m) for m in modalities}]
+    return TrainData(modalities, labels, splits, by_split, encoders)
+
+
+def _attach_views(train: Split, items: list[Example], views: dict[str, np.ndarray]) -> None:
+    """Split.views: per row, the row's own features then its example's training views."""
+    rows = [items[i] for i in train.item.tolist()] if train.item is not None else items
+    for m, v in views.items():
+        v = expand_views(items, m, v, train.item.numpy()) if train.item is not None else v
+        train.views[m] = view_table(rows, m, train.features[m], v)

@@ -1,10 +1,14 @@
-"""The trainable model on frozen-backbone features: per-modality projections + fusion + auxiliary heads.
+"""The trainable model on frozen-backbone features: per-encoder projections + fusion + auxiliary heads.
 
-features {m: [B,F_m]} → projection (Linear F_m → D, L2-normalise; the same maths as
+features {slot: [B,F]} → projection (Linear F → D, L2-normalise; the same maths as
 EncoderWithProjection.project, whose `proj` receives these weights at export) → fusion → logits, fused.
-The auxiliary linear heads (one per modality) train each embedding to classify on its own and are
-exported as fusion.onnx's `modality_logits` (per-modality evidence, `?explain=true`). `temperature` holds the
-calibration (training/calibration.py): [fused, then one per modality], 1 until fitted; outputs are divided by it.
+`modalities` are fusion's SLOTS (service.manifest.SLOTS order): image, text, audio, and a video's two,
+video_frames ([B,K,F_image] frame features: the IMAGE projection per frame, then TemporalPool) and video_audio
+(the AUDIO projection). Projections are per encoder because the served image_encoder.onnx / audio_encoder.onnx
+contain them and a video's frames and sound run through those same graphs.
+The auxiliary linear heads (one per slot) train each embedding to classify on its own and are
+exported as fusion.onnx's `modality_logits` (per-slot evidence, `?explain=true`). `temperature` holds the
+calibration (training/calibration.py): [fused, then one per slot], 1 until fitted; outputs are divided by it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.model.fusion import build_fusion
+from training.model.temporal import TemporalPool, encoder_of, frame_mask
+
+ENCODER_ORDER = ("image", "text", "audio")
 
 
 @dataclass
@@ -44,6 +51,7 @@ class FusedModel(nn.Module):
         text_pooling: str = "mean",
         image_encoder: str = "",
         audio_encoder: str = "",
+        video_pooling: str = "attention",
     ):
         super().__init__()
         # constructor arguments, stored in checkpoints so that load_checkpoint rebuilds the same model
@@ -51,24 +59,37 @@ class FusedModel(nn.Module):
             modalities=list(modalities), feature_dims=dict(feature_dims), n_classes=n_classes, fusion=fusion,
             dim=dim, hidden=hidden, heads=heads, layers=layers, dropout=dropout, image_feature=image_feature,
             text_encoder=text_encoder, text_pooling=text_pooling, image_encoder=image_encoder,
-            audio_encoder=audio_encoder,
+            audio_encoder=audio_encoder, video_pooling=video_pooling,
         )  # fmt: skip
         # which encoders (and read-outs) the features came from: "" = the packaged ones (training/encoders.py)
         self.image_encoder, self.image_feature = image_encoder, image_feature
         self.text_encoder, self.text_pooling, self.audio_encoder = text_encoder, text_pooling, audio_encoder
-        self.modalities, self.dim, self.n_classes = list(modalities), dim, n_classes
-        self.feature_dims = {m: int(feature_dims[m]) for m in self.modalities}
-        self.projections = nn.ModuleDict({m: nn.Linear(self.feature_dims[m], dim) for m in self.modalities})
+        self.modalities, self.dim, self.n_classes = list(modalities), dim, n_classes  # fusion's slots
+        wanted = {encoder_of(m) for m in self.modalities}
+        self.encoders = [e for e in ENCODER_ORDER if e in wanted]  # without video: the same list as modalities
+        self.feature_dims = {e: int(feature_dims[e]) for e in self.encoders}
+        self.projections = nn.ModuleDict({e: nn.Linear(self.feature_dims[e], dim) for e in self.encoders})
         self.aux = nn.ModuleDict({m: nn.Linear(dim, n_classes) for m in self.modalities})
         self.fusion = build_fusion(
             fusion, self.modalities, dim, n_classes, hidden=hidden, heads=heads, layers=layers, dropout=dropout
         )
         self.register_buffer("temperature", torch.ones(1 + len(self.modalities)))  # [1+M]
+        # created last, and only for video: a model without video draws the same initial weights as before
+        self.video_pooling = video_pooling
+        self.pool = TemporalPool(dim, video_pooling) if "video_frames" in self.modalities else None
         # modality → the fine-tuned backbone tensors ({} = frozen packaged backbones); see training/finetune.py
         self.backbone_state: dict[str, dict[str, torch.Tensor]] = {}
 
+    def project(self, slot: str, features: torch.Tensor) -> torch.Tensor:
+        """[...,F] features of a slot → [...,D] unit norm through its encoder's projection."""
+        return F.normalize(self.projections[encoder_of(slot)](features), dim=-1)
+
     def embed(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {m: F.normalize(self.projections[m](features[m]), dim=-1) for m in self.modalities}  # [B,D] each
+        out = {m: self.project(m, features[m]) for m in self.modalities if m != "video_frames"}  # [B,D] each
+        if self.pool is not None:
+            frames = features["video_frames"]  # [B,K,F_image], zero rows = padding
+            out["video_frames"] = self.pool(self.project("video_frames", frames), frame_mask(frames))  # [B,D]
+        return {m: out[m] for m in self.modalities}
 
     def forward(self, features: dict[str, torch.Tensor], present: torch.Tensor) -> FusedOutput:
         embeddings = self.embed(features)
@@ -97,6 +118,7 @@ def build_model(modalities: list[str], feature_dims: dict[str, int], n_classes: 
         text_pooling=cfg.text_pooling,
         image_encoder=cfg.image_encoder,
         audio_encoder=cfg.audio_encoder,
+        video_pooling=cfg.video_pooling,
     )
 
 
