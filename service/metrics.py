@@ -22,6 +22,9 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 RATIO_BUCKETS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0)
 REJECT_REASONS = ("queue_full", "deadline", "invalid", "too_large", "body_budget", "draining")
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+# what video decoding measures (PreparedItem.stats) → its stage in stage_duration_seconds (modality "video")
+VIDEO_STAGES = {"video_probe_s": "video_probe", "video_frames_s": "video_frames", "video_audio_s": "video_audio"}
+VIDEO_FRAMES = {"video_frames_decoded": "decoded", "video_frames_kept": "kept"}  # stats key → `kind` label
 
 
 class Metrics:
@@ -69,6 +72,16 @@ class Metrics:
             registry=reg,
             multiprocess_mode="livesum",
         )
+        self.video_seconds = Counter(
+            PREFIX + "video_seconds_total", "Seconds of video decoded (every video item's duration)", ["model"],
+            registry=reg,
+        )  # fmt: skip
+        self.video_frames = Counter(
+            PREFIX + "video_frames_total",
+            "Video frames decoded, and of those kept for the image encoder (kind: decoded | kept)",
+            ["model", "kind"],
+            registry=reg,
+        )
         self.rejected_total = Counter(
             PREFIX + "rejected_total", "Items rejected before inference", ["model", "reason"], registry=reg
         )
@@ -99,6 +112,15 @@ class Metrics:
     def reject(self, model: str, reason: str) -> None:
         assert reason in REJECT_REASONS, reason
         self.rejected_total.labels(model=model, reason=reason).inc()
+
+    def video_decoded(self, model: str, stats: dict[str, float]) -> None:
+        """One video item's decoding (its PreparedItem.stats): seconds, frames decoded / kept, time per stage."""
+        self.video_seconds.labels(model).inc(stats.get("video_seconds", 0.0))
+        for key, kind in VIDEO_FRAMES.items():
+            self.video_frames.labels(model, kind).inc(stats.get(key, 0))
+        for key, stage in VIDEO_STAGES.items():
+            if key in stats:
+                self.stage_duration.labels(model, stage, "video").observe(stats[key])
 
     def render(self) -> tuple[bytes, str]:
         if os.environ.get(MULTIPROCESS_DIR):  # every process's series, read from their files

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from service.items import ItemResult, PreparedItem, RawItem
-from service.metrics import Metrics
+from service.metrics import VIDEO_STAGES, Metrics
 from service.models import VersionState
 
 
@@ -82,10 +82,15 @@ class Served:
     total_s: float  # from the start of the cycle to the encoded answer
 
     def server_timing(self) -> str:
-        """The Server-Timing header: decode, queue, infer, total (ms) and the batch sizes the items ran in."""
+        """The Server-Timing header: decode (and a video's decoding stages: video-probe, video-frames,
+        video-audio, the slowest item's each), queue, infer, total (ms) and the batch sizes the items ran in."""
         items, results = self.inference.items, self.inference.results
-        parts = [
-            f"decode;dur={max(i.decode_s for i in items) * 1000:.2f}",
+        parts = [f"decode;dur={max(i.decode_s for i in items) * 1000:.2f}"]
+        for key, stage in VIDEO_STAGES.items():
+            spent = [i.stats[key] for i in items if key in i.stats]
+            if spent:
+                parts.append(f"{stage.replace('_', '-')};dur={max(spent) * 1000:.2f}")
+        parts += [
             f"queue;dur={max(r.queue_s for r in results) * 1000:.2f}",
             f"infer;dur={max(r.infer_s for r in results) * 1000:.2f}",
             f"total;dur={self.total_s * 1000:.2f}",
@@ -99,4 +104,6 @@ class Served:
 def record_stages(metrics: Metrics, model: str, done: Inference, post_s: float) -> None:
     for item in done.items:
         metrics.stage_duration.labels(model, "decode", "+".join(item.modalities)).observe(item.decode_s)
+        if "video" in item.modalities:
+            metrics.video_decoded(model, item.stats)
     metrics.stage_duration.labels(model, "postprocess", "all").observe(post_s)

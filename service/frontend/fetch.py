@@ -1,4 +1,4 @@
-"""Remote media by URL (the OpenAI image_url part): only from what FUSIONSERVE_URL_ALLOW_HOSTS names.
+"""Remote media by URL (the OpenAI image_url and video_url parts): only from what FUSIONSERVE_URL_ALLOW_HOSTS names.
 
 A server that fetches any URL it is sent is a request-forgery hole (cloud metadata endpoints, cluster-internal
 services), so a remote URL is refused unless the allow-list names its scheme, host and port
@@ -79,7 +79,8 @@ def allowed_url(url: str, settings: Settings, field: str) -> httpx.URL:
     except httpx.InvalidURL as error:
         raise InvalidInput(f"{field}: not a valid URL ({error})", field=field) from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise InvalidInput(f"{field}: send a data: URL (data:image/png;base64,...) or an http(s) URL", field=field)
+        message = "send a data: URL (data:image/png;base64,..., data:video/mp4;base64,...) or an http(s) URL"
+        raise InvalidInput(f"{field}: {message}", field=field)
     allowed = allowed_origins(tuple(settings.url_allow_hosts))
     origin = origin_of(parsed.scheme, parsed.host, parsed.port)
     if origin in allowed:

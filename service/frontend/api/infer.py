@@ -47,8 +47,10 @@ def plane_of(request: Request):
 class V1Codec:
     """classify and embed: one multipart item or JSON items in, `respond(state, done)` out."""
 
-    def __init__(self, request: Request, respond: Callable[[VersionState, Inference], dict]):
-        self.request, self.respond = request, respond
+    def __init__(
+        self, request: Request, respond: Callable[[VersionState, Inference], dict], options: dict | None = None
+    ):
+        self.request, self.respond, self.options = request, respond, options or {}
         self.settings = plane_of(request).settings
         self.deadline = Deadline(time.monotonic(), self.settings.default_deadline_ms)  # from arrival
 
@@ -57,6 +59,8 @@ class V1Codec:
 
     async def read_body(self) -> None:
         self.items = await read_items(self.request, self.settings)  # multipart or JSON: no model needed
+        for item in self.items:  # the query's options (segment_s, overlap_s) hold for every item; named as given
+            item.options, item.options_prefix = dict(self.options), ""
 
     async def decode(self, admitted: Admitted) -> Decoded:
         return Decoded(self.items, self.deadline.at)

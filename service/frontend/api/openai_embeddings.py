@@ -27,9 +27,11 @@ from service.frontend.api.deadline import Deadline, header_timeout_ms
 from service.frontend.api.infer import OrjsonResponse, disconnect_watch, plane_of, serve_http
 from service.frontend.api.inputs import field_path
 from service.frontend.api.openai_inputs import ContentPart, parse_input
+from service.frontend.api.segments import embed_segments
 from service.frontend.api.v2.rest import inline_refs
 from service.frontend.cycle import Admitted, Call, Decoded, Inference
 from service.frontend.fetch import Fetcher
+from service.items import ItemResult
 
 router = APIRouter(tags=["openai"])
 PATH, ENDPOINT = "/v1/embeddings", "openai_embeddings"  # the route, and its endpoint label of fusionserve_requests_*
@@ -45,19 +47,33 @@ class EmbeddingOptions(BaseModel):
     )
     dimensions: int | None = Field(None, ge=1, description="if given, must equal the model's embedding_dim")
     user: str | None = Field(None, description="accepted for compatibility; ignored")
+    # not OpenAI's: a video_url item's segmentation (the SDK sends them with extra_body)
+    segment_s: float | None = Field(None, description="video: segment length in seconds (default: the model's)")
+    overlap_s: float | None = Field(None, description="video: overlap of consecutive segments (default: the model's)")
+
+    def video_options(self) -> dict:
+        return {name: getattr(self, name) for name in ("segment_s", "overlap_s") if getattr(self, name) is not None}
 
 
 class EmbeddingRequest(EmbeddingOptions):
     input: str | list[str | list[ContentPart]] = Field(
         description="one item per string or content array; a content array holds at most one text, "
-        "image_url and input_audio part, and gets their fused embedding"
+        "image_url, input_audio and video_url part, and gets their fused embedding"
     )
+
+
+class SegmentEmbedding(BaseModel):
+    start_s: float
+    end_s: float
+    modalities: list[str] = Field(description="the video slots this segment had: video_frames, video_audio")
+    embedding: list[float] | str = Field(description="the segment's fused embedding, in encoding_format")
 
 
 class Embedding(BaseModel):
     object: Literal["embedding"] = "embedding"
     index: int
     embedding: list[float] | str = Field(description="the item's fused joint-space embedding (L2-normalised)")
+    segments: list[SegmentEmbedding] | None = Field(None, description="a video_url item's, per segment")
 
 
 class Usage(BaseModel):
@@ -154,10 +170,19 @@ def encode(vector: np.ndarray, encoding_format: str) -> np.ndarray | str:
     return vector  # numpy: orjson writes it directly
 
 
+def _segments(result: ItemResult, encoding_format: str) -> dict:
+    if result.segments is None:
+        return {}
+    rows = embed_segments(result.segments, lambda vector: encode(vector, encoding_format))
+    return {"segments": [{"start_s": r["start_s"], "end_s": r["end_s"], "modalities": r["modalities"],
+                          "embedding": r["fused"]} for r in rows]}  # fmt: skip
+
+
 def respond(options: EmbeddingOptions, admitted: Admitted, done: Inference) -> dict:
     tokens = sum(int(item.arrays["text"][1].sum()) for item in done.items if "text" in item.arrays)  # mask: no pads
     data = [
         {"object": "embedding", "index": index, "embedding": encode(result.fused, options.encoding_format)}
+        | _segments(result, options.encoding_format)
         for index, result in enumerate(done.results)
     ]
     model = f"{admitted.model}:{admitted.state.version}"
@@ -183,7 +208,7 @@ class OpenAICodec:
 
     async def decode(self, admitted: Admitted) -> Decoded:
         check_dimensions(self.options, admitted)
-        parsed = parse_input(self.data["input"], self.settings)
+        parsed = parse_input(self.data["input"], self.settings, self.options.video_options())
         await Fetcher(self.settings, self.deadline.at).fetch_all(parsed.remotes)
         return Decoded(parsed.items, self.deadline.at)
 
@@ -196,7 +221,7 @@ class OpenAICodec:
 
 @router.post(PATH, response_model=EmbeddingResponse, responses=ERRORS, openapi_extra=REQUEST_BODY)
 async def create_embeddings(request: Request) -> Response:
-    """Embeddings for a string, a list of strings, or content arrays (text, image_url, input_audio parts)."""
+    """Embeddings for a string, a list of strings, or content arrays (text, image_url, input_audio, video_url)."""
     arrived = time.monotonic()  # before the body, as every protocol's deadline
     data, malformed = await read_object(request)
     name, version = split_model(data.get("model"))

@@ -1,7 +1,8 @@
 """The OpenAI embeddings `input` → RawItems: a string, a list of strings, or content arrays of parts.
 
-A content array is one item: its text, image_url and input_audio parts are that item's modalities (at most
-one part each), so a several-part item gets its fused embedding. Every error names the OpenAI param
+A content array is one item: its text, image_url, input_audio and video_url parts are that item's modalities (at
+most one part each), so a several-part item gets its fused embedding; a video_url part's item is answered per
+segment too (the body's segment_s / overlap_s, openai_embeddings.py). Every error names the OpenAI param
 (`input[2][1].image_url`), also when preprocessing fails later: PartsItem maps each modality to its part.
 """
 
@@ -52,8 +53,23 @@ class AudioPart(BaseModel):
     input_audio: InputAudio
 
 
-ContentPart = TextPart | ImagePart | AudioPart
-SCHEMAS: dict[str, type[BaseModel]] = {"text": TextPart, "image_url": ImagePart, "input_audio": AudioPart}
+class VideoUrl(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(description="data:video/mp4;base64,... (MP4/MOV, WebM/MKV, AVI); http(s) only for allowed hosts")
+
+
+class VideoPart(BaseModel):
+    """Not OpenAI's (it has no video part): shaped as its image_url part, as vLLM's video_url."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["video_url"]
+    video_url: VideoUrl
+
+
+ContentPart = TextPart | ImagePart | AudioPart | VideoPart
+SCHEMAS: dict[str, type[BaseModel]] = {
+    "text": TextPart, "image_url": ImagePart, "input_audio": AudioPart, "video_url": VideoPart,
+}  # fmt: skip
 # content-part type → (its schema, the registered modality whose part it is), in OpenAI's order
 PART_TYPES: dict[str, tuple[type[BaseModel], str]] = {
     kind: (schema, spec.name) for kind, schema in SCHEMAS.items() if (spec := by_part("openai", kind)) is not None
@@ -74,10 +90,18 @@ class PartsItem(RawItem):
 @dataclasses.dataclass
 class ParsedInput:
     items: list[PartsItem]
-    remotes: list[Remote]  # image URLs of allow-listed hosts, still to fetch into their items
+    remotes: list[Remote]  # image and video URLs of allow-listed hosts, still to fetch into their items
 
 
-def parse_input(value: object, settings: Settings) -> ParsedInput:
+def parse_input(value: object, settings: Settings, options: dict | None = None) -> ParsedInput:
+    """`options` (the body's segment_s / overlap_s) go on every item, named as the body's fields."""
+    parsed = _parse(value, settings)
+    for item in parsed.items:
+        item.options, item.options_prefix = dict(options or {}), ""
+    return parsed
+
+
+def _parse(value: object, settings: Settings) -> ParsedInput:
     if isinstance(value, str):
         return ParsedInput([_text_item(value, "input")], [])
     if not isinstance(value, list) or not value:
@@ -147,10 +171,11 @@ def _fill(item: PartsItem, part: BaseModel, at: str, settings: Settings, remotes
     elif isinstance(part, AudioPart):
         field = item.params["audio"] = f"{at}.input_audio"
         item.audio = decode_base64(part.input_audio.data, field)
-    else:
-        field = item.params["image"] = f"{at}.image_url"
-        url = part.image_url.url
+    else:  # an image_url or a video_url: inline as a data: URL, or fetched from an allowed host
+        modality, kind = ("video", "video_url") if isinstance(part, VideoPart) else ("image", "image_url")
+        field = item.params[modality] = f"{at}.{kind}"
+        url = getattr(part, kind).url
         if url.startswith("data:"):
-            item.image = decode_base64(url, field)
+            item.set(modality, decode_base64(url, field))
         else:
-            remotes.append(Remote(allowed_url(url, settings, field), field, item, "image"))
+            remotes.append(Remote(allowed_url(url, settings, field), field, item, modality))

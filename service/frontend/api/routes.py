@@ -2,35 +2,25 @@
 
 from __future__ import annotations
 
-import numpy as np
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from service.frontend.api.infer import V1Codec, plane_of, serve_http
 from service.frontend.api.schemas import ERRORS, REQUEST_BODY, ClassifyResponse, EmbedResponse
+from service.frontend.api.segments import classify_segments, embed_segments, evidence, ranking, top_labels
 from service.frontend.cycle import Call, Inference
-from service.items import ItemResult
-from service.manifest import MODALITIES
 from service.models import VersionState
 
 router = APIRouter()
+# a video item's segmentation (VideoModality.preprocess_of checks them against the model: a 422 naming the option)
+SEGMENT_S = Query(None, description="video: segment length in seconds (default: the model's)")
+OVERLAP_S = Query(None, description="video: overlap between consecutive segments in seconds (default: the model's)")
 
 
-def _ranking(probabilities: np.ndarray) -> np.ndarray:
-    return probabilities.argsort()[::-1]  # label indices, best first
-
-
-def _evidence(result: ItemResult, labels: list[str], fused_top: int) -> dict:
-    """Each present modality's own top label vs the fused one (classify?explain=true)."""
-    evidence = []
-    for modality in (m for m in MODALITIES if m in result.modality_probabilities):
-        probabilities = result.modality_probabilities[modality]  # [C]
-        top = int(_ranking(probabilities)[0])
-        evidence.append(
-            {"modality": modality, "label": labels[top], "score": float(probabilities[top]), "agrees": top == fused_top}
-        )
-    return {"evidence": evidence, "agreement": all(e["agrees"] for e in evidence)}
+def video_options(segment_s: float | None, overlap_s: float | None) -> dict:
+    """The request options every item carries (RawItem.options); absent ones are left to the model's defaults."""
+    return {name: value for name, value in (("segment_s", segment_s), ("overlap_s", overlap_s)) if value is not None}
 
 
 def _classify_body(top_k: int, explain: bool):
@@ -38,12 +28,12 @@ def _classify_body(top_k: int, explain: bool):
         labels = state.bundle.manifest.labels
         out = []
         for result in done.results:
-            order = _ranking(result.probabilities)
-            row = {
-                "modalities": result.modalities,
-                "labels": [{"label": labels[i], "score": float(result.probabilities[i])} for i in order[:top_k]],
-            }
-            out.append((row | _evidence(result, labels, int(order[0]))) if explain else row)
+            row = {"modalities": result.modalities, "labels": top_labels(result.probabilities, labels, top_k)}
+            if explain:
+                row |= evidence(result.modality_probabilities, labels, int(ranking(result.probabilities)[0]))
+            if result.segments is not None:
+                row["segments"] = classify_segments(result, labels, top_k, explain)
+            out.append(row)
         return {"model": state.bundle.manifest.name, "version": state.version, "results": out}
 
     return respond
@@ -53,7 +43,9 @@ def _embed_body(state: VersionState, done: Inference) -> dict:
     out = []
     for result in done.results:
         row = {"modalities": result.modalities, "fused": result.fused}  # numpy: orjson writes it directly
-        row.update(result.embeddings)
+        row.update(result.embeddings)  # by slot: a video's video_frames / video_audio are the clip's
+        if result.segments is not None:
+            row["segments"] = embed_segments(result.segments)
         out.append(row)
     return {
         "model": state.bundle.manifest.name,
@@ -76,10 +68,13 @@ async def classify(
     top_k: int = Query(5, ge=1, le=1000),
     version: str | None = None,
     explain: bool = Query(False, description="add each present modality's own top label and an agreement flag"),
+    segment_s: float | None = SEGMENT_S,
+    overlap_s: float | None = OVERLAP_S,
 ) -> JSONResponse:
-    """Classify one item (multipart: fields image, audio, text) or many (JSON `{"inputs": [...]}`)."""
+    """Classify one item (multipart: fields image, audio, text, video) or many (JSON `{"inputs": [...]}`); a video
+    item answers per segment too."""
     top_k = min(top_k, plane_of(request).settings.max_top_k)
-    codec = V1Codec(request, _classify_body(top_k, explain))
+    codec = V1Codec(request, _classify_body(top_k, explain), video_options(segment_s, overlap_s))
     return await serve_http(request, Call(model, version, "classify", explain), codec)
 
 
@@ -90,9 +85,13 @@ async def classify(
     openapi_extra=REQUEST_BODY,
     tags=["inference"],
 )
-async def embed(request: Request, model: str, version: str | None = None) -> JSONResponse:
-    """Joint-space embeddings: fused and per present modality (L2-normalised)."""
-    return await serve_http(request, Call(model, version, "embed"), V1Codec(request, _embed_body))
+async def embed(
+    request: Request, model: str, version: str | None = None,
+    segment_s: float | None = SEGMENT_S, overlap_s: float | None = OVERLAP_S,
+) -> JSONResponse:  # fmt: skip
+    """Joint-space embeddings: fused and per present slot (L2-normalised); a video item's per segment too."""
+    codec = V1Codec(request, _embed_body, video_options(segment_s, overlap_s))
+    return await serve_http(request, Call(model, version, "embed"), codec)
 
 
 @router.get("/v1/models", tags=["models"])

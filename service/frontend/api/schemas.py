@@ -13,7 +13,7 @@ class LabelScore(BaseModel):
 
 
 class Evidence(BaseModel):
-    """One present modality's own head (classify?explain=true)."""
+    """One present slot's own head (classify?explain=true): a modality, or a video's video_frames / video_audio."""
 
     modality: str
     label: str = Field(description="that modality's own top label")
@@ -21,13 +21,29 @@ class Evidence(BaseModel):
     agrees: bool = Field(description="its top label is the fused top label")
 
 
+SEGMENT_MODALITIES = "the video slots this segment had: video_frames (pictures), video_audio (sound)"
+
+
+class ClassifySegment(BaseModel):
+    """One segment of a video item: fused from its frames, its sound and the item's other inputs."""
+
+    start_s: float
+    end_s: float
+    modalities: list[str] = Field(description=SEGMENT_MODALITIES)
+    labels: list[LabelScore]
+    evidence: list[Evidence] | None = Field(None, description="explain=true only: per slot fused in this segment")
+    agreement: bool | None = None
+
+
 class ClassifyResult(BaseModel):
     modalities: list[str]
     labels: list[LabelScore]
     evidence: list[Evidence] | None = Field(
-        None, description="explain=true only: per present modality, in the order image, text, audio"
+        None,
+        description="explain=true only: per present slot, in the order image, text, audio, video_frames, video_audio",
     )
     agreement: bool | None = Field(None, description="explain=true only: every modality agrees with the fusion")
+    segments: list[ClassifySegment] | None = Field(None, description="video items only: the answer per segment")
 
 
 class ClassifyResponse(BaseModel):
@@ -36,14 +52,26 @@ class ClassifyResponse(BaseModel):
     results: list[ClassifyResult]
 
 
+class EmbedSegment(BaseModel):
+    start_s: float
+    end_s: float
+    modalities: list[str] = Field(description=SEGMENT_MODALITIES)
+    fused: list[float]
+    embeddings: dict[str, list[float]] = Field(description="per video slot this segment had (L2-normalised)")
+
+
 class EmbedResult(BaseModel):
-    """One item's embeddings: fused, and one per registered modality (tests/unit/modalities checks the fields)."""
+    """One item's embeddings: fused, and one per present slot of fusion (service.manifest.SLOTS: a video's
+    video_frames and video_audio are the clip's, pooled over its segments)."""
 
     modalities: list[str]
     fused: list[float]
     image: list[float] | None = None
     text: list[float] | None = None
     audio: list[float] | None = None
+    video_frames: list[float] | None = None
+    video_audio: list[float] | None = None
+    segments: list[EmbedSegment] | None = Field(None, description="video items only: per segment")
 
 
 class EmbedResponse(BaseModel):

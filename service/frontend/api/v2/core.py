@@ -2,9 +2,14 @@
 subclass V2Codec — they read their wire format into an InferRequest and write the InferResponse — and run it
 through the data plane's request cycle (service/frontend/cycle.py).
 
-Inputs are encoded media, as OpenVINO Model Server takes them: `image` and `audio` BYTES tensors of files,
-`text` a BYTES tensor of UTF-8, each of shape [N]; an empty element means "absent" for that row. Rows become
-v1 RawItems, so decoding, limits and error messages are v1's; a row's fields are named "image[2]".
+Inputs are encoded media, as OpenVINO Model Server takes them: `image`, `audio` and `video` BYTES tensors of
+files, `text` a BYTES tensor of UTF-8, each of shape [N]; an empty element means "absent" for that row. Rows become
+v1 RawItems, so decoding, limits and error messages are v1's; a row's fields are named "image[2]". The request
+parameters `segment_s` / `overlap_s` segment every video row (errors name `parameters.segment_s`).
+
+A video row answers per segment too: the segments of every row are stacked in `segment_*` outputs of S rows
+(`segment_item` says which row each belongs to, `segment_bounds` its start and end in seconds), so the
+per-item outputs keep their [N, …] shape (docs/protocols.md, "Video over KServe V2").
 
 The cycle admits at the door, before anything is decoded:
     served = await plane.serve(Call(model, version, endpoint), RestCodec(...))
@@ -13,12 +18,11 @@ The cycle admits at the door, before anything is decoded:
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from importlib import metadata
 
-import numpy as np
-
 from service.errors import FusionError, InvalidInput, PayloadTooLarge
+from service.frontend.api.v2.outputs import output, output_specs, selected
+from service.frontend.api.v2.tensors import InferRequest, InferResponse, Tensor
 from service.frontend.cycle import Admitted, Decoded, Inference
 from service.frontend.dataplane import DataPlane
 from service.items import RawItem
@@ -27,32 +31,8 @@ from service.modalities.registry import by_part, modality
 from service.settings import Settings
 
 PLATFORM = "fusionserve"
+OPTIONS = ("segment_s", "overlap_s")  # request parameters every row's video reads (RawItem.options)
 EXTENSIONS = ["binary_tensor_data", "model_repository"]  # Triton's names (binary tensors: REST only)
-
-
-@dataclass
-class Tensor:
-    name: str
-    datatype: str  # "BYTES" | "FP32" | "BOOL" | "INT64" | ... (KServe V2 names)
-    shape: list[int]
-    data: np.ndarray | list[bytes]  # numeric/BOOL: np.ndarray already of `shape`; BYTES: flat row-major bytes
-    parameters: dict = field(default_factory=dict)
-
-
-@dataclass
-class InferRequest:
-    inputs: list[Tensor]
-    outputs: list[str] | None = None  # requested output names; None = all
-    id: str | None = None
-    parameters: dict = field(default_factory=dict)
-
-
-@dataclass
-class InferResponse:
-    model_name: str
-    model_version: str
-    outputs: list[Tensor]
-    id: str | None = None
 
 
 def error_message(error: FusionError) -> str:
@@ -71,19 +51,6 @@ def server_metadata() -> dict:
 
 
 # ---- model metadata --------------------------------------------------------------------------------------
-
-
-def output_specs(manifest: Manifest) -> list[dict]:
-    """Every output of `infer`, in the order it answers them when the request selects none."""
-    classes, dim, modalities = len(manifest.labels), manifest.embedding_dim, manifest.modalities()
-    specs = [
-        {"name": "probabilities", "datatype": "FP32", "shape": [-1, classes]},
-        {"name": "label", "datatype": "BYTES", "shape": [-1]},
-        {"name": "fused_embedding", "datatype": "FP32", "shape": [-1, dim]},
-    ]
-    specs += [{"name": f"{m}_embedding", "datatype": "FP32", "shape": [-1, dim]} for m in modalities]
-    specs.append({"name": "present", "datatype": "BOOL", "shape": [-1, len(modalities)]})
-    return specs
 
 
 def model_metadata(plane: DataPlane, model: str, version: str | None) -> dict:
@@ -157,7 +124,8 @@ def _row_count(inputs: list[Tensor], manifest: Manifest, limit: int) -> int:
 def raw_items(request: InferRequest, manifest: Manifest, limit: int) -> list[RawItem]:
     """Validated tensors → one RawItem per row; empty elements are absent modalities."""
     rows = _row_count(request.inputs, manifest, limit)
-    items = [RawItem(suffix=f"[{row}]") for row in range(rows)]
+    options = {name: request.parameters[name] for name in OPTIONS if request.parameters.get(name) is not None}
+    items = [RawItem(suffix=f"[{row}]", options=options, options_prefix="parameters.") for row in range(rows)]
     for tensor in request.inputs:
         name = by_part("v2", tensor.name).name  # known: _row_count checked every input
         for item, element in zip(items, tensor.data, strict=True):
@@ -167,36 +135,6 @@ def raw_items(request: InferRequest, manifest: Manifest, limit: int) -> list[Raw
         if not item.modalities():
             raise InvalidInput(f"no input: send at least one of {', '.join(manifest.modalities())}", f"row[{row}]")
     return items
-
-
-def _selected(request: InferRequest, manifest: Manifest) -> list[str]:
-    known = [spec["name"] for spec in output_specs(manifest)]
-    if not request.outputs:  # absent or empty (gRPC cannot tell them apart): every output
-        return known
-    for name in request.outputs:
-        if name not in known:
-            raise InvalidInput(f"unknown output {name!r}; model {manifest.name!r} has {', '.join(known)}", "outputs")
-    return list(dict.fromkeys(request.outputs))  # duplicates answered once
-
-
-def _output(name: str, manifest: Manifest, done: Inference) -> Tensor:
-    results, rows = done.results, len(done.results)
-    modalities = manifest.modalities()
-    if name == "label":
-        labels = [manifest.labels[int(np.argmax(r.probabilities))].encode() for r in results]
-        return Tensor(name, "BYTES", [rows], labels)
-    if name == "present":
-        present = np.array([[m in r.modalities for m in modalities] for r in results], dtype=bool)
-        return Tensor(name, "BOOL", [rows, len(modalities)], present.reshape(rows, len(modalities)))
-    if name == "probabilities":
-        values = [r.probabilities for r in results]
-    elif name == "fused_embedding":
-        values = [r.fused for r in results]
-    else:  # <modality>_embedding: zeros where the row had none
-        modality, zeros = name.removesuffix("_embedding"), np.zeros(manifest.embedding_dim, np.float32)
-        values = [r.embeddings.get(modality, zeros) for r in results]
-    array = np.stack(values).astype(np.float32, copy=False)
-    return Tensor(name, "FP32", list(array.shape), array)
 
 
 class V2Codec:
@@ -224,10 +162,10 @@ class V2Codec:
     async def decode(self, admitted: Admitted) -> Decoded:
         self.request, deadline = await self.read(admitted)
         manifest = admitted.state.bundle.manifest
-        self.selected = _selected(self.request, manifest)
+        self.selected = selected(self.request, manifest)
         return Decoded(raw_items(self.request, manifest, self.settings.max_items_per_request), deadline)
 
     def encode(self, admitted: Admitted, done: Inference):
         manifest = admitted.state.bundle.manifest
-        outputs = [_output(name, manifest, done) for name in self.selected]
+        outputs = [output(name, manifest, done) for name in self.selected]
         return self.write(InferResponse(admitted.model, admitted.state.version, outputs, self.request.id))

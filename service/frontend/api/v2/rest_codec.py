@@ -5,8 +5,8 @@ follow it, in input order, each sized by its `binary_data_size` parameter (BYTES
 length + bytes; numbers: little-endian, row-major). Outputs go binary when asked per output (`binary_data`) or
 for all (`binary_data_output`), and the reply then carries the same header.
 
-JSON can only carry text, so in JSON tensor data the media inputs (`image`, `audio`) are base64 strings (a data:
-URL's payload too); `text` is the string itself. In binary tensor data every BYTES element is raw bytes.
+JSON can only carry text, so in JSON tensor data the media inputs (`image`, `audio`, `video`) are base64 strings
+(a data: URL's payload too); `text` is the string itself. In binary tensor data every BYTES element is raw bytes.
 """
 
 from __future__ import annotations
