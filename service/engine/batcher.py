@@ -46,6 +46,12 @@ class _Item:
     started: bool = field(default=False)  # handed to run_batch; from then on the result is awaited
 
 
+def _retrieved(future: asyncio.Future) -> None:
+    """Mark a gathered future's exception as seen: one raised, or cancelled while dropped, is not news."""
+    if not future.cancelled():
+        future.exception()
+
+
 class Batcher:
     def __init__(
         self,
@@ -129,6 +135,30 @@ class Batcher:
             )
         # Done, or computing right now: the work is already paid for, so wait for its answer.
         return await item.future
+
+    async def submit_many(self, payloads: list, lengths: list[int], *, deadline: float) -> list[tuple[Any, BatchInfo]]:
+        """Several payloads of one caller (a video's frames), each queued as its own item but admitted together
+        and waited on with one timer: the first refusal or failure drops them all, and at the deadline, if any
+        is not computing yet, the rest are dropped and the call is DeadlineExceeded."""
+        items: list[_Item] = []
+        every: asyncio.Future | None = None
+        try:
+            for payload, length in zip(payloads, lengths, strict=True):
+                items.append(self._admit(payload, length, deadline))
+            every = asyncio.gather(*(item.future for item in items))
+            every.add_done_callback(_retrieved)
+            if not await self._clock.wait(every, deadline) and not all(item.started for item in items):
+                self._metrics.reject("deadline")
+                waiting = sum(not item.started for item in items)
+                raise DeadlineExceeded(f"deadline passed with {waiting} of {len(items)} items waiting in the "
+                                       f"{self.component} queue of model {self.model!r}")  # fmt: skip
+            return list(await every)
+        except BaseException:  # refused, failed, expired or the caller went away: none of them may run now
+            if every is not None:
+                every.cancel()
+            for item in items:
+                self._abandon(item)
+            raise
 
     def _admit(self, payload: Any, length: int, deadline: float) -> _Item:
         """Synchronous on purpose: a rejection is answered without yielding to the loop."""

@@ -129,7 +129,9 @@ async def all_of(coroutines) -> list:
 
 class BatchedVideo:
     """A video item through the pipeline's batchers: its other modalities, its frames then their pooling,
-    and its sound, concurrently; then its G + 1 fusion rows. Never fused inside an encoder's call."""
+    and its sound, concurrently; then its G + 1 fusion rows. Each step's payloads go to their batcher in one
+    `submit_many` (one timer and no task per frame), each still an item of its own in the batches. Never
+    fused inside an encoder's call."""
 
     def __init__(self, batchers: dict, encoders: dict, item: PreparedItem, deadline: float):
         self.batchers, self.encoders, self.deadline = batchers, encoders, deadline
@@ -138,35 +140,37 @@ class BatchedVideo:
     async def run(self) -> ItemResult:
         video = self.video
         others, *_ = await all_of([self._others(), self._frames(), self._sound()])
-        inputs = video.fusion_inputs(others)
-        outputs = await all_of([self._submit("fusion", row) for row in inputs])
+        outputs = await self._submit("fusion", video.fusion_inputs(others))
         return video.result(others, outputs, self.batches)
 
-    async def _submit(self, component: str, payload):
-        """One payload's answer from `component`'s batcher (an encoder's embedding, fusion's output)."""
+    async def _submit(self, component: str, payloads: list) -> list:
+        """The payloads' answers from `component`'s batcher (encoders' embeddings, fusion's outputs)."""
+        batcher = self.batchers[component]
         if component == "fusion":
-            output, info = await self.batchers[component].submit(payload, deadline=self.deadline)
+            answers = await batcher.submit_many(payloads, [1] * len(payloads), deadline=self.deadline)
         else:
-            length = item_length(component, payload, self.encoders[component].spec)
-            encoded, info = await self.batchers[component].submit((payload, False), length=length,
-                                                                  deadline=self.deadline)  # fmt: skip
-            output = encoded.embedding
-        slowest(self.batches, component, info)
-        return output
+            spec = self.encoders[component].spec
+            lengths = [item_length(component, payload, spec) for payload in payloads]
+            encoded = [(payload, False) for payload in payloads]  # never fused in the encoder's call
+            answers = await batcher.submit_many(encoded, lengths, deadline=self.deadline)
+        for _, info in answers:
+            slowest(self.batches, component, info)
+        outputs = [output for output, _ in answers]
+        return outputs if component == "fusion" else [output.embedding for output in outputs]
 
     async def _others(self) -> dict[str, np.ndarray]:
         names = self.video.others
-        embeddings = await all_of([self._submit(m, self.video.item.arrays[m]) for m in names])
-        return dict(zip(names, embeddings, strict=True))
+        embeddings = await all_of([self._submit(m, [self.video.item.arrays[m]]) for m in names])
+        return {name: embedding for name, (embedding,) in zip(names, embeddings, strict=True)}
 
     async def _frames(self) -> None:
-        frames = await all_of([self._submit("image", frame) for frame in self.video.frame_inputs()])
+        frames = await self._submit("image", self.video.frame_inputs()) if self.video.pools else []
         self.video.frame_embeddings = dict(enumerate(frames))
         stacks = self.video.pool_inputs()
-        pooled = await all_of([self._submit(VIDEO, stack) for stack in stacks.values()])
+        pooled = await self._submit(VIDEO, list(stacks.values())) if stacks else []
         self.video.pooled = dict(zip(stacks, pooled, strict=True))
 
     async def _sound(self) -> None:
         sounds = self.video.sound_inputs()
-        embeddings = await all_of([self._submit("audio", sound) for sound in sounds.values()])
+        embeddings = await self._submit("audio", list(sounds.values())) if sounds else []
         self.video.sound = dict(zip(sounds, embeddings, strict=True))
