@@ -80,8 +80,8 @@ def test_the_protocol_tables_come_from_the_registry():
     assert list(schemas.JSON_SCHEMA["properties"]["inputs"]["items"]["properties"]) == names
     assert sorted(modality for _, modality in openai_inputs.PART_TYPES.values()) == sorted(names)
     assert set(rest_codec.MEDIA_INPUTS) == {"image", "audio", "video"}  # the V2 inputs that carry encoded files
-    # declared, not built: a response model, whose fields a new modality must add
-    assert set(names) <= set(schemas.EmbedResult.model_fields)
+    # declared, not built: a response model, one field per fusion slot, which a new modality must add
+    assert set(schema.SLOTS) <= set(schemas.EmbedResult.model_fields)
 
 
 def test_registered_budgets_are_the_settings():
