@@ -21,7 +21,16 @@ from fusionserve_client.errors import (
     ServerError,
     UnsupportedMediaTypeError,
 )
-from fusionserve_client.results import Classification, Embedding, Evidence, Label, ModelInfo, ModelVersion
+from fusionserve_client.results import (
+    Classification,
+    Embedding,
+    Evidence,
+    Label,
+    ModelInfo,
+    ModelVersion,
+    Segment,
+    SegmentEmbedding,
+)
 
 __all__ = [
     "DEFAULT_URL",
@@ -44,6 +53,8 @@ __all__ = [
     "NotReadyError",
     "OverloadedError",
     "PayloadTooLargeError",
+    "Segment",
+    "SegmentEmbedding",
     "ServerError",
     "UnsupportedMediaTypeError",
 ]

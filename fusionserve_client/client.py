@@ -31,7 +31,7 @@ from fusionserve_client.results import (
 DEFAULT_URL = "http://127.0.0.1:8000"
 USER_AGENT = "fusionserve-client/0.1.0"
 MAX_RETRY_WAIT_S = 60.0  # a server asking for a longer pause than this is not waited for: the 429 is raised
-Item = Mapping[str, Any]  # {"image": ..., "audio": ..., "text": ...}: any non-empty subset
+Item = Mapping[str, Any]  # {"image": ..., "audio": ..., "text": ..., "video": ...}: any non-empty subset
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,17 @@ def _params(version: str | None, **extra: Any) -> dict:
     return params if version is None else params | {"version": version}
 
 
+@dataclass(frozen=True)
+class Segmenting:
+    """How the server cuts a video item into segments (None: the model's default); query options of the request."""
+
+    segment_s: float | None = None
+    overlap_s: float | None = None
+
+    def params(self) -> dict:
+        return {k: v for k, v in (("segment_s", self.segment_s), ("overlap_s", self.overlap_s)) if v is not None}
+
+
 class _Requests:
     """What both clients share: connection settings, the requests, the retry rule, the answer → result."""
 
@@ -65,19 +76,20 @@ class _Requests:
             "headers": {"user-agent": USER_AGENT} | ({"authorization": f"Bearer {api_key}"} if api_key else {}),
         }
 
-    def _classify_one(self, model, image, audio, text, top_k, version, explain) -> _Call:
-        params = _params(version, top_k=top_k, explain="true" if explain else None)
-        return _Call("POST", _model_path(model, "classify"), params, files=multipart_files(image, audio, text))
+    def _classify_one(self, model, media: dict, top_k, version, explain, cut: Segmenting) -> _Call:
+        params = _params(version, top_k=top_k, explain="true" if explain else None) | cut.params()
+        return _Call("POST", _model_path(model, "classify"), params, files=multipart_files(**media))
 
-    def _classify_many(self, model, items, top_k, version, explain) -> _Call:
-        params = _params(version, top_k=top_k, explain="true" if explain else None)
+    def _classify_many(self, model, items, top_k, version, explain, cut: Segmenting) -> _Call:
+        params = _params(version, top_k=top_k, explain="true" if explain else None) | cut.params()
         return _Call("POST", _model_path(model, "classify"), params, json=_batch(items))
 
-    def _embed_one(self, model, image, audio, text, version) -> _Call:
-        return _Call("POST", _model_path(model, "embed"), _params(version), files=multipart_files(image, audio, text))
+    def _embed_one(self, model, media: dict, version, cut: Segmenting) -> _Call:
+        params = _params(version) | cut.params()
+        return _Call("POST", _model_path(model, "embed"), params, files=multipart_files(**media))
 
-    def _embed_many(self, model, items, version) -> _Call:
-        return _Call("POST", _model_path(model, "embed"), _params(version), json=_batch(items))
+    def _embed_many(self, model, items, version, cut: Segmenting) -> _Call:
+        return _Call("POST", _model_path(model, "embed"), _params(version) | cut.params(), json=_batch(items))
 
     def _retry_delay(self, response: httpx.Response, attempt: int) -> float | None:
         """Seconds to wait before trying again, or None to hand the response back as it is."""
@@ -132,22 +144,30 @@ class Client(_Requests):
             time.sleep(delay)
             attempt += 1
 
-    def classify(self, model: str, image: Any = None, audio: Any = None, text: str | None = None, *,
-                 top_k: int = 5, version: str | None = None, explain: bool = False) -> Classification:  # fmt: skip
-        call = self._classify_one(model, image, audio, text, top_k, version, explain)
+    def classify(self, model: str, image: Any = None, audio: Any = None, text: str | None = None, video: Any = None,
+                 *, top_k: int = 5, version: str | None = None, explain: bool = False,
+                 segment_s: float | None = None, overlap_s: float | None = None) -> Classification:  # fmt: skip
+        """One item; a video answers per segment too (`.segments`), cut by segment_s / overlap_s."""
+        media = {"image": image, "audio": audio, "text": text, "video": video}
+        call = self._classify_one(model, media, top_k, version, explain, Segmenting(segment_s, overlap_s))
         return classifications(_body(self._send(call)))[0]
 
     def classify_batch(self, model: str, items: Iterable[Item], *, top_k: int = 5, version: str | None = None,
-                       explain: bool = False) -> list[Classification]:  # fmt: skip
-        call = self._classify_many(model, list(items), top_k, version, explain)
+                       explain: bool = False, segment_s: float | None = None,
+                       overlap_s: float | None = None) -> list[Classification]:  # fmt: skip
+        call = self._classify_many(model, list(items), top_k, version, explain, Segmenting(segment_s, overlap_s))
         return classifications(_body(self._send(call))) if call.json["inputs"] else []
 
-    def embed(self, model: str, image: Any = None, audio: Any = None, text: str | None = None, *,
-              version: str | None = None) -> Embedding:  # fmt: skip
-        return embeddings(_body(self._send(self._embed_one(model, image, audio, text, version))))[0]
+    def embed(self, model: str, image: Any = None, audio: Any = None, text: str | None = None, video: Any = None,
+              *, version: str | None = None, segment_s: float | None = None,
+              overlap_s: float | None = None) -> Embedding:  # fmt: skip
+        media = {"image": image, "audio": audio, "text": text, "video": video}
+        call = self._embed_one(model, media, version, Segmenting(segment_s, overlap_s))
+        return embeddings(_body(self._send(call)))[0]
 
-    def embed_batch(self, model: str, items: Iterable[Item], *, version: str | None = None) -> list[Embedding]:
-        call = self._embed_many(model, list(items), version)
+    def embed_batch(self, model: str, items: Iterable[Item], *, version: str | None = None,
+                    segment_s: float | None = None, overlap_s: float | None = None) -> list[Embedding]:  # fmt: skip
+        call = self._embed_many(model, list(items), version, Segmenting(segment_s, overlap_s))
         return embeddings(_body(self._send(call))) if call.json["inputs"] else []
 
     def models(self) -> list[ModelInfo]:
@@ -191,23 +211,30 @@ class AsyncClient(_Requests):
             await asyncio.sleep(delay)
             attempt += 1
 
-    async def classify(self, model: str, image: Any = None, audio: Any = None, text: str | None = None, *,
-                       top_k: int = 5, version: str | None = None,
-                       explain: bool = False) -> Classification:  # fmt: skip
-        call = self._classify_one(model, image, audio, text, top_k, version, explain)
+    async def classify(self, model: str, image: Any = None, audio: Any = None, text: str | None = None,
+                       video: Any = None, *, top_k: int = 5, version: str | None = None, explain: bool = False,
+                       segment_s: float | None = None, overlap_s: float | None = None) -> Classification:  # fmt: skip
+        media = {"image": image, "audio": audio, "text": text, "video": video}
+        call = self._classify_one(model, media, top_k, version, explain, Segmenting(segment_s, overlap_s))
         return classifications(_body(await self._send(call)))[0]
 
     async def classify_batch(self, model: str, items: Iterable[Item], *, top_k: int = 5, version: str | None = None,
-                             explain: bool = False) -> list[Classification]:  # fmt: skip
-        call = self._classify_many(model, list(items), top_k, version, explain)
+                             explain: bool = False, segment_s: float | None = None,
+                             overlap_s: float | None = None) -> list[Classification]:  # fmt: skip
+        call = self._classify_many(model, list(items), top_k, version, explain, Segmenting(segment_s, overlap_s))
         return classifications(_body(await self._send(call))) if call.json["inputs"] else []
 
-    async def embed(self, model: str, image: Any = None, audio: Any = None, text: str | None = None, *,
-                    version: str | None = None) -> Embedding:  # fmt: skip
-        return embeddings(_body(await self._send(self._embed_one(model, image, audio, text, version))))[0]
+    async def embed(self, model: str, image: Any = None, audio: Any = None, text: str | None = None,
+                    video: Any = None, *, version: str | None = None, segment_s: float | None = None,
+                    overlap_s: float | None = None) -> Embedding:  # fmt: skip
+        media = {"image": image, "audio": audio, "text": text, "video": video}
+        call = self._embed_one(model, media, version, Segmenting(segment_s, overlap_s))
+        return embeddings(_body(await self._send(call)))[0]
 
-    async def embed_batch(self, model: str, items: Iterable[Item], *, version: str | None = None) -> list[Embedding]:
-        call = self._embed_many(model, list(items), version)
+    async def embed_batch(self, model: str, items: Iterable[Item], *, version: str | None = None,
+                          segment_s: float | None = None,
+                          overlap_s: float | None = None) -> list[Embedding]:  # fmt: skip
+        call = self._embed_many(model, list(items), version, Segmenting(segment_s, overlap_s))
         return embeddings(_body(await self._send(call))) if call.json["inputs"] else []
 
     async def models(self) -> list[ModelInfo]:

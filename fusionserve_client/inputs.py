@@ -1,5 +1,6 @@
-"""Inputs → the bytes the server takes: a path, bytes or a binary file for any medium; a PIL image (sent as
-PNG); a numpy waveform with its sample rate, `(samples, rate)` (sent as WAV); text as a str.
+"""Inputs → the bytes the server takes: a path, bytes or a binary file for any medium (a video only so: MP4/MOV,
+WebM/MKV, AVI); a PIL image (sent as PNG); a numpy waveform with its sample rate, `(samples, rate)` (sent as WAV);
+text as a str.
 
 Nothing here imports Pillow or numpy up front: a PIL image can only exist once PIL.Image is imported, and a
 waveform only once numpy is, so both are recognised (and encoded) without making either a dependency.
@@ -18,7 +19,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-MODALITIES = ("image", "audio", "text")
+MODALITIES = ("image", "audio", "text", "video")
+FILES = ("image", "audio", "video")  # the media sent as files (multipart parts; base64 in JSON)
 # Pillow modes a PNG stores as they are; anything else (CMYK, YCbCr, F…) is converted to RGB first
 PNG_MODES = {"1", "L", "LA", "I", "I;16", "P", "RGB", "RGBA"}
 
@@ -98,8 +100,9 @@ def media_file(modality: str, value: Any) -> tuple[str, bytes]:
         return "image.png", png_bytes(value)
     if modality == "audio" and _is_waveform(value):
         return "audio.wav", wav_bytes(value[0], int(value[1]))
-    accepted = "a PIL image" if modality == "image" else "a (numpy waveform, sample rate) tuple"
-    raise TypeError(f"{modality} must be a path, bytes, a binary file or {accepted}; got {type(value).__name__}")
+    accepted = {"image": " or a PIL image", "audio": " or a (numpy waveform, sample rate) tuple"}.get(modality)
+    what = f"a path, bytes, a binary file{accepted}" if accepted else "a path, bytes or a binary file"
+    raise TypeError(f"{modality} must be {what}; got {type(value).__name__}")
 
 
 def _text(value: Any) -> str:
@@ -108,17 +111,19 @@ def _text(value: Any) -> str:
     return value
 
 
-def multipart_files(image: Any = None, audio: Any = None, text: str | None = None) -> dict[str, tuple]:
+def multipart_files(
+    image: Any = None, audio: Any = None, text: str | None = None, video: Any = None
+) -> dict[str, tuple]:
     """One item as httpx `files=`: the text goes as a plain form field, so even a text-only item is multipart."""
     files: dict[str, tuple] = {}
-    for modality, value in (("image", image), ("audio", audio)):
+    for modality, value in (("image", image), ("audio", audio), ("video", video)):
         if value is not None:
             filename, data = media_file(modality, value)
             files[modality] = (filename, data, mimetypes.guess_type(filename)[0] or "application/octet-stream")
     if text is not None:
         files["text"] = (None, _text(text))
     if not files:
-        raise ValueError("give at least one of image, audio, text")
+        raise ValueError("give at least one of image, audio, text, video")
     return files
 
 
@@ -126,9 +131,9 @@ def json_item(item: Mapping[str, Any], index: int) -> dict[str, str]:
     """One item of a batch as the server's JSON: media base64-encoded, text as is."""
     unknown = sorted(set(item) - set(MODALITIES))
     if unknown:
-        raise ValueError(f"items[{index}] has unknown keys {unknown}; expected image, audio, text")
+        raise ValueError(f"items[{index}] has unknown keys {unknown}; expected image, audio, text, video")
     out = {}
-    for modality in ("image", "audio"):
+    for modality in FILES:
         if item.get(modality) is not None:
             out[modality] = base64.b64encode(media_file(modality, item[modality])[1]).decode("ascii")
     if item.get("text") is not None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-MODALITY_ORDER = ("image", "text", "audio")  # the order the server reports modalities in
+# the order the server reports fusion's slots in: a modality, or a video's frames and sound track
+SLOT_ORDER = ("image", "text", "audio", "video_frames", "video_audio")
 
 
 @dataclass(frozen=True)
@@ -16,12 +17,39 @@ class Label:
 
 @dataclass(frozen=True)
 class Evidence:
-    """One present modality's own head (classify with explain=True)."""
+    """One present slot's own head (classify with explain=True): a modality, or video_frames / video_audio."""
 
     modality: str
     label: str
     score: float
     agrees: bool  # its top label is the fused top label
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One segment of a video item, classified: its span, the video slots it had, its labels."""
+
+    start_s: float
+    end_s: float
+    modalities: list[str]  # video_frames (it had pictures), video_audio (it had sound)
+    labels: list[Label]  # best first, top_k of them
+    evidence: list[Evidence] | None = None  # explain=True only
+    agreement: bool | None = None
+
+    @property
+    def top(self) -> Label:
+        return self.labels[0]
+
+
+@dataclass(frozen=True)
+class SegmentEmbedding:
+    """One segment of a video item, embedded: its fused embedding and each video slot's it had."""
+
+    start_s: float
+    end_s: float
+    modalities: list[str]
+    fused: list[float]
+    per_slot: dict[str, list[float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -32,6 +60,7 @@ class Classification:
     labels: list[Label]  # best first, top_k of them
     evidence: list[Evidence] | None = None  # explain=True only
     agreement: bool | None = None  # explain=True only: every modality agrees with the fusion
+    segments: list[Segment] | None = None  # a video item's, in time order
 
     @property
     def top(self) -> Label:
@@ -44,7 +73,9 @@ class Embedding:
     version: str
     modalities: list[str]
     fused: list[float]  # the fused joint-space embedding (L2-normalised)
-    per_modality: dict[str, list[float]] = field(default_factory=dict)  # each present modality's own
+    # each present slot's own (a video's video_frames / video_audio: the whole clip's)
+    per_modality: dict[str, list[float]] = field(default_factory=dict)
+    segments: list[SegmentEmbedding] | None = None  # a video item's, in time order
 
     @property
     def dim(self) -> int:
@@ -70,19 +101,32 @@ class ModelInfo:
     limits: dict[str, Any]  # max_upload_bytes, max_image_pixels, max_audio_seconds, max_text_chars…
 
 
+def _labels(row: dict) -> dict:
+    """What a classified item and a classified segment share: labels, and explain's evidence."""
+    evidence = row.get("evidence")
+    return {
+        "labels": [Label(str(r["label"]), float(r["score"])) for r in row["labels"]],
+        "evidence": None if evidence is None else [_evidence(e) for e in evidence],
+        "agreement": row.get("agreement"),
+    }
+
+
+def _span(row: dict) -> dict:
+    return {"start_s": float(row["start_s"]), "end_s": float(row["end_s"]), "modalities": list(row["modalities"])}
+
+
 def classifications(body: dict) -> list[Classification]:
     model, version = body["model"], body["version"]
     out = []
     for row in body["results"]:
-        evidence = row.get("evidence")
+        segments = row.get("segments")
         out.append(
             Classification(
                 model=model,
                 version=version,
                 modalities=list(row["modalities"]),
-                labels=[Label(str(r["label"]), float(r["score"])) for r in row["labels"]],
-                evidence=None if evidence is None else [_evidence(e) for e in evidence],
-                agreement=row.get("agreement"),
+                segments=None if segments is None else [Segment(**_span(s), **_labels(s)) for s in segments],
+                **_labels(row),
             )
         )
     return out
@@ -90,6 +134,11 @@ def classifications(body: dict) -> list[Classification]:
 
 def _evidence(row: dict) -> Evidence:
     return Evidence(str(row["modality"]), str(row["label"]), float(row["score"]), bool(row["agrees"]))
+
+
+def _segment_embedding(row: dict) -> SegmentEmbedding:
+    per_slot = {slot: list(row["embeddings"][slot]) for slot in SLOT_ORDER if slot in row.get("embeddings", {})}
+    return SegmentEmbedding(**_span(row), fused=list(row["fused"]), per_slot=per_slot)
 
 
 def embeddings(body: dict) -> list[Embedding]:
@@ -100,7 +149,8 @@ def embeddings(body: dict) -> list[Embedding]:
             version=version,
             modalities=list(row["modalities"]),
             fused=list(row["fused"]),
-            per_modality={m: list(row[m]) for m in MODALITY_ORDER if row.get(m) is not None},
+            per_modality={m: list(row[m]) for m in SLOT_ORDER if row.get(m) is not None},
+            segments=None if row.get("segments") is None else [_segment_embedding(s) for s in row["segments"]],
         )
         for row in body["results"]
     ]

@@ -213,7 +213,7 @@ def test_cli_errors_exit_non_zero_with_the_servers_message(live, keyed):
     missing = cli("embed", "tiny", "--image", "/no/such.png", "--url", live.base_url)
     assert missing.returncode == 2 and "cannot read /no/such.png: No such file or directory" in missing.stderr
     nothing = cli("embed", "tiny", "--url", live.base_url)
-    assert nothing.returncode == 2 and "give at least one of --image, --audio, --text" in nothing.stderr
+    assert nothing.returncode == 2 and "give at least one of --image, --audio, --text, --video" in nothing.stderr
 
 
 @pytest.mark.slow

@@ -193,5 +193,5 @@ def test_inputs_that_cannot_be_sent_are_refused_before_any_request(kwargs, error
 
 
 def test_a_batch_item_with_an_unknown_key_is_named():
-    with Recorder().client() as client, pytest.raises(ValueError, match=r"items\[1\] has unknown keys \['video'\]"):
-        client.embed_batch("tiny", [{"text": "a"}, {"video": b"..."}])
+    with Recorder().client() as client, pytest.raises(ValueError, match=r"items\[1\] has unknown keys \['depth'\]"):
+        client.embed_batch("tiny", [{"text": "a"}, {"depth": b"..."}])
