@@ -13,7 +13,9 @@ import av
 import numpy as np
 import pytest
 
-from service.preprocess.video_plan import segment_bounds
+from service.manifest import VideoPreprocess
+from service.preprocess.video_plan import sample_times, segment_bounds
+from training.config import load_config
 from training.data.demo_clips import CLEAN_GROUPS, plan_clean_clips, plan_clips
 from training.data.demo_jobs import DemoConfig, voices
 from training.data.demo_media import SAMPLE_RATE, AudioJob, ImageJob, make_item
@@ -142,3 +144,12 @@ def test_the_same_seed_writes_the_same_bytes_another_seed_does_not(clips: list[d
     again = plan_clips(CFG, 5, SCALE)[clips.index(item)]
     assert hashlib.sha256(write(tmp_path / "b", again).read_bytes()).hexdigest() == once
     assert [c["row"] for c in plan_clips(CFG, 6, SCALE)] != [c["row"] for c in clips]
+
+
+def test_a_shot_is_one_segment_of_the_default_bundle() -> None:
+    cfg = load_config("tridigits.toml")
+    assert (cfg.video_segment_s, cfg.video_overlap_s) == (CFG.video_segment_s, 0.0)
+    spec = VideoPreprocess(frames_per_second=cfg.video_fps, max_frames_per_segment=cfg.video_max_frames,
+                           segment_s=cfg.video_segment_s)  # fmt: skip
+    kept = sample_times(0.0, CFG.video_segment_s, spec)
+    assert len(kept) == 6 and CFG.video_fps >= 2 * cfg.video_fps  # the clip has frames between the kept ones
