@@ -195,6 +195,7 @@ function buildForm() {
   if (state.image && has("image")) form.append("image", state.image, state.image.name || "image");
   if (state.audio && has("audio")) form.append("audio", state.audio.blob, state.audio.name || "audio");
   if ($("text").value.trim() && has("text")) form.append("text", $("text").value);
+  if (videoState.file && has("video")) form.append("video", videoState.file, videoState.file.name || "video");
   return form; // nothing chosen: the server's 422 says what is needed
 }
 
@@ -205,6 +206,7 @@ async function classify(event) {
   if (!model) return showError(new Error("choose a model first (enter the API key if the server has one)"));
   const params = new URLSearchParams({ top_k: $("top-k").value || "5" });
   if (state.explain) params.set("explain", "true");
+  if (state.modalities.includes("video")) segmentParams(params);
   $("status").textContent = "classifying…";
   $("submit").disabled = true;
   try {
@@ -239,6 +241,7 @@ function renderAnswer(body, timingHeader) {
     }),
   );
   renderEvidence(result);
+  renderSegments(result);
   renderTiming(parseServerTiming(timingHeader));
   $("results").hidden = false;
 }
@@ -289,6 +292,7 @@ function renderTiming(metrics) {
 document.addEventListener("DOMContentLoaded", () => {
   wireImage();
   wireAudio();
+  wireVideo();
   $("classify-form").addEventListener("submit", classify);
   $("reload").addEventListener("click", loadModels);
   $("api-key").addEventListener("change", loadModels);
