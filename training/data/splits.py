@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from service.manifest import MODALITIES, SLOTS, VIDEO_SLOTS
+from service.manifest import SLOTS, VIDEO_SLOTS
 from training.data.dataset import Example, labels_of, load_dataset
 from training.data.features import FeatureCache, extract_features
 from training.data.specs import preprocess_for
@@ -152,12 +152,14 @@ def _video_part(cfg, by_split, backbones: dict, cache, specs) -> dict[str, Video
 
 
 def _slots(main: list[Example], videos: dict[str, VideoPart]) -> list[str]:
-    """The slots the data fills: its modalities, and a video's frames / sound where any segment has them."""
-    filled = {m for m in MODALITIES if any(getattr(e, m) is not None for e in main)} - {"video"}
+    """The slots a bundle of this data has (service.manifest.Encoders.slots): an encoder per modality given,
+    the image encoder when any segment has frames, the audio encoder when any has sound; with video, its
+    frames' slot follows the image encoder and its sound's the audio encoder."""
+    encoders = {m for m in ("image", "text", "audio") if any(getattr(e, m) is not None for e in main)}
     clips = [c for part in videos.values() for c in part.clips]
-    filled |= {"video_frames"} if any(c.has_frames.any() for c in clips) else set()
-    filled |= {"video_audio"} if any(c.has_sound.any() for c in clips) else set()
-    return [s for s in SLOTS if s in filled]
+    encoders |= {"image"} if any(c.has_frames.any() for c in clips) else set()
+    encoders |= {"audio"} if any(c.has_sound.any() for c in clips) else set()
+    return [s for s in SLOTS if encoder_of(s) in encoders and (s not in VIDEO_SLOTS or clips)]
 
 
 def load_train_data(cfg, by_split: dict[str, list] | None = None, backbone_state: dict | None = None) -> TrainData:
@@ -187,8 +189,10 @@ def load_train_data(cfg, by_split: dict[str, list] | None = None, backbone_state
     video_backbones.clear()
     modalities = _slots(main, videos)
     dims = {m: next(f[m].shape[1] for f in features.values() if m in f) for m in direct}
+    if videos:  # an encoder only a video uses still has its own slot (never present in training)
+        dims |= {m: videos["train"].widths[m] for m in ("image", "audio") if m in modalities and m not in dims}
     for s in features:  # a split without any item of a modality still needs [0,F] tables
-        for m in direct:
+        for m in dims:
             features[s].setdefault(m, np.zeros((0, dims[m]), np.float32))
     splits = {s: make_split(items, modalities, labels, features[s], videos.get(s)) for s, items in by_split.items()}
     _attach_views(splits["train"], by_split["train"], views)
