@@ -49,8 +49,9 @@ def test_a_csv_with_text_and_audio_columns_reports_each_bad_row(tmp_path, capsys
     out = tmp_path / "out" / "dataset.jsonl"
     assert main(["manifest", "--from", str(source), "--out", str(out)]) == 0
     report = capsys.readouterr().out
-    for expected in ("row 4: no label", "row 5: audio file missing.wav not found", "row 6: no text, image, audio or video",
-                     "row 7: split 'holdout' is not one of train, val, test", "row 8: id 'two' repeats"):  # fmt: skip
+    for expected in ("row 4: no label", "row 5: audio file missing.wav not found",
+                     "row 6: no text, image, audio or video", "row 7: split 'holdout' is not one of train, val, test",
+                     "row 8: id 'two' repeats"):  # fmt: skip
         assert expected in report
     written = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(w["id"], w["split"]) for w in written] == [("one", "train"), ("two", "val")]
