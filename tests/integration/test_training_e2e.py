@@ -43,7 +43,7 @@ def built(tmp_path_factory):
     assert main(argv) == 0
     cfg = load_config("tridigits", **overrides)
     model, _ = load_checkpoint(root / "run" / "model.pt")
-    encoders = {m: trained_encoder(model, m) for m in model.modalities}
+    encoders = {m: trained_encoder(model, m) for m in model.encoders}  # a video's slots use these too
     test = [e for e in load_dataset(cfg.data, check_media=False) if e.split == "test"]
     return cfg, model, encoders, test
 
