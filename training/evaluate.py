@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from service.manifest import VIDEO_SLOTS
 from training.data.splits import Split, TrainData
 from training.evaluate_video import video_metrics
 from training.export_encoders import ort_session
@@ -50,13 +51,23 @@ def subset_metrics(model: FusedModel, split: Split) -> dict[str, dict]:
     return out
 
 
+def plain_slots(model: FusedModel, split: Split) -> list[str]:
+    """The model's slots, or for a video model the non-video slots the split gives (its frames and sound are
+    scored in evaluate_video; its image / audio slots may never be given when only clips fill them)."""
+    if model.modalities == model.encoders:
+        return model.modalities
+    given = [m for i, m in enumerate(model.modalities) if bool((split.present[:, i] > 0.5).any())]
+    return [m for m in given if m not in VIDEO_SLOTS] or given
+
+
 def fused_vs_single(model: FusedModel, split: Split) -> dict:
     """On the items that have every modality: all of them fused vs each one alone (same items)."""
-    full, _ = restrict(split, tuple(model.modalities), model.modalities)
+    used = plain_slots(model, split)
+    full, _ = restrict(split, tuple(used), model.modalities)
     scores = {name: m["accuracy"] for name, m in subset_metrics(model, full).items()}
-    singles = {m: scores[m] for m in model.modalities}
+    singles = {m: scores[m] for m in used}
     best = max(singles, key=lambda m: singles[m] or 0.0)
-    fused = scores[subset_name(model.modalities)]
+    fused = scores[subset_name(used)]
     gain = None if fused is None or singles[best] is None else fused - singles[best]
     return {"n": len(full), "fused": fused, "single": singles, "best_single": best, "gain": gain}
 

@@ -41,7 +41,14 @@ GOLDEN_SUBSETS = (
     ("image", "text", "audio"), ("image",), ("text",), ("audio",),
     ("image", "audio"), ("text", "audio"), ("image", "text"),
 )  # fmt: skip
-VIDEO_GOLDEN = (("video",), ("image", "text", "audio", "video"))
+VIDEO_GOLDEN = (
+    ("image", "text", "audio", "video"),
+    ("video",),
+    ("text", "video"),
+    ("image", "video"),
+    ("audio", "video"),
+)
+VIDEO_GOLDEN_COUNT = 2  # clips beside golden_count's other examples (each replays every segment: slower)
 CARD_FILES = ("model_card.md", "training_curves.png", "confusion_matrix.png")
 ENCODER_SPECS = {"image": mf.ImageEncoder, "text": mf.TextEncoder, "audio": mf.AudioEncoder}
 
@@ -115,16 +122,19 @@ def write_tokenizer(specs: PreprocessSpecs, path: Path) -> None:
 
 def pick_golden(examples: list, modalities: list[str], count: int) -> list[tuple[object, tuple[str, ...]]]:
     """(example, subset) pairs: different subsets, distinct real test items having those modalities.
-    `modalities`: the model's slots; a video model's golden examples also hold a clip (up to 2 more than count)."""
+    `modalities`: the model's slots; a video model's first VIDEO_GOLDEN_COUNT golden examples hold a clip."""
     chosen, used = [], set()
-    wanted = [tuple(m for m in s if m in modalities) for s in GOLDEN_SUBSETS]
-    video = set(VIDEO_SLOTS) & set(modalities)
-    wanted += [tuple(m for m in s if m in modalities or (m == "video" and video)) for s in VIDEO_GOLDEN]
-    for subset in dict.fromkeys(s for s in wanted if s):
-        item = next((e for e in examples if e.id not in used and all(getattr(e, m) for m in subset)), None)
-        if item is not None and (len(chosen) < count or "video" in subset):
-            chosen.append((item, subset))
-            used.add(item.id)
+    video = [tuple(m for m in s if m in modalities or m == "video") for s in VIDEO_GOLDEN]
+    video = video if set(VIDEO_SLOTS) & set(modalities) else []
+    plain = [tuple(m for m in s if m in modalities) for s in GOLDEN_SUBSETS]
+    for subsets, most in ((video, VIDEO_GOLDEN_COUNT), (plain, count)):
+        picked = 0
+        for subset in dict.fromkeys(s for s in subsets if s):
+            item = next((e for e in examples if e.id not in used and all(getattr(e, m) for m in subset)), None)
+            if item is not None and picked < most:
+                chosen.append((item, subset))
+                used.add(item.id)
+                picked += 1
     return chosen
 
 
