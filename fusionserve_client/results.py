@@ -91,6 +91,7 @@ class ModelVersion:
     labels: list[str] = field(default_factory=list)
     embedding_dim: int | None = None
     explain: bool = False  # classify(explain=True) has per-modality evidence
+    video: dict[str, float] | None = None  # a video model's default segmentation (segment_s, overlap_s) and sampling
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,9 @@ from __future__ import annotations
 from service.models import ModelEntry, ModelTable, VersionState
 from service.settings import Settings
 
+LIMITS = ("max_upload_bytes", "max_image_pixels", "max_audio_seconds", "max_text_chars", "max_items_per_request",
+          "max_video_seconds", "max_video_frames", "max_video_segments", "max_video_frame_pixels")  # fmt: skip
+
 
 def describe_version(state: VersionState) -> dict:
     summary = {"version": state.version, "status": state.status, "reason": state.reason}
@@ -15,13 +18,17 @@ def describe_version(state: VersionState) -> dict:
             modalities=manifest.modalities(), labels=manifest.labels, embedding_dim=manifest.embedding_dim,
             fusion=manifest.fusion.strategy, explain=manifest.fusion.has_modality_logits, metrics=manifest.metrics,
         )  # fmt: skip
+        video = manifest.encoder("video")
+        if video is not None:  # the segmentation a request gets without segment_s / overlap_s, and the sampling
+            summary["video"] = video.preprocess.model_dump(
+                include={"segment_s", "overlap_s", "frames_per_second", "max_frames_per_segment", "max_seconds"}
+            )
     return summary
 
 
 def describe_entry(entry: ModelEntry, settings: Settings) -> dict:
     ready = entry.ready_versions()
-    limits = {name: getattr(settings, name) for name in ("max_upload_bytes", "max_image_pixels", "max_audio_seconds",
-                                                          "max_text_chars", "max_items_per_request")}  # fmt: skip
+    limits = {name: getattr(settings, name) for name in LIMITS}
     return {
         "name": entry.name,
         "default_version": ready[0].version if ready else None,

@@ -53,6 +53,12 @@ def server_metadata() -> dict:
 # ---- model metadata --------------------------------------------------------------------------------------
 
 
+def _video_defaults(manifest: Manifest) -> dict:
+    """A video model's default segmentation: what a request without segment_s / overlap_s parameters gets."""
+    video = manifest.encoder("video")
+    return {} if video is None else {name: getattr(video.preprocess, name) for name in OPTIONS}
+
+
 def model_metadata(plane: DataPlane, model: str, version: str | None) -> dict:
     """Of the version asked for, else the default (newest ready) one; 404 unknown, 503 not ready."""
     state = plane.resolve(model, version)
@@ -70,6 +76,7 @@ def model_metadata(plane: DataPlane, model: str, version: str | None) -> dict:
             "modalities": manifest.modalities(),
             "fusion": manifest.fusion.strategy,
             "max_items_per_request": plane.settings.max_items_per_request,
+            **_video_defaults(manifest),
         },
     }
 
