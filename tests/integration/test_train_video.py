@@ -112,3 +112,15 @@ async def test_the_server_answers_a_clip_per_segment_as_torch_did(built):
     scores = {row["label"]: row["score"] for row in segment["labels"]}
     labels = read_manifest(bundle / "manifest.json").labels
     assert max(abs(scores[label] - p) for label, p in zip(labels, expected.probabilities, strict=True)) <= 1e-4
+
+
+def test_a_csv_video_column_becomes_the_manifest_video_and_a_bad_clip_is_reported(tmp_path):
+    from training.data.convert import convert
+
+    write_video(tmp_path / "ok.mp4", digits=(1,), seconds=1.0, fps=5)
+    (tmp_path / "bad.mp4").write_bytes(b"\x00\x00\x00\x18ftypisom" + b"\x00" * 64)  # an MP4 header, no streams
+    (tmp_path / "items.csv").write_text("id,label,video\na,one,ok.mp4\nb,one,bad.mp4\n")
+    written, problems = convert(tmp_path / "items.csv", tmp_path / "out" / "dataset.jsonl")
+    assert written == 1 and len(problems) == 1 and problems[0].startswith("row 3: unreadable video bad.mp4: ")
+    (item,) = [json.loads(line) for line in (tmp_path / "out" / "dataset.jsonl").read_text().splitlines()]
+    assert item["video"] == "../ok.mp4" and item["label"] == "one"
