@@ -102,8 +102,8 @@ class VideoFeatures:
         """ClipFeatures of each example having a video, in order (each distinct clip decoded once)."""
         present = [e for e in examples if e.video is not None]
         found: dict[str, ClipFeatures] = {}
-        for _m, b in self.backbones.items():
-            b.eval()
+        for backbone in self.backbones.values():
+            backbone.eval()  # frozen: their features are cached
         with torch.no_grad(), tqdm(total=len(present), desc="features: video", disable=not self.progress) as bar:
             for example in present:
                 key = file_key(example.video)

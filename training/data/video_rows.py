@@ -36,18 +36,17 @@ class Rows:
 
 def plan_rows(examples: list[Example], clips: list[ClipFeatures]) -> Rows:
     """clips: one per example having a video, in order (VideoFeatures.of)."""
-    item, segment, bounds, labels = [], [], [], []
+    rows: list[tuple[int, int, float, float, str]] = []  # (item, segment, start_s, end_s, label)
     clip_of = iter(clips)
     for index, example in enumerate(examples):
         if example.video is None:
-            item.append(index), segment.append(-1), bounds.append((np.nan, np.nan)), labels.append(example.label)
+            rows.append((index, -1, np.nan, np.nan, example.label))
             continue
-        clip = next(clip_of)
-        for g, (start, end) in enumerate(clip.bounds.tolist()):
-            item.append(index), segment.append(g), bounds.append((start, end))
-            labels.append(segment_label(example, start, end))
-    return Rows(np.array(item, np.int64), np.array(segment, np.int64), np.array(bounds, np.float32).reshape(-1, 2),
-                labels)  # fmt: skip
+        for g, (start, end) in enumerate(next(clip_of).bounds.tolist()):
+            rows.append((index, g, start, end, segment_label(example, start, end)))
+    item, segment, start, end, labels = zip(*rows, strict=True) if rows else ((), (), (), (), ())
+    bounds = np.stack([np.array(start, np.float32), np.array(end, np.float32)], axis=1).reshape(-1, 2)
+    return Rows(np.array(item, np.int64), np.array(segment, np.int64), bounds, list(labels))
 
 
 def video_tables(rows: Rows, clips: list[ClipFeatures], dims: dict[str, int], k: int) -> dict[str, np.ndarray]:
