@@ -15,6 +15,7 @@ so a test can tell which seconds a segment's sound came from.
 from __future__ import annotations
 
 import math
+import struct
 import tempfile
 from fractions import Fraction
 from pathlib import Path
@@ -182,3 +183,14 @@ def video_bytes(**options) -> bytes:
     container = options.get("container", "mp4")
     with tempfile.TemporaryDirectory() as folder:
         return write_video(Path(folder) / f"clip.{container}", **options).read_bytes()
+
+
+def with_declared_seconds(data: bytes, seconds: float) -> bytes:
+    """A Matroska/WebM clip (write_video's: timecode scale 1 ms) whose header declares `seconds` instead of its
+    real length: its Segment Info Duration element (id 0x4489, an 8- or 4-byte float) rewritten."""
+    for size, code in ((b"\x88", ">d"), (b"\x84", ">f")):
+        at = data.find(b"\x44\x89" + size)
+        if at >= 0:
+            body = at + 3
+            return data[:body] + struct.pack(code, seconds * 1000) + data[body + struct.calcsize(code) :]
+    raise ValueError("no Matroska Duration element in these bytes")
