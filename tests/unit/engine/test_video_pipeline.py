@@ -17,37 +17,12 @@ from service.items import ItemResult, PreparedItem
 from service.metrics import Metrics
 from service.settings import Settings
 from tests.bundle_reference import reference_of_arrays
-from tests.unit.engine.video_items import video_arrays, video_bundle, video_item
-
-ATOL = 1e-5
+from tests.unit.engine.video_items import assert_reference, video_arrays, video_bundle, video_item
 
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     return video_bundle(tmp_path_factory.mktemp("models"))
-
-
-def assert_reference(result: ItemResult, expected: dict, atol: float = ATOL) -> None:
-    """The clip's answer and every segment's equal the reference's."""
-    np.testing.assert_allclose(result.probabilities, expected["probabilities"], atol=atol, rtol=0)
-    np.testing.assert_allclose(result.fused, expected["fused"], atol=atol, rtol=0)
-    assert sorted(result.embeddings) == sorted(expected["embeddings"])
-    for slot, vector in expected["embeddings"].items():
-        np.testing.assert_allclose(result.embeddings[slot], vector, atol=atol, rtol=0)
-    assert sorted(result.modality_probabilities) == sorted(expected["modality_probabilities"])
-    for slot, vector in expected["modality_probabilities"].items():
-        np.testing.assert_allclose(result.modality_probabilities[slot], vector, atol=atol, rtol=0)
-    segments = result.segments
-    assert segments is not None and len(segments) == len(expected["segments"])
-    for row, segment in enumerate(expected["segments"]):
-        assert segments.slots(row) == segment["slots"]
-        np.testing.assert_allclose(segments.bounds[row], [segment["start_s"], segment["end_s"]], atol=0, rtol=0)
-        np.testing.assert_allclose(segments.probabilities[row], segment["probabilities"], atol=atol, rtol=0)
-        np.testing.assert_allclose(segments.fused[row], segment["fused"], atol=atol, rtol=0)
-        for slot, vector in segment["embeddings"].items():
-            np.testing.assert_allclose(segments.embeddings[slot][row], vector, atol=atol, rtol=0)
-        for slot, vector in segment["modality_probabilities"].items():
-            np.testing.assert_allclose(segments.modality_probabilities[slot][row], vector, atol=atol, rtol=0)
 
 
 def reference(bundle, item: PreparedItem) -> dict:

@@ -1,5 +1,6 @@
 """Decoded videos made up directly (VideoArrays, shaped by a test bundle's specs), so the engine's video path is
-tested apart from decoding: segments of different frame counts, segments without sound, without picture."""
+tested apart from decoding: segments of different frame counts, segments without sound, without picture; and
+the check that a served video answers as the numpy reference (tests/bundle_reference.py) does."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from service.engine.bundle import LoadedBundle, load_bundle
-from service.items import PreparedItem, VideoArrays
+from service.items import ItemResult, PreparedItem, VideoArrays
 from service.manifest import MODALITIES
 from service.settings import Settings
 from tests.bundles import build_bundle
+
+ATOL = 1e-5  # float32 ONNX against the float64 reference
 
 
 def video_bundle(root: Path, modalities=MODALITIES, **options) -> LoadedBundle:
@@ -41,3 +44,26 @@ def video_arrays(
 
 def video_item(bundle: LoadedBundle, seed: int = 0, others: dict | None = None, **shape) -> PreparedItem:
     return PreparedItem({**(others or {}), "video": video_arrays(bundle, seed, **shape)})
+
+
+def assert_reference(result: ItemResult, expected: dict, atol: float = ATOL) -> None:
+    """The clip's answer and every segment's equal the reference's."""
+    np.testing.assert_allclose(result.probabilities, expected["probabilities"], atol=atol, rtol=0)
+    np.testing.assert_allclose(result.fused, expected["fused"], atol=atol, rtol=0)
+    assert sorted(result.embeddings) == sorted(expected["embeddings"])
+    for slot, vector in expected["embeddings"].items():
+        np.testing.assert_allclose(result.embeddings[slot], vector, atol=atol, rtol=0)
+    assert sorted(result.modality_probabilities) == sorted(expected["modality_probabilities"])
+    for slot, vector in expected["modality_probabilities"].items():
+        np.testing.assert_allclose(result.modality_probabilities[slot], vector, atol=atol, rtol=0)
+    segments = result.segments
+    assert segments is not None and len(segments) == len(expected["segments"])
+    for row, segment in enumerate(expected["segments"]):
+        assert segments.slots(row) == segment["slots"]
+        np.testing.assert_allclose(segments.bounds[row], [segment["start_s"], segment["end_s"]], atol=0, rtol=0)
+        np.testing.assert_allclose(segments.probabilities[row], segment["probabilities"], atol=atol, rtol=0)
+        np.testing.assert_allclose(segments.fused[row], segment["fused"], atol=atol, rtol=0)
+        for slot, vector in segment["embeddings"].items():
+            np.testing.assert_allclose(segments.embeddings[slot][row], vector, atol=atol, rtol=0)
+        for slot, vector in segment["modality_probabilities"].items():
+            np.testing.assert_allclose(segments.modality_probabilities[slot][row], vector, atol=atol, rtol=0)
