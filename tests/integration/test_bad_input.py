@@ -97,8 +97,8 @@ async def test_json_body_declared_as_multipart_and_bad_json(client):
 
 async def test_no_modality_and_unknown_field(client):
     assert_error(await client.post(CLASSIFY, json={"inputs": [{}]}), 422, "inputs[0]", "no input")
-    assert_error(await client.post(CLASSIFY, **form(video="x")), 422, "video", "unknown form field")
-    assert_error(await client.post(CLASSIFY, json={"inputs": [{"video": "x"}]}), 422, "inputs[0].video")
+    assert_error(await client.post(CLASSIFY, **form(depth="x")), 422, "depth", "unknown form field")
+    assert_error(await client.post(CLASSIFY, json={"inputs": [{"depth": "x"}]}), 422, "inputs[0].depth")
 
 
 async def test_modality_the_model_does_not_have(tmp_path):
