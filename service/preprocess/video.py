@@ -51,6 +51,16 @@ def _unsupported(data: bytes, field: str) -> FusionError:
     return UnsupportedMediaType(f"{field}: {named} not a supported video container; accepted: {_ACCEPTED}", field)
 
 
+def _check_riff_size(data: bytes, field: str) -> None:
+    """An AVI cut short still opens: FFmpeg rebuilds its length from the frames present. Its RIFF header says
+    how many bytes the first chunk holds (OpenDML files carry further chunks after it), so compare."""
+    declared = int.from_bytes(data[4:8], "little") + 8
+    if declared > len(data):
+        raise InvalidInput(
+            f"{field}: the AVI is truncated ({len(data)} of the {declared} bytes its header says)", field
+        )
+
+
 @contextlib.contextmanager
 def spooled(data: bytes):
     """The bytes in a temporary file (FFmpeg seeks in it), removed on the way out, success or failure."""
@@ -121,6 +131,8 @@ def decode_video(data: bytes, inputs: VideoInputs, limits: VideoLimits, *, field
     fmt = sniff_video_format(data)
     if fmt is None:
         raise _unsupported(data, field)
+    if fmt == "AVI":
+        _check_riff_size(data, field)
     with spooled(data) as path:
         try:
             return _decode(path, fmt, inputs, limits, field)
