@@ -6,7 +6,7 @@ MODELS ?= models
 PYTEST_ARGS ?=
 
 .PHONY: install serve test lint bench tiny-bundle default-bundle espeak deploy-tools deploy-check chromium clean
-.PHONY: bench-peers-setup bench-peers bench-overload bench-soak bench-robustness bench-bundle bench-scale
+.PHONY: bench-peers-setup bench-peers bench-overload bench-soak bench-robustness bench-bundle bench-scale bench-video
 .PHONY: grpc-stubs
 
 # The virtual environment, rebuilt when pyproject.toml changes.
@@ -55,6 +55,12 @@ test: install lint espeak deploy-tools chromium
 
 bench: install
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.video
+
+# Video (docs/benchmarks.md "Video"): 60 s H.264 clips at 360p/720p/1080p (written once into .cache/bench-video),
+# plain PyAV against a real server at 1 frame/s, CPU per video-minute; ~10 min on 2 cores (clips written once).
+bench-video: install
+	$(BIN)/python -m bench.video $(BENCH_ARGS)
 
 # Issue 8 item 7 (docs/benchmarks.md): peers, overload, soak, on the default bundle $(MODELS)/tridigits/1.
 # Extra flags through BENCH_ARGS, e.g. `make bench-peers BENCH_ARGS=--quick` (a smoke run, not for quoting).
