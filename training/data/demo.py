@@ -5,9 +5,11 @@ noise); audio = the digit's English word spoken by espeak-ng over several accent
 and pitches, in coloured noise at a random SNR; text = a truthful hint (numeral, word in one of seven
 languages, or a partial hint naming 2–5 digits), maybe with typos, or absent. Some items also lack the
 image or the audio, so every modality subset occurs. Test voices (accent+variant) never occur in train or
-val, and each split draws its images from its own disjoint share of load_digits.
+val, and each split draws its images from its own disjoint share of load_digits. video = MP4 clips of those
+digits moving while a voice speaks them, one or two digits in turn, some without picture or sound
+(demo_clips.py).
 
-Every corruption strength is a DemoConfig field: build_tridigits(..., config=DemoConfig(audio_snr_db=...)).
+Every corruption strength is a DemoConfig field (demo_jobs.py): build_tridigits(..., config=DemoConfig(...)).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from training.data.demo_clips import plan_clean_clips, plan_clips
 from training.data.demo_jobs import DemoConfig, audio_job, image_job, image_pools, labelled_splits
 from training.data.demo_media import AudioJob, ImageJob, make_item
 from training.data.demo_readme import write_readme
@@ -131,8 +134,8 @@ def build_tridigits(
     config: DemoConfig | None = None,
     workers: int = 2,
 ) -> Path:
-    """Write dataset.jsonl (with training views), robustness.jsonl, their media and README.md into out_dir;
-    return the dataset manifest's path."""
+    """Write dataset.jsonl (with training views and video clips), robustness.jsonl, their media and README.md
+    into out_dir; return the dataset manifest's path."""
     if shutil.which("espeak-ng") is None:
         raise RuntimeError("espeak-ng is not installed: run `make espeak` (Debian package espeak-ng)")
     cfg = config or DemoConfig()
@@ -140,14 +143,15 @@ def build_tridigits(
     manifest = out_dir / "dataset.jsonl"
     for stale in (manifest, out_dir / ROBUSTNESS):
         stale.unlink(missing_ok=True)  # no stale manifest points at half-written media
-    for sub in ("images", "audio", "views", "clean"):
+    for sub in ("images", "audio", "views", "video", "clean"):
         shutil.rmtree(out_dir / sub, ignore_errors=True)
         (out_dir / sub).mkdir(parents=True)
     items = plan(cfg, seed, scale)
     add_views(cfg, items, seed)
-    clean = plan_robustness(cfg, seed, scale)
-    _synthesise(out_dir, items + clean, workers, progress)
-    rows = [it["row"] for it in items]
+    clips = plan_clips(cfg, seed, scale)
+    clean = plan_robustness(cfg, seed, scale) + (plan_clean_clips(cfg, seed, scale) if clips else [])
+    _synthesise(out_dir, items + clips + clean, workers, progress)
+    rows = [it["row"] for it in items + clips]
     write_readme(out_dir / "README.md", cfg, rows, seed=seed, scale=scale)
     _write_jsonl(out_dir / ROBUSTNESS, [it["row"] for it in clean])
     _write_jsonl(manifest, rows)

@@ -84,6 +84,8 @@ def plan_clips(cfg: DemoConfig, seed: int, scale: float) -> list[dict]:
     """Every clip's row and media job (demo._synthesise's item format); deterministic in (cfg, seed, scale)."""
     rng = np.random.default_rng([seed, 3])
     images, pools = image_pools(cfg, np.random.default_rng(seed))  # the same pools the image items draw from
+    if cfg.n_videos == 0:
+        return []  # a dataset without video: the other items exactly as they were
     n = max(30, round(cfg.n_videos * scale))
     labels, splits = labelled_splits(n, cfg.split_fractions)
     items = []

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
-MODALITIES = ("image", "text", "audio")
+MODALITIES = ("image", "text", "audio", "video")
 
 
 def subset_name(row: dict) -> str:
@@ -24,6 +24,24 @@ def counts_table(rows: list[dict]) -> str:
         lines.append(f"| {subset} | " + " | ".join(map(str, cells)) + f" | {sum(cells)} |")
     totals = [sum(counts[(split, s)] for s in subsets) for split in splits]
     lines.append("| **all** | " + " | ".join(map(str, totals)) + f" | {sum(totals)} |")
+    return "\n".join(lines)
+
+
+def video_subset(row: dict) -> str:
+    """A clip's streams (frames, sound), digits and any hint beside it: "frames+sound, two digits, + text"."""
+    streams = "+".join(name for name, key in (("frames", "digits_index"), ("sound", "voice")) if key in row["meta"])
+    digits = "two digits" if "segments" in row else "one digit"
+    return f"{streams}, {digits}" + (", + text" if "text" in row else "")
+
+
+def video_table(rows: list[dict]) -> str:
+    """Markdown table: video items per split and what they hold."""
+    splits = ("train", "val", "test")
+    counts = Counter((row["split"], video_subset(row)) for row in rows if "video" in row)
+    lines = ["| clip | " + " | ".join(splits) + " | all |", "|---" * (len(splits) + 2) + "|"]
+    for subset in sorted({s for _, s in counts}):
+        cells = [counts[(split, subset)] for split in splits]
+        lines.append(f"| {subset} | " + " | ".join(map(str, cells)) + f" | {sum(cells)} |")
     return "\n".join(lines)
 
 
@@ -46,6 +64,14 @@ scale and settings give byte-identical files.
 - **text**: a truthful hint: the numeral, the digit's word in one of 7 languages, or a partial hint
   naming 2–5 digits ("an odd number above five", "less than three"), sometimes with typos.
 - Some items lack the text, the image or the audio (never all three), so every modality subset occurs.
+- **video** (`video/<id>.mp4`, H.264 {cfg.video_size}x{cfg.video_size} at {cfg.video_fps} fps + AAC 16 kHz mono):
+  a load_digits digit of the split's own share, drawn at 2/3 of the frame and corrupted as the images are
+  (blur, noise drawn afresh every frame, grey squares, contrast), drifting and shaking, hidden by a large grey
+  square for part of the shot in some clips, while the split's voices speak it at a random moment in the
+  shot, in noise at the audio items' SNRs. A shot lasts {cfg.video_segment_s:g} s, one segment at the default
+  bundle's segment length. Some clips show two digits in turn (two shots): their `segments` list
+  `start_s`, `end_s`, `label` per segment, and the row's label is the first digit. Some clips have no video
+  stream (sound only), some no audio stream (frames only); some one-digit clips carry a text hint beside them.
 
 `dataset.jsonl`: one item per line with `id`, `split`, `label`, the present modalities and `meta`
 (generation parameters: load_digits index, voice, speed, pitch, SNR, hint kind). Train items also list
@@ -56,11 +82,16 @@ mildly and fully corrupted; either ink polarity; nearest / bilinear / bicubic up
 `robustness.jsonl` (`clean/`): clean single-modality items for evaluation only — the test split's own
 digits in every ink polarity × upscaling filter × size (32, 64, 128 px), every digit word spoken without
 noise by each accent (the two test accents included), exact text hints per language; `meta.group` names
-the rendering.
+the rendering; and clean clips (`clean/cv<k>.mp4`, `meta.modality` `video`, groups `frames+sound`, `frames`,
+`sound`): the test split's digits still and uncorrupted, spoken without noise by held-out voices.
 
 ## Items per split and modality subset
 
 {counts_table(rows)}
+
+## Video items per split
+
+{video_table(rows)}
 
 ## Settings (DemoConfig)
 
