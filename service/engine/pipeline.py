@@ -14,6 +14,7 @@ from functools import partial
 
 import numpy as np
 
+from service.engine.batch_window import plan_batches
 from service.engine.batcher import DELIVER_CHUNK, Batcher, BatchPolicy
 from service.engine.components import (
     EncoderComponent,
@@ -157,15 +158,38 @@ class Pipeline:
         return {m: task.result()[0] for m, task in tasks.items()}, {m: task.result()[1] for m, task in tasks.items()}
 
     def run_direct(self, items: list[PreparedItem]) -> list[ItemResult]:
-        return run_direct(self.encoders, self.fusion, items)
+        """run_direct in the batches this pipeline's batchers would cut (warm-up: a video's frames must not
+        grow the image encoder's arena past the largest batch its batcher forms)."""
+        specs = {name: encoder.spec for name, encoder in self.encoders.items()}
+        cuts = {name: partial(batcher_cut, name, b.policy, specs.get(name)) for name, b in self.batchers.items()}
+        return run_direct(self.encoders, self.fusion, items, cuts)
+
+
+Cut = Callable[[list], list[list[int]]]  # payloads → the indices of each batch they run in
+
+
+def batcher_cut(name: str, policy: BatchPolicy, spec, payloads: list) -> list[list[int]]:
+    """How `name`'s batcher cuts payloads queued at once: windows of max_batch_size in arrival order, each
+    planned by the padding budget (batch_window.plan_batches); `spec`: the encoder's (None: fusion)."""
+    lengths = [1 if spec is None else item_length(name, payload, spec) for payload in payloads]
+    size = policy.max_batch_size
+    return [
+        [start + index for index in group]
+        for start in range(0, len(lengths), size)
+        for group in plan_batches(lengths[start : start + size], size, policy.budget)
+    ]
 
 
 def run_direct(
-    encoders: dict[str, EncoderComponent], fusion: FusionComponent, items: list[PreparedItem]
+    encoders: dict[str, EncoderComponent],
+    fusion: FusionComponent,
+    items: list[PreparedItem],
+    cuts: dict[str, Cut] | None = None,
 ) -> list[ItemResult]:
-    """The pipeline's computation, synchronously, one batch per component (no queues, no deadlines): every
-    item's inputs of a modality and the video items' frames (image) and segments' sound (audio) together, then
-    the segments' pooling, then every fusion row."""
+    """The pipeline's computation, synchronously (no queues, no deadlines): every item's inputs of a modality
+    and the video items' frames (image) and segments' sound (audio) together, then the segments' pooling, then
+    every fusion row; each component in one call, or in the batches `cuts` makes of its payloads."""
+    cuts = cuts or {}
     videos = {row: VideoItem.of(item, encoders) for row, item in enumerate(items) if VIDEO in item.arrays}
     per_item: list[dict[str, np.ndarray]] = [{} for _ in items]
     for modality, encoder in encoders.items():
@@ -180,14 +204,14 @@ def run_direct(
                 ]
             elif modality == "audio":
                 asks += [(s, partial(video.sound.__setitem__, row)) for row, s in video.sound_inputs().items()]
-        _answer(encoder, asks)
+        _answer(encoder, asks, cuts.get(modality))
     if VIDEO in encoders:
         stacks = [
             (s, partial(v.pooled.__setitem__, row)) for v in videos.values() for row, s in v.pool_inputs().items()
         ]
-        _answer(encoders[VIDEO], stacks)
+        _answer(encoders[VIDEO], stacks, cuts.get(VIDEO))
     rows = [videos[r].fusion_inputs(per_item[r]) if r in videos else [per_item[r]] for r in range(len(items))]
-    outputs = iter(fusion([row for item_rows in rows for row in item_rows]))
+    outputs = iter(_call(fusion, [row for item_rows in rows for row in item_rows], cuts.get("fusion")))
     return [
         videos[r].result(per_item[r], [next(outputs) for _ in rows[r]], {}) if r in videos
         else item_result(item, per_item[r], next(outputs))
@@ -195,11 +219,21 @@ def run_direct(
     ]  # fmt: skip
 
 
-def _answer(component: Callable[[list], list], asks: list[tuple[object, Callable]]) -> None:
-    """One call of `component` on every payload; each answer handed to its payload's sink."""
-    if asks:
-        for (_, put), answer in zip(asks, component([payload for payload, _ in asks]), strict=True):
-            put(answer)
+def _call(component: Callable[[list], list], payloads: list, cut: Cut | None) -> list:
+    """`component` on the payloads, in the batches `cut` makes (None: one), answers in the payloads' order."""
+    if not payloads:
+        return []
+    answers: list = [None] * len(payloads)
+    for group in cut(payloads) if cut is not None else [list(range(len(payloads)))]:
+        for index, answer in zip(group, component([payloads[i] for i in group]), strict=True):
+            answers[index] = answer
+    return answers
+
+
+def _answer(component: Callable[[list], list], asks: list[tuple[object, Callable]], cut: Cut | None) -> None:
+    """`component` on every payload (_call); each answer handed to its payload's sink."""
+    for (_, put), answer in zip(asks, _call(component, [payload for payload, _ in asks], cut), strict=True):
+        put(answer)
 
 
 def item_result(

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from service.engine.local import LocalBackend
-from service.engine.pipeline import run_direct
+from service.engine.pipeline import Pipeline, run_direct
 from service.engine.warmup import warmup_batches
 from service.manifest import MODALITIES
 from service.metrics import Metrics
@@ -70,3 +70,27 @@ async def test_the_registry_loads_warms_and_serves_a_video_bundle(tmp_path):
         assert pooled == 5
     finally:
         await backend.stop()
+
+
+class Recording:
+    """An encoder component that records the size of every call it gets."""
+
+    def __init__(self, encoder):
+        self.encoder, self.modality, self.spec, self.sizes = encoder, encoder.modality, encoder.spec, []
+
+    def __call__(self, payloads: list) -> list:
+        self.sizes.append(len(payloads))
+        return self.encoder(payloads)
+
+
+def test_the_direct_path_of_a_pipeline_runs_in_its_batchers_batches(bundle):
+    """Warm-up's video batches reach each encoder in batches its batcher could form, not all frames at once."""
+    encoders = {**bundle.encoders, "image": Recording(bundle.encoders["image"])}
+    settings = Settings(max_batch_size=4)
+    pipeline = Pipeline("vid", encoders, bundle.fusion, settings, Metrics())
+    items = [video_item(bundle, seed=seed, frames=(3, 2)) for seed in range(2)]  # ten frames, four fusion rows
+    cut = pipeline.run_direct(items)
+    assert encoders["image"].sizes == [4, 4, 2]
+    for got, whole in zip(cut, run_direct(bundle.encoders, bundle.fusion, items), strict=True):
+        np.testing.assert_allclose(got.segments.fused, whole.segments.fused, atol=1e-6, rtol=0)
+        np.testing.assert_allclose(got.probabilities, whole.probabilities, atol=1e-6, rtol=0)
