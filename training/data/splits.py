@@ -162,33 +162,38 @@ def _slots(main: list[Example], videos: dict[str, VideoPart]) -> list[str]:
     return [s for s in SLOTS if encoder_of(s) in encoders and (s not in VIDEO_SLOTS or clips)]
 
 
+def _features(cfg, by_split: dict[str, list], main: list[Example], backbone_state: dict | None):
+    """→ (split → {modality: [N_present,F]}, train views {modality: [V,F]}, split → VideoPart (video only)).
+    Each backbone is loaded once; a video keeps the image and audio ones until its clips are done."""
+    direct = [m for m in ("image", "text", "audio") if any(getattr(e, m) is not None for e in main)]
+    has_video = any(e.video is not None for e in main)
+    cache, specs = FeatureCache(Path(cfg.cache_dir)), preprocess_for(cfg)
+    features, views, video_backbones = {s: {} for s in by_split}, {}, {}
+    for m in [m for m in ("image", "text", "audio") if m in direct or (has_video and m != "text")]:
+        backbone = build_backbone(m, tuned=(backbone_state or {}).get(m), **backbone_options(cfg))
+        for s, items in by_split.items():
+            if any(getattr(e, m) is not None for e in items):
+                features[s][m] = extract_features(items, m, backbone, cache, specs=specs, progress=cfg.progress)
+        if extra := view_examples(by_split.get("train", []), m):
+            views[m] = extract_features(extra, m, backbone, cache, specs=specs, progress=cfg.progress)
+        if has_video and m != "text":
+            video_backbones[m] = backbone
+        del backbone  # loaded once per modality, frozen
+    videos = _video_part(cfg, by_split, video_backbones, cache, specs) if has_video else {}
+    return features, views, videos
+
+
 def load_train_data(cfg, by_split: dict[str, list] | None = None, backbone_state: dict | None = None) -> TrainData:
     """Dataset → backbone features (cached on disk; fine-tuned weights from backbone_state, if any) → one Split
-    per train/val/test (+ CLEAN when cfg.robustness_data exists); train items' views become Split.views."""
+    per train/val/test (+ CLEAN when cfg.robustness_data exists); train items' views become Split.views; a
+    video example becomes a row per segment (video_rows.py)."""
     torch.set_num_threads(cfg.threads)  # the backbones (cache misses) are worth the threads
     by_split = load_examples(cfg) if by_split is None else by_split
     main = [e for s in ("train", "val", "test") for e in by_split.get(s, [])]
     labels = labels_of(main)
-    direct = [m for m in ("image", "text", "audio") if any(getattr(e, m) is not None for e in main)]
-    has_video = any(e.video is not None for e in main)
-    wanted = set(direct) | ({"image", "audio"} if has_video else set())
-    cache, specs = FeatureCache(Path(cfg.cache_dir)), preprocess_for(cfg)
-    features, views, videos, video_backbones = {s: {} for s in by_split}, {}, {}, {}
-    for m in [m for m in ("image", "text", "audio") if m in wanted]:
-        backbone = build_backbone(m, tuned=(backbone_state or {}).get(m), **backbone_options(cfg))
-        for s, items in by_split.items():
-            if m in direct and any(getattr(e, m) is not None for e in items):
-                features[s][m] = extract_features(items, m, backbone, cache, specs=specs, progress=cfg.progress)
-        if extra := view_examples(by_split.get("train", []), m):
-            views[m] = extract_features(extra, m, backbone, cache, specs=specs, progress=cfg.progress)
-        if has_video and m in ("image", "audio"):
-            video_backbones[m] = backbone  # a video needs both: kept until its clips are done
-        del backbone  # loaded once per modality, frozen
-    if has_video:
-        videos = _video_part(cfg, by_split, video_backbones, cache, specs)
-    video_backbones.clear()
+    features, views, videos = _features(cfg, by_split, main, backbone_state)
     modalities = _slots(main, videos)
-    dims = {m: next(f[m].shape[1] for f in features.values() if m in f) for m in direct}
+    dims = {m: f[m].shape[1] for f in features.values() for m in f}
     if videos:  # an encoder only a video uses still has its own slot (never present in training)
         dims |= {m: videos["train"].widths[m] for m in ("image", "audio") if m in modalities and m not in dims}
     for s in features:  # a split without any item of a modality still needs [0,F] tables
