@@ -1,4 +1,4 @@
-"""Video bytes → VideoArrays (service/items.py) with PyAV (docs/bad-input.md, "Video").
+"""Video bytes → VideoArrays (service/items.py) with PyAV (docs/bad-input.md rows 40–46).
 
 Order matters for safety, as for images: sniff the container from magic bytes and open it with that one
 demuxer; check the header (streams, codecs, picture size, length, segments, frames kept) before anything is

@@ -1,6 +1,6 @@
 """What a video's container header says, checked before a frame or a sample is decoded: which streams are
-used, their codecs, the picture's size, the clip's length, and what segmenting it would cost (docs/bad-input.md,
-"Video"). Everything here reads the header, or at most demuxes packets without decoding them."""
+used, their codecs, the picture's size, the clip's length, and what segmenting it would cost (docs/bad-input.md
+rows 40–44). Everything here reads the header, or at most demuxes packets without decoding them."""
 
 from __future__ import annotations
 
