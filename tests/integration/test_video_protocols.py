@@ -5,14 +5,19 @@ input or a bad segmentation refused in each protocol's shape with v1's status an
 
 from __future__ import annotations
 
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import httpx
 import numpy as np
+import openai
 import pytest
 
 from fusionserve_client import Client
 from tests.bundles import build_bundle, sample_video
 from tests.integration.conftest import fast_settings, metric
 from tests.integration.live import ThreadedServer, free_port
+from tests.integration.protocols import b64
 from tests.integration.test_client import cli
 from tests.integration.video_server import MODEL, READER_IDS, READERS, TEXT, Refusal, Segments, v1_embed
 
@@ -22,18 +27,41 @@ GRPC_CODES = {"415": "INVALID_ARGUMENT", "422": "INVALID_ARGUMENT", "413": "INVA
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("video-models")
-    build_bundle(root, MODEL, "1", modalities=("image", "text", "audio", "video"), golden=False)  # replay: engine tests
-    settings = fast_settings(root).model_copy(update={"grpc_port": free_port()})
-    with ThreadedServer(settings) as live:
-        live.grpc_url = f"127.0.0.1:{settings.grpc_port}"
-        yield live
+def clip() -> bytes:
+    return sample_video(seed=4, seconds=SECONDS)
 
 
 @pytest.fixture(scope="module")
-def clip() -> bytes:
-    return sample_video(seed=4, seconds=SECONDS)
+def clip_host(clip):
+    """An allow-listed host on loopback serving the clip at /clip.mp4 (404 elsewhere)."""
+
+    class Host(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            body = clip if self.path == "/clip.mp4" else b""
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    host = ThreadingHTTPServer(("127.0.0.1", 0), Host)
+    thread = threading.Thread(target=host.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{host.server_address[1]}"
+    host.shutdown()
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, clip_host):
+    root = tmp_path_factory.mktemp("video-models")
+    build_bundle(root, MODEL, "1", modalities=("image", "text", "audio", "video"), golden=False)  # replay: engine tests
+    settings = fast_settings(root, url_allow_hosts=[clip_host]).model_copy(update={"grpc_port": free_port()})
+    with ThreadedServer(settings) as live:
+        live.grpc_url = f"127.0.0.1:{settings.grpc_port}"
+        yield live
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +157,25 @@ def test_video_metrics_count_what_was_decoded(server, clip, reference):
         count = metric(server.app, "fusionserve_stage_duration_seconds_count", model=MODEL, stage=stage,
                        modality="video")  # fmt: skip
         assert count >= 1, stage
+
+
+def openai_url(server, url: str, **options):
+    with openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0) as sdk:
+        return sdk.embeddings.create(model=MODEL, input=[[{"type": "video_url", "video_url": {"url": url}}]],
+                                     encoding_format="float", extra_body=options)  # fmt: skip
+
+
+def test_openai_fetches_a_video_url_only_from_an_allowed_host(server, clip_host, clip):
+    fetched = openai_url(server, f"{clip_host}/clip.mp4", segment_s=1.0).data[0]
+    inline = openai_url(server, "data:video/mp4;base64," + b64(clip), segment_s=1.0).data[0]
+    assert np.allclose([s["embedding"] for s in fetched.segments], [s["embedding"] for s in inline.segments])
+    with pytest.raises(openai.UnprocessableEntityError) as refused:
+        openai_url(server, "https://clips.example/clip.mp4")
+    assert refused.value.body["param"] == "input[0][0].video_url"
+    assert "FUSIONSERVE_URL_ALLOW_HOSTS" in refused.value.body["message"]
+    with pytest.raises(openai.UnprocessableEntityError) as missing:
+        openai_url(server, f"{clip_host}/gone.mp4")
+    assert "could not be fetched" in missing.value.body["message"]
 
 
 def test_the_models_description_says_its_segmentation(server):
