@@ -97,6 +97,7 @@ def markdown(results: dict) -> str:
             f"Machine: {machine['cpu_model']}, {machine['usable_cores']} usable cores; commit {machine['git_commit']}"
             f"{' (dirty tree)' if machine['git_dirty'] else ''}; {machine['date']}; load average before "
             f"{results['load_average_before']}, after {results['load_average_after']}; {results['wall_s']} s.", "",
+            "What each way and column means: docs/benchmarks.md, \"Video\".", "",
             "## PyAV reference, CPU s per video-minute (all threads)", ""]  # fmt: skip
     body = [*reference_rows(results), "", "Frames decoded per clip:", "", *decoded_rows(results)]
     body += [
