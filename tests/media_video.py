@@ -194,3 +194,12 @@ def with_declared_seconds(data: bytes, seconds: float) -> bytes:
             body = at + 3
             return data[:body] + struct.pack(code, seconds * 1000) + data[body + struct.calcsize(code) :]
     raise ValueError("no Matroska Duration element in these bytes")
+
+
+def without_declared_seconds(data: bytes) -> bytes:
+    """A Matroska/WebM clip with no Duration element, as a live recording (a browser's MediaRecorder) is: the
+    element turned into an EBML Void of the same size."""
+    at = data.find(b"\x44\x89\x88")
+    if at < 0:
+        raise ValueError("no 8-byte Matroska Duration element in these bytes")
+    return data[:at] + b"\xec\x89" + bytes(9) + data[at + 11 :]

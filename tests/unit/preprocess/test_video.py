@@ -8,7 +8,7 @@ import pytest
 
 from service.preprocess.mel import num_frames
 from service.preprocess.video_plan import sample_times, segment_bounds
-from tests.media_video import tone_amplitude, video_bytes
+from tests.media_video import tone_amplitude, video_bytes, without_declared_seconds
 from tests.unit.preprocess.video_helpers import MEL, PIXELS, VIDEO, decode, inputs, on_screen, picked_times, pictures
 
 FAMILIES = [
@@ -121,3 +121,12 @@ def test_seeking_decodes_fewer_frames_than_the_clip_has_and_picks_the_same_frame
     assert picked_times(seeking.frames, seconds) == pytest.approx(picked_times(reading_all.frames, seconds), abs=0.05)
     expected = [on_screen(t, 10, seconds) for s, e in seeking.bounds.tolist() for t in sample_times(s, e, sparse)]
     assert picked_times(seeking.frames, seconds) == pytest.approx(expected, abs=0.05)  # half a frame
+
+
+def test_a_recording_that_declares_no_length_is_measured_from_its_packets():
+    given = inputs()
+    out = decode(without_declared_seconds(video_bytes(container="webm", seconds=3.0)), given)
+    assert given.stats["video_seconds"] == pytest.approx(3.0, abs=0.02)
+    assert out.bounds.shape == (3, 2) and out.audio_length.tolist() == [16_000] * 3
+    assert picked_times(out.frames, 3.0)[:2] == pytest.approx([on_screen(0.25, 10, 3.0), on_screen(0.75, 10, 3.0)],
+                                                               abs=0.03)  # fmt: skip

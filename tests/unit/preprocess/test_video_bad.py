@@ -10,7 +10,7 @@ import pytest
 
 from service.errors import DeadlineExceeded, FusionError, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from tests.media import png
-from tests.media_video import video_bytes, with_declared_seconds
+from tests.media_video import video_bytes, with_declared_seconds, without_declared_seconds
 from tests.unit.preprocess.video_helpers import decode, inputs
 
 FIELD = "items[0].video"
@@ -75,6 +75,8 @@ def test_the_header_limits_are_413_naming_the_setting():
     message = _refused(PayloadTooLarge, video_bytes(seconds=2.0), max_frames=3)
     assert "4 frames" in message and "max_video_frames" in message
     decode(video_bytes(seconds=2.0, video=False), max_frames=3)  # no picture read: no frame kept
+    undeclared = without_declared_seconds(video_bytes(container="webm", seconds=3.0))
+    assert "runs past 2 s" in _refused(PayloadTooLarge, undeclared, max_seconds=2.0)  # measured, stopped at 2 s
 
 
 def test_nothing_the_bundle_can_read_is_422():
