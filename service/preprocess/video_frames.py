@@ -57,9 +57,14 @@ class FrameReader:
         return times if len(times) > 1 else []  # one entry (a cue for the first cluster) says nothing
 
     def _time(self, frame) -> float:
-        if frame.pts is None:  # some AVI files: the frame after the last one
-            return (self.ahead or self.current or (-self.interval, None))[0] + self.interval
+        if frame.pts is None:  # some AVI files carry none: one frame after the last one decoded
+            return self._position(-self.interval) + self.interval
         return float(frame.pts * frame.time_base) - self.start
+
+    def _position(self, before_any: float) -> float:
+        """The time of the last frame decoded (`before_any` when none is held)."""
+        held = self.ahead or self.current
+        return held[0] if held else before_any
 
     def _next(self) -> tuple[float, av.VideoFrame] | None:
         while not self.pending:
@@ -84,7 +89,7 @@ class FrameReader:
     def _should_seek(self, target: float) -> bool:
         if self.packets is None:
             return True
-        position = (self.ahead or self.current or (-1.0, None))[0]
+        position = self._position(-1.0)
         if position >= target - _EPSILON:
             return False
         if self.keyframes:
