@@ -109,7 +109,7 @@ def render_model_card(report: dict, cfg, data: TrainData) -> str:
              "## Data", "", f"Dataset `{cfg.data}`: items per split and modality subset.", "", *_data_section(data),
              "", "## Test results", "", *_results_section(evaluation), "",
              *robustness_section(evaluation.get("robustness")), *calibration_section(evaluation.get("calibration")),
-             *video_section(evaluation.get("video"), cfg),
+             *video_section(evaluation.get("video"), cfg, evaluation.get("subsets")),
              "![confusion matrix](confusion_matrix.png)", "",
              "![training curves](training_curves.png)", ""]  # fmt: skip
     if report.get("comparison"):

@@ -10,7 +10,8 @@ def _pct(value) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
 
-def video_section(video: dict | None, cfg) -> list[str]:
+def video_section(video: dict | None, cfg, subsets: dict | None = None) -> list[str]:
+    """`subsets`: the evaluation's per-subset metrics, for the plain image-alone and audio-alone rows beside."""
     if not video:
         return []
     lines = ["## Video", "",
@@ -26,4 +27,8 @@ def video_section(video: dict | None, cfg) -> list[str]:
             clip = parts["clip"][name]
             lines.append(f"| {split} | {NAMES.get(name, name)} | {segment['n']} | {_pct(segment['accuracy'])} | "
                          f"{clip['n']} | {_pct(clip['accuracy'])} |")  # fmt: skip
+    beside = [(m, (subsets or {}).get(m)) for m in ("image", "audio")]
+    beside = [f"{m} alone {_pct(r['accuracy'])} % ({r['n']} items)" for m, r in beside if r and r["n"]]
+    if beside:
+        lines += ["", f"Beside them, on the same test split: {', '.join(beside)}."]
     return [*lines, ""]
