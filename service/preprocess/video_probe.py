@@ -19,7 +19,8 @@ LIE_SLACK_S, LIE_SLACK_SHARE = 1.0, 0.05
 @dataclass
 class Probe:
     """The streams decoding uses (None: absent, or the bundle has no encoder for it) and the clip's timeline:
-    seconds are counted from `start` (the container's first timestamp), so picture and sound stay in sync."""
+    seconds are counted from `start` (the container's first timestamp), so picture and sound stay in sync.
+    The streams are PyAV objects of the probed container: usable only while it is open (the timeline after)."""
 
     picture: av.video.stream.VideoStream | None
     sound: av.audio.stream.AudioStream | None
