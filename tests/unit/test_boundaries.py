@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-TRAINING_MAY_USE = ("service.manifest", "service.preprocess", "service.publish")
+# the bundle schema, preprocessing (train and serve decode alike), publishing, and the plain item types it returns
+TRAINING_MAY_USE = ("service.manifest", "service.preprocess", "service.publish", "service.items")
 
 
 def imported_modules(path: Path) -> list[str]:

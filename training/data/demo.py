@@ -26,10 +26,11 @@ from tqdm import tqdm
 
 from training.data.demo_clips import plan_clean_clips, plan_clips
 from training.data.demo_jobs import DemoConfig, audio_job, image_job, image_pools, labelled_splits
-from training.data.demo_media import AudioJob, ImageJob, make_item
+from training.data.demo_media import AudioJob, ImageJob
 from training.data.demo_readme import write_readme
 from training.data.demo_text import make_hint
 from training.data.demo_views import CLEAN_VARIANTS, audio_views, image_views, robustness_items
+from training.data.demo_write import make_item
 
 ROBUSTNESS = "robustness.jsonl"
 _image_job = image_job  # the name tests/unit/training/test_views.py imports

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -103,22 +102,3 @@ def noisy_speech(job: AudioJob, rng: np.random.Generator) -> np.ndarray:
     noise = coloured_noise(clip.size, job.noise_colour, rng) * np.sqrt(power / 10 ** (job.snr_db / 10))
     clip = clip + noise.astype(np.float32)
     return (clip * (0.5 / max(1e-6, float(np.abs(clip).max())))).astype(np.float32)  # peak at -6 dBFS
-
-
-def write_media(path: Path, job, rng: np.random.Generator) -> None:
-    """One PNG (ImageJob), 16 kHz 16-bit WAV (AudioJob) or MP4 (demo_video.VideoJob) at `path`."""
-    if isinstance(job, ImageJob):
-        render_digit(job, rng).save(path, optimize=False)
-    elif isinstance(job, AudioJob):
-        sf.write(path, noisy_speech(job, rng), SAMPLE_RATE, subtype="PCM_16", format="WAV")
-    else:
-        from training.data.demo_video import write_clip  # demo_video builds on this module's renderers
-
-        write_clip(path, job, rng)
-
-
-def make_item(args: tuple[Path, list[tuple[str, object, np.random.SeedSequence]]]) -> None:
-    """Write one item's media files: (path relative to root, job, seed of its own rng) each."""
-    root, jobs = args
-    for relative, job, seed in jobs:
-        write_media(root / relative, job, np.random.default_rng(seed))

@@ -18,9 +18,10 @@ from service.preprocess.video_plan import sample_times, segment_bounds
 from training.config import load_config
 from training.data.demo_clips import CLEAN_GROUPS, plan_clean_clips, plan_clips
 from training.data.demo_jobs import DemoConfig, voices
-from training.data.demo_media import SAMPLE_RATE, AudioJob, ImageJob, make_item
+from training.data.demo_media import SAMPLE_RATE, AudioJob, ImageJob
 from training.data.demo_video import MAX_SHIFT, Shot, VideoJob, frames, sheet, sound_track
 from training.data.demo_views import CHECK_VOICES
+from training.data.demo_write import make_item
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 CFG = DemoConfig()
