@@ -141,4 +141,5 @@ def decode_video(data: bytes, inputs: VideoInputs, limits: VideoLimits, *, field
         except MemoryError as exc:
             raise PayloadTooLarge(f"{field} needs more memory to decode than the server has", field) from exc
         except Exception as exc:  # untrusted bytes: av.FFmpegError (InvalidDataError…), ValueError, EOFError…
-            raise InvalidInput(f"{field}: cannot decode {fmt} video (truncated or corrupt): {exc}", field) from exc
+            reason = str(exc).replace(f": '{path}'", "").replace(path, "the upload")  # never the server's path
+            raise InvalidInput(f"{field}: cannot decode {fmt} video (truncated or corrupt): {reason}", field) from exc

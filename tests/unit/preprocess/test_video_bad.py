@@ -46,7 +46,8 @@ def test_not_a_video_is_415_naming_the_containers():
 @pytest.mark.parametrize("container", ["mp4", "mkv", "avi"])
 def test_truncated_is_422(container):
     data = video_bytes(container=container, seconds=6.0)
-    _refused(InvalidInput, data[: len(data) // 2])
+    message = _refused(InvalidInput, data[: len(data) // 2])
+    assert "fusionserve-video-" not in message  # the spooled file's path is the server's, never the caller's
 
 
 def test_garbage_inside_a_valid_header_is_a_fusion_error_or_decodes():
