@@ -135,7 +135,7 @@ def test_bundle_manifest_records_calibration_and_robustness(built):
 
     metrics = read_manifest(bundle(built[0]) / "manifest.json").metrics
     calibration = metrics["calibration"]
-    assert set(calibration["temperatures"]) == {"fused", "image", "text", "audio"}
+    assert set(calibration["temperatures"]) == {"fused", "image", "text", "audio", "video_frames", "video_audio"}
     assert 0 <= calibration["ece_after"] <= 1 and 0 <= calibration["ece_before"] <= 1
     robustness = metrics["robustness"]
     assert len(robustness["accuracy"]["image"]) == 18  # polarity x filter x size
@@ -150,12 +150,15 @@ def test_bundle_manifest_records_parity(built):
     cfg = built[0]
     manifest = read_manifest(bundle(cfg) / "manifest.json")
     assert manifest.metrics["parity"]["server_golden_max_abs_diff"] <= 1e-4
-    assert len(manifest.golden) == 3 and manifest.fusion.strategy == cfg.fusion
+    clips = [g for g in manifest.golden if g.inputs.video_b64]  # tridigits has clips: golden ones besides the 3
+    assert len(manifest.golden) - len(clips) == 3 and manifest.fusion.strategy == cfg.fusion
+    assert clips and all(g.outputs.segments for g in clips)
     image = manifest.encoders.image  # the graph normalises the pixels: uint8 through batching and processes
     assert image.preprocess.normalise == "graph" and image.inputs[0].dtype == "uint8"
     run = manifest.metrics["training"]["run"]  # where the bundle came from (docs/training.md)
     assert run["name"] == cfg.name and run["dataset"]["labels"] == manifest.labels
-    assert set(manifest.metrics["subsets"]) == {"+".join(s) for s in SUBSETS} | {"image+text"}
+    assert set(manifest.metrics["subsets"]) >= {"+".join(s) for s in SUBSETS} | {"image+text"}
+    assert set(manifest.metrics["video"]["test"]["clip"]) == {"video_frames", "video_audio", "video_frames+video_audio"}
     assert (bundle(cfg) / "model_card.md").read_text().count("|") > 50
 
 
