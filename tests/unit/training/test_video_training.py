@@ -169,3 +169,28 @@ def test_the_pooling_graph_exports_with_named_dynamic_axes_and_matches_torch(tmp
     assert [(t.name, t.shape) for t in spec.inputs] == [("frame_embeddings", ["batch", "frames", 8]),
                                                          ("frame_mask", ["batch", "frames"])]  # fmt: skip
     assert [(t.name, t.shape) for t in spec.outputs] == [("embedding", ["batch", 8])]
+
+
+def test_the_slots_follow_the_bundles_encoders():
+    from training.data.splits import _slots
+
+    texts = [Example("t", "train", "a", text="a")]
+    clips = [Example("v", "train", "a", video="v.mp4")]
+    sound_only = VideoPart([_clip(1, frames=[0], sound=[True])], 3, {"image": 4, "audio": 2})
+    both = VideoPart([_clip(1, frames=[2], sound=[True])], 3, {"image": 4, "audio": 2})
+    assert _slots(texts, {}) == ["text"]
+    # the image encoder a clip's frames need brings the image slot (the manifest's Encoders.slots)
+    assert _slots(texts + clips, {"train": both}) == ["image", "text", "audio", "video_frames", "video_audio"]
+    assert _slots(texts + clips, {"train": sound_only}) == ["text", "audio", "video_audio"]
+
+
+def test_golden_examples_take_clips_first_and_the_others_as_before():
+    from training.export import pick_golden
+
+    items = [Example("a", "test", "x", text="t", video="a.mp4"), Example("b", "test", "x", video="b.mp4"),
+             Example("c", "test", "x", text="u"), Example("d", "test", "x", text="w", image="d.png")]  # fmt: skip
+    chosen = [(e.id, s) for e, s in pick_golden(items, ["image", "text", "video_frames"], 2)]
+    # a clip first (the richest subset some item has), then golden_count others from the items left
+    assert chosen == [("a", ("video",)), ("d", ("image", "text")), ("c", ("text",))]
+    plain = [(e.id, s) for e, s in pick_golden(items, ["image", "text"], 2)]
+    assert plain == [("d", ("image", "text")), ("a", ("text",))]  # without video slots: no clip
