@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service.manifest import MODALITIES
+from service.preprocess import video_plan
 from service.url_policy import parse_entry
 
 ENV_PREFIX = "FUSIONSERVE_"
@@ -93,15 +94,12 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(4096, ge=1)
     # video (service/preprocess/video.py): a clip's length, one frame's pixels, the frames kept per request (the
     # memory a request holds is its kept frames), and the codecs decoded at all (FFmpeg names)
-    max_video_seconds: float = Field(300.0, gt=0)
-    max_video_frame_pixels: int = Field(1920 * 1088, ge=1)
+    max_video_seconds: float = Field(video_plan.MAX_VIDEO_SECONDS, gt=0)
+    max_video_frame_pixels: int = Field(video_plan.MAX_FRAME_PIXELS, ge=1)
     max_video_frames: int = Field(256, ge=1)
     max_video_segments: int = Field(128, ge=1)
-    video_codecs: list[str] = Field(default_factory=lambda: ["h264", "hevc", "vp8", "vp9", "av1", "mpeg4"])
-    audio_codecs: list[str] = Field(
-        default_factory=lambda: ["aac", "opus", "mp3", "mp3float", "vorbis", "flac", "pcm_s16le", "pcm_s24le",
-                                 "pcm_s32le", "pcm_f32le", "pcm_u8"]
-    )  # fmt: skip
+    video_codecs: list[str] = Field(default_factory=lambda: list(video_plan.VIDEO_CODECS))
+    audio_codecs: list[str] = Field(default_factory=lambda: list(video_plan.AUDIO_CODECS))
     max_items_per_request: int = Field(32, ge=1)
     max_top_k: int = Field(100, ge=1)
     # request-body bytes one process holds at once, every protocol together (service/frontend/body_budget.py): reserved

@@ -17,6 +17,12 @@ from service.manifest import AudioPreprocess, ImagePreprocess, VideoPreprocess
 
 # a tail shorter than this share of a segment joins the segment before it (no 0.1 s segment at the end)
 MIN_TAIL_SHARE = 0.25
+# the server's defaults (service/settings.py), which the trainer decodes its clips within too
+MAX_VIDEO_SECONDS = 300.0
+MAX_FRAME_PIXELS = 1920 * 1088
+VIDEO_CODECS = ("h264", "hevc", "vp8", "vp9", "av1", "mpeg4")  # FFmpeg's codec names
+AUDIO_CODECS = ("aac", "opus", "mp3", "mp3float", "vorbis", "flac", "pcm_s16le", "pcm_s24le", "pcm_s32le", "pcm_f32le",
+                "pcm_u8")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -14,18 +14,22 @@ import hashlib
 from service.items import VideoArrays
 from service.manifest import AudioPreprocess, ImagePreprocess, VideoPreprocess
 from service.preprocess.video import decode_video
-from service.preprocess.video_plan import VideoInputs, VideoLimits
-from service.settings import Settings
+from service.preprocess.video_plan import (
+    AUDIO_CODECS,
+    MAX_FRAME_PIXELS,
+    MAX_VIDEO_SECONDS,
+    VIDEO_CODECS,
+    VideoInputs,
+    VideoLimits,
+)
 
-MAX_VIDEO_SECONDS = 300.0  # the server's default max_video_seconds
-_FIELDS = Settings.model_fields
 LIMITS = VideoLimits(
     max_seconds=MAX_VIDEO_SECONDS,
-    max_frame_pixels=_FIELDS["max_video_frame_pixels"].default,
+    max_frame_pixels=MAX_FRAME_PIXELS,
     max_frames=1 << 16,
     max_segments=1 << 12,
-    video_codecs=tuple(_FIELDS["video_codecs"].default_factory()),
-    audio_codecs=tuple(_FIELDS["audio_codecs"].default_factory()),
+    video_codecs=VIDEO_CODECS,
+    audio_codecs=AUDIO_CODECS,
 )
 # validation decodes at the smallest useful image size: the container, codecs and sizes are still checked
 _CHECK = VideoInputs(VideoPreprocess(), ImagePreprocess(size=16), AudioPreprocess(), 4.0, 0.0)
