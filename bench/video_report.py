@@ -100,12 +100,8 @@ def markdown(results: dict) -> str:
             "What each way and column means: docs/benchmarks.md, \"Video\".", "",
             "## PyAV reference, CPU s per video-minute (all threads)", ""]  # fmt: skip
     body = [*reference_rows(results), "", "Frames decoded per clip:", "", *decoded_rows(results)]
-    body += [
-        "",
-        "## Noise (the worst case) against the issue's figures, CPU s per video-minute",
-        "",
-        *noise_rows(results),
-    ]
+    if len(noise := noise_rows(results)) > 2:  # a run without noise clips has no such section
+        body += ["", "## Noise (the worst case) against the issue's figures, CPU s per video-minute", "", *noise]
     if "server" in results:
         loop = results["server"]["loop_clip"]
         title = f"{loop['seconds']:g} s {loop['resolution']} motion clip ({loop['bytes'] / 1e6:.1f} MB)"
