@@ -53,6 +53,15 @@ def score(client: TestClient, model: str, row: dict, root: Path, tally: dict) ->
         tally["segments"] += 1
 
 
+def wait_ready(client: TestClient, model: str, timeout_s: float = 300.0) -> None:
+    """The version loads (verify, golden replay, warm-up) after start-up; answers before that are 503."""
+    give_up = time.monotonic() + timeout_s
+    while client.get(f"/v2/models/{model}/ready").status_code != 200:
+        if time.monotonic() > give_up:
+            raise SystemExit(f"{model} not ready after {timeout_s:.0f} s")
+        time.sleep(0.5)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", default="models")
@@ -63,10 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     tally = {"segments": 0, "fused": 0, "frames": 0, "sound": 0}
     started = time.perf_counter()
     with TestClient(create_app(Settings(model_dir=Path(args.model_dir), models=[args.model]))) as client:
+        wait_ready(client, args.model)
         for row in clips(data):
             score(client, args.model, row, data.parent, tally)
     n = tally["segments"]
-    result = {"command": "python -m bench.video_fusion " + " ".join(argv or sys.argv[1:]), "segments": n,
+    result = {"command": " ".join(["python -m bench.video_fusion", *(argv or sys.argv[1:])]), "segments": n,
               "accuracy_percent": {k: round(100 * tally[k] / n, 1) for k in ("fused", "frames", "sound")},
               "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
     OUT.write_text(json.dumps(result, indent=2) + "\n")
