@@ -37,7 +37,7 @@ def test_settings_from_environment(monkeypatch):
     [
         ("FUSIONSERVE_MAX_BATCH_SIZE", "0"),
         ("FUSIONSERVE_PROVIDERS", "tpu"),
-        ("FUSIONSERVE_COMPONENT_MAX_BATCH_SIZE", '{"video": 2}'),
+        ("FUSIONSERVE_COMPONENT_MAX_BATCH_SIZE", '{"depth": 2}'),
         ("FUSIONSERVE_MAX_QUEUE_DELAY_MS", "-1"),
     ],
 )
