@@ -19,33 +19,25 @@ from fastapi.testclient import TestClient
 
 from service.frontend.app import create_app
 from service.settings import Settings
+from training.data.dataset import Example, load_dataset
+from training.data.video_rows import segment_label
 
 OUT = Path("bench/results/video/fusion.json")
 
 
-def segment_label(row: dict, start: float, end: float) -> str:
-    """The annotated segment overlapping [start, end) most, else the row's label (as training labels it)."""
-    best, label = 0.0, row["label"]
-    for seg in row.get("segments", []):
-        overlap = min(end, seg["end_s"]) - max(start, seg["start_s"])
-        if overlap > best:
-            best, label = overlap, seg["label"]
-    return label
+def clips(data: Path) -> list[Example]:
+    """The test split's clips without a text beside them."""
+    return [e for e in load_dataset(data, check_media=False) if e.split == "test" and e.video and e.text is None]
 
 
-def clips(data: Path) -> list[dict]:
-    rows = [json.loads(line) for line in data.read_text().splitlines()]
-    return [r for r in rows if r["split"] == "test" and "video" in r and "text" not in r]
-
-
-def score(client: TestClient, model: str, row: dict, root: Path, tally: dict) -> None:
-    files = {"video": ("clip.mp4", (root / row["video"]).read_bytes(), "video/mp4")}
+def score(client: TestClient, model: str, clip: Example, tally: dict) -> None:
+    files = {"video": ("clip.mp4", Path(clip.video).read_bytes(), "video/mp4")}
     answer = client.post(f"/v1/models/{model}/classify?explain=true", files=files)
     answer.raise_for_status()
     for seg in answer.json()["results"][0]["segments"]:
         if sorted(seg["modalities"]) != ["video_audio", "video_frames"]:
             continue  # a segment without both halves says nothing about their fusion
-        truth = segment_label(row, seg["start_s"], seg["end_s"])
+        truth = segment_label(clip, seg["start_s"], seg["end_s"])  # as training labels it
         heads = {e["modality"]: e["label"] for e in seg["evidence"]}
         for name, label in (("fused", seg["labels"][0]["label"]), ("frames", heads["video_frames"]),
                             ("sound", heads["video_audio"])):  # fmt: skip
@@ -73,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with TestClient(create_app(Settings(model_dir=Path(args.model_dir), models=[args.model]))) as client:
         wait_ready(client, args.model)
-        for row in clips(data):
-            score(client, args.model, row, data.parent, tally)
+        for clip in clips(data):
+            score(client, args.model, clip, tally)
     n = tally["segments"]
     result = {"command": " ".join(["python -m bench.video_fusion", *(argv or sys.argv[1:])]), "segments": n,
               "accuracy_percent": {k: round(100 * tally[k] / n, 1) for k in ("fused", "frames", "sound")},
