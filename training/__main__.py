@@ -27,6 +27,7 @@ from training.errors import UserError  # noqa: E402
 from training.publishing import target_version  # noqa: E402
 
 log = logging.getLogger("training")
+COLUMN_ROLES = ("label", "text", "image", "audio", "video", "id", "split")  # `manifest --<role>-column NAME`
 REPORT = "evaluation.json"
 
 
@@ -176,19 +177,24 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument("--overwrite", action="store_true", help="replace the --version if it exists")
         if name == "build-default":
             command.set_defaults(config="tridigits.toml")
-    text = "a JSONL manifest from a class-per-folder image tree or a CSV (label + text / image / audio columns)"
+    text = "a JSONL manifest from a class-per-folder image tree, or a CSV, Parquet or JSONL table of items"
     manifest = sub.add_parser("manifest", help=text, description=text)
-    manifest.add_argument("--from", dest="source", required=True, help="a folder of <label>/ folders, or a CSV file")
+    manifest.add_argument("--from", dest="source", required=True,
+                          help="a folder of <label>/ folders, or a .csv, .parquet or .jsonl file")  # fmt: skip
     manifest.add_argument("--out", required=True, help="the manifest to write, e.g. data/mine/dataset.jsonl")
     manifest.add_argument("--val", type=float, default=0.1, help="share of items without a split put in val")
     manifest.add_argument("--test", type=float, default=0.1, help="share of items without a split put in test")
+    for role in COLUMN_ROLES:  # the source's own column names: --label-column sentiment --text-column body
+        manifest.add_argument(f"--{role}-column", dest=f"{role}_column", default=role, metavar="NAME",
+                              help=f"the column holding each item's {role} (default: {role})")  # fmt: skip
     return parser
 
 
 def run_manifest(args) -> None:
     from training.data.convert import convert
 
-    written, problems = convert(Path(args.source), Path(args.out), args.val, args.test)
+    columns = {role: getattr(args, f"{role}_column") for role in COLUMN_ROLES}
+    written, problems = convert(Path(args.source), Path(args.out), args.val, args.test, columns=columns)
     print(f"{args.out}: {written} item(s) written; {len(problems)} unusable row(s) left out")
     for problem in problems:
         print(f"  {problem}")

@@ -77,6 +77,10 @@ class TrainConfig:
     patience: int = 8  # early stopping on validation fused accuracy (epochs without improvement)
     seed: int = 0
     threads: int = 2  # torch / onnxruntime threads for backbones and export (head training uses 1)
+    # where features, fine-tuning and the heads run (training/device.py): auto = the first GPU when one is visible
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # autocast: auto (bf16 on a GPU with it, else fp16; CPU fp32) | fp32 | bf16 | fp16
+    resume: bool = False  # train: continue runs/<name> from its last finished epoch (last.pt) instead of epoch 1
     # losses
     w_fused: float = 1.0  # cross-entropy on the fused logits
     w_aux: float = 0.5  # per-modality cross-entropy (a linear head per modality embedding)
@@ -161,6 +165,12 @@ def _image_encoder(cfg: TrainConfig) -> str | None:
     return image_encoder_problem(cfg.image_encoder)
 
 
+def _device(cfg: TrainConfig) -> str | None:
+    from training.device import device_problem
+
+    return device_problem(cfg.device)
+
+
 def card_notes_path(notes: str) -> Path:
     """card_notes as a path: as given, else in training/configs/ (where tridigits.toml's notes live)."""
     return Path(notes) if Path(notes).is_file() else CONFIG_DIR / notes
@@ -176,7 +186,8 @@ _CHECKS = (
     _one_of("fusion", FUSIONS), _one_of("image_feature", ("pooled", "spatial", "cls")),
     _one_of("text_pooling", TEXT_POOLING), _text_encoder, _image_encoder, _audio_encoder,
     _one_of("contrastive", ("item", "label")), _one_of("quantize", ("", "int8")), _name_and_version, _sizes,
-    _card_notes, _one_of("video_pooling", ("attention", "mean")), _video,
+    _card_notes, _one_of("video_pooling", ("attention", "mean")), _video, _device,
+    _one_of("precision", ("auto", "fp32", "bf16", "fp16")),
 )  # fmt: skip
 
 
@@ -233,7 +244,10 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("config overrides")
     for name, kind in _field_types().items():
         flag = "--" + name.replace("_", "-")
-        group.add_argument(flag, dest=name, type=_parse_bool if kind is bool else kind, default=None)
+        if kind is bool:  # `--resume` alone means true; `--progress false` still works
+            group.add_argument(flag, dest=name, type=_parse_bool, nargs="?", const=True, default=None)
+        else:
+            group.add_argument(flag, dest=name, type=kind, default=None)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

@@ -90,7 +90,9 @@ def tree_rows(root: Path) -> list[tuple[str, dict]]:
     return rows
 
 
-def convert(source: Path, out: Path, val: float = 0.1, test: float = 0.1) -> tuple[int, list[str]]:
+def convert(
+    source: Path, out: Path, val: float = 0.1, test: float = 0.1, columns: dict[str, str] | None = None
+) -> tuple[int, list[str]]:
     """Write the manifest of `source` (a folder tree or a CSV) to `out`; returns (items written, problems)."""
     base = source if source.is_dir() else source.parent
     rows = tree_rows(source) if source.is_dir() else csv_rows(source)

@@ -4,13 +4,12 @@ An item's cache key is sha256(content bytes) (the image/audio file, or the text'
 names the backbone class, a digest of its weights and the preprocessing (spec + tokenizer file). So
 re-training heads on the same data only reads small .npy files, and changing the weights, the image size
 or the tokenizer can never return a stale feature.
-Layout: <root>/<encoder id>/<key[:2]>/<key>.npy (float32 [F]).
+Storage: training/data/feature_store.py.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ from service.manifest import TextPreprocess
 from service.preprocess import FusionError, decode_audio, decode_image, decode_text, encode_text, load_tokenizer
 from service.preprocess.batch import collate as collate_arrays
 from training.data.dataset import MAX_AUDIO_SECONDS, MAX_IMAGE_PIXELS, MAX_TEXT_CHARS, Example
+from training.data.feature_store import FeatureCache
 from training.data.onnx_runner import FeatureRunner
 from training.data.specs import PreprocessSpecs, default_preprocess
 
@@ -124,34 +124,6 @@ def preprocess_digest(modality: str, specs: PreprocessSpecs) -> str:
     return hashlib.sha256(spec).hexdigest()
 
 
-class FeatureCache:
-    """One float32 .npy per (encoder id, content key) under root; writes are atomic (tmp + rename)."""
-
-    def __init__(self, root: Path | str):
-        self.root = Path(root)
-        self.hits = 0
-        self.misses = 0
-
-    def path(self, encoder: str, key: str) -> Path:
-        return self.root / encoder / key[:2] / f"{key}.npy"
-
-    def get(self, encoder: str, key: str) -> np.ndarray | None:
-        try:
-            value = np.load(self.path(encoder, key), allow_pickle=False)
-        except (FileNotFoundError, ValueError, EOFError, OSError):
-            self.misses += 1
-            return None
-        self.hits += 1
-        return value
-
-    def put(self, encoder: str, key: str, value: np.ndarray) -> None:
-        path = self.path(encoder, key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{key}.{os.getpid()}.tmp.npy")
-        np.save(tmp, np.asarray(value, dtype=np.float32), allow_pickle=False)
-        os.replace(tmp, path)
-
-
 def _compute(
     todo: list[tuple[str, Example]], modality: str, run: Callable, specs: PreprocessSpecs, batch_size: int, bar: tqdm
 ) -> dict[str, np.ndarray]:
@@ -211,6 +183,8 @@ def extract_features(
         if cache is not None:
             cache.put(encoder, key, value)
         found[key] = value
+    if cache is not None:
+        cache.flush()  # what was put is on disk (and visible to other processes) before this returns
     if not present:
         out_dim = getattr(getattr(backbone, "backbone", backbone), "out_dim", 0)
         return np.zeros((0, out_dim), dtype=np.float32)

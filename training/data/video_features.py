@@ -110,6 +110,8 @@ class VideoFeatures:
                 if key not in found:
                     found[key] = self._cached(key) or self._store(key, self._compute(example))
                 bar.update(1)
+        if self.cache is not None:
+            self.cache.flush()
         return [found[file_key(e.video)] for e in present]
 
     def _store(self, key: str, clip: ClipFeatures) -> ClipFeatures:
