@@ -3,11 +3,16 @@
     fusionserve-train manifest --from photos/ --out data/photos/dataset.jsonl    # a class-per-folder image tree
     fusionserve-train manifest --from items.csv --out data/items/dataset.jsonl   # label + text / image / audio
 
-A folder tree: every image file under <root>/<label>/ is an item of that label. A CSV: one item per row, with
-a `label` column and any of `text`, `image`, `audio`, `video` (paths relative to the CSV), and optional `id` and `split`
-columns. Rows without a split are assigned one by a hash of their id (stable across runs; --val and --test
-fractions). Every row the server could not use is reported with its reason, not written: no label, no input,
-an empty or too long text, a missing or undecodable media file (the server's own decoders judge).
+    fusionserve-train manifest --from tweets.parquet --label-column sentiment --text-column body --out …
+
+A folder tree: every image file under <root>/<label>/ is an item of that label. A table — CSV, Parquet (.parquet,
+.pq) or JSONL (.jsonl, .ndjson: one JSON object per line) — one item per row, with a label column and any of
+text, image, audio, video (paths relative to the file), and optional id and split columns; each role's column
+is named by --<role>-column (default: the role's own name). Values that are not strings are written as text
+(label 0 → "0"); a null is a missing value. Rows without a split are assigned one by a hash of their id
+(stable across runs; --val and --test fractions). Every row the server could not use is reported with its
+reason, not written: no label, no input, an empty or too long text, a missing or undecodable media file (the
+server's own decoders judge).
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ def _media(value: str, modality: str, base: Path) -> tuple[Path | None, str | No
 
 
 def row_item(row: dict, base: Path) -> tuple[dict | None, str | None]:
-    """One CSV row → (its manifest item, None) or (None, why it is unusable); media paths absolute."""
+    """One row keyed by role → (its manifest item, None) or (None, why it is unusable); media paths absolute."""
     label = (row.get("label") or "").strip()
     if not label:
         return None, "no label"
@@ -67,12 +72,78 @@ def row_item(row: dict, base: Path) -> tuple[dict | None, str | None]:
     return item | ({"split": split} if split else {}), None
 
 
-def csv_rows(path: Path) -> list[tuple[str, dict]]:
+TABLE_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
+def cell(value) -> str | None:
+    """A source value as the manifest's text: label 0 → "0", 2.0 (an int column with nulls) → "2", null → missing."""
+    if value is None or (isinstance(value, float) and value != value):  # NaN is how pandas writes a null
+        return None
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False)
+    return value if isinstance(value, str) else str(value)
+
+
+def csv_table(path: Path) -> tuple[list[str], list[tuple[str, dict | str]]]:
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
-        if reader.fieldnames is None or "label" not in reader.fieldnames:
-            raise ConversionError(f"{path}: the CSV needs a header row with a 'label' column")
-        return [(f"row {number}", row) for number, row in enumerate(reader, start=2)]  # line 1 is the header
+        if reader.fieldnames is None:
+            raise ConversionError(f"{path}: the CSV is empty; it needs a header row naming its columns")
+        return list(reader.fieldnames), [(f"row {n}", row) for n, row in enumerate(reader, start=2)]  # 1: header
+
+
+def parquet_table(path: Path) -> tuple[list[str], list[tuple[str, dict | str]]]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as error:  # pyarrow raises several kinds (ArrowInvalid, OSError) for a file it cannot read
+        raise ConversionError(f"{path}: not a readable Parquet file ({error})") from error
+    return table.column_names, [(f"row {n}", row) for n, row in enumerate(table.to_pylist(), start=1)]
+
+
+def jsonl_table(path: Path) -> tuple[list[str], list[tuple[str, dict | str]]]:
+    """One JSON object per line; a line that is not one is an unusable row with its line number."""
+    header: dict[str, None] = {}
+    rows: list[tuple[str, dict | str]] = []
+    with path.open(encoding="utf-8-sig") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                rows.append((f"line {number}", f"not valid JSON ({error.msg} at column {error.colno})"))
+                continue
+            if not isinstance(row, dict):
+                rows.append((f"line {number}", f"a JSON {type(row).__name__}, not an object"))
+                continue
+            header.update(dict.fromkeys(row))
+            rows.append((f"line {number}", row))
+    return list(header), rows
+
+
+def table_rows(path: Path, columns: dict[str, str] | None) -> list[tuple[str, dict]]:
+    """A CSV, Parquet or JSONL file → rows keyed by role (label, text, …) through the column mapping."""
+    kind = TABLE_SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise ConversionError(f"{path}: not a folder or a {', '.join(TABLE_SUFFIXES)} file")
+    header, raw = {"csv": csv_table, "parquet": parquet_table, "jsonl": jsonl_table}[kind](path)
+    names = {role: role for role in ("label", "text", *MEDIA, "id", "split")} | (columns or {})
+    # a column the user named must exist; a default name (text, image, …) may be absent: that role is unused
+    missing = [
+        f"{names[r]!r} (the {r} column)" for r in names if names[r] not in header and (r == "label" or names[r] != r)
+    ]
+    if missing:
+        raise ConversionError(
+            f"{path}: no column {', '.join(missing)}; its columns are: {', '.join(map(str, header)) or 'none'}"
+        )
+    return [(where, {"unusable": row} if isinstance(row, str) else {r: cell(row.get(c)) for r, c in names.items()})
+            for where, row in raw]  # fmt: skip
 
 
 def tree_rows(root: Path) -> list[tuple[str, dict]]:
@@ -93,9 +164,13 @@ def tree_rows(root: Path) -> list[tuple[str, dict]]:
 def convert(
     source: Path, out: Path, val: float = 0.1, test: float = 0.1, columns: dict[str, str] | None = None
 ) -> tuple[int, list[str]]:
-    """Write the manifest of `source` (a folder tree or a CSV) to `out`; returns (items written, problems)."""
+    """Write the manifest of `source` (a folder tree, or a CSV/Parquet/JSONL table) to `out`.
+
+    columns maps a role (label, text, image, audio, video, id, split) to the source's column of it; returns
+    (items written, problems).
+    """
     base = source if source.is_dir() else source.parent
-    rows = tree_rows(source) if source.is_dir() else csv_rows(source)
+    rows = tree_rows(source) if source.is_dir() else table_rows(source, columns)
     items, problems, seen = [], [], set()
     for where, row in rows:
         item, problem = (None, row["unusable"]) if "unusable" in row else row_item(row, base)
