@@ -212,8 +212,34 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:  # the user's to fix: the message says how; a traceback would only hide it
         print(f"error: {error}", file=sys.stderr)
         return 2
+    finally:
+        _leave_ranks()
     print(f"{args.command}: done in {time.perf_counter() - started:.1f} s")
     return 0
+
+
+def _leave_ranks() -> None:
+    if "torch.distributed" in sys.modules:  # only a torchrun run joined a group; never import torch for nothing
+        from training import distributed
+
+        distributed.teardown()
+
+
+def _join_ranks(cfg: TrainConfig, command: str) -> TrainConfig:
+    """Under torchrun: join the process group before the features (their extraction is shared out by rank);
+    only rank 0 shows progress. build-default is one process: its evaluate and export are single-process."""
+    from training import distributed
+
+    here = distributed.world()
+    if not here.distributed:
+        return cfg
+    if command == "build-default":
+        raise UserError("build-default runs as one process: under torchrun run `-m training train` (same flags), "
+                        "then `python -m training evaluate` and `export` as one process")  # fmt: skip
+    from training.device import resolve_device
+
+    distributed.setup(resolve_device(cfg.device))
+    return cfg if here.main else dataclasses.replace(cfg, progress=False)
 
 
 def _dispatch(command: str, cfg: TrainConfig, args) -> None:
@@ -221,6 +247,8 @@ def _dispatch(command: str, cfg: TrainConfig, args) -> None:
         with _step("build demo data"):
             build_demo_data(cfg, force=True)
         return
+    if command in ("train", "build-default"):
+        cfg = _join_ranks(cfg, command)  # before the demo data: build-default is refused under torchrun
     publishing = command in ("export", "build-default")
     version = target_version(cfg, args.overwrite) if publishing else ""  # refused now, not after training
     if command == "build-default":

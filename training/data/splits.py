@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from service.manifest import SLOTS, VIDEO_SLOTS
+from training import distributed
 from training.data.dataset import Example, labels_of, load_dataset
 from training.data.features import FeatureCache, extract_features
 from training.data.specs import preprocess_for
@@ -162,6 +163,20 @@ def _slots(main: list[Example], videos: dict[str, VideoPart]) -> list[str]:
     return [s for s in SLOTS if encoder_of(s) in encoders and (s not in VIDEO_SLOTS or clips)]
 
 
+def _warm_share(by_split: dict[str, list], m: str, backbone, cache, specs) -> None:
+    """Under torchrun: this rank computes the cache misses of its share of the items (rank, rank + N, …), which
+    extract_features flushes to the store; after the barrier every rank's full pass reads them all as hits."""
+    here = distributed.world()
+    if not distributed.active():
+        return
+    train = by_split.get("train", [])
+    for items in [*by_split.values(), view_examples(train, m)]:
+        share = items[here.rank :: here.size]
+        if any(getattr(e, m) is not None for e in share):
+            extract_features(share, m, backbone, cache, specs=specs, progress=False)
+    distributed.barrier()
+
+
 def _features(cfg, by_split: dict[str, list], main: list[Example], backbone_state: dict | None):
     """→ (split → {modality: [N_present,F]}, train views {modality: [V,F]}, split → VideoPart (video only)).
     Each backbone is loaded once; a video keeps the image and audio ones until its clips are done."""
@@ -171,6 +186,7 @@ def _features(cfg, by_split: dict[str, list], main: list[Example], backbone_stat
     features, views, video_backbones = {s: {} for s in by_split}, {}, {}
     for m in [m for m in ("image", "text", "audio") if m in direct or (has_video and m != "text")]:
         backbone = build_backbone(m, tuned=(backbone_state or {}).get(m), **backbone_options(cfg))
+        _warm_share(by_split, m, backbone, cache, specs)
         for s, items in by_split.items():
             if any(getattr(e, m) is not None for e in items):
                 features[s][m] = extract_features(items, m, backbone, cache, specs=specs, progress=cfg.progress)
