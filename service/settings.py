@@ -118,6 +118,11 @@ class Settings(BaseSettings):
     drain_timeout_s: float = Field(30.0, ge=0, description="SIGTERM to exit: grace + in-flight requests")
     drain_grace_s: float = Field(2.0, ge=0, description="after SIGTERM, keep accepting and answer 503 + close")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # "json": one JSON object a line with the request id and fields (service/logs.py, docs/request-ids.md)
+    log_format: Literal["text", "json"] = "text"
+    # one line per HTTP answer (method, path without the query, status, ms, bytes, client, request id, model):
+    # on, as uvicorn's and nginx's are by default; off for a log volume a fleet's proxy already records
+    access_log: bool = True
 
     @field_validator("url_allow_hosts")
     @classmethod

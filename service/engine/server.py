@@ -37,6 +37,7 @@ import orjson
 import zmq
 import zmq.asyncio
 
+from service import logs
 from service.engine.calls import CallServer, error_header
 from service.engine.loading import GuardedRegistry, LoadingRecord
 from service.engine.local import LocalBackend
@@ -115,7 +116,8 @@ class Engine:
         except Exception:  # noqa: BLE001 — answered: the operator's call must not hang
             request_id = request_id_from(header.get("request_id"))
             self.metrics.internal_errors.labels("engine", "unexpected").inc()
-            log.exception("request id %s: repository %s failed in the engine", request_id, header["action"])
+            log.exception("request id %s: repository %s failed in the engine", request_id, header["action"],
+                          extra={"request_id": request_id})  # fmt: skip
             reply = error_header(header["id"], InternalError(request_id, "engine"))
         reply |= {"models": snapshot(self.registry)}  # the caller's front-end follows at once
         await socket.send_multipart([identity, orjson.dumps(reply)])
@@ -148,7 +150,7 @@ def run_engine(overrides: dict, endpoint: str, loading_record: Path | None = Non
     runtime directory (service/engine/loading.py)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the supervisor orders the stop
     settings = load_settings(**overrides)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure_logging(settings, "engine")
     with contextlib.suppress(asyncio.CancelledError):
         run_loop(serve(settings, endpoint, (signal.SIGTERM,), loading_record))
 
@@ -156,7 +158,7 @@ def run_engine(overrides: dict, endpoint: str, loading_record: Path | None = Non
 def main(argv: list[str] | None = None) -> int:
     endpoint = (argv if argv is not None else sys.argv[1:])[0]
     settings = load_settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure_logging(settings, "engine")
     with contextlib.suppress(asyncio.CancelledError):
         run_loop(serve(settings, endpoint))
     return 0

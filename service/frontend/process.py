@@ -4,36 +4,42 @@ serves on the listening socket the supervisor bound and hands its items to the e
 
 from __future__ import annotations
 
-import logging
 import signal
 import socket
 
 import uvicorn
 
+from service import logs
+from service.frontend.api.request_id import RequestIdMiddleware
 from service.frontend.app import create_app
 from service.frontend.drain import DrainingServer, DrainMiddleware
 from service.settings import Settings, load_settings
 
 
-def configure_logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def configure_logging(settings: Settings, role: str = "server") -> None:
+    """This process's logging (service/logs.py): `serve` calls it for the one process or the supervisor."""
+    logs.configure_logging(settings, role)
 
 
 def uvicorn_config(app, settings: Settings) -> uvicorn.Config:
     """uvicorn for `app` (create_app's) behind the draining middleware. limit_concurrency caps the open
     connections and requests: past it uvicorn answers 503 at once, so however many clients connect (or
     trickle a body, each cut at its deadline: api/body.py), a process holds a bounded number of them."""
+    drain = DrainMiddleware(
+        app,
+        lambda: app.state.context.draining,
+        settings.max_upload_bytes,
+        app.state.context.plane,
+        body_timeout_s=settings.default_deadline_ms / 1000,
+    )
+    # The request id outside the drain too, so its 503s carry it; the app's own instance then passes through.
+    # uvicorn's access log stays off (ours names the request id and model) and so does its log config (ours).
     return uvicorn.Config(
-        DrainMiddleware(
-            app,
-            lambda: app.state.context.draining,
-            settings.max_upload_bytes,
-            app.state.context.plane,
-            body_timeout_s=settings.default_deadline_ms / 1000,
-        ),
+        RequestIdMiddleware(drain, access_log=settings.access_log),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=None,
         access_log=False,
         limit_concurrency=settings.max_connections,
     )
@@ -56,5 +62,5 @@ def run_front_end(overrides: dict, listener: socket.socket, engines: list[str], 
     """A supervised front-end process's entry point. SIGTERM (the supervisor's) or SIGINT (Ctrl-C reaches the
     whole process group) drains it while the engines still run: the supervisor stops them only afterwards."""
     settings = load_settings(**overrides)
-    configure_logging(settings)
+    configure_logging(settings, "front-end")
     run_http(settings, engines, front_ends, listener)

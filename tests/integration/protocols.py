@@ -60,6 +60,7 @@ def openai_refused(error_class, call) -> dict:
     with pytest.raises(error_class) as caught:
         call()
     body = caught.value.body
+    assert body.pop("request_id") == caught.value.response.headers["x-request-id"], body  # docs/request-ids.md
     assert set(body) == {"message", "type", "param", "code"}, body
     return body
 

@@ -41,7 +41,7 @@ async def test_refusal_is_in_the_v2_error_shape_and_logged(tiny_models, caplog):
     async with serving(fast_settings(tiny_models)) as (_, client):
         response = await client.post("/v2/repository/models/tiny/unload")
         assert response.status_code == 403
-        assert set(response.json()) == {"error"} and "model control is off" in response.json()["error"]
+        assert set(response.json()) == {"error", "request_id"} and "model control is off" in response.json()["error"]
         assert (await client.post("/v1/models/tiny/classify", **form(text="one"))).status_code == 200
         assert (await client.get("/readyz")).json()["ready"] is True
     (record,) = [r for r in caplog.records if r.name == "fusionserve.audit"]

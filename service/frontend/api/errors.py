@@ -1,4 +1,5 @@
-"""Every error leaves as JSON in the shape of the path's protocol (v1's {"error": {"type", "message", "field"}} by
+"""Every error leaves as JSON in the shape of the path's protocol (v1's {"error": {"type", "message", "field",
+"request_id"}} by
 default; ERROR_SHAPES of api/refusals.py) with the status of docs/bad-input.md: FusionErrors, request-validation errors,
 Starlette's own 404 / 405 (no such route, a method the route has not) and any unexpected exception (500)."""
 
@@ -13,6 +14,7 @@ from starlette.exceptions import HTTPException
 
 from service.errors import FusionError, InternalError, InvalidInput, current_request_id
 from service.frontend.api.middleware import ErrorShapes, route_path, shape_for
+from service.frontend.api.request_id import with_request_id
 
 log = logging.getLogger(__name__)
 HTTP_TYPES = {
@@ -26,8 +28,18 @@ HTTP_TYPES = {
 def error_response(
     status: int, type_: str, message: str, field: str | None = None, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    body = {"error": {"type": type_, "message": message, "field": field}}
+    body = {"error": {"type": type_, "message": message, "field": field, "request_id": current_request_id()}}
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def naming_request_id(response: Response, request_id: str) -> Response:
+    """`response` (a protocol's JSON error) with the request id in its body. For the last-resort 500, which
+    Starlette answers outside the app's RequestIdMiddleware (that names it in every other error body)."""
+    body = with_request_id(bytes(response.body), request_id)
+    if body is None:
+        return response
+    headers = {k: v for k, v in response.headers.items() if k != "content-length"}
+    return Response(body, status_code=response.status_code, headers=headers)
 
 
 def _handlers(shapes: ErrorShapes):
@@ -72,7 +84,7 @@ def _unexpected_error(shapes: ErrorShapes):
                   request.url.path, exc_info=error)  # fmt: skip
         shape = shape_for(route_path(request.scope), shapes)
         if shape is not None:
-            return shape(internal)
+            return naming_request_id(shape(internal), internal.request_id)
         return error_response(500, internal.type, internal.message, None, internal.headers)
 
     return unexpected_error
