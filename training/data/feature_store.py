@@ -104,14 +104,14 @@ class FeatureCache:
         return value
 
     def get_many(self, encoder: str, keys: list[str]) -> list[np.ndarray | None]:
-        """get() for many keys at once: one directory look for the batch, reads grouped by shard."""
+        """get() for many keys at once: one directory look for the whole batch, not one per miss."""
         enc = self._encoder(encoder)
         if any(key not in enc.index and key not in enc.pending for key in keys):
             enc.refresh()
-        order = sorted(range(len(keys)), key=lambda i: id(enc.index.get(keys[i])))
-        values: list[np.ndarray | None] = [None] * len(keys)
-        for i in order:
-            values[i] = self._lookup(enc, encoder, keys[i])
+        index, values = enc.index, []
+        for key in keys:
+            handle = index.get(key)
+            values.append(handle.get_tensor(key) if handle is not None else self._lookup(enc, encoder, key))
         found = sum(v is not None for v in values)
         self.hits, self.misses = self.hits + found, self.misses + len(keys) - found
         return values
