@@ -31,6 +31,7 @@ from service.engine.clock import Clock, MonotonicClock
 from service.errors import DeadlineExceeded, FusionError, NotReady, QueueFull
 from service.items import BatchInfo
 from service.metrics import Metrics
+from service.tracing import spans
 
 log = logging.getLogger(__name__)
 DELIVER_CHUNK = 4  # callers answered per event-loop iteration when a batch ends, by default (see _deliver)
@@ -44,6 +45,7 @@ class _Item:
     enqueued: float
     future: asyncio.Future
     started: bool = field(default=False)  # handed to run_batch; from then on the result is awaited
+    trace: spans.Waiting | None = None  # the submitter's trace context (tracing on)
 
 
 def _retrieved(future: asyncio.Future) -> None:
@@ -176,7 +178,7 @@ class Batcher:
                 f"{self.component} queue of model {self.model!r} is full (max_queue={self.policy.max_queue} items)",
                 headers={"Retry-After": "1"},
             )
-        item = _Item(payload, length, deadline, now, asyncio.get_running_loop().create_future())
+        item = _Item(payload, length, deadline, now, asyncio.get_running_loop().create_future(), trace=spans.waiting())
         self._queue[item] = None
         self._metrics.depth_soon(self._queue)
         self._wake()  # a sleeping loop re-decides at every arrival; a computing one looks when done
@@ -260,9 +262,10 @@ class Batcher:
             it.started = True
         start, elsewhere_s = self._clock.now(), 0.0
         try:
-            results = await asyncio.get_running_loop().run_in_executor(
-                self._executor, self._run_batch, [it.payload for it in batch]
-            )
+            with spans.batch_span(self.component, self.model, [it.trace for it in batch]):
+                results = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, self._run_batch, [it.payload for it in batch]
+                )
             if isinstance(results, Computed):
                 results, elsewhere_s = results.results, results.elsewhere_s
             if len(results) != len(batch):

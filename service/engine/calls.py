@@ -15,8 +15,9 @@ import logging
 import time
 from collections import Counter
 
+from service import tracing
 from service.engine.local import LocalBackend
-from service.errors import ClientDisconnected, FusionError, InternalError, request_id_from
+from service.errors import REQUEST_ID, ClientDisconnected, FusionError, InternalError, request_id_from
 from service.items import ItemResult, PreparedItem
 from service.metrics import Metrics
 from service.wire import calls as wire_calls
@@ -34,6 +35,18 @@ def malformed_error(malformed: MalformedMessage) -> FusionError:
     error = FusionError(f"the engine could not read the front-end's message: {malformed.reason}")
     error.status, error.type = 500, "internal_error"
     return error
+
+
+def engine_span(call: dict):
+    """The call's span: a SERVER span continuing the front-end's trace (the traceparent the call carries)."""
+    if not tracing.ENABLED:
+        return tracing.span("")
+    from opentelemetry.trace import SpanKind
+
+    carrier = {name: call[name] for name in ("traceparent", "tracestate") if isinstance(call.get(name), str)}
+    attributes = {"model": call["model"], "fusionserve.request_id": REQUEST_ID.get() or "", "items": len(call["items"])}
+    context = tracing.extract(carrier)
+    return tracing.span(f"engine {call['model']}", attributes, kind=SpanKind.SERVER, context=context)
 
 
 class Outbox:
@@ -61,6 +74,7 @@ class CallServer:
         self.tasks: dict[tuple[bytes, object], asyncio.Task] = {}  # (front-end identity, call id) → its work
         self.senders: Counter[tuple[str, str, bytes]] = Counter()  # calls here per model version, front-end
         self.outbox: Outbox | None = None  # set once the socket is bound (serve)
+        tracing.configure("engine")  # from the OTEL_* environment the engine process inherits; else off
 
     def serve(self, socket) -> None:
         self.outbox = Outbox(socket, self.load)
@@ -96,8 +110,11 @@ class CallServer:
         self.outbox.put(identity, error_header(malformed.request_id, malformed_error(malformed)))
 
     async def answer(self, identity: bytes, call: dict, items: list[PreparedItem]) -> None:
+        # each call runs in its own task: its log lines (the log filter reads REQUEST_ID) name its request
+        REQUEST_ID.set(request_id_from(call.get("request_id")))
         try:
-            results = await self._run(identity, call, items)
+            with engine_span(call):
+                results = await self._run(identity, call, items)
             self.outbox.put(identity, {"id": call["id"], "ok": True}, results)
             return
         except asyncio.CancelledError:  # the front-end's caller went away: the items left their queues

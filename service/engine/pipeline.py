@@ -30,6 +30,7 @@ from service.metrics import Metrics, observe_repeated
 from service.modalities.registry import get as modality_spec
 from service.settings import Settings
 from service.threads import lower_priority
+from service.tracing import spans
 
 
 def policy_for(component: str, settings: Settings) -> BatchPolicy:
@@ -134,6 +135,7 @@ class Pipeline:
         (first,) = encoded.values() if len(encoded) == 1 else (None,)
         if first is not None and first.fusion is not None:  # fused inside its encoder's batch call
             output, batches["fusion"] = first.fusion, BatchInfo(first.fused_rows, 0.0, first.fusion_s)
+            spans.inline_fusion(first.fused_rows, first.fusion_s)
         else:
             output, batches["fusion"] = await self.batchers["fusion"].submit(embeddings, deadline=deadline)
         return item_result(item, embeddings, output, batches)

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from service import tracing
 from service.frontend.api.body import BodyLimitMiddleware
 from service.frontend.api.door import DoorMiddleware
 from service.frontend.api.errors import install_error_handlers
@@ -29,6 +30,7 @@ from service.frontend.api.v2.rest import router as v2_router
 from service.frontend.context import ServerContext
 from service.settings import Settings
 from service.threads import lower_priority
+from service.tracing import asgi as tracing_asgi
 
 log = logging.getLogger("fusionserve")
 
@@ -58,7 +60,9 @@ async def lifespan(app: FastAPI):
 def create_app(settings: Settings | None = None, engines: list[str] | None = None, front_ends: int = 1) -> FastAPI:
     """The app of one process, or (`engines`: their endpoints) of one of `front_ends` front-end processes."""
     settings = settings or Settings()
+    tracing.configure("frontend" if engines else "server")  # from the OTEL_* environment; off without an endpoint
     app = FastAPI(
+        telemetry=tracing_asgi.telemetry(),  # FastAPI's own request spans, when tracing is on
         title="fusionserve",
         version="0.1.0",
         lifespan=lifespan,
@@ -82,5 +86,7 @@ def create_app(settings: Settings | None = None, engines: list[str] | None = Non
         declare_api_key(app)  # Swagger UI's "Authorize" sends it
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value(), error_shapes=shapes)
     app.add_middleware(ModelControlMiddleware, settings=settings, error_shapes=shapes)  # load/unload: outermost
+    if tracing.ENABLED:  # off: no middleware at all
+        app.add_middleware(tracing_asgi.RequestSpanMiddleware)  # inside RequestIdMiddleware: reads the id it sets
     app.add_middleware(RequestIdMiddleware)  # every answer, refusals included, carries X-Request-Id
     return app

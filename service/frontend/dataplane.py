@@ -39,6 +39,7 @@ from service.metrics import Metrics
 from service.models import VersionState
 from service.preprocess.prepare import prepare_item
 from service.settings import Settings
+from service.tracing import spans
 
 REJECT_REASON = {413: "too_large", 400: "invalid", 415: "invalid", 422: "invalid", 408: "deadline"}  # by status
 
@@ -175,6 +176,7 @@ class DataPlane:
         """One request of any protocol, from accounting to its encoded answer; errors leave as FusionError."""
         started = time.perf_counter()
         async with self.track(call.model, call.endpoint):
+            spans.annotate_request(call.model, call.version, call.endpoint)
             codec.check()
             self.judge(call.model, call.version, explain=call.explain)  # 404 / 429 before the body is read
             await codec.read_body()  # by its deadline (api/body.py); meanwhile no load counted, no version held
@@ -200,9 +202,10 @@ class DataPlane:
         """Decode and preprocess in the thread pool, never on the event loop; decoding that checks the deadline
         (video, between frames) stops at it."""
         bundle, loop = admitted.state.bundle, asyncio.get_running_loop()
+        prepare = spans.traced_prepare(prepare_item)  # prepare_item itself when tracing is off
         jobs = [
             loop.run_in_executor(
-                self.preprocess_pool, prepare_item, raw, bundle.manifest, bundle.tokenizer, self.settings, deadline
+                self.preprocess_pool, prepare, raw, bundle.manifest, bundle.tokenizer, self.settings, deadline
             )  # fmt: skip
             for raw in raw_items
         ]

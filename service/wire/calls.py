@@ -3,7 +3,8 @@ call it has ready in one event-loop turn as one `calls` message, and the engine 
 in one turn as one `replies` message, as vLLM's engine core handles a step rather than a request. The arrays of
 all the calls travel together (frames.py: small ones share one frame).
 
-    frames = pack_calls([(call, items), …])     # call: {"id", "model", "version", "timeout_s", "request_id"}
+    frames = pack_calls([(call, items), …])     # call: {"id", "model", "version", "timeout_s", "request_id",
+                                                #        "traceparent"?, "tracestate"? (W3C, when tracing)}
     header, calls = unpack_calls(frames)        # [(call, items | MalformedMessage), …]
     frames = pack_replies({"load": …}, [(reply, results | None), …])   # reply: {"id", "ok", "error"?}
     header, replies = unpack_replies(frames)    # [(reply, results), …]

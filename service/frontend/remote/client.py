@@ -32,6 +32,7 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
+from service import tracing
 from service.errors import DeadlineExceeded, FusionError, NotReady, current_request_id
 from service.items import ItemResult, PreparedItem
 from service.wire import calls
@@ -159,6 +160,7 @@ class EngineClient:
         request_id, left_s = next(self.ids), deadline - time.monotonic()
         call = {"id": request_id, "model": model, "version": version, "timeout_s": left_s,
                 "request_id": current_request_id()}  # fmt: skip
+        tracing.inject(call)  # traceparent / tracestate: the engine's spans join this request's trace
         if self.connected:
             if not self.outbox:
                 asyncio.get_running_loop().call_soon(self._send_outbox)

@@ -44,8 +44,10 @@ from service.frontend.api.v2.grpc_guard import DecodeGuardInterceptor
 from service.frontend.body_budget import Reservation
 from service.frontend.cycle import Admitted, Call
 from service.frontend.dataplane import DataPlane
+from service.tracing import grpc as tracing_grpc
 
 log = logging.getLogger("fusionserve")
+REQUEST_ID_KEY = "x-request-id"  # metadata keys are lower case
 ENDPOINT = "v2_grpc_infer"  # the endpoint label of fusionserve_requests_* for V2 gRPC inference
 SERVICE = "/inference.GRPCInferenceService/"
 OPEN_METHODS = {SERVICE + "ServerLive", SERVICE + "ServerReady"}  # probes, like /healthz and /readyz
@@ -70,8 +72,10 @@ DEADLINE_MARGIN_S = 0.02
 
 
 async def abort(context: grpc.aio.ServicerContext, error: FusionError) -> None:
-    metadata = tuple((name.lower(), value) for name, value in error.headers.items())
+    metadata = tuple((name.lower(), value) for name, value in error.headers.items() if name.lower() != REQUEST_ID_KEY)
     code = STATUS_CODES.get(error.status, grpc.StatusCode.INTERNAL)
+    tracing_grpc.status(code.name)
+    metadata += ((REQUEST_ID_KEY, current_request_id()),)  # errors name their request too
     await context.abort(code, core.error_message(error), trailing_metadata=metadata)
 
 
@@ -118,7 +122,13 @@ class InferenceServicer(pb2_grpc.GRPCInferenceServiceServicer):
         # grpc cancels this task when the RPC ends early (client cancel, deadline, stop); the work runs shielded
         # so that the data plane, told through `cancelled`, drops its rows and counts the request as 499
         cancelled = asyncio.get_running_loop().create_future()
-        REQUEST_ID.set(request_id_from(dict(context.invocation_metadata() or ()).get("x-request-id")))
+        metadata = dict(context.invocation_metadata() or ())
+        REQUEST_ID.set(request_id := request_id_from(metadata.get(REQUEST_ID_KEY)))
+        await context.send_initial_metadata(((REQUEST_ID_KEY, request_id),))  # every answer names its id
+        with tracing_grpc.server_span("ModelInfer", metadata):
+            return await self._watched(request, context, cancelled)
+
+    async def _watched(self, request, context, cancelled: asyncio.Future) -> pb2.ModelInferResponse:
         work = asyncio.ensure_future(self._infer(request, context, cancelled))  # the id goes with its context
         try:
             return await asyncio.shield(work)
