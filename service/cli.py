@@ -65,6 +65,27 @@ def _add_server_commands(commands: argparse._SubParsersAction) -> None:
         help=f"the golden tolerance the fp16 version must meet and will carry (default {FP16_TOLERANCE:g})",
     )  # fmt: skip
     optimize.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_batch_command(commands)
+
+
+def _add_batch_command(commands: argparse._SubParsersAction) -> None:
+    bulk = commands.add_parser("batch", help="classify or embed a corpus on Ray Data (needs fusionserve[batch])")
+    bulk.add_argument("--model-dir", required=True, help="the models folder (<name>/<version>/ inside)")
+    bulk.add_argument("--model", required=True, help="the bundle's name")
+    bulk.add_argument("--version", help="default: the newest version that loads")
+    bulk.add_argument("--input", required=True, help="JSONL, CSV or Parquet (local or a pyarrow URI: s3://, gs://)")
+    bulk.add_argument("--output", required=True, help="PATH.parquet: one file; otherwise a folder (Ray's writers)")
+    bulk.add_argument("--task", choices=("classify", "embed"), default="classify")
+    bulk.add_argument(
+        "--format",
+        choices=("items", "openai"),
+        default="items",
+        help="openai: OpenAI-Batch JSONL of /v1/embeddings requests in, answers out (--output .jsonl)",
+    )
+    bulk.add_argument("--concurrency", type=int, default=1, help="actors, each with the bundle loaded")
+    bulk.add_argument("--batch-size", type=int, default=64, help="rows per map_batches call")
+    bulk.add_argument("--num-gpus", type=float, help="GPUs per actor (default: 1 when the cluster has GPUs)")
+    bulk.add_argument("--ray-address", help="a running cluster (ray://host:10001 or auto); default: a local Ray")
 
 
 def _add_client_commands(commands: argparse._SubParsersAction) -> str | None:
@@ -88,6 +109,8 @@ def _run_server_command(args: argparse.Namespace, parser: argparse.ArgumentParse
     except ModuleNotFoundError as error:  # a client-only install (fusionserve[client])
         parser.exit(2, f"fusionserve {args.command}: {error.name} is not installed; pip install 'fusionserve[serve]'\n")
     try:
+        if args.command == "batch":
+            raise SystemExit(_run_batch(args, parser))
         if args.command == "check":
             from service.engine.check import run_check
 
@@ -103,6 +126,21 @@ def _run_server_command(args: argparse.Namespace, parser: argparse.ArgumentParse
         serve({k: v for k, v in vars(args).items() if k != "command" and v is not None})
     except SettingsError as error:
         parser.exit(2, f"fusionserve: {error}\n")
+
+
+def _run_batch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import json
+
+    try:
+        from service.bulk.job import BulkJob, run_job
+    except ModuleNotFoundError as error:  # ray or pyarrow: the batch extra
+        parser.exit(2, f"fusionserve batch: {error.name} is not installed; pip install 'fusionserve[batch]'\n")
+    if args.format == "openai" and not args.output.endswith(".jsonl"):
+        parser.exit(2, "fusionserve batch: --format openai writes JSONL: --output must end in .jsonl\n")
+    options = {k: v for k, v in vars(args).items() if k != "command"}
+    summary = run_job(BulkJob(**options))
+    print(json.dumps(summary))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> None:
