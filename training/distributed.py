@@ -113,3 +113,25 @@ def teardown() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def from_main(produce):
+    """produce() run on rank 0, its value (or its UserError, raised on every rank) sent to all ranks: a resume
+    reads rank 0's last.pt even where the other machines do not share its disk."""
+    import torch.distributed as dist
+
+    from training.errors import UserError
+
+    if not active():
+        return produce()
+    box: list = [None]
+    if dist.get_rank() == 0:
+        try:
+            box[0] = ("ok", produce())
+        except UserError as error:
+            box[0] = ("error", error)
+    dist.broadcast_object_list(box, src=0)
+    kind, value = box[0]
+    if kind == "error":
+        raise value
+    return value

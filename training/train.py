@@ -176,7 +176,8 @@ def train(cfg, data: TrainData, *, out_dir: Path | None = None, on_epoch=None) -
     last = Path(out_dir) / checkpointing.LAST if out_dir is not None else None
     expected = checkpointing.fingerprint(cfg, run_record(cfg, data.examples, data.modalities))
     first, history, best, stopped = 1, [], (-1.0, 0, None), False  # best: (val accuracy, epoch, state)
-    if cfg.resume and last is not None and (state := checkpointing.load_last(last, expected)) is not None:
+    state = distributed.from_main(lambda: checkpointing.load_last(last, expected)) if cfg.resume and last else None
+    if state is not None:
         first, history, best, stopped = checkpointing.restore(loop, state)
     bar = tqdm(range(first, cfg.epochs + 1), desc=f"train {cfg.fusion}", unit="epoch",
                disable=not cfg.progress or not here.main or stopped)  # fmt: skip
