@@ -199,7 +199,8 @@ class OpenAI(HttpJson):
             try:
                 answer = sdk.embeddings.create(**kw)
             except openai.APIStatusError as error:
-                assert set(error.body) == {"message", "type", "param", "code"}, error.body
+                assert error.body["request_id"] == error.response.headers["x-request-id"], error.body
+                assert set(error.body) == {"message", "type", "param", "code", "request_id"}, error.body
                 return Refusal(str(error.status_code), error.body["message"], error.body["code"])
         return np.array([entry.embedding for entry in sorted(answer.data, key=lambda e: e.index)])
 

@@ -13,7 +13,8 @@ CLASSIFY = "/v1/models/tiny/classify"
 def assert_error(response, status: int, field: str | None = None, *needles: str) -> None:
     assert response.status_code == status, response.text
     error = response.json()["error"]
-    assert set(error) == {"type", "message", "field"}
+    assert set(error) == {"type", "message", "field", "request_id"}
+    assert error["request_id"] == response.headers["x-request-id"]
     if field is not None:
         assert error["field"] == field
     for needle in needles:

@@ -110,7 +110,9 @@ class ModelControlMiddleware:
         what = f"{match['action']} of model {match['model']!r}"
         refusal = self._refusal(scope)
         if refusal is not None:
-            audit.warning("model control: %s by %s refused (%d): %s", what, who, refusal.status, refusal.message)
+            fields = audit_fields(match, who, f"refused ({refusal.status})", refusal.status)
+            audit.warning("model control: %s by %s refused (%d): %s", what, who, refusal.status, refusal.message,
+                          extra=fields)  # fmt: skip
             return await send_error(scope, receive, send, refusal, self.shapes)
         credential = "the admin key" if self.key is not None else "no key (loopback only, no admin key set)"
         status = 0
@@ -125,4 +127,10 @@ class ModelControlMiddleware:
             await self.app(scope, receive, noting_status)
         finally:
             outcome = "done" if status == 200 else f"failed ({status or 'no answer'})"
-            audit.info("model control: %s by %s with %s: %s", what, who, credential, outcome)
+            fields = audit_fields(match, who, "done" if status == 200 else "failed", status or None)
+            audit.info("model control: %s by %s with %s: %s", what, who, credential, outcome, extra=fields)
+
+
+def audit_fields(match, who: str, outcome: str, status: int | None) -> dict:
+    """The audit line's fields for FUSIONSERVE_LOG_FORMAT=json (service/logs.py adds the request id)."""
+    return {"action": match["action"], "model": match["model"], "who": who, "outcome": outcome, "status": status}
