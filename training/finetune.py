@@ -25,7 +25,12 @@ from training.model.backbones import build_backbone
 
 
 class LiveFeatures:
-    """rows → {modality: [B,F]}: backbone features computed now (zero rows where an item lacks the modality)."""
+    """rows → {modality: [B,F]}: backbone features computed now (zero rows where an item lacks the modality).
+
+    Everything happens where the backbones' parameters are (model.to(device) moves them): inputs are collated on
+    the CPU and copied over without blocking; features come out float32 (autocast may run the backbone in
+    bf16/fp16) so the heads and the zero rows share one dtype.
+    """
 
     def __init__(self, backbones: nn.ModuleDict, inputs: dict[str, list], dims: dict[str, int]):
         self.backbones, self.inputs, self.dims = backbones, inputs, dims
@@ -33,13 +38,28 @@ class LiveFeatures:
     def __call__(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
         rows_list, out = rows.tolist(), {}
         for modality, backbone in self.backbones.items():
+            device = _device_of(backbone)
             having = [i for i, row in enumerate(rows_list) if self.inputs[modality][row] is not None]
-            table = torch.zeros(len(rows_list), self.dims[modality])  # [B,F]
+            table = torch.zeros(len(rows_list), self.dims[modality], device=device)  # [B,F]
             if having:
                 batch = collate(modality, [self.inputs[modality][rows_list[i]] for i in having])
-                table = table.index_copy(0, torch.tensor(having), backbone(*batch))  # keeps the graph
+                batch = tuple(_to(tensor, device) for tensor in batch)
+                index = torch.tensor(having, device=device)
+                table = table.index_copy(0, index, backbone(*batch).float())  # keeps the graph
             out[modality] = table
         return out
+
+
+def _device_of(module: nn.Module) -> torch.device:
+    parameter = next(module.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def _to(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A CPU tensor on `device`: pinned first on a GPU so the copy can overlap (non_blocking)."""
+    if device.type == "cpu":
+        return tensor
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 def attach_live_backbones(model: nn.Module, data, cfg) -> None:

@@ -22,6 +22,7 @@ from service.manifest import TextPreprocess
 from service.preprocess import FusionError, decode_audio, decode_image, decode_text, encode_text, load_tokenizer
 from service.preprocess.batch import collate as collate_arrays
 from training.data.dataset import MAX_AUDIO_SECONDS, MAX_IMAGE_PIXELS, MAX_TEXT_CHARS, Example
+from training.data.decode_pool import decoded_chunks, default_workers
 from training.data.feature_store import FeatureCache
 from training.data.onnx_runner import FeatureRunner
 from training.data.specs import PreprocessSpecs, default_preprocess
@@ -124,26 +125,44 @@ def preprocess_digest(modality: str, specs: PreprocessSpecs) -> str:
     return hashlib.sha256(spec).hexdigest()
 
 
+def _decoder(modality: str, specs: PreprocessSpecs) -> Callable:
+    def decode_one(pair: tuple[str, Example]) -> tuple[str, tuple[np.ndarray, ...]]:
+        key, example = pair
+        try:
+            return key, decode(content(example, modality), modality, specs)
+        except FusionError as exc:
+            raise ValueError(f"item {example.id}: {modality}: {exc.message}") from exc
+
+    return decode_one
+
+
 def _compute(
-    todo: list[tuple[str, Example]], modality: str, run: Callable, specs: PreprocessSpecs, batch_size: int, bar: tqdm
+    todo: list[tuple[str, Example]],
+    modality: str,
+    run: Callable,
+    specs: PreprocessSpecs,
+    batch_size: int,
+    bar: tqdm,
+    workers: int = 0,
 ) -> dict[str, np.ndarray]:
-    """Features of (key, example) pairs: decoded a chunk at a time, sorted by length, batched."""
+    """Features of (key, example) pairs: decoded a chunk at a time (the next chunk in `workers` threads while this
+    one is encoded), sorted by length, batched."""
     out: dict[str, np.ndarray] = {}
-    for start in range(0, len(todo), batch_size * _CHUNK_BATCHES):
-        chunk = todo[start : start + batch_size * _CHUNK_BATCHES]
-        decoded = []
-        for key, example in chunk:
-            try:
-                decoded.append((key, decode(content(example, modality), modality, specs)))
-            except FusionError as exc:
-                raise ValueError(f"item {example.id}: {modality}: {exc.message}") from exc
+    step = batch_size * _CHUNK_BATCHES
+    chunks = [todo[start : start + step] for start in range(0, len(todo), step)]
+    for decoded in decoded_chunks(chunks, _decoder(modality, specs), workers):
         decoded.sort(key=lambda item: item[1][0].shape[-1])  # similar lengths together: less padding
         for b in range(0, len(decoded), batch_size):
             batch = decoded[b : b + batch_size]
-            features = run(*collate(modality, [inputs for _, inputs in batch])).float().numpy()
+            features = run(*collate(modality, [inputs for _, inputs in batch])).float().cpu().numpy()
             out.update((key, row) for (key, _), row in zip(batch, features, strict=True))
             bar.update(len(batch))
     return out
+
+
+def _device_of(module: torch.nn.Module) -> torch.device:
+    parameter = next(module.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
 
 
 def extract_features(
@@ -156,6 +175,8 @@ def extract_features(
     batch_size: int = 32,
     progress: bool = True,
     engine: str = "auto",
+    device: torch.device | None = None,
+    decode_workers: int | None = None,
 ) -> np.ndarray:
     """Backbone features [N_present, F] (float32) of the examples that have `modality`, in order.
 
@@ -163,6 +184,8 @@ def extract_features(
     Cached features are read back; the rest are computed under torch.no_grad in eval mode and stored.
     engine: "auto" runs a frozen backbone on ONNX Runtime (exported once, checked against torch on the
     first batch, see onnx_runner), else torch; "torch" always uses torch; "onnx" tries ORT even if trainable.
+    device: where the encoder runs (None: the CPU); decode_workers: threads decoding ahead of the encoder
+    (None: decode_pool.default_workers for the device; 0: serial). The features do not depend on either.
     """
     specs = specs or default_preprocess()
     present = [example for example in examples if getattr(example, modality) is not None]
@@ -171,14 +194,19 @@ def extract_features(
     found = {key: cache.get(encoder, key) for key in dict.fromkeys(keys)} if cache else dict.fromkeys(keys)
     first = dict(zip(reversed(keys), reversed(present), strict=True))  # key → its first example
     todo = [(key, first[key]) for key, value in found.items() if value is None]
-    run = FeatureRunner(backbone, modality, cache.root / encoder / "backbone.onnx" if cache else None, engine)
-    was_training = backbone.training
+    device = device or torch.device("cpu")
+    workers = default_workers(device.type) if decode_workers is None else decode_workers
+    run = FeatureRunner(backbone, modality, cache.root / encoder / "backbone.onnx" if cache else None, engine, device)
+    was_training, home = backbone.training, _device_of(backbone)
     backbone.eval()
     try:
+        if todo and device != home:
+            backbone.to(device)  # torch's engine (and ORT's parity check) run where the features are wanted
         with torch.no_grad(), tqdm(total=len(todo), desc=f"features: {modality}", disable=not progress) as bar:
-            computed = _compute(todo, modality, run, specs, batch_size, bar)
+            computed = _compute(todo, modality, run, specs, batch_size, bar, workers)
     finally:
         backbone.train(was_training)
+        backbone.to(home)
     for key, value in computed.items():
         if cache is not None:
             cache.put(encoder, key, value)

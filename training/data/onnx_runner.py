@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from training.device import ort_providers
 from training.model.backbones import MODALITY_INPUTS
 
 PARITY_TOLERANCE = 1e-3  # features only feed trainable heads; ORT and torch agree to ~1e-5
@@ -68,27 +69,43 @@ def export_backbone(backbone: nn.Module, modality: str, example: tuple[torch.Ten
 class OrtFeatures:
     """Callable like backbone.features(*tensors) → tensor, backed by an ONNX Runtime session."""
 
-    def __init__(self, path: Path, modality: str, threads: int | None = None):
+    def __init__(self, path: Path, modality: str, threads: int | None = None, device: torch.device | None = None):
         import onnxruntime as ort
 
+        device = device or torch.device("cpu")
+        if device.type == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
+            # the CPU wheel: running the encoder on the CPU beside an idle GPU would be the slowest choice
+            raise RuntimeError("this onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu)")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(path), options, providers=ort_providers(device))
         self.names = list(MODALITY_INPUTS[modality])
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
-        feeds = {name: tensor.numpy() for name, tensor in zip(self.names, inputs, strict=True)}
+        feeds = {name: tensor.cpu().numpy() for name, tensor in zip(self.names, inputs, strict=True)}
         return torch.from_numpy(self.session.run(None, feeds)[0])
 
 
 class FeatureRunner:
-    """Picks the engine on the first batch: ORT when the backbone is frozen and ORT matches torch."""
+    """Picks the engine on the first batch: ORT when the backbone is frozen and ORT matches torch.
 
-    def __init__(self, backbone: nn.Module, modality: str, onnx_path: Path | None, engine: str = "auto"):
+    On a CUDA `device` ORT runs on its CUDA EP; torch runs wherever the backbone's parameters are (extract_features
+    moves it to the device). Inputs arrive as CPU tensors; the features always come back as CPU float32.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        modality: str,
+        onnx_path: Path | None,
+        engine: str = "auto",
+        device: torch.device | None = None,
+    ):
         if engine not in ("auto", "torch", "onnx"):
             raise ValueError(f"engine must be auto, torch or onnx, not {engine!r}")
         self.backbone, self.modality, self.onnx_path = backbone, modality, onnx_path
+        self.device = device or torch.device("cpu")
         self.torch_run = getattr(backbone, "features", backbone)
         frozen = not any(p.requires_grad for p in backbone.parameters())
         self.engine = "torch" if engine == "torch" or (engine == "auto" and not frozen) else "undecided"
@@ -99,7 +116,7 @@ class FeatureRunner:
         try:
             if not path.is_file():
                 export_backbone(self.backbone, self.modality, inputs, path)
-            ort_features = OrtFeatures(path, self.modality)
+            ort_features = OrtFeatures(path, self.modality, device=self.device)
             diff = float((ort_features(*inputs) - reference).abs().max())
         except Exception as exc:  # any exporter/ORT failure: torch still gives the right answer
             warnings.warn(f"{self.modality} features: ONNX Runtime unavailable ({exc}); using torch", stacklevel=3)
@@ -115,7 +132,10 @@ class FeatureRunner:
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
         if self.engine == "onnx":
             return self.ort(*inputs)
-        reference = self.torch_run(*inputs)
+        home = next(self.backbone.parameters(), None)  # torch runs where the backbone is (the caller moves it)
+        if home is not None and home.device.type != "cpu":
+            inputs = tuple(tensor.to(home.device, non_blocking=True) for tensor in inputs)
+        reference = self.torch_run(*inputs).float().cpu()
         if self.engine == "undecided":
-            self._try_ort(inputs, reference)
+            self._try_ort(tuple(tensor.cpu() for tensor in inputs), reference)
         return reference

@@ -71,14 +71,16 @@ def _sound(video: VideoArrays, run, width: int) -> np.ndarray:
 class VideoFeatures:
     """Features of video examples with one image and one audio backbone, read from / written to the cache."""
 
-    def __init__(self, backbones: dict, cache: FeatureCache | None, specs: PreprocessSpecs, video, progress: bool):
+    def __init__(
+        self, backbones: dict, cache: FeatureCache | None, specs: PreprocessSpecs, video, progress: bool, device=None
+    ):
         self.inputs = video_inputs(video, specs.image, specs.audio)
         digest = inputs_digest(self.inputs)[:12]
         self.ids = {m: f"video-{digest}-{encoder_id(b, m, specs)}" for m, b in backbones.items()}
         self.ids["bounds"] = f"video-{digest}-bounds"
         self.backbones, self.cache, self.progress, self.k = backbones, cache, progress, video.max_frames_per_segment
-        self.runs = {m: FeatureRunner(b, m, cache.root / self.ids[m] / "backbone.onnx" if cache else None)
-                     for m, b in backbones.items()}  # fmt: skip
+        onnx = {m: cache.root / self.ids[m] / "backbone.onnx" if cache else None for m in backbones}
+        self.runs = {m: FeatureRunner(b, m, onnx[m], device=device) for m, b in backbones.items()}
 
     def _width(self, modality: str) -> int:
         return int(getattr(self.backbones[modality], "backbone", self.backbones[modality]).out_dim)
