@@ -105,3 +105,15 @@ def test_legacy_per_item_npy_is_still_read(tmp_path):
     cache.put(ENC, key_of(6), np.zeros(2, np.float32))
     cache.flush()
     assert cache.file_count(ENC) == 1 and not (tmp_path / ENC / key_of(6)[:2] / f"{key_of(6)}.npy").exists()
+
+
+def test_get_many_mixes_shards_pending_legacy_and_misses(tmp_path):
+    legacy_key = key_of(1)
+    (tmp_path / ENC / legacy_key[:2]).mkdir(parents=True)
+    np.save(tmp_path / ENC / legacy_key[:2] / f"{legacy_key}.npy", np.full(2, 1, np.float32))
+    cache = FeatureCache(tmp_path, shard_items=2)
+    for i in (2, 3, 4):  # 2 and 3 fill a shard; 4 stays pending
+        cache.put(ENC, key_of(i), np.full(2, i, np.float32))
+    values = cache.get_many(ENC, [key_of(i) for i in range(5)])
+    assert values[0] is None and [v[0] for v in values[1:]] == [1, 2, 3, 4]
+    assert (cache.hits, cache.misses, cache.file_count(ENC)) == (4, 1, 1)
