@@ -4,11 +4,13 @@ against an older checkout's (BENCH_SERVER_TREE semantics: `git worktree add /tmp
 side in one run: every variant's server is up at once and the measuring windows take turns (variant A, B, C,
 A, B, C…), so a machine that gets busier part way through weighs on all of them alike.
 
-    python -m bench.tracing [--before /tmp/before] [--seconds 4] [--rounds 3] [--concurrency 8] [--workers 0]
+    python -m bench.tracing [--before /tmp/before] [--tree /tmp/after] [--seconds 4] [--rounds 3] [--concurrency 8]
+                            [--workers 0]
 
 Writes bench/results/tracing/README.md and tracing.json (with the command). The load is one small text item
 per request (v1 classify) so the per-request parts — the request span, decode, queue, batch, fusion — are a
-visible share of the work; a heavier item dilutes the same absolute cost.
+visible share of the work; a heavier item dilutes the same absolute cost. With uncommitted work of others in
+this checkout, compare two clean worktrees: --tree at the tracing commit, --before at its parent.
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ def variants(args, receiver: OtlpReceiver) -> dict[str, tuple[dict, str | None]]
     """name → (extra environment, server tree or None for this one)."""
     exporting = receiver.environment()
     exporting.pop("OTEL_BSP_SCHEDULE_DELAY")  # the SDK's default (5 s), as a deployment has it; the tests' is 50 ms
-    found = {"off": ({}, None), "on": (exporting, None)}
+    tree = str(args.tree) if args.tree is not None else None
+    found = {"off": ({}, tree), "on": (exporting, tree)}
     if args.before is not None:
         found["before"] = ({}, str(args.before))
     return found
@@ -131,6 +134,7 @@ def report(rows: dict, spans: int, off_us: float, command: str, args) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.tracing", description=__doc__.splitlines()[0])
     parser.add_argument("--before", type=Path, help="an older checkout (git worktree) to run as 'before'")
+    parser.add_argument("--tree", type=Path, help="the checkout whose server runs off and on (default: this one)")
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=8)
@@ -145,8 +149,10 @@ def main(argv: list[str] | None = None) -> None:
             servers = {name: stack.enter_context(started(name, env, tree, overrides, scratch))
                        for name, (env, tree) in variants(args, receiver).items()}  # fmt: skip
             windows: dict[str, list[dict]] = {name: [] for name in servers}
-            for _ in range(args.rounds):
-                for name, server in servers.items():
+            names = list(servers)
+            for round_ in range(args.rounds):  # each round in another order: no variant always goes first
+                for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+                    server = servers[name]
                     windows[name].append(measure(server, bundle.name, args.seconds, args.concurrency))
         rows = summarise(windows)
         spans = len(receiver.spans)

@@ -39,6 +39,20 @@ print(carrier["traceparent"])
 """
 
 
+BATCH = """
+from service import tracing
+from service.tracing import spans
+assert tracing.configure("engine")
+waits = []
+for n in range(3):
+    with tracing.span(f"request {n}"):
+        waits.append(spans.waiting())
+with spans.batch_span("image", "tiny", waits):
+    pass
+tracing.shutdown()
+"""
+
+
 def run(code: str, env: dict) -> str:
     base = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     done = subprocess.run([sys.executable, "-c", code], env=base | env, capture_output=True, text=True, timeout=60)
@@ -70,3 +84,15 @@ def test_service_name_and_sampler_from_the_environment():
         run(ON, receiver.environment() | {"OTEL_SERVICE_NAME": "edge"})
         spans = receiver.wait_for(lambda got: len(got) >= 3, timeout_s=20)
     assert len(spans) == 3 and {s.service for s in spans} == {"edge"}  # the sampled-out run sent none
+
+
+def test_one_batch_span_links_every_request_it_carries():
+    with OtlpReceiver("grpc") as receiver:
+        run(BATCH, receiver.environment())
+        spans = receiver.wait_for(lambda got: len(got) == 7, timeout_s=20)  # 3 requests, 3 queues, 1 batch
+    requests = {s.name: s for s in spans if s.name.startswith("request")}
+    (batch,) = [s for s in spans if s.name == "batch"]
+    assert sorted(batch.links) == sorted((r.trace_id, r.span_id) for r in requests.values())
+    assert batch.parent_id == requests["request 0"].span_id and batch.attributes["batch.size"] == 3
+    queues = [s for s in spans if s.name == "queue"]
+    assert sorted(q.parent_id for q in queues) == sorted(r.span_id for r in requests.values())
