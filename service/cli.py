@@ -135,8 +135,15 @@ def _run_batch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         from service.bulk.job import BulkJob, run_job
     except ModuleNotFoundError as error:  # ray or pyarrow: the batch extra
         parser.exit(2, f"fusionserve batch: {error.name} is not installed; pip install 'fusionserve[batch]'\n")
+    from service.bulk.sources import input_kind
+
     if args.format == "openai" and not args.output.endswith(".jsonl"):
         parser.exit(2, "fusionserve batch: --format openai writes JSONL: --output must end in .jsonl\n")
+    try:
+        if args.format == "items":
+            input_kind(args.input)  # before Ray starts: a wrong suffix is a usage error
+    except ValueError as error:
+        parser.exit(2, f"fusionserve batch: {error}\n")
     options = {k: v for k, v in vars(args).items() if k != "command"}
     summary = run_job(BulkJob(**options))
     print(json.dumps(summary))
