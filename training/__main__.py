@@ -67,8 +67,9 @@ def run_train(cfg: TrainConfig, data=None):
 
     data = data or load_data(cfg)
     result = train(cfg, data, out_dir=cfg.run_dir())
-    print(f"    {cfg.run_dir() / 'model.pt'}: best epoch {result.best_epoch}, "
-          f"validation accuracy {result.best_val_accuracy:.3f}")  # fmt: skip
+    if result.run:  # rank 0 (the only writer under torchrun)
+        print(f"    {cfg.run_dir() / 'model.pt'}: best epoch {result.best_epoch}, "
+              f"validation accuracy {result.best_val_accuracy:.3f}")  # fmt: skip
     training = {"best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy,
                 "epochs_run": len(result.history), "temperatures": result.temperatures,
                 "config": cfg.as_dict(), "run": result.run}  # fmt: skip

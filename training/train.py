@@ -174,7 +174,8 @@ def train(cfg, data: TrainData, *, out_dir: Path | None = None, on_epoch=None) -
     loop = _setup(cfg, data)
     model, here = loop.model, loop.world
     last = Path(out_dir) / checkpointing.LAST if out_dir is not None else None
-    expected = checkpointing.fingerprint(cfg, run_record(cfg, data.examples, data.modalities))
+    # the run record hashes every item: only where a last.pt is written or read
+    expected = checkpointing.fingerprint(cfg, run_record(cfg, data.examples, data.modalities)) if last else None
     first, history, best, stopped = 1, [], (-1.0, 0, None), False  # best: (val accuracy, epoch, state)
     state = distributed.from_main(lambda: checkpointing.load_last(last, expected)) if cfg.resume and last else None
     if state is not None:
