@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 
 .PHONY: install serve test lint bench tiny-bundle default-bundle espeak deploy-tools deploy-check chromium clean
 .PHONY: bench-peers-setup bench-peers bench-overload bench-soak bench-robustness bench-bundle bench-scale bench-video
-.PHONY: grpc-stubs
+.PHONY: grpc-stubs bench-features bench-feature-store bench-bulk bench-tracing
 
 # The virtual environment, rebuilt when pyproject.toml changes.
 install: $(VENV)/.installed
@@ -61,6 +61,17 @@ bench: install
 # plain PyAV against a real server at 1 frame/s, CPU per video-minute; ~10 min on 2 cores (clips written once).
 bench-video: install
 	$(BIN)/python -m bench.video $(BENCH_ARGS)
+
+# Scaling out (docs/benchmarks.md "Scaling out"): the feature pass against raw onnxruntime (text, images, audio),
+# the sharded feature store with 1e6 items, `fusionserve batch` against the HTTP server, tracing off / on.
+bench-features: install
+	$(BIN)/python -m bench.features --items 256 $(BENCH_ARGS)
+bench-feature-store: install
+	$(BIN)/python -m bench.feature_store $(BENCH_ARGS)
+bench-bulk: bench-bundle
+	$(BIN)/python -m bench.bulk $(BENCH_ARGS)
+bench-tracing: install
+	$(BIN)/python -m bench.tracing $(BENCH_ARGS)
 
 # Issue 8 item 7 (docs/benchmarks.md): peers, overload, soak, on the default bundle $(MODELS)/tridigits/1.
 # Extra flags through BENCH_ARGS, e.g. `make bench-peers BENCH_ARGS=--quick` (a smoke run, not for quoting).

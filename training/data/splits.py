@@ -6,6 +6,7 @@ fine-tuning refresh all go through it, so they see the same numbers.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from training.data.specs import preprocess_for
 from training.data.video_decode import video_preprocess
 from training.data.video_features import VideoFeatures
 from training.data.video_rows import expand_views, plan_rows, video_tables
+from training.device import resolve_device
 from training.encoders import backbone_options
 from training.model.backbones import build_backbone
 from training.model.temporal import encoder_of
@@ -147,7 +149,7 @@ def load_examples(cfg) -> dict[str, list[Example]]:
 def _video_part(cfg, by_split, backbones: dict, cache, specs) -> dict[str, VideoPart]:
     """split → VideoPart: the clips' per-segment features (the server's decoding, both backbones)."""
     video = video_preprocess(cfg)
-    features = VideoFeatures(backbones, cache, specs, video, cfg.progress)
+    features = VideoFeatures(backbones, cache, specs, video, cfg.progress, device=resolve_device(cfg.device))
     widths = {m: int(getattr(b, "backbone", b).out_dim) for m, b in backbones.items()}
     return {s: VideoPart(features.of(items), video.max_frames_per_segment, widths) for s, items in by_split.items()}
 
@@ -163,7 +165,7 @@ def _slots(main: list[Example], videos: dict[str, VideoPart]) -> list[str]:
     return [s for s in SLOTS if encoder_of(s) in encoders and (s not in VIDEO_SLOTS or clips)]
 
 
-def _warm_share(by_split: dict[str, list], m: str, backbone, cache, specs) -> None:
+def _warm_share(by_split: dict[str, list], m: str, backbone, cache, specs, device) -> None:
     """Under torchrun: this rank computes the cache misses of its share of the items (rank, rank + N, …), which
     extract_features flushes to the store; after the barrier every rank's full pass reads them all as hits."""
     here = distributed.world()
@@ -173,7 +175,7 @@ def _warm_share(by_split: dict[str, list], m: str, backbone, cache, specs) -> No
     for items in [*by_split.values(), view_examples(train, m)]:
         share = items[here.rank :: here.size]
         if any(getattr(e, m) is not None for e in share):
-            extract_features(share, m, backbone, cache, specs=specs, progress=False)
+            extract_features(share, m, backbone, cache, specs=specs, progress=False, device=device)
     distributed.barrier()
 
 
@@ -182,16 +184,17 @@ def _features(cfg, by_split: dict[str, list], main: list[Example], backbone_stat
     Each backbone is loaded once; a video keeps the image and audio ones until its clips are done."""
     direct = [m for m in ("image", "text", "audio") if any(getattr(e, m) is not None for e in main)]
     has_video = any(e.video is not None for e in main)
-    cache, specs = FeatureCache(Path(cfg.cache_dir)), preprocess_for(cfg)
+    cache, specs, device = FeatureCache(Path(cfg.cache_dir)), preprocess_for(cfg), resolve_device(cfg.device)
     features, views, video_backbones = {s: {} for s in by_split}, {}, {}
+    run = functools.partial(extract_features, cache=cache, specs=specs, progress=cfg.progress, device=device)
     for m in [m for m in ("image", "text", "audio") if m in direct or (has_video and m != "text")]:
         backbone = build_backbone(m, tuned=(backbone_state or {}).get(m), **backbone_options(cfg))
-        _warm_share(by_split, m, backbone, cache, specs)
+        _warm_share(by_split, m, backbone, cache, specs, device)
         for s, items in by_split.items():
             if any(getattr(e, m) is not None for e in items):
-                features[s][m] = extract_features(items, m, backbone, cache, specs=specs, progress=cfg.progress)
+                features[s][m] = run(items, m, backbone)
         if extra := view_examples(by_split.get("train", []), m):
-            views[m] = extract_features(extra, m, backbone, cache, specs=specs, progress=cfg.progress)
+            views[m] = run(extra, m, backbone)
         if has_video and m != "text":
             video_backbones[m] = backbone
         del backbone  # loaded once per modality, frozen
