@@ -41,6 +41,22 @@ def test_api_key_is_required_in_metadata_but_for_the_probes(tiny_models):
             assert client.is_model_ready("tiny", headers=headers)
 
 
+def test_an_unauthenticated_refusal_names_the_request_id(tiny_models):
+    import grpc
+
+    from service.frontend.api.v2 import grpc_predict_v2_pb2 as pb2
+    from service.frontend.api.v2 import grpc_predict_v2_pb2_grpc as pb2_grpc
+
+    with grpc_server(fast_settings(tiny_models, api_key=KEY)) as live, grpc.insecure_channel(live.grpc_url) as channel:
+        stub = pb2_grpc.GRPCInferenceServiceStub(channel)
+        for sent, expected in (("trace-me-7", "trace-me-7"), ("x" * 65, None)):
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.ModelMetadata(pb2.ModelMetadataRequest(name="tiny"), metadata=(("x-request-id", sent),))
+            assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            answered = dict(caught.value.trailing_metadata())["x-request-id"]
+            assert answered == expected if expected else len(answered) == 32 and answered != sent
+
+
 async def test_asyncio_client_with_the_key(tiny_models):
     with grpc_server(fast_settings(tiny_models, api_key=KEY)) as live:
         client, key = triton_aio.InferenceServerClient(live.grpc_url), {"x-api-key": KEY}

@@ -210,7 +210,10 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
 
     @staticmethod
     async def _deny(requests, context: grpc.aio.ServicerContext) -> None:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong API key")
+        # a refusal is an answer too: it names the caller's request id (or one made here) like every other
+        request_id = request_id_from(dict(context.invocation_metadata() or ()).get("x-request-id"))
+        metadata = (("x-request-id", request_id),)
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong API key", trailing_metadata=metadata)
 
 
 def address(host: str, port: int) -> str:
