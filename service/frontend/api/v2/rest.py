@@ -24,7 +24,8 @@ from service.frontend.cycle import Admitted, Call
 
 router = APIRouter(tags=["kserve-v2"])
 ENDPOINT = "v2_infer"  # the endpoint label of fusionserve_requests_* for V2 REST inference
-V2_ERROR_SCHEMA = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
+V2_ERROR_SCHEMA = {"type": "object", "properties": {"error": {"type": "string"}, "request_id": {"type": "string"}},
+                   "required": ["error"]}  # fmt: skip
 V2_ERROR = {"content": {"application/json": {"schema": V2_ERROR_SCHEMA}}}
 ERRORS = {status: {"description": meaning, **V2_ERROR} for status, meaning in {
     400: "malformed body", 404: "unknown model or version", 413: "a limit exceeded (named)",
