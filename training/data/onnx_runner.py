@@ -8,6 +8,7 @@ against torch on the first batch; any export or parity failure falls back to tor
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import warnings
@@ -87,6 +88,48 @@ class OrtFeatures:
         return torch.from_numpy(self.session.run(None, feeds)[0])
 
 
+_SESSIONS: dict[tuple, OrtFeatures] = {}  # (path, mtime, device, threads) → session: one per encoder per process
+_MAX_SESSIONS = 8
+
+
+def cached_session(path: Path, modality: str, device: torch.device) -> OrtFeatures:
+    """One ORT session per exported backbone per process: a training run makes four feature passes per encoder
+    (train, val, test, views), and a session costs a graph load and its allocations each time."""
+    key = (str(path), path.stat().st_mtime_ns, str(device), torch.get_num_threads())
+    if key not in _SESSIONS:
+        while len(_SESSIONS) >= _MAX_SESSIONS:
+            _SESSIONS.pop(next(iter(_SESSIONS)))
+        _SESSIONS[key] = OrtFeatures(path, modality, device=device)
+    return _SESSIONS[key]
+
+
+def _verified_path(path: Path) -> Path:
+    return path.with_name(path.name + ".verified.json")
+
+
+def _stamp(device: torch.device) -> dict:
+    import onnxruntime as ort
+
+    return {"onnxruntime": ort.__version__, "device": device.type}
+
+
+def was_verified(path: Path, device: torch.device) -> bool:
+    """Whether this exported backbone already matched torch with this onnxruntime on this kind of device. The path
+    is keyed by the weights and preprocessing digest (features.encoder_id), so only ORT and the device can differ."""
+    try:
+        recorded = json.loads(_verified_path(path).read_text())
+        return all(recorded.get(name) == value for name, value in _stamp(device).items())
+    except (OSError, ValueError, TypeError, AttributeError):
+        return False
+
+
+def mark_verified(path: Path, device: torch.device, diff: float) -> None:
+    marker = _verified_path(path)
+    tmp = marker.with_name(f".{marker.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(_stamp(device) | {"max_abs_diff": diff}))
+    os.replace(tmp, marker)
+
+
 class FeatureRunner:
     """Picks the engine on the first batch: ORT when the backbone is frozen and ORT matches torch.
 
@@ -110,13 +153,25 @@ class FeatureRunner:
         frozen = not any(p.requires_grad for p in backbone.parameters())
         self.engine = "torch" if engine == "torch" or (engine == "auto" and not frozen) else "undecided"
         self.ort: OrtFeatures | None = None
+        if self.engine == "undecided" and onnx_path is not None and onnx_path.is_file():
+            self._reuse_verified(onnx_path)
+
+    def _reuse_verified(self, path: Path) -> None:
+        """A backbone exported and checked against torch by an earlier pass: ORT from the first batch, without
+        running torch on it again (on CPU that torch batch costs as much as ~5 ORT batches for an image encoder)."""
+        try:
+            if was_verified(path, self.device):
+                self.ort, self.engine = cached_session(path, self.modality, self.device), "onnx"
+        except Exception:  # an unreadable file or a failing session: decide on the first batch, as without it
+            self.ort, self.engine = None, "undecided"
 
     def _try_ort(self, inputs: tuple[torch.Tensor, ...], reference: torch.Tensor) -> None:
         path = self.onnx_path or Path(tempfile.mkdtemp(prefix="fusionserve-features-")) / "backbone.onnx"
         try:
             if not path.is_file():
                 export_backbone(self.backbone, self.modality, inputs, path)
-            ort_features = OrtFeatures(path, self.modality, device=self.device)
+            ort_features = cached_session(path, self.modality, self.device) if self.onnx_path else None
+            ort_features = ort_features or OrtFeatures(path, self.modality, device=self.device)
             diff = float((ort_features(*inputs) - reference).abs().max())
         except Exception as exc:  # any exporter/ORT failure: torch still gives the right answer
             warnings.warn(f"{self.modality} features: ONNX Runtime unavailable ({exc}); using torch", stacklevel=3)
@@ -124,9 +179,12 @@ class FeatureRunner:
             return
         if np.isfinite(diff) and diff <= PARITY_TOLERANCE:
             self.ort, self.engine = ort_features, "onnx"
+            if self.onnx_path is not None:
+                mark_verified(path, self.device, diff)
         else:
             warnings.warn(f"{self.modality} features: ORT differs from torch by {diff:.2e}; using torch", stacklevel=3)
             path.unlink(missing_ok=True)
+            _verified_path(path).unlink(missing_ok=True)
             self.engine = "torch"
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
