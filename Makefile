@@ -65,7 +65,7 @@ bench-video: install
 # Scaling out (docs/benchmarks.md "Scaling out"): the feature pass against raw onnxruntime (text, images, audio),
 # the sharded feature store with 1e6 items, `fusionserve batch` against the HTTP server, tracing off / on.
 bench-features: install
-	$(BIN)/python -m bench.features --items 256 $(BENCH_ARGS)
+	$(BIN)/python -m bench.features --items 512 $(BENCH_ARGS)
 bench-feature-store: install
 	$(BIN)/python -m bench.feature_store $(BENCH_ARGS)
 bench-bulk: bench-bundle
