@@ -50,8 +50,8 @@ class _NoCache:
     def __init__(self, root: Path):
         self.root = root
 
-    def get(self, encoder: str, key: str) -> None:
-        return None
+    def get_many(self, encoder: str, keys: list[str]) -> list[None]:
+        return [None] * len(keys)
 
     def put(self, encoder: str, key: str, value) -> None:
         pass

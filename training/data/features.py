@@ -191,7 +191,8 @@ def extract_features(
     present = [example for example in examples if getattr(example, modality) is not None]
     encoder = encoder_id(backbone, modality, specs)
     keys = [content_key(example, modality) for example in present]
-    found = {key: cache.get(encoder, key) for key in dict.fromkeys(keys)} if cache else dict.fromkeys(keys)
+    unique = list(dict.fromkeys(keys))
+    found = dict(zip(unique, cache.get_many(encoder, unique), strict=True)) if cache else dict.fromkeys(unique)
     first = dict(zip(reversed(keys), reversed(present), strict=True))  # key → its first example
     todo = [(key, first[key]) for key, value in found.items() if value is None]
     device = device or torch.device("cpu")
