@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from service.joint_space import JointSpace
+
 SCHEMA_VERSION = 1
 # the one list of modality names, in the order answers list them; each has a spec in service/modalities
 MODALITIES = ("image", "text", "audio", "video")
@@ -249,6 +251,8 @@ class Manifest(Strict):
     golden: list[GoldenExample] = Field(default_factory=list)
     golden_tolerance: float = Field(1e-4, gt=0)
     description: str = ""
+    # Matryoshka dims, int8/uint8 ranges, the zero-shot temperature (service/joint_space.py)
+    joint_space: JointSpace = Field(default_factory=JointSpace)
 
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:
@@ -264,6 +268,7 @@ class Manifest(Strict):
         if missing:
             raise ValueError(f"files without a sha256 entry: {missing}")
         self._check_modality_logits()
+        self.joint_space.check(self.embedding_dim)
         for example in self.golden:
             self._check_golden(example)
         return self

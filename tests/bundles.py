@@ -105,12 +105,14 @@ def build_bundle(
     modality_heads: bool = True,
     image_normalise: str = "server",
     video: VideoPreprocess | None = None,
+    joint_space: dict | None = None,
 ) -> Path:
     """Write models/<name>/<version>/ under `root` and return that directory. `modality_heads`: fusion.onnx
     also outputs modality_logits (classify?explain=true); without it the bundle is like older ones.
     `image_normalise="graph"`: the image encoder takes uint8 pixels and normalises them itself. "video" in
     `modalities` adds an attention pool (video_pool.onnx) segmenting as `video` says (default VIDEO_SPEC);
-    fusion then takes the slots (video_frames with the image encoder, video_audio with the audio encoder)."""
+    fusion then takes the slots (video_frames with the image encoder, video_audio with the audio encoder).
+    `joint_space`: the manifest's block (service/joint_space.py), e.g. tests.bundles.joint_space_for(dim)."""
     modalities = [m for m in MODALITIES if m in modalities]  # canonical order = fusion input order
     if not modalities:
         raise ValueError("a bundle needs at least one modality")
@@ -145,6 +147,7 @@ def build_bundle(
         files={f: sha256_file(bundle / f) for f in files},
         metrics={"note": "random weights", "seed": seed},
         description="tiny test bundle built by tests/bundles.py",
+        joint_space=joint_space or {},
     )
     write_manifest(manifest, bundle / "manifest.json")  # reference_outputs reads it back
     if golden:
@@ -152,6 +155,19 @@ def build_bundle(
         manifest = Manifest.model_validate({**manifest.model_dump(), "golden": examples})
         write_manifest(manifest, bundle / "manifest.json")
     return bundle
+
+
+def joint_space_for(dim: int = 8, matryoshka_dims=(4,), temperature: float | None = 0.05) -> dict:
+    """A joint_space block for a random-weight bundle: the given prefixes, ranges [-1, 1] per dimension for each
+    supported dim (every value of a unit vector is in them), and a zero-shot temperature unless None."""
+    dims = [*matryoshka_dims, dim]
+    block = {
+        "matryoshka_dims": list(matryoshka_dims),
+        "quantization": {str(d): {"min": [-1.0] * d, "max": [1.0] * d} for d in dims},
+    }
+    if temperature is not None:
+        block["zero_shot"] = {"temperature": temperature, "template": "{}", "n": 0, "accuracy": 0.0, "ece": 0.0}
+    return block
 
 
 def _rng(seed: int, component: str) -> np.random.Generator:
