@@ -27,6 +27,7 @@ from service.frontend.api.request_id import RequestIdMiddleware
 from service.frontend.api.routes import router
 from service.frontend.api.v2 import grpc_server
 from service.frontend.api.v2.rest import router as v2_router
+from service.frontend.api.zero_shot import router as zero_shot_router
 from service.frontend.context import ServerContext
 from service.settings import Settings
 from service.threads import lower_priority
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None, engines: list[str] | None = Non
     app.include_router(router)
     app.include_router(v2_router)
     app.include_router(openai_router)
+    app.include_router(zero_shot_router)
     app.include_router(pages_router)
     app.include_router(repository_router)
     # innermost of ours: a body's bytes are reserved (api/body.py) only once the door has let it by, so a

@@ -107,15 +107,29 @@ def _form_error(error: Exception, settings: Settings) -> Exception:
 
 
 async def read_multipart(request: Request, settings: Settings) -> RawItem:
+    return (await read_multipart_form(request, settings))[0]
+
+
+async def read_multipart_form(
+    request: Request, settings: Settings, extra: frozenset[str] = frozenset()
+) -> tuple[RawItem, dict[str, list[str]]]:
+    """One item from the form's modality parts, and the plain fields named in `extra` (a request's own options,
+    e.g. zero-shot's repeated `labels`), each as the list of its values in the order sent."""
     try:
         form = await LimitedMultiPartParser(request, settings).parse()
     except (MultiPartException, HTTPException) as error:
         raise _form_error(error, settings) from None
-    item = RawItem()
+    item, extras = RawItem(), {}
     for name, value in form.multi_items():
+        if name in extra:
+            if not isinstance(value, str):
+                raise InvalidInput(f"field {name!r} must be a plain form field, not a file part", field=name)
+            extras.setdefault(name, []).append(value)
+            continue
         spec = by_part("v1", name)
         if spec is None:
-            raise InvalidInput(f"unknown form field {name!r}; expected {_part_list()}", field=name)
+            expected = ", ".join([_part_list(), *sorted(extra)])
+            raise InvalidInput(f"unknown form field {name!r}; expected {expected}", field=name)
         if _unfilled_file(spec, value):
             continue
         if item.get(spec.name) is not None:
@@ -125,7 +139,7 @@ async def read_multipart(request: Request, settings: Settings) -> RawItem:
             )
         item.set(spec.name, await _field_value(name, spec, value))
     await form.close()
-    return item
+    return item, extras
 
 
 def _unfilled_file(spec: ModalitySpec, value: UploadFile | str) -> bool:
@@ -148,10 +162,18 @@ async def _field_value(name: str, spec: ModalitySpec, value: UploadFile | str) -
 
 
 def read_json(body: bytes, settings: Settings) -> list[RawItem]:
+    return json_items(parse_json(body), settings)
+
+
+def parse_json(body: bytes) -> object:
     try:
-        data = orjson.loads(body)  # on the event loop, so the fast parser (docs/design-choices.md, "JSON bodies")
+        return orjson.loads(body)  # on the event loop, so the fast parser (docs/design-choices.md, "JSON bodies")
     except orjson.JSONDecodeError as error:
         raise BadRequest(f"body is not valid JSON: {error}", field="body") from None
+
+
+def json_items(data: object, settings: Settings) -> list[RawItem]:
+    """A parsed `{"inputs": [...]}` → its items, every limit and field checked."""
     if isinstance(data, dict) and isinstance(data.get("inputs"), list):
         count = len(data["inputs"])
         if count > settings.max_items_per_request:  # before validating thousands of items
