@@ -7,6 +7,7 @@ with Client("http://127.0.0.1:8000") as client:
 """
 
 from fusionserve_client.client import DEFAULT_URL, AsyncClient, Client, Item
+from fusionserve_client.encodings import EMBEDDING_TYPES, decode_vector, hamming_similarity, unpack_bits
 from fusionserve_client.errors import (
     AuthenticationError,
     BadRequestError,
@@ -31,9 +32,11 @@ from fusionserve_client.results import (
     Segment,
     SegmentEmbedding,
 )
+from fusionserve_client.search_results import Ranked, Rerank, Score, ZeroShot
 
 __all__ = [
     "DEFAULT_URL",
+    "EMBEDDING_TYPES",
     "AsyncClient",
     "AuthenticationError",
     "BadRequestError",
@@ -57,4 +60,11 @@ __all__ = [
     "SegmentEmbedding",
     "ServerError",
     "UnsupportedMediaTypeError",
+    "Ranked",
+    "Rerank",
+    "Score",
+    "ZeroShot",
+    "decode_vector",
+    "hamming_similarity",
+    "unpack_bits",
 ]

@@ -10,57 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
+from fusionserve_client.calls import Item, Segmenting, _batch, _body, _Call, _model_path, _params
 from fusionserve_client.errors import ConnectionFailed, error_from_response
-from fusionserve_client.inputs import json_item, multipart_files
-from fusionserve_client.results import (
-    Classification,
-    Embedding,
-    ModelInfo,
-    classifications,
-    embeddings,
-    model_info,
-)
+from fusionserve_client.inputs import multipart_files
+from fusionserve_client.results import Classification, ModelInfo, classifications, model_info
+from fusionserve_client.search import SearchCalls
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 USER_AGENT = "fusionserve-client/0.1.0"
 MAX_RETRY_WAIT_S = 60.0  # a server asking for a longer pause than this is not waited for: the 429 is raised
-Item = Mapping[str, Any]  # {"image": ..., "audio": ..., "text": ..., "video": ...}: any non-empty subset
-
-
-@dataclass(frozen=True)
-class _Call:
-    method: str
-    path: str
-    params: dict | None = None
-    files: dict | None = None
-    json: dict | None = None
-
-
-def _model_path(model: str, endpoint: str) -> str:
-    return f"/v1/models/{quote(model, safe='')}/{endpoint}"
-
-
-def _params(version: str | None, **extra: Any) -> dict:
-    params = {k: v for k, v in extra.items() if v is not None}
-    return params if version is None else params | {"version": version}
-
-
-@dataclass(frozen=True)
-class Segmenting:
-    """How the server cuts a video item into segments (None: the model's default); query options of the request."""
-
-    segment_s: float | None = None
-    overlap_s: float | None = None
-
-    def params(self) -> dict:
-        return {k: v for k, v in (("segment_s", self.segment_s), ("overlap_s", self.overlap_s)) if v is not None}
+__all__ = ["DEFAULT_URL", "AsyncClient", "Client", "Item"]
 
 
 class _Requests:
@@ -84,13 +49,6 @@ class _Requests:
         params = _params(version, top_k=top_k, explain="true" if explain else None) | cut.params()
         return _Call("POST", _model_path(model, "classify"), params, json=_batch(items))
 
-    def _embed_one(self, model, media: dict, version, cut: Segmenting) -> _Call:
-        params = _params(version) | cut.params()
-        return _Call("POST", _model_path(model, "embed"), params, files=multipart_files(**media))
-
-    def _embed_many(self, model, items, version, cut: Segmenting) -> _Call:
-        return _Call("POST", _model_path(model, "embed"), _params(version) | cut.params(), json=_batch(items))
-
     def _retry_delay(self, response: httpx.Response, attempt: int) -> float | None:
         """Seconds to wait before trying again, or None to hand the response back as it is."""
         if response.status_code != 429 or attempt >= self.retries:
@@ -107,23 +65,13 @@ class _Requests:
         return ConnectionFailed(None, kind, f"{self.url}: {str(error) or type(error).__name__}")
 
 
-def _batch(items: Iterable[Item]) -> dict:
-    return {"inputs": [json_item(item, i) for i, item in enumerate(items)]}
-
-
-def _body(response: httpx.Response) -> dict:
-    if response.is_success:
-        return response.json()
-    raise error_from_response(response)
-
-
 def _ready(response: httpx.Response) -> bool:
     if response.status_code in (200, 503):  # /readyz: 503 is a real answer (loading, draining)
         return response.status_code == 200
     raise error_from_response(response)
 
 
-class Client(_Requests):
+class Client(_Requests, SearchCalls):
     """Synchronous client. `retries` > 0 retries a 429 after its Retry-After (off by default)."""
 
     def __init__(self, url: str = DEFAULT_URL, api_key: str | None = None, timeout: float | None = 30.0,
@@ -144,6 +92,9 @@ class Client(_Requests):
             time.sleep(delay)
             attempt += 1
 
+    def _answer(self, call: _Call | None, parse, empty=None) -> Any:
+        return empty if call is None else parse(_body(self._send(call)))
+
     def classify(self, model: str, image: Any = None, audio: Any = None, text: str | None = None, video: Any = None,
                  *, top_k: int = 5, version: str | None = None, explain: bool = False,
                  segment_s: float | None = None, overlap_s: float | None = None) -> Classification:  # fmt: skip
@@ -157,18 +108,6 @@ class Client(_Requests):
                        overlap_s: float | None = None) -> list[Classification]:  # fmt: skip
         call = self._classify_many(model, list(items), top_k, version, explain, Segmenting(segment_s, overlap_s))
         return classifications(_body(self._send(call))) if call.json["inputs"] else []
-
-    def embed(self, model: str, image: Any = None, audio: Any = None, text: str | None = None, video: Any = None,
-              *, version: str | None = None, segment_s: float | None = None,
-              overlap_s: float | None = None) -> Embedding:  # fmt: skip
-        media = {"image": image, "audio": audio, "text": text, "video": video}
-        call = self._embed_one(model, media, version, Segmenting(segment_s, overlap_s))
-        return embeddings(_body(self._send(call)))[0]
-
-    def embed_batch(self, model: str, items: Iterable[Item], *, version: str | None = None,
-                    segment_s: float | None = None, overlap_s: float | None = None) -> list[Embedding]:  # fmt: skip
-        call = self._embed_many(model, list(items), version, Segmenting(segment_s, overlap_s))
-        return embeddings(_body(self._send(call))) if call.json["inputs"] else []
 
     def models(self) -> list[ModelInfo]:
         return [model_info(m) for m in _body(self._send(_Call("GET", "/v1/models")))["models"]]
@@ -190,7 +129,7 @@ class Client(_Requests):
         self.close()
 
 
-class AsyncClient(_Requests):
+class AsyncClient(_Requests, SearchCalls):
     """The same API as `Client`, awaitable (one httpx.AsyncClient: connections are pooled)."""
 
     def __init__(self, url: str = DEFAULT_URL, api_key: str | None = None, timeout: float | None = 30.0,
@@ -211,6 +150,9 @@ class AsyncClient(_Requests):
             await asyncio.sleep(delay)
             attempt += 1
 
+    async def _answer(self, call: _Call | None, parse, empty=None) -> Any:
+        return empty if call is None else parse(_body(await self._send(call)))
+
     async def classify(self, model: str, image: Any = None, audio: Any = None, text: str | None = None,
                        video: Any = None, *, top_k: int = 5, version: str | None = None, explain: bool = False,
                        segment_s: float | None = None, overlap_s: float | None = None) -> Classification:  # fmt: skip
@@ -223,19 +165,6 @@ class AsyncClient(_Requests):
                              overlap_s: float | None = None) -> list[Classification]:  # fmt: skip
         call = self._classify_many(model, list(items), top_k, version, explain, Segmenting(segment_s, overlap_s))
         return classifications(_body(await self._send(call))) if call.json["inputs"] else []
-
-    async def embed(self, model: str, image: Any = None, audio: Any = None, text: str | None = None,
-                    video: Any = None, *, version: str | None = None, segment_s: float | None = None,
-                    overlap_s: float | None = None) -> Embedding:  # fmt: skip
-        media = {"image": image, "audio": audio, "text": text, "video": video}
-        call = self._embed_one(model, media, version, Segmenting(segment_s, overlap_s))
-        return embeddings(_body(await self._send(call)))[0]
-
-    async def embed_batch(self, model: str, items: Iterable[Item], *, version: str | None = None,
-                          segment_s: float | None = None,
-                          overlap_s: float | None = None) -> list[Embedding]:  # fmt: skip
-        call = self._embed_many(model, list(items), version, Segmenting(segment_s, overlap_s))
-        return embeddings(_body(await self._send(call))) if call.json["inputs"] else []
 
     async def models(self) -> list[ModelInfo]:
         return [model_info(m) for m in _body(await self._send(_Call("GET", "/v1/models")))["models"]]

@@ -1,4 +1,5 @@
-"""The server's errors as typed exceptions: `{"error": {"type", "message", "field"}}` + status + Retry-After."""
+"""The server's errors as typed exceptions: `{"error": {"type", "message", "field"}}` (OpenAI's shape: `param`
+for the field) + status + Retry-After."""
 
 from __future__ import annotations
 
@@ -104,7 +105,8 @@ def error_from_response(response: httpx.Response) -> FusionServeError:
     status = response.status_code
     try:
         error = response.json()["error"]
-        type_, message, field = str(error["type"]), str(error["message"]), error.get("field")
+        # v1 names the field `field`; the OpenAI-shaped endpoints (/v1/rerank, /v1/score) name it `param`
+        type_, message, field = str(error["type"]), str(error["message"]), error.get("field", error.get("param"))
     except (ValueError, KeyError, TypeError):
         type_, message, field = f"http_{status}", (response.text.strip() or response.reason_phrase)[:500], None
     family = BY_STATUS.get(status) or (ServerError if status >= 500 else FusionServeError)

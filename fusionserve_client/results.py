@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,8 +49,8 @@ class SegmentEmbedding:
     start_s: float
     end_s: float
     modalities: list[str]
-    fused: list[float]
-    per_slot: dict[str, list[float]] = field(default_factory=dict)
+    fused: Any  # as Embedding.fused
+    per_slot: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -72,14 +73,18 @@ class Embedding:
     model: str
     version: str
     modalities: list[str]
-    fused: list[float]  # the fused joint-space embedding (L2-normalised)
-    # each present slot's own (a video's video_frames / video_audio: the whole clip's)
-    per_modality: dict[str, list[float]] = field(default_factory=dict)
+    # the fused joint-space embedding (L2-normalised): a list of floats, or with embedding_types /
+    # encoding_format a numpy array (a dict type → array when several types were asked for)
+    fused: Any
+    # each present slot's own (a video's video_frames / video_audio: the whole clip's), decoded as fused
+    per_modality: dict[str, Any] = field(default_factory=dict)
     segments: list[SegmentEmbedding] | None = None  # a video item's, in time order
+    # the answer's `dim`: the prefix served (a packed binary code is a byte per 8 of them)
+    served_dim: int | None = field(default=None, compare=False)
 
     @property
     def dim(self) -> int:
-        return len(self.fused)
+        return self.served_dim if self.served_dim is not None else len(self.fused)
 
 
 @dataclass(frozen=True)
@@ -137,21 +142,24 @@ def _evidence(row: dict) -> Evidence:
     return Evidence(str(row["modality"]), str(row["label"]), float(row["score"]), bool(row["agrees"]))
 
 
-def _segment_embedding(row: dict) -> SegmentEmbedding:
-    per_slot = {slot: list(row["embeddings"][slot]) for slot in SLOT_ORDER if slot in row.get("embeddings", {})}
-    return SegmentEmbedding(**_span(row), fused=list(row["fused"]), per_slot=per_slot)
+def _segment_embedding(row: dict, decode: Callable[[Any], Any]) -> SegmentEmbedding:
+    slots = row.get("embeddings", {})
+    per_slot = {slot: decode(slots[slot]) for slot in SLOT_ORDER if slot in slots}
+    return SegmentEmbedding(**_span(row), fused=decode(row["fused"]), per_slot=per_slot)
 
 
-def embeddings(body: dict) -> list[Embedding]:
-    model, version = body["model"], body["version"]
+def embeddings(body: dict, decode: Callable[[Any], Any] = list) -> list[Embedding]:
+    """`decode`: one vector as sent (a list, a base64 string, an object keyed by type) → the result's value."""
+    model, version, dim = body["model"], body["version"], body.get("dim")
     return [
         Embedding(
             model=model,
             version=version,
             modalities=list(row["modalities"]),
-            fused=list(row["fused"]),
-            per_modality={m: list(row[m]) for m in SLOT_ORDER if row.get(m) is not None},
-            segments=None if row.get("segments") is None else [_segment_embedding(s) for s in row["segments"]],
+            fused=decode(row["fused"]),
+            per_modality={m: decode(row[m]) for m in SLOT_ORDER if row.get(m) is not None},
+            segments=None if row.get("segments") is None else [_segment_embedding(s, decode) for s in row["segments"]],
+            served_dim=None if dim is None else int(dim),
         )
         for row in body["results"]
     ]
