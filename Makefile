@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 
 .PHONY: install serve test lint bench tiny-bundle default-bundle espeak deploy-tools deploy-check chromium clean
 .PHONY: bench-peers-setup bench-peers bench-overload bench-soak bench-robustness bench-bundle bench-scale bench-video
-.PHONY: grpc-stubs bench-features bench-feature-store bench-bulk bench-tracing
+.PHONY: grpc-stubs bench-features bench-feature-store bench-bulk bench-tracing bench-search
 
 # The virtual environment, rebuilt when pyproject.toml changes.
 install: $(VENV)/.installed
@@ -72,6 +72,12 @@ bench-bulk: bench-bundle
 	$(BIN)/python -m bench.bulk $(BENCH_ARGS)
 bench-tracing: install
 	$(BIN)/python -m bench.tracing $(BENCH_ARGS)
+
+# Search (docs/benchmarks.md "Search: dimensions, encodings, zero-shot, rerank"): bytes on the wire per encoding and
+# dim, recall@1 per modality pair for float / int8 / binary at 64 / 128 / 256, zero-shot next to the classifier, rerank
+# against /v1/embeddings + numpy; the default bundle's test split through one real server, < 8 min on 2 cores.
+bench-search: bench-bundle
+	$(BIN)/python -m bench.search --model-dir $(MODELS) --model tridigits $(BENCH_ARGS)
 
 # Issue 8 item 7 (docs/benchmarks.md): peers, overload, soak, on the default bundle $(MODELS)/tridigits/1.
 # Extra flags through BENCH_ARGS, e.g. `make bench-peers BENCH_ARGS=--quick` (a smoke run, not for quoting).
