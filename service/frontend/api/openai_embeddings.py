@@ -15,18 +15,19 @@ import asyncio
 import time
 from typing import Literal
 
-import numpy as np
 import orjson
-import pybase64
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from service.embedding_types import EMBEDDING_TYPES
 from service.errors import BadRequest, FusionError, InvalidInput
 from service.frontend.api.deadline import Deadline, header_timeout_ms
+from service.frontend.api.embedding_format import EmbeddingFormat, resolve
 from service.frontend.api.infer import OrjsonResponse, disconnect_watch, plane_of, serve_http
 from service.frontend.api.inputs import field_path
 from service.frontend.api.openai_inputs import ContentPart, parse_input
+from service.frontend.api.schemas import Vector
 from service.frontend.api.segments import embed_segments
 from service.frontend.api.v2.rest import inline_refs
 from service.frontend.cycle import Admitted, Call, Decoded, Inference
@@ -43,9 +44,17 @@ class EmbeddingOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: str = Field(min_length=1, description="a served model (bundle) name, or name:version")
     encoding_format: Literal["float", "base64"] = Field(
-        "float", description="base64: each embedding as little-endian float32 bytes, base64-encoded (as OpenAI)"
+        "float", description="base64: each embedding as little-endian bytes (float32 for float), base64-encoded"
     )
-    dimensions: int | None = Field(None, ge=1, description="if given, must equal the model's embedding_dim")
+    dimensions: int | None = Field(
+        None, ge=1, description="a prefix of the joint space, re-normalised: one of the dims GET /v1/models/{model} "
+        "lists (trained for), or any up to embedding_dim with truncate=force",
+    )  # fmt: skip
+    # not OpenAI's (docs/protocols.md, "Dimensions and encodings"); the SDK sends them with extra_body
+    truncate: Literal["force"] | None = Field(None, description="force: dimensions the model was not trained for")
+    embedding_types: list[Literal[EMBEDDING_TYPES]] | None = Field(
+        None, min_length=1, description="Cohere's: each embedding becomes an object keyed by these types"
+    )
     user: str | None = Field(None, description="accepted for compatibility; ignored")
     # not OpenAI's: a video_url item's segmentation (the SDK sends them with extra_body)
     segment_s: float | None = Field(None, description="video: segment length in seconds (default: the model's)")
@@ -66,13 +75,16 @@ class SegmentEmbedding(BaseModel):
     start_s: float
     end_s: float
     modalities: list[str] = Field(description="the video slots this segment had: video_frames, video_audio")
-    embedding: list[float] | str = Field(description="the segment's fused embedding, in encoding_format")
+    embedding: Vector = Field(description="the segment's fused embedding, in encoding_format")
 
 
 class Embedding(BaseModel):
     object: Literal["embedding"] = "embedding"
     index: int
-    embedding: list[float] | str = Field(description="the item's fused joint-space embedding (L2-normalised)")
+    embedding: Vector = Field(
+        description="the item's fused joint-space embedding (L2-normalised); an object keyed by type with "
+        "embedding_types"
+    )
     segments: list[SegmentEmbedding] | None = Field(None, description="a video_url item's, per segment")
 
 
@@ -101,9 +113,9 @@ class OpenAIError(BaseModel):
 
 
 ERRORS = {status: {"model": OpenAIError, "description": meaning} for status, meaning in {
-    400: "malformed body, or dimensions not the model's", 404: "unknown model or version",
-    413: "a limit exceeded (named)", 422: "invalid input (the param named)", 429: "at capacity; Retry-After",
-    503: "not ready", 504: "deadline exceeded"}.items()}  # fmt: skip
+    400: "malformed body", 404: "unknown model or version", 413: "a limit exceeded (named)",
+    422: "invalid input (the param named: dimensions or embedding_types the model lacks too)",
+    429: "at capacity; Retry-After", 503: "not ready", 504: "deadline exceeded"}.items()}  # fmt: skip
 REQUEST_BODY = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": inline_refs(EmbeddingRequest.model_json_schema())}}}}  # fmt: skip
 ERROR_TYPES = {
@@ -155,35 +167,19 @@ def parse_options(data: dict) -> EmbeddingOptions:
         raise InvalidInput(f"{field}: {first['msg']}", field=field) from None
 
 
-def check_dimensions(options: EmbeddingOptions, admitted: Admitted) -> None:
-    dim = admitted.state.bundle.manifest.embedding_dim
-    if options.dimensions is not None and options.dimensions != dim:
-        raise BadRequest(
-            f"dimensions {options.dimensions} is not available: model {admitted.model!r} version "
-            f"{admitted.state.version!r} embeds in {dim} dimensions (send dimensions={dim} or omit it)",
-            field="dimensions",
-        )
-
-
-def encode(vector: np.ndarray, encoding_format: str) -> np.ndarray | str:
-    if encoding_format == "base64":  # what OpenAI sends, and what its SDK asks for (then decodes) by default
-        return pybase64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
-    return vector  # numpy: orjson writes it directly
-
-
-def _segments(result: ItemResult, encoding_format: str) -> dict:
+def _segments(result: ItemResult, written: EmbeddingFormat) -> dict:
     if result.segments is None:
         return {}
-    rows = embed_segments(result.segments, lambda vector: encode(vector, encoding_format))
+    rows = embed_segments(result.segments, written.rows)
     return {"segments": [{"start_s": r["start_s"], "end_s": r["end_s"], "modalities": r["modalities"],
                           "embedding": r["fused"]} for r in rows]}  # fmt: skip
 
 
-def respond(options: EmbeddingOptions, admitted: Admitted, done: Inference) -> dict:
+def respond(written: EmbeddingFormat, admitted: Admitted, done: Inference) -> dict:
     tokens = sum(int(item.arrays["text"][1].sum()) for item in done.items if "text" in item.arrays)  # mask: no pads
+    fused = written.rows([result.fused for result in done.results])
     data = [
-        {"object": "embedding", "index": index, "embedding": encode(result.fused, options.encoding_format)}
-        | _segments(result, options.encoding_format)
+        {"object": "embedding", "index": index, "embedding": fused[index]} | _segments(result, written)
         for index, result in enumerate(done.results)
     ]
     model = f"{admitted.model}:{admitted.state.version}"
@@ -208,7 +204,10 @@ class OpenAICodec:
         pass  # read before the cycle (create_embeddings): the model is named in it
 
     async def decode(self, admitted: Admitted) -> Decoded:
-        check_dimensions(self.options, admitted)
+        options = self.options  # checked for the model before any input is decoded or fetched
+        self.written = resolve(admitted.state.bundle.manifest, dimensions=options.dimensions,
+                               truncate=options.truncate, types=options.embedding_types,
+                               encoding_format=options.encoding_format)  # fmt: skip
         parsed = parse_input(self.data["input"], self.settings, self.options.video_options())
         await Fetcher(self.settings, self.deadline.at).fetch_all(parsed.remotes)
         return Decoded(parsed.items, self.deadline.at)
@@ -217,7 +216,7 @@ class OpenAICodec:
         return disconnect_watch(self.http)
 
     def encode(self, admitted: Admitted, done: Inference) -> Response:
-        return OrjsonResponse(respond(self.options, admitted, done))
+        return OrjsonResponse(respond(self.written, admitted, done))
 
 
 @router.post(PATH, response_model=EmbeddingResponse, responses=ERRORS, openapi_extra=REQUEST_BODY)

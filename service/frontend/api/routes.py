@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from service.frontend.api.embed import EmbedCodec, EmbedQuery
 from service.frontend.api.infer import V1Codec, plane_of, serve_http
 from service.frontend.api.schemas import ERRORS, REQUEST_BODY, ClassifyResponse, EmbedResponse
-from service.frontend.api.segments import classify_segments, embed_segments, evidence, ranking, top_labels
+from service.frontend.api.segments import classify_segments, evidence, ranking, top_labels
 from service.frontend.cycle import Call, Inference
 from service.models import VersionState
 
@@ -16,6 +19,12 @@ router = APIRouter()
 # a video item's segmentation (VideoModality.preprocess_of checks them against the model: a 422 naming the option)
 SEGMENT_S = Query(None, description="video: segment length in seconds (default: the model's)")
 OVERLAP_S = Query(None, description="video: overlap between consecutive segments in seconds (default: the model's)")
+# embed's dimensions and encodings, checked against the model at admission (api/embedding_format.py): a 422 names them
+DIMENSIONS = Query(None, ge=1, description="a prefix of the joint space, re-normalised: one of the model's dimensions")
+TRUNCATE = Query(None, description="force: any dimensions up to the model's, trained for or not")
+EMBEDDING_TYPES = Query(None, description="float, int8, uint8, binary, ubinary (comma-separated or repeated): each "
+                        "embedding becomes an object keyed by type")  # fmt: skip
+ENCODING_FORMAT = Query("float", description="base64: each embedding's little-endian bytes, base64-encoded")
 
 
 def video_options(segment_s: float | None, overlap_s: float | None) -> dict:
@@ -37,22 +46,6 @@ def _classify_body(top_k: int, explain: bool):
         return {"model": state.bundle.manifest.name, "version": state.version, "results": out}
 
     return respond
-
-
-def _embed_body(state: VersionState, done: Inference) -> dict:
-    out = []
-    for result in done.results:
-        row = {"modalities": result.modalities, "fused": result.fused}  # numpy: orjson writes it directly
-        row.update(result.embeddings)  # by slot: a video's video_frames / video_audio are the clip's
-        if result.segments is not None:
-            row["segments"] = embed_segments(result.segments)
-        out.append(row)
-    return {
-        "model": state.bundle.manifest.name,
-        "version": state.version,
-        "dim": state.bundle.manifest.embedding_dim,
-        "results": out,
-    }
 
 
 @router.post(
@@ -88,9 +81,13 @@ async def classify(
 async def embed(
     request: Request, model: str, version: str | None = None,
     segment_s: float | None = SEGMENT_S, overlap_s: float | None = OVERLAP_S,
+    dimensions: int | None = DIMENSIONS, truncate: Literal["force"] | None = TRUNCATE,
+    embedding_types: list[str] | None = EMBEDDING_TYPES, encoding_format: Literal["float", "base64"] = ENCODING_FORMAT,
 ) -> JSONResponse:  # fmt: skip
-    """Joint-space embeddings: fused and per present slot (L2-normalised); a video item's per segment too."""
-    codec = V1Codec(request, _embed_body, video_options(segment_s, overlap_s))
+    """Joint-space embeddings: fused and per present slot (L2-normalised); a video item's per segment too; in the
+    dimensions and encodings asked for (docs/protocols.md, "Dimensions and encodings")."""
+    query = EmbedQuery(dimensions, truncate, embedding_types, encoding_format)
+    codec = EmbedCodec(request, query, video_options(segment_s, overlap_s))
     return await serve_http(request, Call(model, version, "embed"), codec)
 
 

@@ -6,6 +6,11 @@ from pydantic import BaseModel, Field
 
 from service.modalities.registry import specs
 
+# One embedding as a request asked for it (docs/protocols.md, "Dimensions and encodings"): numbers (float32, or
+# int8 / uint8 / packed bits), a base64 string of their little-endian bytes, or with embedding_types an object
+# keyed by type holding either
+Vector = list[float] | str | dict[str, list[float] | str]
+
 
 class LabelScore(BaseModel):
     label: str
@@ -56,8 +61,8 @@ class EmbedSegment(BaseModel):
     start_s: float
     end_s: float
     modalities: list[str] = Field(description=SEGMENT_MODALITIES)
-    fused: list[float]
-    embeddings: dict[str, list[float]] = Field(description="per video slot this segment had (L2-normalised)")
+    fused: Vector
+    embeddings: dict[str, Vector] = Field(description="per video slot this segment had (L2-normalised)")
 
 
 class EmbedResult(BaseModel):
@@ -65,19 +70,19 @@ class EmbedResult(BaseModel):
     video_frames and video_audio are the clip's, pooled over its segments)."""
 
     modalities: list[str]
-    fused: list[float]
-    image: list[float] | None = None
-    text: list[float] | None = None
-    audio: list[float] | None = None
-    video_frames: list[float] | None = None
-    video_audio: list[float] | None = None
+    fused: Vector = Field(description="in the request's dimensions and encodings, as every slot's and segment's")
+    image: Vector | None = None
+    text: Vector | None = None
+    audio: Vector | None = None
+    video_frames: Vector | None = None
+    video_audio: Vector | None = None
     segments: list[EmbedSegment] | None = Field(None, description="video items only: per segment")
 
 
 class EmbedResponse(BaseModel):
     model: str
     version: str
-    dim: int
+    dim: int = Field(description="the dimensions answered: the request's, else the model's embedding_dim")
     results: list[EmbedResult]
 
 

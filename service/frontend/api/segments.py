@@ -60,11 +60,13 @@ def classify_segments(result: ItemResult, labels: list[str], top_k: int, explain
     return out
 
 
-def embed_segments(segments: SegmentResults, vector: Callable[[np.ndarray], object] = lambda v: v) -> list[dict]:
-    """[{start_s, end_s, modalities, fused, embeddings: {present video slot: [D]}}] per segment; `vector`
-    writes each embedding (OpenAI's base64, say)."""
+def embed_segments(segments: SegmentResults, rows: Callable[[np.ndarray], list] = list) -> list[dict]:
+    """[{start_s, end_s, modalities, fused, embeddings: {present video slot: [D]}}] per segment; `rows` writes a
+    [G, D] matrix's embeddings (a request's dimensions and encodings: api/embedding_format.py)."""
+    fused = rows(segments.fused)
+    by_slot = {slot: rows(matrix) for slot, matrix in segments.embeddings.items()}
     out = []
     for row in range(len(segments)):
-        embeddings = {slot: vector(segments.embeddings[slot][row]) for slot in segments.slots(row)}
-        out.append(_bounds(segments, row) | {"fused": vector(segments.fused[row]), "embeddings": embeddings})
+        embeddings = {slot: by_slot[slot][row] for slot in segments.slots(row)}
+        out.append(_bounds(segments, row) | {"fused": fused[row], "embeddings": embeddings})
     return out

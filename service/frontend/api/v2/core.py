@@ -21,6 +21,8 @@ import asyncio
 from importlib import metadata
 
 from service.errors import FusionError, InvalidInput, PayloadTooLarge
+from service.frontend.api.embedding_format import EmbeddingFormat
+from service.frontend.api.v2.embeddings import embedding_format, joint_space_parameters
 from service.frontend.api.v2.outputs import output, output_specs, selected
 from service.frontend.api.v2.tensors import InferRequest, InferResponse, Tensor
 from service.frontend.cycle import Admitted, Decoded, Inference
@@ -77,6 +79,7 @@ def model_metadata(plane: DataPlane, model: str, version: str | None) -> dict:
             "fusion": manifest.fusion.strategy,
             "max_items_per_request": plane.settings.max_items_per_request,
             **_video_defaults(manifest),
+            **joint_space_parameters(manifest),
         },
     }
 
@@ -153,6 +156,7 @@ class V2Codec:
         self.settings = settings
         self.request: InferRequest | None = None
         self.selected: list[str] = []
+        self.written: EmbeddingFormat | None = None
 
     def check(self) -> None:
         pass
@@ -170,9 +174,10 @@ class V2Codec:
         self.request, deadline = await self.read(admitted)
         manifest = admitted.state.bundle.manifest
         self.selected = selected(self.request, manifest)
+        self.written = embedding_format(manifest, self.request.parameters)  # before any row is decoded
         return Decoded(raw_items(self.request, manifest, self.settings.max_items_per_request), deadline)
 
     def encode(self, admitted: Admitted, done: Inference):
         manifest = admitted.state.bundle.manifest
-        outputs = [output(name, manifest, done) for name in self.selected]
+        outputs = [output(name, manifest, done, self.written) for name in self.selected]
         return self.write(InferResponse(admitted.model, admitted.state.version, outputs, self.request.id))
