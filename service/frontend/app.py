@@ -24,6 +24,7 @@ from service.frontend.api.pages import router as pages_router
 from service.frontend.api.refusals import ERROR_SHAPES
 from service.frontend.api.repository import router as repository_router
 from service.frontend.api.request_id import RequestIdMiddleware
+from service.frontend.api.rerank import router as rerank_router
 from service.frontend.api.routes import router
 from service.frontend.api.v2 import grpc_server
 from service.frontend.api.v2.rest import router as v2_router
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, engines: list[str] | None = Non
     app.include_router(router)
     app.include_router(v2_router)
     app.include_router(openai_router)
+    app.include_router(rerank_router)  # /v1/rerank, /v2/rerank, /v1/score
     app.include_router(zero_shot_router)
     app.include_router(pages_router)
     app.include_router(repository_router)
