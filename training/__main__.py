@@ -100,11 +100,14 @@ def load_trained(cfg: TrainConfig):
 
 def run_evaluate(cfg: TrainConfig, model, data, training: dict) -> dict:
     from training.evaluate import compare_fusions, evaluate, plot_confusion
+    from training.evaluate_search import model_label_embeddings
     from training.model_card import render_model_card
     from training.provenance import file_digest
 
     out_dir = cfg.run_dir()
-    report = {"evaluation": evaluate(model, data), "training": training}
+    vectors = model_label_embeddings(model, data.labels)  # zero-shot: the label names through the text encoder
+    evaluation = evaluate(model, data, matryoshka_dims=cfg.matryoshka_dims, label_vectors=vectors)
+    report = {"evaluation": evaluation, "training": training}
     report["checkpoint_sha256"] = file_digest(out_dir / "model.pt")  # export refuses a report of another checkpoint
     plot_confusion(report["evaluation"]["confusion"], data.labels, out_dir / "confusion_matrix.png",
                    f"{cfg.name}: {model.fusion.strategy} fusion, test split")  # fmt: skip

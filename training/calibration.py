@@ -7,6 +7,8 @@ A temperature divides the logits: it changes confidence, never the arg-max, so a
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -14,11 +16,17 @@ from training.data.splits import Split
 from training.model.fused import FusedModel
 
 
-def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, steps: int = 200) -> float:
-    """The T > 0 minimising NLL(softmax(logits / T), labels). logits [N,C], labels [N]; 1.0 for no data."""
+def fit_temperature(
+    logits: torch.Tensor, labels: torch.Tensor, steps: int = 200, bounds: tuple[float, float] = (0.05, 20.0)
+) -> float:
+    """The T in `bounds` minimising NLL(softmax(logits / T), labels). logits [N,C], labels [N]; 1.0 for no data.
+
+    Zero-shot cosines (in [-1, 1]) want T near 0.01-0.1: training/evaluate_search.py passes its own bounds and
+    starts at their geometric middle."""
     if len(labels) == 0:
         return 1.0
-    log_t = torch.zeros(1, requires_grad=True)  # optimise log T: positive by construction
+    start = 0.0 if bounds[0] <= 1.0 <= bounds[1] else 0.5 * (math.log(bounds[0]) + math.log(bounds[1]))
+    log_t = torch.full((1,), start, requires_grad=True)  # optimise log T: positive by construction
     optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=steps, line_search_fn="strong_wolfe")
 
     def closure():
@@ -28,7 +36,7 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, steps: int = 200
         return loss
 
     optimizer.step(closure)
-    return float(log_t.detach().exp().clamp(0.05, 20.0))
+    return float(log_t.detach().exp().clamp(*bounds))
 
 
 @torch.no_grad()

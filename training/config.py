@@ -86,6 +86,9 @@ class TrainConfig:
     w_aux: float = 0.5  # per-modality cross-entropy (a linear head per modality embedding)
     w_nce: float = 0.2  # symmetric InfoNCE between co-present modality pairs
     temperature: float = 0.1
+    # Matryoshka: the contrastive term also at each of these prefixes of the joint space (truncated and
+    # re-normalised), so a search client may ask for a shorter vector (docs/training.md "Matryoshka"); [] = off
+    matryoshka_dims: list[int] = dataclasses.field(default_factory=lambda: [64, 128])
     modality_dropout: float = 0.3  # per item and present modality; at least one is always kept
     # evaluation / export
     compare_fusions: bool = True  # evaluate: train all four fusions on the same data and seed
@@ -141,6 +144,16 @@ def _sizes(cfg: TrainConfig) -> str | None:
     return None
 
 
+def _matryoshka(cfg: TrainConfig) -> str | None:
+    dims = cfg.matryoshka_dims
+    if not isinstance(dims, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in dims):
+        return f"matryoshka_dims must be a list of integers, got {dims!r}"
+    if dims != sorted(set(dims)) or any(not 1 <= d < cfg.dim for d in dims):
+        return (f"matryoshka_dims {dims} must be ascending, unique and each in [1, dim = {cfg.dim}) "
+                "(the full dim is always trained; [] or --matryoshka-dims '' turns the prefixes off)")  # fmt: skip
+    return None
+
+
 def _video(cfg: TrainConfig) -> str | None:
     if not 0 < cfg.video_fps <= 30 or not 1 <= cfg.video_max_frames <= 64:
         return "video_fps must be in (0, 30] and video_max_frames in [1, 64]"
@@ -183,7 +196,7 @@ def _card_notes(cfg: TrainConfig) -> str | None:
 
 
 _CHECKS = (
-    _one_of("fusion", FUSIONS), _one_of("image_feature", ("pooled", "spatial", "cls")),
+    _one_of("fusion", FUSIONS), _matryoshka, _one_of("image_feature", ("pooled", "spatial", "cls")),
     _one_of("text_pooling", TEXT_POOLING), _text_encoder, _image_encoder, _audio_encoder,
     _one_of("contrastive", ("item", "label")), _one_of("quantize", ("", "int8")), _name_and_version, _sizes,
     _card_notes, _one_of("video_pooling", ("attention", "mean")), _video, _device,
@@ -224,6 +237,8 @@ def load_toml(path: Path | str) -> dict:
 
 
 def _fits(value: object, kind: type) -> bool:
+    if kind is list:  # matryoshka_dims: integers (their range is TrainConfig's check)
+        return isinstance(value, list) and all(_fits(v, int) for v in value)
     if kind is float:
         return isinstance(value, int | float) and not isinstance(value, bool)
     return isinstance(value, kind) and not (kind is int and isinstance(value, bool))
@@ -238,6 +253,14 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
+def _parse_dims(text: str) -> list[int]:
+    """`--matryoshka-dims 64,128` → [64, 128]; an empty string → [] (off)."""
+    try:
+        return [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 64,128, got {text!r}") from None
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """`--config FILE` plus one `--field-name VALUE` flag per TrainConfig field (default: not given)."""
     parser.add_argument("--config", default="default.toml", help="TOML file (a name in training/configs/ works)")
@@ -246,6 +269,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         flag = "--" + name.replace("_", "-")
         if kind is bool:  # `--resume` alone means true; `--progress false` still works
             group.add_argument(flag, dest=name, type=_parse_bool, nargs="?", const=True, default=None)
+        elif kind is list:
+            group.add_argument(flag, dest=name, type=_parse_dims, default=None, metavar="D1,D2")
         else:
             group.add_argument(flag, dest=name, type=kind, default=None)
 

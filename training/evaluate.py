@@ -98,10 +98,14 @@ def confusion(model: FusedModel, split: Split) -> np.ndarray:
     return matrix
 
 
-def evaluate(model: FusedModel, data: TrainData, split: str = "test") -> dict:
+def evaluate(model: FusedModel, data: TrainData, split: str = "test", matryoshka_dims=(), label_vectors=None) -> dict:
+    """The test report. matryoshka_dims: the prefixes the model was trained for (TrainConfig's); label_vectors:
+    the label names through the text encoder [L,D] (evaluate_search.model_label_embeddings) for zero-shot."""
+    from training.evaluate_search import search_metrics  # it builds on restrict (above)
+
     part = data.splits[split]
     logits, _, _ = predict(model, part)
-    return {
+    report = {
         "split": split,
         "fusion": model.fusion.strategy,
         "all_available": classification_metrics(logits.argmax(1).numpy(), part.labels.numpy(), model.n_classes),
@@ -113,6 +117,9 @@ def evaluate(model: FusedModel, data: TrainData, split: str = "test") -> dict:
         "calibration": calibration(model, data, split),
         "robustness": robustness(model, data),
         "video": video_metrics(model, data, split),  # None without video
+    }
+    return report | {
+        "search": search_metrics(model, data, list(matryoshka_dims), report["subsets"], label_vectors, split)
     }
 
 

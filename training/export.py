@@ -26,6 +26,7 @@ from training.data.specs import PreprocessSpecs, preprocess_for, served_preproce
 from training.data.video_decode import video_preprocess
 from training.encoders import backbone_options
 from training.errors import UserError
+from training.evaluate_search import joint_space_block, label_embeddings
 from training.export_encoders import ParityError, export_encoder
 from training.export_fusion import export_fusion
 from training.export_video import clip_arrays, export_pool, video_reference
@@ -192,12 +193,15 @@ def export_bundle(model: FusedModel, data, cfg, report: dict, run_dir: Path, bun
     fusion_spec, diffs["fusion"] = export_fusion(model, bundle / "fusion.onnx", TOLERANCE)
     if "text" in encoders:
         write_tokenizer(specs, bundle / specs.text.tokenizer_file)
+    # the labels through the very encoder the graph was verified against: what the server's text slot computes
+    labels = label_embeddings(torch_encoders["text"], data.labels, specs) if "text" in torch_encoders else None
+    joint_space = joint_space_block(model, data, cfg.matryoshka_dims, labels)
     chosen = pick_golden(test, model.modalities, cfg.golden_count)
     golden = [torch_reference(model, torch_encoders, e, s, specs, video) for e, s in chosen]
     base = dict(
         name=bundle.parent.name, version=bundle.name, labels=data.labels, embedding_dim=model.dim,
         created=datetime.now().astimezone().isoformat(timespec="seconds"), encoders=mf.Encoders(**encoders),
-        fusion=fusion_spec, golden=golden, golden_tolerance=TOLERANCE,
+        fusion=fusion_spec, golden=golden, golden_tolerance=TOLERANCE, joint_space=joint_space,
         description=f"{cfg.name}: {fusion_spec.strategy} fusion of {', '.join(model.modalities)}",
     )  # fmt: skip
     write_bundle_manifest(bundle, base, {})  # the graphs only: what the server needs to replay the golden examples

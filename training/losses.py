@@ -10,6 +10,12 @@ two ways (TrainConfig.contrastive):
   share nothing across modalities but the label (tridigits). Item-level InfoNCE would push those
   same-label items of other rows apart as negatives.
 Each term only looks at the items where its modalities are present.
+
+The fused embedding is one more set of points (label) or is paired with each modality (item): zero-shot and
+rerank score it against text-slot label embeddings, so it must live in the same space. With
+TrainConfig.matryoshka_dims the contrastive term is computed at the full dim and again at each prefix (truncated,
+re-normalised) and the terms are averaged: sentence-transformers' MatryoshkaLoss with equal weights 1 / (k + 1)
+rather than its sum, so w_nce keeps its meaning next to the cross-entropy terms (docs/training.md "Matryoshka").
 """
 
 from __future__ import annotations
@@ -72,6 +78,31 @@ def label_contrastive(
     return (-(log_prob * positives).sum(dim=1)[anchors] / count[anchors]).mean()
 
 
+def prefix(embeddings: torch.Tensor, dim: int) -> torch.Tensor:
+    """[N,D] → the first `dim` dimensions, re-normalised [N,dim] (service/embedding_types.truncate in torch)."""
+    return embeddings if dim >= embeddings.shape[-1] else F.normalize(embeddings[:, :dim], dim=-1)
+
+
+def joint_contrastive(
+    out: FusedOutput, present: torch.Tensor, labels: torch.Tensor, modalities: list[str], cfg
+) -> torch.Tensor | None:
+    """The contrastive term (cfg.contrastive) over every modality and the fused embedding, averaged over the
+    full dim and each of cfg.matryoshka_dims. present: [B,M] → scalar, or None when no dim has a term."""
+    names = [*modalities, "fused"]
+    mask = torch.cat([present, torch.ones_like(present[:, :1])], dim=1)  # every row has a fused embedding
+    points = dict(out.embeddings, fused=out.fused)
+    terms = []
+    for dim in [out.fused.shape[-1], *cfg.matryoshka_dims]:
+        cut = {name: prefix(points[name], dim) for name in names}
+        if cfg.contrastive == "label":
+            term = label_contrastive(cut, mask, labels, names, cfg.temperature)
+        else:
+            term = pairwise_info_nce(cut, mask, names, cfg.temperature)
+        if term is not None:
+            terms.append(term)
+    return torch.stack(terms).mean() if terms else None
+
+
 def auxiliary_ce(
     aux_logits: dict[str, torch.Tensor], present: torch.Tensor, labels: torch.Tensor, modalities: list[str]
 ) -> torch.Tensor | None:
@@ -87,15 +118,12 @@ def auxiliary_ce(
 def total_loss(
     out: FusedOutput, present: torch.Tensor, labels: torch.Tensor, modalities: list[str], cfg
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Weighted sum (TrainConfig: w_fused, w_aux, w_nce, contrastive, temperature) and its parts."""
+    """Weighted sum (TrainConfig: w_fused, w_aux, w_nce, contrastive, temperature, matryoshka_dims), its parts."""
     parts = {"fused": F.cross_entropy(out.logits, labels)}
     aux = auxiliary_ce(out.aux_logits, present, labels, modalities)
     if aux is not None:
         parts["aux"] = aux
-    if cfg.contrastive == "label":
-        nce = label_contrastive(out.embeddings, present, labels, modalities, cfg.temperature)
-    else:
-        nce = pairwise_info_nce(out.embeddings, present, modalities, cfg.temperature)
+    nce = joint_contrastive(out, present, labels, modalities, cfg)
     if nce is not None:
         parts["nce"] = nce
     weights = {"fused": cfg.w_fused, "aux": cfg.w_aux, "nce": cfg.w_nce}

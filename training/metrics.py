@@ -42,6 +42,22 @@ def label_recall_at(similarity: np.ndarray, labels: np.ndarray, k: int) -> float
     return float(np.mean((labels[top] == labels[:, None]).any(axis=1)))
 
 
+def recall1_ties(similarity: np.ndarray) -> float:
+    """recall_at(similarity, 1) with ties broken at random, in expectation: a query whose true match ties with t
+    other columns at the top counts 1 / (t + 1). Hamming similarities of short binary codes tie often."""
+    true = np.diag(similarity)[:, None]
+    beaten = np.sum(similarity > true, axis=1) > 0
+    ties = np.sum(similarity == true, axis=1) - 1
+    return float(np.mean(np.where(beaten, 0.0, 1.0 / (1 + ties))))
+
+
+def label_recall1_ties(similarity: np.ndarray, labels: np.ndarray) -> float:
+    """label_recall_at(similarity, labels, 1) with ties at the top broken at random, in expectation."""
+    top = similarity == similarity.max(axis=1, keepdims=True)  # [N,N]
+    same = labels[None, :] == labels[:, None]
+    return float(np.mean((top & same).sum(axis=1) / top.sum(axis=1)))
+
+
 def expected_calibration_error(probabilities: np.ndarray, target: np.ndarray, bins: int = 15) -> float | None:
     """ECE: confidence-weighted |accuracy − confidence| over equal-width confidence bins (Guo et al. 2017).
 

@@ -9,6 +9,7 @@ from training.data.splits import TrainData
 from training.encoders import model_type
 from training.metrics import subset_name
 from training.model_card_robustness import calibration_section, robustness_section
+from training.model_card_search import search_section
 from training.model_card_video import video_section
 
 PACKAGED = {  # modality → (backbone, PyPI package, licence) of the encoder an empty config field names
@@ -42,7 +43,8 @@ def _pct(value) -> str:
 def manifest_metrics(report: dict) -> dict:
     """The compact part of the report that goes into manifest.json (no confusion matrix)."""
     evaluation = report["evaluation"]
-    keys = ("split", "all_available", "subsets", "fused_vs_single", "retrieval", "calibration", "robustness", "video")
+    keys = ("split", "all_available", "subsets", "fused_vs_single", "retrieval", "calibration", "robustness", "video",
+            "search")  # fmt: skip
     out = {k: evaluation[k] for k in keys if evaluation.get(k) is not None}
     out["training"] = report.get("training", {})
     if "comparison" in report:
@@ -110,6 +112,7 @@ def render_model_card(report: dict, cfg, data: TrainData) -> str:
              "", "## Test results", "", *_results_section(evaluation), "",
              *robustness_section(evaluation.get("robustness")), *calibration_section(evaluation.get("calibration")),
              *video_section(evaluation.get("video"), cfg, evaluation.get("subsets")),
+             *search_section(evaluation.get("search")),
              "![confusion matrix](confusion_matrix.png)", "",
              "![training curves](training_curves.png)", ""]  # fmt: skip
     if report.get("comparison"):

@@ -24,7 +24,7 @@ from training.model.temporal import encoder_of
 SPLITS = ("train", "val", "test")  # the data a model is fitted and judged on (the robustness set is extra)
 # Fields that change the model or its features: evaluate / export must run with the values train had.
 MODEL_FIELDS = ("fusion", "dim", "hidden", "heads", "layers", "dropout", "image_feature", "image_encoder",
-                "text_encoder", "text_pooling", "audio_encoder", "finetune_last")  # fmt: skip
+                "text_encoder", "text_pooling", "audio_encoder", "finetune_last", "matryoshka_dims")  # fmt: skip
 # how clips became rows and how frames pool: the same data cut otherwise is another model
 VIDEO_FIELDS = ("video_fps", "video_max_frames", "video_segment_s", "video_overlap_s", "video_pooling")
 

@@ -32,7 +32,7 @@ def tuned(tmp_path_factory):
     (root / "data.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     cfg = TrainConfig(data=str(root / "data.jsonl"), cache_dir=str(root / "cache"), out_dir=str(root / "run"),
                       dim=16, hidden=16, epochs=2, batch_size=8, fusion="concat", finetune_last=1,
-                      finetune_lr=1e-3, progress=False, compare_fusions=False)  # fmt: skip
+                      finetune_lr=1e-3, progress=False, compare_fusions=False, matryoshka_dims=[8])  # fmt: skip
     data = load_train_data(cfg)
     frozen_test = data.splits["test"].features["text"].clone()
     result = train(cfg, data, out_dir=root / "run")

@@ -84,10 +84,13 @@ def test_total_loss_weights(contrastive):
     aux = {m: torch.randn(4, 3, generator=torch.Generator().manual_seed(10 + i)) for i, m in enumerate(MODALITIES)}
     out = FusedOutput(torch.randn(4, 3, generator=torch.Generator().manual_seed(5)), unit(4), emb, aux)
     present, labels = torch.ones(4, 3), torch.tensor([0, 1, 2, 0])
-    cfg = SimpleNamespace(w_fused=1.0, w_aux=0.5, w_nce=0.25, temperature=0.1, contrastive=contrastive)
+    cfg = SimpleNamespace(w_fused=1.0, w_aux=0.5, w_nce=0.25, temperature=0.1, contrastive=contrastive,
+                          matryoshka_dims=[])  # fmt: skip
     total, parts = total_loss(out, present, labels, MODALITIES, cfg)
     assert set(parts) == {"fused", "aux", "nce"}
+    # the fused embedding is one more modality of the contrastive term, present on every row
+    points, names, mask = emb | {"fused": out.fused}, [*MODALITIES, "fused"], torch.ones(4, 4)
     term = label_contrastive if contrastive == "label" else pairwise_info_nce
-    args = (emb, present, labels, MODALITIES, 0.1) if contrastive == "label" else (emb, present, MODALITIES, 0.1)
+    args = (points, mask, labels, names, 0.1) if contrastive == "label" else (points, mask, names, 0.1)
     assert parts["nce"] == pytest.approx(float(term(*args)), rel=1e-6)
     assert total.item() == pytest.approx(parts["fused"] + 0.5 * parts["aux"] + 0.25 * parts["nce"], rel=1e-6)

@@ -47,7 +47,8 @@ def data() -> TrainData:
 
 
 def config(**overrides) -> TrainConfig:
-    values = dict(dim=16, hidden=32, heads=2, epochs=2, batch_size=32, progress=False, fusion="attention")
+    values = dict(dim=16, hidden=32, heads=2, epochs=2, batch_size=32, progress=False, fusion="attention",
+                  matryoshka_dims=[4, 8])  # fmt: skip
     return TrainConfig(**(values | overrides))
 
 
