@@ -1,5 +1,6 @@
-"""`fusionserve classify|embed MODEL --image F --audio F --text T --video F`: the client as a command (service/cli.py
-registers these verbs next to serve, check and optimize; only httpx is needed to run them)."""
+"""`fusionserve classify|embed|zero-shot MODEL --image F --audio F --text T --video F`: the client as a command
+(service/cli.py registers these verbs next to serve, check and optimize; only httpx is needed to run them;
+numpy too for embed's --embedding-types)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import os
 import sys
 
 from fusionserve_client.client import DEFAULT_URL, Client
+from fusionserve_client.encodings import EMBEDDING_TYPES
 from fusionserve_client.errors import FusionServeError
 from fusionserve_client.results import Classification, Embedding
+from fusionserve_client.search_results import ZeroShot
 
 BAR_WIDTH = 30
 SHOWN_VALUES = 6  # embed: how many leading values of each vector the table prints
@@ -24,6 +27,38 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     classify.add_argument("--explain", action="store_true", help="add each modality's own top label")
     embed = commands.add_parser("embed", help="embed one item on a running server (prints dims and first values)")
     _common_arguments(embed)
+    embed.add_argument("--dimensions", type=int, help="a prefix of the joint space (one the model was trained for)")
+    embed.add_argument("--truncate", choices=["force"], help="force: any --dimensions, trained for or not")
+    embed.add_argument("--embedding-types", type=_types, help=f"comma-separated, of {', '.join(EMBEDDING_TYPES)}")
+    zero_shot = commands.add_parser("zero-shot", help="rank labels you name for one item (prints a table)")
+    _common_arguments(zero_shot)
+    zero_shot.add_argument("--labels", action="append", required=True, type=_split,
+                           help="comma-separated candidate labels (repeat the option for more)")  # fmt: skip
+    zero_shot.add_argument("--template", type=_template,
+                           help='"a photo of {}" or, per modality, JSON: {"image": "a photo of {}"}')  # fmt: skip
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _types(value: str) -> list[str]:
+    types = _split(value)
+    unknown = [t for t in types if t not in EMBEDDING_TYPES]
+    if not types or unknown:
+        raise argparse.ArgumentTypeError(f"expected some of {', '.join(EMBEDDING_TYPES)}, got {value!r}")
+    return types
+
+
+def _template(value: str) -> str | dict:
+    """A JSON object is a per-modality template; anything else is the template for every modality."""
+    if value.lstrip().startswith("{") and value.rstrip().endswith("}"):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return value  # "{}" alone, or "{} in a photo {}": a template
+        return parsed if isinstance(parsed, dict) else value
+    return value
 
 
 def _common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,20 +84,33 @@ def run(args: argparse.Namespace) -> int:
     url = args.url or os.environ.get("FUSIONSERVE_URL") or DEFAULT_URL
     api_key = args.api_key or os.environ.get("FUSIONSERVE_API_KEY") or None
     media = {"image": args.image, "audio": args.audio, "text": args.text, "video": args.video}
-    options = {"version": args.version, "segment_s": args.segment_s, "overlap_s": args.overlap_s}
     try:
         with Client(url, api_key=api_key, timeout=args.timeout) as client:
-            if args.command == "classify":
-                result = client.classify(args.model, **media, **options, top_k=args.top_k, explain=args.explain)
-            else:
-                result = client.embed(args.model, **media, **options)
+            result = _call(client, args, media)
     except OSError as error:
         return _fail(f"cannot read {error.filename}: {error.strerror or error}", 2)
     except FusionServeError as error:
         after = f" (retry after {error.retry_after:g} s)" if error.retry_after is not None else ""
         return _fail(f"{error}{after}", 1)
-    print(json.dumps(dataclasses.asdict(result), indent=2) if args.json else render(result))
+    print(json.dumps(dataclasses.asdict(result), indent=2, default=_as_list) if args.json else render(result))
     return 0
+
+
+def _call(client: Client, args: argparse.Namespace, media: dict) -> Classification | Embedding | ZeroShot:
+    options = {"version": args.version, "segment_s": args.segment_s, "overlap_s": args.overlap_s}
+    if args.command == "classify":
+        return client.classify(args.model, **media, **options, top_k=args.top_k, explain=args.explain)
+    if args.command == "zero-shot":
+        labels = [label for group in args.labels for label in group]
+        return client.zero_shot(args.model, labels, **media, template=args.template, version=args.version)
+    coding = {"dimensions": args.dimensions, "truncate": args.truncate, "embedding_types": args.embedding_types}
+    return client.embed(args.model, **media, **options, **coding)
+
+
+def _as_list(value):
+    if hasattr(value, "tolist"):  # a numpy array (embedding_types)
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def _fail(message: str, code: int) -> int:
@@ -70,14 +118,18 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
-def render(result: Classification | Embedding) -> str:
+def render(result: Classification | Embedding | ZeroShot) -> str:
     head = f"{result.model} v{result.version} ({' + '.join(result.modalities)})"
     if isinstance(result, Embedding):
         return "\n".join([f"{head} dim {result.dim}", *_vector_rows(result), *_segment_vector_rows(result)])
+    if isinstance(result, ZeroShot):
+        how = "calibrated" if result.calibrated else "uncalibrated"
+        return "\n".join([f"{head} zero-shot, {how} (temperature {result.temperature:g})", *_label_rows(result),
+                          *_evidence_rows(result)])  # fmt: skip
     return "\n".join([head, *_label_rows(result), *_evidence_rows(result), *_segment_rows(result)])
 
 
-def _label_rows(result: Classification) -> list[str]:
+def _label_rows(result: Classification | ZeroShot) -> list[str]:
     width = max(len("label"), *(len(row.label) for row in result.labels))
     lines = [f"  {'label':<{width}}  score"]
     for row in result.labels:
@@ -85,7 +137,7 @@ def _label_rows(result: Classification) -> list[str]:
     return lines
 
 
-def _evidence_rows(result: Classification) -> list[str]:
+def _evidence_rows(result: Classification | ZeroShot) -> list[str]:
     if not result.evidence:
         return []
     lines = [f"evidence (every modality agrees: {'yes' if result.agreement else 'no'})"]
@@ -120,11 +172,18 @@ def _segment_vector_rows(result: Embedding) -> list[str]:
 
 def _vector_rows(result: Embedding) -> list[str]:
     rows = {"fused": result.fused, **result.per_modality}
-    return [f"  {name:<12}  {_leading(values)}" for name, values in rows.items()]
+    lines = []
+    for name, values in rows.items():
+        if isinstance(values, dict):  # --embedding-types: a row per type
+            lines += [f"  {name:<12}  {kind:<8}  {_leading(v)}" for kind, v in values.items()]
+        else:
+            lines.append(f"  {name:<12}  {_leading(values)}")
+    return lines
 
 
-def _leading(values: list[float]) -> str:
-    shown = ", ".join(f"{v:+.4f}" for v in values[:SHOWN_VALUES])
+def _leading(values) -> str:
+    integers = getattr(getattr(values, "dtype", None), "kind", "f") in "iu"  # int8, uint8, packed bits
+    shown = ", ".join(f"{int(v):+d}" if integers else f"{v:+.4f}" for v in values[:SHOWN_VALUES])
     return f"[{shown}{', ...' if len(values) > SHOWN_VALUES else ''}]"
 
 

@@ -38,12 +38,6 @@ def _zero_shot_json(items: list[Item], labels: list[str], template: Template | N
     return body | {"template": dict(template) if isinstance(template, Mapping) else template}
 
 
-def _zero_shot_form(media: dict, labels: list[str], template: str | None) -> list[tuple]:
-    """One item's multipart: its parts, one `labels` field per label, the template."""
-    fields = list(multipart_files(**media).items()) + [("labels", (None, label)) for label in labels]
-    return fields if template is None else [*fields, ("template", (None, template))]
-
-
 def _model_ref(model: str, version: str | None) -> str:
     return model if version is None else f"{model}:{version}"
 
@@ -81,13 +75,13 @@ class SearchCalls:
                   text: str | None = None, video: Any = None, *, template: Template | None = None,
                   version: str | None = None) -> ZeroShot:  # fmt: skip
         """One item against `labels` (through the text encoder into the joint space): every label, best first."""
-        labels, media = _labels(labels), {"image": image, "audio": audio, "text": text, "video": video}
-        path, params = _model_path(model, "zero-shot"), _params(version)
-        if isinstance(template, Mapping):  # a per-modality template is an object: only JSON carries it
-            call = _Call("POST", path, params, json=_zero_shot_json([media], labels, template))
-        else:
-            call = _Call("POST", path, params, files=_zero_shot_form(media, labels, template))
-        return self._answer(call, lambda body: zero_shots(body)[0])
+        # JSON, not multipart: a form takes a field per label, and forms have few parts (FUSIONSERVE_MAX_FORM_PARTS)
+        media = {"image": image, "audio": audio, "text": text, "video": video}
+        if all(value is None for value in media.values()):
+            raise ValueError("give at least one of image, audio, text, video")
+        body = _zero_shot_json([media], _labels(labels), template)
+        call = _Call("POST", _model_path(model, "zero-shot"), _params(version), json=body)
+        return self._answer(call, lambda answer: zero_shots(answer)[0])
 
     def zero_shot_batch(self, model: str, items: Iterable[Item], labels: Iterable[str], *,
                         template: Template | None = None, version: str | None = None) -> list[ZeroShot]:  # fmt: skip

@@ -1,4 +1,4 @@
-"""`fusionserve`: serve, check and optimize bundles; classify and embed on a running server (the client).
+"""`fusionserve`: serve, check and optimize bundles; classify, embed and zero-shot on a running server (the client).
 
 `serve` runs the server with uvicorn and drains without loss on SIGTERM: readiness flips to 503 at once; for
 drain_grace_s the server keeps accepting and answers new requests 503 + `Connection: close`; then it stops
@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-CLIENT_VERBS = ("classify", "embed")
+CLIENT_VERBS = ("classify", "embed", "zero-shot")
 # fp16 keeps ~3 significant digits: a stated bound for probabilities and unit-norm embeddings (docs/design-choices.md)
 FP16_TOLERANCE = 1e-2
 
