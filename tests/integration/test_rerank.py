@@ -15,7 +15,9 @@ from service.zero_shot import probabilities
 from tests.bundles import build_bundle, joint_space_for, sample_inputs
 from tests.integration.conftest import fast_settings, metric
 from tests.integration.live import ThreadedServer
-from tests.integration.protocols import b64
+from tests.integration.protocols import HttpJson, Target, b64, text_encoder_busy
+from tests.integration.test_dataplane import _at_capacity
+from tests.waiting import wait_until
 
 MAX_DOCUMENTS = 4
 TEMPERATURE = 0.05
@@ -30,9 +32,9 @@ AUDIO_ONLY = [{"type": "input_audio", "input_audio": {"data": b64(AUDIO), "forma
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    """ "cal": a bundle with a zero-shot temperature; "plain": the same weights without one."""
+    """ "tiny": a bundle with a zero-shot temperature; "plain": the same weights without one."""
     root = tmp_path_factory.mktemp("rerank-models")
-    build_bundle(root, "cal", "1", joint_space=joint_space_for(8, temperature=TEMPERATURE))
+    build_bundle(root, "tiny", "1", joint_space=joint_space_for(8, temperature=TEMPERATURE))
     build_bundle(root, "plain", "1", joint_space=joint_space_for(8, temperature=None))
     with ThreadedServer(fast_settings(root, max_rerank_documents=MAX_DOCUMENTS)) as server:
         yield server
@@ -55,30 +57,30 @@ def expected_cosines(live, model: str, query, documents: list) -> np.ndarray:
 
 
 def test_rerank_scores_are_cosines_best_first_with_calibrated_probabilities(live):
-    response = post(live, "/v1/rerank", {"model": "cal", "query": "one", "documents": DOCUMENTS})
+    response = post(live, "/v1/rerank", {"model": "tiny", "query": "one", "documents": DOCUMENTS})
     assert response.status_code == 200, response.text
     body = response.json()
-    cosines = expected_cosines(live, "cal", "one", DOCUMENTS)
+    cosines = expected_cosines(live, "tiny", "one", DOCUMENTS)
     assert [r["index"] for r in body["results"]] == np.argsort(-cosines, kind="stable").tolist()
     np.testing.assert_allclose([r["relevance_score"] for r in body["results"]], np.sort(cosines)[::-1], atol=1e-5)
-    rows = embeddings(live, "cal", ["one", *DOCUMENTS])
+    rows = embeddings(live, "tiny", ["one", *DOCUMENTS])
     expected = probabilities(rows[:1], rows[1:], TEMPERATURE)[0]
     np.testing.assert_allclose([r["probability"] for r in body["results"]], expected[[r["index"] for r in
                                body["results"]]], atol=1e-5)  # fmt: skip
     assert sum(r["probability"] for r in body["results"]) == pytest.approx(1.0, abs=1e-5)
     assert all("document" not in r for r in body["results"])
-    assert body["id"] == response.headers["x-request-id"] and body["model"] == "cal:1"
+    assert body["id"] == response.headers["x-request-id"] and body["model"] == "tiny:1"
     assert body["meta"] == {"api_version": {"version": "2"}, "billed_units": {"search_units": 1}}
-    tokens = post(live, "/v1/embeddings", {"model": "cal", "input": ["one", *DOCUMENTS]}).json()["usage"]
+    tokens = post(live, "/v1/embeddings", {"model": "tiny", "input": ["one", *DOCUMENTS]}).json()["usage"]
     assert body["usage"] == tokens
     assert "infer;dur=" in response.headers["server-timing"]
 
 
 def test_top_n_cuts_and_return_documents_echoes_them_as_sent(live):
     documents = ["zero one", {"text": "two three", "title": "kept"}, AUDIO_ONLY]
-    body = {"model": "cal:1", "query": "two", "documents": documents, "top_n": 2, "return_documents": True}
+    body = {"model": "tiny:1", "query": "two", "documents": documents, "top_n": 2, "return_documents": True}
     results = post(live, "/v1/rerank", body).json()["results"]
-    order = np.argsort(-expected_cosines(live, "cal", "two", ["zero one", "two three", AUDIO_ONLY]), kind="stable")
+    order = np.argsort(-expected_cosines(live, "tiny", "two", ["zero one", "two three", AUDIO_ONLY]), kind="stable")
     assert [r["index"] for r in results] == order[:2].tolist()
     echoed = {0: {"text": "zero one"}, 1: documents[1], 2: AUDIO_ONLY}
     assert [r["document"] for r in results] == [echoed[i] for i in order[:2].tolist()]
@@ -102,80 +104,80 @@ def test_a_multimodal_query_against_text_documents_in_one_backend_run(live):
 
     backend.run = counting
     try:
-        response = post(live, "/v2/rerank", {"model": "cal", "query": IMAGE_TEXT, "documents": DOCUMENTS[:3]})
+        response = post(live, "/v2/rerank", {"model": "tiny", "query": IMAGE_TEXT, "documents": DOCUMENTS[:3]})
     finally:
         del backend.run
     assert response.status_code == 200, response.text
     assert runs == [[["image", "text"], ["text"], ["text"], ["text"]]]  # the query and every document: one call
-    cosines = expected_cosines(live, "cal", IMAGE_TEXT, DOCUMENTS[:3])
+    cosines = expected_cosines(live, "tiny", IMAGE_TEXT, DOCUMENTS[:3])
     scores = {r["index"]: r["relevance_score"] for r in response.json()["results"]}
     np.testing.assert_allclose([scores[i] for i in range(3)], cosines, atol=1e-5)
 
 
 def test_the_cohere_sdk_reranks_through_v1_and_v2(live):
-    cosines = expected_cosines(live, "cal", "three", DOCUMENTS)
+    cosines = expected_cosines(live, "tiny", "three", DOCUMENTS)
     best = np.argsort(-cosines, kind="stable")
     with cohere.Client(base_url=live.base_url, api_key="unused", max_retries=0) as co:
-        v1 = co.rerank(model="cal", query="three", documents=DOCUMENTS, top_n=2, return_documents=True)
+        v1 = co.rerank(model="tiny", query="three", documents=DOCUMENTS, top_n=2, return_documents=True)
         with pytest.raises(cohere.errors.UnprocessableEntityError) as caught:
-            co.rerank(model="cal", query="three", documents=DOCUMENTS, rank_fields=["title"])
+            co.rerank(model="tiny", query="three", documents=DOCUMENTS, rank_fields=["title"])
     assert [r.index for r in v1.results] == best[:2].tolist()
     assert [r.document.text for r in v1.results] == [DOCUMENTS[i] for i in best[:2]]
     np.testing.assert_allclose([r.relevance_score for r in v1.results], cosines[best[:2]], atol=1e-5)
     assert v1.meta.billed_units.search_units == 1 and v1.id
     assert caught.value.body["error"]["param"] == "rank_fields"
     with cohere.ClientV2(base_url=live.base_url, api_key="unused", max_retries=0) as co:
-        v2 = co.rerank(model="cal", query="three", documents=DOCUMENTS, max_tokens_per_doc=64)
+        v2 = co.rerank(model="tiny", query="three", documents=DOCUMENTS, max_tokens_per_doc=64)
     assert [r.index for r in v2.results] == best.tolist()
 
 
 def test_score_pairs_one_to_one_one_to_many_and_many_to_many(live):
-    one = post(live, "/v1/score", {"model": "cal", "text_1": "one", "text_2": "two three"})
+    one = post(live, "/v1/score", {"model": "tiny", "text_1": "one", "text_2": "two three"})
     assert one.status_code == 200, one.text
     body = one.json()
-    assert body["object"] == "list" and body["model"] == "cal:1" and body["id"] == one.headers["x-request-id"]
+    assert body["object"] == "list" and body["model"] == "tiny:1" and body["id"] == one.headers["x-request-id"]
     assert body["data"][0]["object"] == "score" and body["usage"]["prompt_tokens"] > 0
-    np.testing.assert_allclose(body["data"][0]["score"], expected_cosines(live, "cal", "one", ["two three"])[0],
+    np.testing.assert_allclose(body["data"][0]["score"], expected_cosines(live, "tiny", "one", ["two three"])[0],
                                atol=1e-5)  # fmt: skip
-    many = post(live, "/v1/score", {"model": "cal", "text_1": IMAGE_TEXT, "text_2": DOCUMENTS}).json()["data"]
+    many = post(live, "/v1/score", {"model": "tiny", "text_1": IMAGE_TEXT, "text_2": DOCUMENTS}).json()["data"]
     assert [d["index"] for d in many] == [0, 1, 2, 3]
-    np.testing.assert_allclose([d["score"] for d in many], expected_cosines(live, "cal", IMAGE_TEXT, DOCUMENTS),
+    np.testing.assert_allclose([d["score"] for d in many], expected_cosines(live, "tiny", IMAGE_TEXT, DOCUMENTS),
                                atol=1e-5)  # fmt: skip
-    pairs = post(live, "/v1/score", {"model": "cal", "text_1": ["one", AUDIO_ONLY], "text_2": DOCUMENTS[:2]})
-    rows = embeddings(live, "cal", ["one", AUDIO_ONLY, *DOCUMENTS[:2]])
+    pairs = post(live, "/v1/score", {"model": "tiny", "text_1": ["one", AUDIO_ONLY], "text_2": DOCUMENTS[:2]})
+    rows = embeddings(live, "tiny", ["one", AUDIO_ONLY, *DOCUMENTS[:2]])
     np.testing.assert_allclose([d["score"] for d in pairs.json()["data"]],
                                [rows[0] @ rows[2], rows[1] @ rows[3]], atol=1e-5)  # fmt: skip
     parts = {"content": [{"type": "text", "text": "one"}, AUDIO_ONLY[0]]}  # vLLM's: one item per part
-    split = post(live, "/v1/score", {"model": "cal", "text_1": "two", "text_2": parts}).json()["data"]
-    np.testing.assert_allclose([d["score"] for d in split], expected_cosines(live, "cal", "two", ["one", AUDIO_ONLY]),
+    split = post(live, "/v1/score", {"model": "tiny", "text_1": "two", "text_2": parts}).json()["data"]
+    np.testing.assert_allclose([d["score"] for d in split], expected_cosines(live, "tiny", "two", ["one", AUDIO_ONLY]),
                                atol=1e-5)  # fmt: skip
 
 
 def test_each_endpoint_is_counted_under_its_label(live):
-    before = [metric(live.app, "fusionserve_requests_total", model="cal", endpoint=e, status="200")
+    before = [metric(live.app, "fusionserve_requests_total", model="tiny", endpoint=e, status="200")
               for e in ("rerank", "score")]  # fmt: skip
-    assert post(live, "/v1/rerank", {"model": "cal", "query": "one", "documents": ["two"]}).status_code == 200
-    assert post(live, "/v1/score", {"model": "cal", "text_1": "one", "text_2": "two"}).status_code == 200
-    after = [metric(live.app, "fusionserve_requests_total", model="cal", endpoint=e, status="200")
+    assert post(live, "/v1/rerank", {"model": "tiny", "query": "one", "documents": ["two"]}).status_code == 200
+    assert post(live, "/v1/score", {"model": "tiny", "text_1": "one", "text_2": "two"}).status_code == 200
+    after = [metric(live.app, "fusionserve_requests_total", model="tiny", endpoint=e, status="200")
              for e in ("rerank", "score")]  # fmt: skip
     assert after == [b + 1 for b in before]
 
 
 BAD_IMAGE = [{"type": "image_url", "image_url": {"url": "data:image/png;base64," + b64(b"not an image")}}]
 TOO_MANY = ["a"] * (MAX_DOCUMENTS + 1)
-RERANK = {"model": "cal", "query": "one", "documents": ["two"]}
-SCORE = {"model": "cal", "text_1": "one", "text_2": ["two"]}
+RERANK = {"model": "tiny", "query": "one", "documents": ["two"]}
+SCORE = {"model": "tiny", "text_1": "one", "text_2": ["two"]}
 REFUSALS = {
     "too many documents": ("/v1/rerank", {**RERANK, "documents": TOO_MANY}, 413, "documents"),
     "no documents": ("/v1/rerank", {**RERANK, "documents": []}, 422, "documents"),
     "documents not a list": ("/v1/rerank", {**RERANK, "documents": "two"}, 422, "documents"),
     "top_n 0": ("/v1/rerank", {**RERANK, "top_n": 0}, 422, "top_n"),
     "unknown field": ("/v1/rerank", {**RERANK, "truncate_prompt_tokens": 4}, 422, "truncate_prompt_tokens"),
-    "no query": ("/v1/rerank", {"model": "cal", "documents": ["two"]}, 422, "query"),
+    "no query": ("/v1/rerank", {"model": "tiny", "documents": ["two"]}, 422, "query"),
     "a part not in a list": ("/v1/rerank", {**RERANK, "documents": ["a", BAD_IMAGE[0]]}, 422, "documents[1].text"),
     "undecodable image": ("/v1/rerank", {**RERANK, "documents": ["a", BAD_IMAGE]}, 422, "documents[1][0].image_url"),
     "unknown model, bad image": ("/v1/rerank", {**RERANK, "model": "nope", "query": BAD_IMAGE}, 404, "model"),
-    "unknown version": ("/v2/rerank", {**RERANK, "model": "cal:9"}, 404, "model"),
+    "unknown version": ("/v2/rerank", {**RERANK, "model": "tiny:9"}, 404, "model"),
     "too many text_2": ("/v1/score", {**SCORE, "text_2": TOO_MANY}, 413, "text_2"),
     "2 against 3": ("/v1/score", {**SCORE, "text_1": ["a", "b"], "text_2": ["a", "b", "c"]}, 422, "text_1"),
     "bad part type": ("/v1/score", {**SCORE, "text_1": [{"type": "pdf"}]}, 422, "text_1[0].type"),
@@ -195,3 +197,54 @@ def test_bad_requests_are_refused_in_openai_shape_naming_the_field(live, path, b
     assert error["request_id"] == response.headers["x-request-id"]
     if status == 413:
         assert "FUSIONSERVE_MAX_RERANK_DOCUMENTS" in error["message"] and str(MAX_DOCUMENTS) in error["message"]
+
+
+class Rerank(HttpJson):
+    """tests/integration/protocols.py's adapter for the cycle's shared behaviours: the first text is the query."""
+
+    name, endpoint, path = "rerank", "rerank", "/v1/rerank"
+
+    def body(self, texts, model="tiny"):
+        return {"model": model, "query": texts[0], "documents": texts[1:] or texts}
+
+
+class Score(HttpJson):
+    name, endpoint, path = "score", "score", "/v1/score"
+
+    def body(self, texts, model="tiny"):
+        return {"model": model, "text_1": texts[0], "text_2": texts[1:] or texts}
+
+
+ADAPTERS = [Rerank(), Score()]
+
+
+@pytest.mark.parametrize("protocol", ADAPTERS, ids=[a.name for a in ADAPTERS])
+def test_a_deadline_passing_while_queued_is_a_504_and_a_caller_gone_a_499(live, protocol):
+    target = Target(live.base_url, "", live.port, live.app)
+    counted = lambda status: metric(live.app, "fusionserve_requests_total", model="tiny",  # noqa: E731
+                                    endpoint=protocol.endpoint, status=status)  # fmt: skip
+    depth = lambda: metric(live.app, "fusionserve_queue_depth", model="tiny", component="text")  # noqa: E731
+    gone = counted("499")
+    with text_encoder_busy(target, protocol):
+        late = httpx.post(live.base_url + protocol.path, json=protocol.body(["one", "two"]),
+                          headers={"x-request-timeout-ms": "200"}, timeout=30)  # fmt: skip
+        with protocol.queued_then_gone(target, ["one", "two"]):
+            wait_until(lambda: depth() == 2, what="the query's and the document's text to queue")
+        wait_until(lambda: depth() == 0, what="the items to leave the queue, the encoder still held")
+        wait_until(lambda: counted("499") == gone + 1, what="the request counted as gone (499)")
+    assert late.status_code == 504, late.text
+    assert late.json()["error"]["code"] == "deadline_exceeded"
+
+
+@pytest.mark.parametrize("protocol", ADAPTERS, ids=[a.name for a in ADAPTERS])
+def test_at_capacity_is_a_429_before_any_media_is_decoded(live, protocol):
+    plane = live.app.state.context.plane
+    _at_capacity(plane, in_flight=500, rate=50.0)  # expected wait 10 s, far over FUSIONSERVE_MAX_QUEUE_WAIT_MS
+    try:
+        body = protocol.body(["one", "two"]) | ({"query": BAD_IMAGE} if protocol.name == "rerank" else
+                                               {"text_1": BAD_IMAGE})  # fmt: skip
+        response = post(live, protocol.path, body)
+    finally:
+        plane.meter("tiny", "1").in_flight -= 500
+    assert response.status_code == 429, response.text
+    assert response.json()["error"]["code"] == "rate_limit_exceeded" and int(response.headers["retry-after"]) >= 1
