@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> dict:
         scratch = Path(scratch_dir)
         bundle = resolve_bundle(args.model_dir, args.model, scratch)
         rows = load_rows(args.data, list(bundle.manifest.labels), args.modalities, args.split, args.items)
-        texts = [row.media["text"] for row in load_rows(args.data, list(bundle.manifest.labels), ("text",),
-                                                        args.split, None)]  # fmt: skip
+        # the wire's texts and rerank's pool: every split's, so ten rounds of 101 need not repeat a text
+        texts = [row.media["text"] for row in load_rows(args.data, list(bundle.manifest.labels), ("text",), None, None)]
         if not rows or len(texts) < 2:
             raise SystemExit(f"bench.search: {args.data} has no {args.split} rows with {args.modalities} and texts")
         started = time.perf_counter()

@@ -26,15 +26,15 @@ class Row:
         return tuple(m for m in MODALITIES if m in self.media)
 
 
-def load_rows(data_dir: Path, labels: list[str], modalities: tuple[str, ...], split: str, items: int | None):
-    """The first `items` rows of `split` in dataset.jsonl that have at least one of `modalities` (the others of
-    each row dropped); media read from paths relative to `data_dir`."""
+def load_rows(data_dir: Path, labels: list[str], modalities: tuple[str, ...], split: str | None, items: int | None):
+    """The first `items` rows of `split` (None: every split) in dataset.jsonl that have at least one of
+    `modalities` (the others of each row dropped); media read from paths relative to `data_dir`."""
     index = {name: i for i, name in enumerate(labels)}
     rows = []
     for line in (data_dir / "dataset.jsonl").read_text().splitlines():
         record = json.loads(line)
         present = [m for m in modalities if m in record]
-        if record.get("split") != split or not present:
+        if (split is not None and record.get("split") != split) or not present:
             continue
         media = {m: record[m] if m == "text" else (data_dir / record[m]).read_bytes() for m in present}
         rows.append(Row(record["id"], index[record["label"]], media))

@@ -14,6 +14,7 @@ def wire_rows(wire: list[dict]) -> list[str]:
     ]
     for row in wire:
         kind = row["type"] + (" (embedding_types)" if row["embedding_types"] else "")
+        kind += ", truncate=force" if row.get("forced") else ""
         if "refused" in row:
             lines.append(f"| {row['dim']} | {kind} | {row['encoding_format']} | refused {row['refused']} | | |")
             continue

@@ -33,7 +33,11 @@ def refusal(answer) -> dict:
         error = answer.json().get("error", {})
     except ValueError:
         error = {}
-    return {"refused": answer.status_code, "message": error.get("message", answer.text[:200])}
+    return {
+        "refused": answer.status_code,
+        "param": error.get("param"),
+        "message": error.get("message", answer.text[:200]),
+    }
 
 
 def embeddings_body(model: str, inputs: list, dim: int | None, types, encoding: str, force: bool = False) -> dict:
@@ -55,15 +59,19 @@ def posted(client, path: str, bodies: list[dict]) -> list:
 
 def wire_bytes(client, model: str, texts: list[str], dims: list[int]) -> list[dict]:
     """One request of `texts` per (dim, type, encoding_format): the body's bytes per item and the embedding
-    values' bytes per item (counted in the body), next to the array's own size."""
+    values' bytes per item (counted in the body), next to the array's own size. A dim the bundle was not trained
+    for is asked again with truncate=force (the sizes do not depend on the training)."""
     variants = [("float", None, "float"), ("float", None, "base64")]
     variants += [(kind, [kind], encoding) for kind in WIRE_KINDS for encoding in ("float", "base64")]
     out = []
     for dim in dims:
         for kind, types, encoding in variants:
-            answer = client.post("/v1/embeddings", json=embeddings_body(model, texts, dim, types, encoding))
             row = {"dim": dim, "type": kind, "encoding_format": encoding, "embedding_types": types is not None,
-                   "array_bytes": raw_bytes(kind, dim)}  # fmt: skip
+                   "array_bytes": raw_bytes(kind, dim), "forced": False}  # fmt: skip
+            answer = client.post("/v1/embeddings", json=embeddings_body(model, texts, dim, types, encoding))
+            if answer.status_code != 200 and refusal(answer)["param"] == "dimensions":
+                row["forced"] = True
+                answer = client.post("/v1/embeddings", json=embeddings_body(model, texts, dim, types, encoding, True))
             if answer.status_code != 200:
                 out.append({**row, **refusal(answer)})
                 continue
@@ -104,10 +112,9 @@ def retrieval_at(client, manifest: Manifest, rows: list[Row], modalities, dim: i
             found, refused = embed_modality(client, manifest.name, rows, modality, dim, types, force)
             if refused is None:
                 break
-            param = refused["message"]
-            if "int8" in types and "int8" in param:  # no calibrated ranges: float and binary still answer
-                out["refusals"]["int8"], types = refused, [t for t in types if t != "int8"]
-            elif not force and "dimensions" in param:  # not trained for this dim: what truncation alone gives
+            if "int8" in types and refused["param"] == f"embedding_types[{types.index('int8')}]":  # no ranges
+                out["refusals"]["int8"], types = refused, [t for t in types if t != "int8"]  # float, binary answer
+            elif not force and refused["param"] == "dimensions":  # not trained for it: what truncation alone gives
                 out["refusals"]["dimensions"], force = refused, True
             else:
                 out["refusals"][modality] = refused

@@ -148,7 +148,8 @@ def test_quick_run_records_refusals_on_a_bundle_without_a_joint_space(tmp_path):
     result = quick_run(tmp_path, None, "4,8")
     wire = {(r["dim"], r["type"], r["encoding_format"]): r for r in result["wire"]}
     assert wire[(8, "int8", "float")]["refused"] == 422 and "ranges" in wire[(8, "int8", "float")]["message"]
-    assert wire[(4, "float", "float")]["refused"] == 422 and "items" not in wire[(4, "float", "float")]
+    assert wire[(4, "float", "float")]["forced"] and wire[(4, "float", "float")]["items"] == 4
+    assert not wire[(8, "float", "float")]["forced"]
     forced, full = result["retrieval"]["4"], result["retrieval"]["8"]
     assert forced["forced"] and forced["refusals"]["dimensions"]["refused"] == 422
     assert not full["forced"] and full["refusals"]["int8"]["refused"] == 422
