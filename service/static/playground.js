@@ -25,7 +25,7 @@ class ApiError extends Error {
 
 async function api(path, options = {}) {
   const key = $("api-key").value;
-  const headers = key ? { Authorization: `Bearer ${key}` } : {};
+  const headers = { ...(options.headers || {}), ...(key ? { Authorization: `Bearer ${key}` } : {}) };
   const response = await fetch(path, { ...options, headers });
   const body = await response.json().catch(() => null);
   if (!response.ok) {
@@ -83,6 +83,7 @@ async function describeModel(name) {
   }
   const labels = (current.labels || []).length;
   $("model-info").textContent = `version ${body.default_version} · ${state.modalities.join(", ")} · ${labels} labels`;
+  describeZeroShot(); // zero_shot.js: only a model with a text encoder ranks typed labels
 }
 
 // ---- image -----------------------------------------------------------------------------------------------
@@ -199,20 +200,33 @@ function buildForm() {
   return form; // nothing chosen: the server's 422 says what is needed
 }
 
+// classify: one multipart item; zero-shot (zero_shot.js): the item and the typed labels as JSON
+async function classifyRequest(model) {
+  const params = new URLSearchParams({ top_k: $("top-k").value || "5" });
+  if (state.explain) params.set("explain", "true");
+  if (state.modalities.includes("video")) segmentParams(params);
+  const path = `v1/models/${encodeURIComponent(model)}/classify?${params}`;
+  return { path, options: { method: "POST", body: buildForm() }, render: renderAnswer };
+}
+
+async function zeroShotRequest(model) {
+  const headers = { "Content-Type": "application/json" };
+  const options = { method: "POST", headers, body: await zeroShotBody() };
+  return { path: `v1/models/${encodeURIComponent(model)}/zero-shot`, options, render: renderZeroShot };
+}
+
 async function classify(event) {
   event.preventDefault();
   clearError();
   const model = $("model").value;
   if (!model) return showError(new Error("choose a model first (enter the API key if the server has one)"));
-  const params = new URLSearchParams({ top_k: $("top-k").value || "5" });
-  if (state.explain) params.set("explain", "true");
-  if (state.modalities.includes("video")) segmentParams(params);
-  $("status").textContent = "classifying…";
+  const zeroShot = $("task").value === "zero-shot";
+  $("status").textContent = zeroShot ? "ranking labels…" : "classifying…";
   $("submit").disabled = true;
   try {
-    const path = `v1/models/${encodeURIComponent(model)}/classify?${params}`;
-    const { body, response } = await api(path, { method: "POST", body: buildForm() });
-    renderAnswer(body, response.headers.get("Server-Timing"));
+    const { path, options, render } = await (zeroShot ? zeroShotRequest(model) : classifyRequest(model));
+    const { body, response } = await api(path, options);
+    render(body, response.headers.get("Server-Timing"));
     $("status").textContent = "done";
   } catch (error) {
     $("status").textContent = "";
@@ -293,6 +307,7 @@ document.addEventListener("DOMContentLoaded", () => {
   wireImage();
   wireAudio();
   wireVideo();
+  wireZeroShot();
   $("classify-form").addEventListener("submit", classify);
   $("reload").addEventListener("click", loadModels);
   $("api-key").addEventListener("change", loadModels);
