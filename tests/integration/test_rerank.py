@@ -87,6 +87,15 @@ def test_top_n_cuts_and_return_documents_echoes_them_as_sent(live):
     assert 0 < sum(r["probability"] for r in results) < 1  # over all three documents, two shown
 
 
+def test_vllms_content_param_is_one_document_per_part(live):
+    parts = [{"type": "text", "text": "one"}, AUDIO_ONLY[0]]
+    body = {"model": "tiny", "query": "two", "documents": {"content": parts}, "return_documents": True}
+    results = sorted(post(live, "/v1/rerank", body).json()["results"], key=lambda r: r["index"])
+    np.testing.assert_allclose([r["relevance_score"] for r in results],
+                               expected_cosines(live, "tiny", "two", ["one", AUDIO_ONLY]), atol=1e-5)  # fmt: skip
+    assert [r["document"] for r in results] == [[parts[0]], [parts[1]]]
+
+
 def test_an_uncalibrated_bundle_answers_cosines_without_probability(live):
     results = post(live, "/v1/rerank", {"model": "plain", "query": "one", "documents": DOCUMENTS}).json()["results"]
     assert all(set(r) == {"index", "relevance_score"} for r in results)
@@ -125,6 +134,7 @@ def test_the_cohere_sdk_reranks_through_v1_and_v2(live):
     assert [r.document.text for r in v1.results] == [DOCUMENTS[i] for i in best[:2]]
     np.testing.assert_allclose([r.relevance_score for r in v1.results], cosines[best[:2]], atol=1e-5)
     assert v1.meta.billed_units.search_units == 1 and v1.id
+    assert 0 < v1.results[0].probability < 1  # an extra key the SDK's types keep
     assert caught.value.body["error"]["param"] == "rank_fields"
     with cohere.ClientV2(base_url=live.base_url, api_key="unused", max_retries=0) as co:
         v2 = co.rerank(model="tiny", query="three", documents=DOCUMENTS, max_tokens_per_doc=64)
