@@ -76,19 +76,25 @@ class ZeroShotCodec:
         self.key = (admitted.model, admitted.state.version, admitted.state.bundle.manifest_sha256)
         used = {body.templates[m] for item in body.items for m in item.modalities()}
         self.texts = {t: [label_text(t, label) for label in body.labels] for t in sorted(used)}
-        self.rows, missing = {}, {}  # text → its embedding; text → the label it came from
-        for texts in self.texts.values():
-            for index, text in enumerate(texts):
-                if text not in self.rows and text not in missing:
-                    row = self.cache.get((*self.key, text))
-                    if row is None:
-                        missing[text] = index
-                    else:
-                        self.rows[text] = row
+        missing = self._look_up()
         self._check_queue(len(missing), sum(item.get("text") is not None for item in body.items))
         self.missing = list(missing)
         extra = [RawItem(text=text, prefix=f"labels[{index}].") for text, index in missing.items()]
         return Decoded(body.items + extra, self.deadline.at)
+
+    def _look_up(self) -> dict[str, int]:
+        """The cached rows into self.rows; the texts the cache lacks, each with the index of its label."""
+        self.rows, missing = {}, {}
+        for texts in self.texts.values():
+            for index, text in enumerate(texts):
+                if text in self.rows or text in missing:
+                    continue  # two templates that give one text: embedded once
+                row = self.cache.get((*self.key, text))
+                if row is None:
+                    missing[text] = index
+                else:
+                    self.rows[text] = row
+        return missing
 
     def _check_queue(self, labels: int, texts: int) -> None:
         """One backend.run queues every text at once: more than the text queue holds could never be served."""
