@@ -1,7 +1,6 @@
-"""Items → the content arrays `/v1/embeddings`, `/v1/rerank` and `/v1/score` take (docs/protocols.md, OpenAI):
-a str stays a str; an item `{"image", "audio", "text", "video"}` becomes one part per modality, media inline
-(image_url / video_url as data: URLs, input_audio as base64 with its format).
-"""
+"""Items → the content arrays that `/v1/embeddings`, `/v1/rerank` and `/v1/score` take
+(docs/protocols.md, "OpenAI embeddings"): a str stays a str; an item `{"image", "audio", "text", "video"}` becomes
+one part per modality, media inline (image_url / video_url as data: URLs, input_audio as base64 with its format)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""Embeddings as the server sends them → numpy (docs/client.md, "Dimensions and encodings"): a JSON list or a
-base64 string of the type's raw little-endian bytes, one per requested type (docs/protocols.md, "Dimensions and
-encodings"): float → float32, int8 → int8, uint8 → uint8, binary → int8 and ubinary → uint8 (both packed sign
-bits, 8 dimensions a byte, big-endian bit order as numpy.packbits).
+"""Embeddings as the server sends them → numpy (docs/client.md, "Dimensions and encodings"; docs/search.md): a
+JSON list or a base64 string of the type's raw little-endian bytes, one per requested type: float → float32,
+int8 → int8, uint8 → uint8, binary → int8 and ubinary → uint8 (both packed sign bits, 8 dimensions a byte,
+big-endian bit order as numpy.packbits).
 
 numpy is imported inside the functions: a caller who asks for no encoding gets lists and needs only httpx.
 """

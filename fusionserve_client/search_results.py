@@ -1,4 +1,4 @@
-"""Zero-shot, rerank and score answers as dataclasses (docs/protocols.md: "Zero-shot", "Rerank and score")."""
+"""Zero-shot, rerank and score answers as dataclasses (docs/zero-shot.md, "The answer"; docs/rerank.md)."""
 
 from __future__ import annotations
 
