@@ -89,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
             result = _call(client, args, media)
     except OSError as error:
         return _fail(f"cannot read {error.filename}: {error.strerror or error}", 2)
+    except ImportError as error:  # --embedding-types decodes with numpy
+        return _fail(str(error), 2)
     except FusionServeError as error:
         after = f" (retry after {error.retry_after:g} s)" if error.retry_after is not None else ""
         return _fail(f"{error}{after}", 1)

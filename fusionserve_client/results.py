@@ -97,6 +97,9 @@ class ModelVersion:
     embedding_dim: int | None = None
     explain: bool = False  # classify(explain=True) has per-modality evidence
     video: dict[str, float] | None = None  # a video model's default segmentation (segment_s, overlap_s) and sampling
+    dimensions: list[int] = field(default_factory=list)  # embed's `dimensions` without truncate="force"
+    embedding_types: list[str] = field(default_factory=list)  # the types embed can send (int8/uint8 need ranges)
+    zero_shot: dict[str, Any] | None = None  # {"calibrated", "temperature", and the fit's figures when calibrated}
 
 
 @dataclass(frozen=True)

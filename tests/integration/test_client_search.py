@@ -27,6 +27,7 @@ from service.manifest import read_manifest
 from tests.bundles import build_bundle, joint_space_for, sample_inputs
 from tests.integration.conftest import fast_settings
 from tests.integration.live import ThreadedServer
+from tests.unit.test_client_boundary import run_cli_in_fresh_python
 
 LABELS = ["zero", "one", "two", "three"]
 INTEGERS = {"int8": np.int8, "uint8": np.uint8, "binary": np.int8, "ubinary": np.uint8}
@@ -100,6 +101,12 @@ def test_one_type_as_a_str_is_one_array_and_batches_decode_too(client, raw):
         assert codes.fused.dtype == np.uint8 and codes.fused.shape == (1,)  # 8 dims: one byte
         np.testing.assert_array_equal(codes.fused, np.packbits(np.asarray(plain.fused) > 0))
     assert client.embed_batch("tiny", [], embedding_types="int8") == []
+
+
+def test_the_model_says_what_search_can_ask_of_it(client):
+    (version,) = client.model("tiny").versions
+    assert (version.dimensions, version.embedding_types) == ([4, 8], list(EMBEDDING_TYPES))
+    assert version.zero_shot["calibrated"] is True and version.zero_shot["temperature"] == 0.05
 
 
 def test_dimensions_the_bundle_was_not_trained_for_need_truncate_force(client, raw):
@@ -198,6 +205,12 @@ def test_cli_zero_shot_prints_the_ranked_labels_and_the_evidence(live, raw, tmp_
     with pytest.raises(SystemExit) as done:
         main(["zero-shot", "tiny", "--labels", ",", "--text", "x", "--url", live.base_url])
     assert done.value.code == 1 and "(field labels)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_zero_shot_loads_no_server_module(live):
+    report, _ = run_cli_in_fresh_python("zero-shot", "tiny", "--labels", "a,b", "--text", "x", "--url", live.base_url)
+    assert report == {"code": 0, "loaded": []}
 
 
 def test_cli_embed_with_dimensions_and_types_prints_a_row_per_type_or_json(live, capsys):
