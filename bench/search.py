@@ -67,7 +67,20 @@ def bundle_record(bundle) -> dict:
             "embedding_dim": manifest.embedding_dim, "matryoshka_dims": space.matryoshka_dims,
             "quantization_dims": sorted(int(d) for d in space.quantization),
             "zero_shot": space.zero_shot.model_dump() if space.zero_shot else None,
-            "card_retrieval": manifest.metrics.get("retrieval")}  # fmt: skip
+            "card": card_figures(manifest.metrics)}  # fmt: skip
+
+
+def card_figures(metrics: dict) -> dict | None:
+    """The model card's own search means (training/evaluate_search.py: per-slot embeddings of the test items),
+    pairs left out: {"retrieval": {dim: {recall@1, label_recall@1}}, "encodings": {dim: {kind: {...}}}, ...}."""
+    search = metrics.get("search")
+    if not search:
+        return None
+    means = ("recall@1", "label_recall@1")
+    return {"retrieval": {d: {k: r.get(k) for k in means} for d, r in search.get("retrieval", {}).items()},
+            "encodings": {d: {kind: {k: r.get(k) for k in means} for kind, r in kinds.items()}
+                          for d, kinds in search.get("encodings", {}).items()},
+            "zero_shot": search.get("zero_shot"), "zero_shot_fit": search.get("zero_shot_fit")}  # fmt: skip
 
 
 def timed(stages: dict, name: str, call):

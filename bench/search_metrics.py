@@ -2,9 +2,8 @@
 encoding, recall@1 of the item and of its label per modality pair (training/evaluate.py's retrieval, on the
 embeddings a search user gets), zero-shot vs classifier accuracy. numpy only.
 
-Ties: hamming similarity of 64 bits takes 65 values, so many galleries tie at the top. A tie is counted as a
-random pick among the tied items (the expected recall), where training/metrics.py's recall_at counts a tie with the
-true match as a hit; the two agree wherever there are no ties (float, tested).
+Ties: hamming similarity of 64 bits takes 65 values, so many galleries tie at the top. A tie counts as a random
+pick among the tied items, in expectation (training/metrics.py's recall1_ties, as the model card counts them).
 """
 
 from __future__ import annotations
@@ -13,10 +12,11 @@ import numpy as np
 
 from service.embedding_types import dequantize, hamming_similarity
 from service.joint_space import QuantizationRanges
-from service.zero_shot import normalise
+from training.metrics import label_recall1_ties, recall1_ties
 
-# how each encoding is compared: float cosine; int8 dequantized by the manifest's ranges, then cosine; int8_codes the
-# integer dot product of the codes as a vector store would take them; binary the hamming similarity of the bits
+# how each encoding is compared: float cosine; int8 the dot product of the codes dequantized by the manifest's ranges
+# (as the model card's figures, training/evaluate_search.py); int8_codes the integer dot product of the codes, as a
+# vector store's int8 index takes them; binary the hamming similarity of the bits
 SIMILARITIES = ("float", "int8", "int8_codes", "binary")
 
 
@@ -25,7 +25,7 @@ def similarity(query: np.ndarray, gallery: np.ndarray, kind: str, ranges: Quanti
     if kind == "float":
         return np.asarray(query, np.float32) @ np.asarray(gallery, np.float32).T
     if kind == "int8":
-        return normalise(dequantize(query, "int8", ranges)) @ normalise(dequantize(gallery, "int8", ranges)).T
+        return dequantize(query, "int8", ranges) @ dequantize(gallery, "int8", ranges).T
     if kind == "int8_codes":
         return np.asarray(query, np.int32) @ np.asarray(gallery, np.int32).T
     if kind == "binary":  # the wire's binary is the packed bits - 128
@@ -35,21 +35,6 @@ def similarity(query: np.ndarray, gallery: np.ndarray, kind: str, ranges: Quanti
 
 def to_ubinary(codes: np.ndarray) -> np.ndarray:
     return (np.asarray(codes).astype(np.int16) + 128).astype(np.uint8)
-
-
-def recall_at_1(sim: np.ndarray) -> float:
-    """Queries (rows) whose most similar column is their own (same index); ties shared out evenly."""
-    top = sim.max(axis=1, keepdims=True)
-    tied = (sim == top).sum(axis=1)
-    hit = np.diag(sim) == top[:, 0]
-    return float(np.mean(np.where(hit, 1.0 / tied, 0.0)))
-
-
-def label_recall_at_1(sim: np.ndarray, labels: np.ndarray) -> float:
-    """Queries whose most similar column has the query's label; among tied columns, the share that has it."""
-    at_top = sim == sim.max(axis=1, keepdims=True)  # [N,M]
-    same = labels[None, :] == labels[:, None]
-    return float(np.mean((at_top & same).sum(axis=1) / at_top.sum(axis=1)))
 
 
 def pair_retrieval(codes: dict[str, dict[int, np.ndarray]], labels: np.ndarray, kind: str, ranges=None) -> dict:
@@ -62,8 +47,8 @@ def pair_retrieval(codes: dict[str, dict[int, np.ndarray]], labels: np.ndarray, 
             if a == b or len(both) < 2:
                 continue
             sim = similarity(np.stack([of_a[i] for i in both]), np.stack([of_b[i] for i in both]), kind, ranges)
-            out[f"{a}->{b}"] = {"n": len(both), "recall@1": recall_at_1(sim),
-                                "label_recall@1": label_recall_at_1(sim, labels[both])}  # fmt: skip
+            out[f"{a}->{b}"] = {"n": len(both), "recall@1": recall1_ties(sim),
+                                "label_recall@1": label_recall1_ties(sim, labels[both])}  # fmt: skip
     return out
 
 

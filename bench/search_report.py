@@ -60,6 +60,18 @@ def dim_gap(retrieval: dict) -> str | None:
     )
 
 
+def card_lines(card: dict | None) -> list[str]:
+    """The model card's means beside the server's (per-slot embeddings of full items, not one modality sent alone)."""
+    if not card:
+        return ["The bundle's card has no search figures (a bundle exported before them)."]
+    lines = ["The model card's own figures (per-slot embeddings of the test items; label_recall@1, mean over pairs):"]
+    for dim, row in card["retrieval"].items():
+        encodings = card["encodings"].get(dim, {})
+        coded = ", ".join(f"{kind} {_f(r['label_recall@1'])}" for kind, r in encodings.items() if kind != "float")
+        lines.append(f"- {dim}-d: float {_f(row['label_recall@1'])}" + (f", {coded}" if coded else ""))
+    return lines
+
+
 def zero_shot_rows(zero: dict) -> list[str]:
     if "refused" in zero:
         return [f"Zero-shot / classify refused ({zero['endpoint']}): {zero['refused']} {zero['message']}"]
@@ -102,6 +114,7 @@ def render(result: dict) -> str:
              *retrieval_rows(result["retrieval"]), ""]  # fmt: skip
     if (gap := dim_gap(result["retrieval"])) is not None:
         lines += [gap, ""]
+    lines += [*card_lines(result["bundle"].get("card")), ""]
     lines += ["## Zero-shot vs the trained classifier", "", *zero_shot_rows(result["zero_shot"]), "",
               "## Rerank vs embeddings + numpy", "", *rerank_rows(result["rerank"]), ""]  # fmt: skip
     return "\n".join(lines)
