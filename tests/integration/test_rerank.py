@@ -15,6 +15,7 @@ from service.zero_shot import probabilities
 from tests.bundles import build_bundle, joint_space_for, sample_inputs
 from tests.integration.conftest import fast_settings, metric
 from tests.integration.live import ThreadedServer
+from tests.integration.multiprocess import Server
 from tests.integration.protocols import HttpJson, Target, b64, text_encoder_busy
 from tests.integration.test_dataplane import _at_capacity
 from tests.waiting import wait_until
@@ -31,12 +32,17 @@ AUDIO_ONLY = [{"type": "input_audio", "input_audio": {"data": b64(AUDIO), "forma
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    """ "tiny": a bundle with a zero-shot temperature; "plain": the same weights without one."""
+def models(tmp_path_factory):
+    """tiny: a bundle with a zero-shot temperature; plain: the same weights without one."""
     root = tmp_path_factory.mktemp("rerank-models")
     build_bundle(root, "tiny", "1", joint_space=joint_space_for(8, temperature=TEMPERATURE))
     build_bundle(root, "plain", "1", joint_space=joint_space_for(8, temperature=None))
-    with ThreadedServer(fast_settings(root, max_rerank_documents=MAX_DOCUMENTS)) as server:
+    return root
+
+
+@pytest.fixture(scope="module")
+def live(models):
+    with ThreadedServer(fast_settings(models, max_rerank_documents=MAX_DOCUMENTS)) as server:
         yield server
 
 
@@ -161,6 +167,25 @@ def test_score_pairs_one_to_one_one_to_many_and_many_to_many(live):
     split = post(live, "/v1/score", {"model": "tiny", "text_1": "two", "text_2": parts}).json()["data"]
     np.testing.assert_allclose([d["score"] for d in split], expected_cosines(live, "tiny", "two", ["one", AUDIO_ONLY]),
                                atol=1e-5)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_front_end_and_an_engine_answer_what_one_process_does(live, models, tmp_path):
+    calls = [("/v1/rerank", "results", "relevance_score",
+              {"model": "tiny", "query": IMAGE_TEXT, "documents": [*DOCUMENTS[:2], AUDIO_ONLY]}),
+             ("/v1/score", "data", "score",
+              {"model": "tiny", "text_1": ["one", AUDIO_ONLY], "text_2": [IMAGE_TEXT, "two"]})]  # fmt: skip
+    split = Server(models, tmp_path / "split.log", workers=1)
+    try:
+        answers = [httpx.post(split.url + path, json=body, timeout=30).json() for path, _, _, body in calls]
+    finally:
+        split.stop()
+    for (path, key, field, body), answer in zip(calls, answers, strict=True):
+        expected = post(live, path, body).json()
+        assert [r["index"] for r in answer[key]] == [r["index"] for r in expected[key]], answer
+        for name in (field, "probability") if key == "results" else (field,):
+            np.testing.assert_allclose([r[name] for r in answer[key]], [r[name] for r in expected[key]], atol=1e-5)
+        assert answer["usage"] == expected["usage"]
 
 
 def test_each_endpoint_is_counted_under_its_label(live):
