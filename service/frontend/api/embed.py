@@ -31,8 +31,11 @@ class EmbedQuery:
         return [kind.strip() for value in self.embedding_types for kind in value.split(",")]
 
 
-def embed_body(state: VersionState, done: Inference, written: EmbeddingFormat) -> dict:
-    """{"model", "version", "dim", "results": [{"modalities", "fused", <slot>: …, "segments"?}]}."""
+def embed_body(state: VersionState, done: Inference, written: EmbeddingFormat | None = None) -> dict:
+    """{"model", "version", "dim", "results": [{"modalities", "fused", <slot>: …, "segments"?}]}; without
+    `written`, what a request without options gets (the full dim, floats)."""
+    manifest = state.bundle.manifest
+    written = written or EmbeddingFormat(manifest.embedding_dim, manifest.embedding_dim)
     results = done.results
     fused = written.rows([result.fused for result in results])
     slots = [(index, slot) for index, result in enumerate(results) for slot in result.embeddings]
@@ -44,7 +47,6 @@ def embed_body(state: VersionState, done: Inference, written: EmbeddingFormat) -
         if result.segments is not None:
             row["segments"] = embed_segments(result.segments, written.rows)
         out.append(row)
-    manifest = state.bundle.manifest
     return {"model": manifest.name, "version": state.version, "dim": written.dim, "results": out}
 
 

@@ -33,6 +33,7 @@ from service.frontend.api.v2.rest import inline_refs
 from service.frontend.cycle import Admitted, Call, Decoded, Inference
 from service.frontend.fetch import Fetcher
 from service.items import ItemResult
+from service.manifest import Manifest
 
 router = APIRouter(tags=["openai"])
 PATH, ENDPOINT = "/v1/embeddings", "openai_embeddings"  # the route, and its endpoint label of fusionserve_requests_*
@@ -175,7 +176,16 @@ def _segments(result: ItemResult, written: EmbeddingFormat) -> dict:
                           "embedding": r["fused"]} for r in rows]}  # fmt: skip
 
 
-def respond(written: EmbeddingFormat, admitted: Admitted, done: Inference) -> dict:
+def embedding_format(options: EmbeddingOptions, manifest: Manifest) -> EmbeddingFormat:
+    """The request's dimensions and encodings for the model; a 422 naming the param otherwise."""
+    return resolve(manifest, dimensions=options.dimensions, truncate=options.truncate,
+                   types=options.embedding_types, encoding_format=options.encoding_format)  # fmt: skip
+
+
+def respond(
+    options: EmbeddingOptions, admitted: Admitted, done: Inference, written: EmbeddingFormat | None = None
+) -> dict:
+    written = written or embedding_format(options, admitted.state.bundle.manifest)
     tokens = sum(int(item.arrays["text"][1].sum()) for item in done.items if "text" in item.arrays)  # mask: no pads
     fused = written.rows([result.fused for result in done.results])
     data = [
@@ -204,10 +214,8 @@ class OpenAICodec:
         pass  # read before the cycle (create_embeddings): the model is named in it
 
     async def decode(self, admitted: Admitted) -> Decoded:
-        options = self.options  # checked for the model before any input is decoded or fetched
-        self.written = resolve(admitted.state.bundle.manifest, dimensions=options.dimensions,
-                               truncate=options.truncate, types=options.embedding_types,
-                               encoding_format=options.encoding_format)  # fmt: skip
+        # checked for the model before any input is decoded or fetched
+        self.written = embedding_format(self.options, admitted.state.bundle.manifest)
         parsed = parse_input(self.data["input"], self.settings, self.options.video_options())
         await Fetcher(self.settings, self.deadline.at).fetch_all(parsed.remotes)
         return Decoded(parsed.items, self.deadline.at)
@@ -216,7 +224,7 @@ class OpenAICodec:
         return disconnect_watch(self.http)
 
     def encode(self, admitted: Admitted, done: Inference) -> Response:
-        return OrjsonResponse(respond(self.written, admitted, done))
+        return OrjsonResponse(respond(self.options, admitted, done, self.written))
 
 
 @router.post(PATH, response_model=EmbeddingResponse, responses=ERRORS, openapi_extra=REQUEST_BODY)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from service.frontend.api.embed import EmbedCodec, EmbedQuery
+from service.frontend.api.embed import EmbedCodec, EmbedQuery, embed_body
 from service.frontend.api.infer import V1Codec, plane_of, serve_http
 from service.frontend.api.schemas import ERRORS, REQUEST_BODY, ClassifyResponse, EmbedResponse
 from service.frontend.api.segments import classify_segments, evidence, ranking, top_labels
@@ -46,6 +46,11 @@ def _classify_body(top_k: int, explain: bool):
         return {"model": state.bundle.manifest.name, "version": state.version, "results": out}
 
     return respond
+
+
+def _embed_body(state: VersionState, done: Inference) -> dict:
+    """embed's body for a request without options (the full dim, floats): api/embed.py writes it."""
+    return embed_body(state, done)
 
 
 @router.post(
