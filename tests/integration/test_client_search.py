@@ -142,6 +142,9 @@ async def test_zero_shot_batches_take_per_modality_templates_async(live, raw):
         batch = await client.zero_shot_batch("tiny", items, LABELS, template=template)
         one = await client.zero_shot("tiny", LABELS, image=raw["image"], audio=raw["audio"], template=template)
         assert await client.zero_shot_batch("tiny", [], LABELS) == []
+        codes = await client.embed("tiny", text=raw["text"], embedding_types="binary")  # every call is awaitable
+        ranked, pairs = await client.rerank("tiny", "one", ["two", "three"]), await client.score("tiny", "a", "b")
+    assert codes.fused.dtype == np.int8 and len(ranked.results) == 2 and [p.index for p in pairs] == [0]
     for got, want in zip([*batch, one], [*zero_shots(direct), batch[1]], strict=True):
         assert_same(got, want)
 
