@@ -72,18 +72,23 @@ def card_lines(card: dict | None) -> list[str]:
     return lines
 
 
-def zero_shot_rows(zero: dict) -> list[str]:
+def zero_shot_rows(zero: dict, card: dict | None) -> list[str]:
+    """Per subset: the server's zero-shot and classifier accuracy on the same items, and the card's (all rows of
+    the test split having that subset, per-slot embeddings) where the card has them."""
     if "refused" in zero:
         return [f"Zero-shot / classify refused ({zero['endpoint']}): {zero['refused']} {zero['message']}"]
+    theirs = (card or {}).get("zero_shot") or {}
     lines = [f"Zero-shot with the bundle's {len(zero['labels'])} class names, template {zero['template']!r}, "
              f"calibrated={zero['calibrated']}, T={zero['temperature']:.4g}: rows as given n={zero['n']}, zero-shot "
              f"{_f(zero['zero_shot_accuracy'])} vs classifier {_f(zero['classifier_accuracy'])}, "
              f"ECE {_f(zero['ece'])}.", "",
-             "| subset | n | zero-shot acc | classifier acc | zero-shot ECE |",
-             "|---|---:|---:|---:|---:|"]  # fmt: skip
+             "| subset | n | zero-shot acc | classifier acc | zero-shot ECE | card: zero-shot / classifier |",
+             "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
     for name, row in zero["subsets"].items():
+        card_row = theirs.get(name)
+        on_card = f"{_f(card_row.get('accuracy'))} / {_f(card_row.get('classifier_accuracy'))}" if card_row else ""
         lines.append(f"| {name} | {row['n']} | {_f(row['zero_shot_accuracy'])} | {_f(row['classifier_accuracy'])} | "
-                     f"{_f(row['zero_shot_ece'])} |")  # fmt: skip
+                     f"{_f(row['zero_shot_ece'])} | {on_card} |")  # fmt: skip
     return lines
 
 
@@ -114,7 +119,8 @@ def render(result: dict) -> str:
              *retrieval_rows(result["retrieval"]), ""]  # fmt: skip
     if (gap := dim_gap(result["retrieval"])) is not None:
         lines += [gap, ""]
-    lines += [*card_lines(result["bundle"].get("card")), ""]
-    lines += ["## Zero-shot vs the trained classifier", "", *zero_shot_rows(result["zero_shot"]), "",
+    card = result["bundle"].get("card")
+    lines += [*card_lines(card), ""]
+    lines += ["## Zero-shot vs the trained classifier", "", *zero_shot_rows(result["zero_shot"], card), "",
               "## Rerank vs embeddings + numpy", "", *rerank_rows(result["rerank"]), ""]  # fmt: skip
     return "\n".join(lines)

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pybase64
 
-from bench.search_data import Row, content_array, embedding_value_bytes, raw_bytes, v1_item
+from bench.search_data import MODALITIES, Row, content_array, embedding_value_bytes, raw_bytes, v1_item
 from bench.search_metrics import (
     SIMILARITIES,
     accuracy,
@@ -165,7 +165,8 @@ def zero_shot_vs_classify(client, manifest: Manifest, rows: list[Row]) -> dict:
     zero_top = probs.argmax(axis=1)
     class_top = np.array([labels.index(r["labels"][0]["label"]) for r in class_results])
     subsets = {}
-    for name in sorted({"+".join(s) for _, s in items}, key=lambda n: (n.count("+"), n)):
+    in_order = sorted({s for _, s in items}, key=lambda s: (len(s), [MODALITIES.index(m) for m in s]))
+    for name in ("+".join(s) for s in in_order):  # singles first, each in the canonical modality order
         chosen = [k for k, (_, s) in enumerate(items) if "+".join(s) == name]
         subsets[name] = {"n": len(chosen), "zero_shot_accuracy": accuracy(zero_top[chosen], truth[chosen]),
                          "classifier_accuracy": accuracy(class_top[chosen], truth[chosen]),
