@@ -126,17 +126,17 @@ class ZeroShotCodec:
 
 LABELS_SCHEMA = {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "uniqueItems": True}
 TEMPLATE_SCHEMA = {"type": "string", "description": 'where each label goes: "a photo of {}"'}
-ZERO_SHOT_BODY = {  # classify's bodies (api/schemas.py) and the two fields beside them
+ZERO_SHOT_BODY = {  # classify's bodies (api/schemas.py; multipart first: Swagger UI's file pickers) and two fields
     "requestBody": {
         "required": True,
         "content": {
+            "multipart/form-data": {"schema": MULTIPART_SCHEMA | {"required": ["labels"], "properties": {
+                **MULTIPART_SCHEMA["properties"], "labels": LABELS_SCHEMA, "template": TEMPLATE_SCHEMA,
+            }}},
             "application/json": {"schema": JSON_SCHEMA | {"required": ["inputs", "labels"], "properties": {
                 **JSON_SCHEMA["properties"], "labels": LABELS_SCHEMA,
                 "template": {"oneOf": [TEMPLATE_SCHEMA, {"type": "object", "properties": {
                     m: TEMPLATE_SCHEMA for m in MODALITIES}, "additionalProperties": False}]},
-            }}},
-            "multipart/form-data": {"schema": MULTIPART_SCHEMA | {"required": ["labels"], "properties": {
-                **MULTIPART_SCHEMA["properties"], "labels": LABELS_SCHEMA, "template": TEMPLATE_SCHEMA,
             }}},
         },
     }
