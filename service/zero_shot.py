@@ -1,5 +1,5 @@
 """Zero-shot scores in the joint space, computed one way by the server (POST /v1/models/{model}/zero-shot, rerank)
-and by training/export.py when it fits the temperature (docs/protocols.md, "Zero-shot"): the candidate labels go
+and by training/export.py when it fits the temperature (docs/zero-shot.md, "Semantics"): the candidate labels go
 through the text encoder, put into a template ("a photo of {}"), and an item's probability of each label is the
 softmax of cosine / temperature. numpy only.
 
