@@ -31,7 +31,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     embed.add_argument("--truncate", choices=["force"], help="force: any --dimensions, trained for or not")
     embed.add_argument("--embedding-types", type=_types, help=f"comma-separated, of {', '.join(EMBEDDING_TYPES)}")
     zero_shot = commands.add_parser("zero-shot", help="rank labels you name for one item (prints a table)")
-    _common_arguments(zero_shot)
+    _common_arguments(zero_shot, segments=False)  # a video is one item here: the whole clip's embeddings
     zero_shot.add_argument("--labels", action="append", required=True, type=_split,
                            help="comma-separated candidate labels (repeat the option for more)")  # fmt: skip
     zero_shot.add_argument("--template", type=_template,
@@ -61,14 +61,17 @@ def _template(value: str) -> str | dict:
     return value
 
 
-def _common_arguments(parser: argparse.ArgumentParser) -> None:
+def _common_arguments(parser: argparse.ArgumentParser, segments: bool = True) -> None:
     parser.add_argument("model", help="the model's name, e.g. tridigits")
     parser.add_argument("--image", metavar="FILE", help="an image file (JPEG, PNG, WebP, BMP)")
     parser.add_argument("--audio", metavar="FILE", help="an audio file (WAV, FLAC, OGG)")
     parser.add_argument("--text", help="the text")
-    parser.add_argument("--video", metavar="FILE", help="a video file (MP4/MOV, WebM/MKV, AVI): answered per segment")
-    parser.add_argument("--segment-s", type=float, help="video: segment length in seconds (default: the model's)")
-    parser.add_argument("--overlap-s", type=float, help="video: overlap of segments in seconds (default: the model's)")
+    per_segment = ": answered per segment" if segments else ""
+    parser.add_argument("--video", metavar="FILE", help=f"a video file (MP4/MOV, WebM/MKV, AVI){per_segment}")
+    if segments:
+        parser.add_argument("--segment-s", type=float, help="video: segment length in seconds (default: the model's)")
+        overlap = "video: overlap of segments in seconds (default: the model's)"
+        parser.add_argument("--overlap-s", type=float, help=overlap)
     parser.add_argument("--version", help="a model version (default: the newest ready one)")
     parser.add_argument("--url", help=f"the server (default: $FUSIONSERVE_URL or {DEFAULT_URL})")
     parser.add_argument("--api-key", help="the server's API key (default: $FUSIONSERVE_API_KEY)")
@@ -99,12 +102,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _call(client: Client, args: argparse.Namespace, media: dict) -> Classification | Embedding | ZeroShot:
-    options = {"version": args.version, "segment_s": args.segment_s, "overlap_s": args.overlap_s}
-    if args.command == "classify":
-        return client.classify(args.model, **media, **options, top_k=args.top_k, explain=args.explain)
     if args.command == "zero-shot":
         labels = [label for group in args.labels for label in group]
         return client.zero_shot(args.model, labels, **media, template=args.template, version=args.version)
+    options = {"version": args.version, "segment_s": args.segment_s, "overlap_s": args.overlap_s}
+    if args.command == "classify":
+        return client.classify(args.model, **media, **options, top_k=args.top_k, explain=args.explain)
     coding = {"dimensions": args.dimensions, "truncate": args.truncate, "embedding_types": args.embedding_types}
     return client.embed(args.model, **media, **options, **coding)
 

@@ -206,6 +206,11 @@ def test_cli_zero_shot_prints_the_ranked_labels_and_the_evidence(live, raw, tmp_
     assert rows[4].startswith("evidence (every modality agrees: ")
     assert [row.split()[0] for row in rows[5:]] == ["image", "text"]
     with pytest.raises(SystemExit) as done:
+        main([*args, "--json"])
+    body = json.loads(capsys.readouterr().out)
+    assert [row["label"] for row in body["labels"]] == [r.label for r in expected.labels]
+    assert (body["calibrated"], body["temperature"], body["modalities"]) == (True, 0.05, ["image", "text"])
+    with pytest.raises(SystemExit) as done:
         main(["zero-shot", "tiny", "--labels", ",", "--text", "x", "--url", live.base_url])
     assert done.value.code == 1 and "(field labels)" in capsys.readouterr().err
 
