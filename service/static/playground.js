@@ -209,12 +209,6 @@ async function classifyRequest(model) {
   return { path, options: { method: "POST", body: buildForm() }, render: renderAnswer };
 }
 
-async function zeroShotRequest(model) {
-  const headers = { "Content-Type": "application/json" };
-  const options = { method: "POST", headers, body: await zeroShotBody() };
-  return { path: `v1/models/${encodeURIComponent(model)}/zero-shot`, options, render: renderZeroShot };
-}
-
 async function classify(event) {
   event.preventDefault();
   clearError();

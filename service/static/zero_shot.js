@@ -48,6 +48,12 @@ async function zeroShotBody() {
   return JSON.stringify(body);
 }
 
+async function zeroShotRequest(model) {
+  const headers = { "Content-Type": "application/json" };
+  const options = { method: "POST", headers, body: await zeroShotBody() };
+  return { path: `v1/models/${encodeURIComponent(model)}/zero-shot`, options, render: renderZeroShot };
+}
+
 // Which task the form runs: classify shows top-k, zero-shot its labels and template.
 function setTask(task) {
   const zeroShot = task === "zero-shot";
