@@ -44,3 +44,21 @@ async def test_declared_oversized_body_is_413_in_each_protocols_shape(keyed):
     assert openai.status_code == 413 and "FUSIONSERVE_MAX_UPLOAD_BYTES" in openai.json()["error"]["message"]
     v1 = await keyed.post("/v1/models/tiny/embed", content=body, headers=headers)
     assert v1.status_code == 413 and v1.json()["error"]["type"] == "payload_too_large"
+
+
+@pytest.mark.parametrize("path", ["/v1/rerank", "/v2/rerank", "/v1/score"])
+async def test_rerank_and_score_refusals_before_the_route_are_openai_shaped(keyed, path):
+    missing = await keyed.post(path, json={"model": "tiny", "query": "one", "documents": ["two"]})
+    assert missing.status_code == 401 and missing.json()["error"]["type"] == "authentication_error"
+    headers = {"authorization": f"Bearer {KEY}", "content-type": "application/json"}
+    oversized = await keyed.post(path, content=b"x" * 5000, headers=headers)
+    assert oversized.status_code == 413
+    assert "FUSIONSERVE_MAX_UPLOAD_BYTES" in oversized.json()["error"]["message"]  # not KServe V2's {"error": str}
+
+
+async def test_a_zero_shot_refused_before_its_route_counts_under_its_own_endpoint(keyed):
+    headers = {"authorization": f"Bearer {KEY}", "content-type": "application/json"}
+    refused = await keyed.post("/v1/models/tiny/zero-shot", content=b"x" * 5000, headers=headers)
+    assert refused.status_code == 413 and refused.json()["error"]["type"] == "payload_too_large"
+    metrics = (await keyed.get("/metrics")).text
+    assert 'fusionserve_requests_total{endpoint="zero_shot",model="tiny",status="413"} 1.0' in metrics

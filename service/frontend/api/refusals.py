@@ -19,7 +19,7 @@ from urllib.parse import parse_qs
 from starlette.types import Receive, Scope, Send
 
 from service.errors import FusionError
-from service.frontend.api import openai_embeddings
+from service.frontend.api import openai_embeddings, rerank, score
 from service.frontend.api.middleware import ErrorShapes, route_path, send_error
 from service.frontend.api.openai_embeddings import openai_error
 from service.frontend.api.v2 import rest
@@ -27,8 +27,13 @@ from service.frontend.cycle import Call
 from service.frontend.dataplane import DataPlane
 
 # path prefix → the protocol's error response; v1's shape is the default (middleware.shape_for)
-ERROR_SHAPES: ErrorShapes = {"/v2/": rest.v2_error, openai_embeddings.PATH: openai_error}
-V1_INFER = re.compile(r"^/v1/models/([^/]+)/(classify|embed)$")
+# (/v2/rerank is Cohere's ClientV2 path, not KServe V2's: the longer prefix wins)
+OPENAI_PATHS = {openai_embeddings.PATH: openai_embeddings.ENDPOINT, score.PATH: score.ENDPOINT} | dict.fromkeys(
+    rerank.PATHS, rerank.ENDPOINT
+)
+ERROR_SHAPES: ErrorShapes = {"/v2/": rest.v2_error} | dict.fromkeys(OPENAI_PATHS, openai_error)
+V1_INFER = re.compile(r"^/v1/models/([^/]+)/(classify|embed|zero-shot)$")
+V1_ENDPOINTS = {"classify": "classify", "embed": "embed", "zero-shot": "zero_shot"}  # path verb → endpoint label
 V2_INFER = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
 TRUE = {"1", "true", "t", "yes", "y", "on"}  # what FastAPI reads as a true bool query parameter
 DRAINING = "the server is shutting down; retry the request on another instance"
@@ -63,11 +68,11 @@ def _inference_call(scope: Scope) -> Call | None:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         version = query.get("version", [None])[0]
         explain = match.group(2) == "classify" and query.get("explain", [""])[0].lower() in TRUE
-        return Call(match.group(1), version, match.group(2), explain)
+        return Call(match.group(1), version, V1_ENDPOINTS[match.group(2)], explain)
     if match := V2_INFER.match(path):
         return Call(match.group(1), match.group(2), rest.ENDPOINT)
-    if path == openai_embeddings.PATH:
-        return Call("", None, openai_embeddings.ENDPOINT)
+    if path in OPENAI_PATHS:  # the model is in the body
+        return Call("", None, OPENAI_PATHS[path])
     return None
 
 

@@ -26,7 +26,7 @@ from service.errors import FusionError, InvalidInput, PayloadTooLarge
 from service.frontend.api.deadline import Deadline, header_timeout_ms
 from service.frontend.api.infer import OrjsonResponse, disconnect_watch, plane_of, serve_http
 from service.frontend.api.inputs import field_path
-from service.frontend.api.openai_embeddings import openai_error, read_object, split_model
+from service.frontend.api.openai_embeddings import read_object, split_model
 from service.frontend.api.openai_inputs import PartsItem, _content_item, _text_item
 from service.frontend.cycle import Admitted, Call, Decoded, Inference
 from service.frontend.fetch import Fetcher, Remote
@@ -201,11 +201,9 @@ class BodyCodec:
 
 
 async def serve_json(request: Request, endpoint: str, codec: Callable[..., BodyCodec]) -> Response:
-    """Read the body, then run it through the data plane's cycle; any error in OpenAI's shape."""
+    """Read the body, then run it through the data plane's cycle."""
     arrived = time.monotonic()  # before the body, as every protocol's deadline
     data, malformed = await read_object(request)
     name, version = split_model(data.get("model"))
-    try:
-        return await serve_http(request, Call(name, version, endpoint), codec(request, arrived, data, malformed))
-    except FusionError as error:  # counted by the cycle already; shaped here, as this path is not in ERROR_SHAPES
-        return openai_error(error)
+    # errors leave as FusionError: the app's handlers shape them as OpenAI's (api/refusals.py ERROR_SHAPES)
+    return await serve_http(request, Call(name, version, endpoint), codec(request, arrived, data, malformed))
