@@ -103,7 +103,7 @@ def parse_input(value: object, settings: Settings, options: dict | None = None) 
 
 def _parse(value: object, settings: Settings) -> ParsedInput:
     if isinstance(value, str):
-        return ParsedInput([_text_item(value, "input")], [])
+        return ParsedInput([text_item(value, "input")], [])
     if not isinstance(value, list) or not value:
         raise InvalidInput(f"input must be {SHAPES}, with at least one item", field="input")
     if len(value) > settings.max_items_per_request:  # before decoding any of them
@@ -121,9 +121,9 @@ def _parse(value: object, settings: Settings) -> ParsedInput:
     for index, element in enumerate(value):
         where = f"input[{index}]"
         if isinstance(element, str):
-            parsed.items.append(_text_item(element, where))
+            parsed.items.append(text_item(element, where))
         elif isinstance(element, list):
-            parsed.items.append(_content_item(element, where, settings, parsed.remotes))
+            parsed.items.append(content_item(element, where, settings, parsed.remotes))
         else:
             raise InvalidInput(f"{where} must be a string or a content array, not {type(element).__name__}", where)
     return parsed
@@ -133,11 +133,11 @@ def _is_token_ids(element: object) -> bool:
     return isinstance(element, list) and bool(element) and all(isinstance(token, int) for token in element)
 
 
-def _text_item(text: str, where: str) -> PartsItem:
+def text_item(text: str, where: str) -> PartsItem:
     return PartsItem(text=text, prefix=where, params={"text": where})
 
 
-def _content_item(parts: list, where: str, settings: Settings, remotes: list[Remote]) -> PartsItem:
+def content_item(parts: list, where: str, settings: Settings, remotes: list[Remote]) -> PartsItem:
     if not parts:
         raise InvalidInput(f"{where} is an empty content array; send at least one part", field=where)
     item = PartsItem(prefix=where)

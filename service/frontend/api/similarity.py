@@ -27,7 +27,7 @@ from service.frontend.api.deadline import Deadline, header_timeout_ms
 from service.frontend.api.infer import OrjsonResponse, disconnect_watch, plane_of, serve_http
 from service.frontend.api.inputs import field_path
 from service.frontend.api.openai_embeddings import read_object, split_model
-from service.frontend.api.openai_inputs import PartsItem, _content_item, _text_item
+from service.frontend.api.openai_inputs import PartsItem, content_item, text_item
 from service.frontend.cycle import Admitted, Call, Decoded, Inference
 from service.frontend.fetch import Fetcher, Remote
 from service.items import ItemResult, PreparedItem
@@ -114,11 +114,11 @@ def item_of(entry: Entry, settings: Settings, remotes: list[Remote], video_optio
     `remotes`, to fetch."""
     value, where = entry.value, entry.where
     if isinstance(value, str):
-        item = _text_item(value, where)
+        item = text_item(value, where)
     elif isinstance(value, dict):  # a Cohere document object: its text is ranked, its other fields only echoed
-        item = _text_item(value["text"], f"{where}.text")
+        item = text_item(value["text"], f"{where}.text")
     else:
-        item = _content_item(value, where, settings, remotes)
+        item = content_item(value, where, settings, remotes)
     item.options, item.options_prefix = dict(video_options), ""
     return item
 
