@@ -29,6 +29,7 @@ from tests.integration.embedding_server import (
     v1_embed,
     v1_full,
 )
+from tests.integration.multiprocess import Server
 from tests.integration.protocols import openai_refused as refused
 
 TYPES = ["float", "int8", "uint8", "binary", "ubinary"]
@@ -192,3 +193,36 @@ def test_the_models_description_says_the_dims_types_and_zero_shot_calibration(li
     (plain,) = httpx.get(f"{live.base_url}/v1/models/{PLAIN}").json()["versions"]
     assert plain["dimensions"] == [DIM] and plain["embedding_types"] == ["float", "binary", "ubinary"]
     assert plain["zero_shot"] == {"calibrated": False, "temperature": 0.01}
+
+
+@pytest.mark.slow
+def test_a_front_end_and_an_engine_answer_what_one_process_does(live, tmp_path):
+    """FUSIONSERVE_WORKERS=1: the front-end reads the manifest's joint space itself (the follower's bundle)."""
+    text = [{"text": "a"}]
+    v2 = {
+        "inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["zero"]}],
+        "parameters": {"dimensions": PREFIX, "embedding_type": "binary"},
+        "outputs": [{"name": "fused_embedding"}],
+    }
+    calls = {"openai": ("/v1/embeddings", {"model": TRAINED, "input": TEXTS, "dimensions": PREFIX,
+                                           "embedding_types": TYPES}),
+             "v1": (f"/v1/models/{TRAINED}/embed?dimensions={PREFIX}&embedding_types=int8", {"inputs": text}),
+             "v2": (f"/v2/models/{TRAINED}/infer", v2),
+             "refused": ("/v1/embeddings", {"model": PLAIN, "input": "a", "dimensions": 4})}  # fmt: skip
+    split = Server(live.app.state.context.settings.model_dir, tmp_path / "split.log", workers=1)
+    try:
+        got = {name: httpx.post(split.url + path, json=body, timeout=30) for name, (path, body) in calls.items()}
+        (described,) = httpx.get(f"{split.url}/v1/models/{TRAINED}").json()["versions"]
+    finally:
+        split.stop()
+    want = {name: httpx.post(live.base_url + path, json=body, timeout=30) for name, (path, body) in calls.items()}
+    for kind in TYPES:
+        np.testing.assert_allclose(*([e["embedding"][kind] for e in r.json()["data"]] for r in (got["openai"],
+                                   want["openai"])), atol=1e-6)  # fmt: skip
+    assert got["v1"].json()["results"] == want["v1"].json()["results"] and got["v1"].json()["dim"] == PREFIX
+    assert got["v2"].json()["outputs"] == want["v2"].json()["outputs"]
+    assert got["v2"].json()["outputs"][0]["datatype"] == "INT8"
+    assert got["refused"].status_code == 422
+    assert got["refused"].json()["error"]["message"] == want["refused"].json()["error"]["message"]
+    assert (described["dimensions"], described["embedding_types"]) == ([PREFIX, DIM], TYPES)
+    assert described["zero_shot"]["calibrated"] is True
