@@ -103,11 +103,13 @@ def test_base64_is_little_endian_float32_and_what_the_sdk_asks_for(sdk):
     np.testing.assert_allclose(default.parse().data[0].embedding, floats, atol=1e-6)  # the SDK decoded it
 
 
-def test_dimensions_other_than_the_models_is_400_naming_the_dim(sdk):
+def test_dimensions_the_model_was_not_trained_for_are_422_naming_the_supported_ones(sdk):
     assert len(sdk.embeddings.create(model="tiny", input="one", dimensions=8).data[0].embedding) == 8
-    body = refused(openai.BadRequestError, lambda: sdk.embeddings.create(model="tiny", input="one", dimensions=3))
-    assert body["param"] == "dimensions" and "embeds in 8 dimensions" in body["message"]
-    assert "dimensions 3" in body["message"]
+    body = refused(
+        openai.UnprocessableEntityError, lambda: sdk.embeddings.create(model="tiny", input="one", dimensions=3)
+    )
+    assert body["param"] == "dimensions" and "(supported: 8)" in body["message"]
+    assert "dimensions 3" in body["message"] and "truncate='force'" in body["message"]
 
 
 def test_unknown_model_or_version_is_not_found(sdk):
