@@ -102,9 +102,10 @@ class Settings(BaseSettings):
     audio_codecs: list[str] = Field(default_factory=lambda: list(video_plan.AUDIO_CODECS))
     max_items_per_request: int = Field(32, ge=1)
     max_top_k: int = Field(100, ge=1)
-    # zero-shot: candidate labels per request (each is a text through the text encoder, cached per version);
+    # zero-shot: candidate labels per request (each is a text through the text encoder, cached per version; half
+    # the text queue, so a cold cache's labels and the inputs' texts fit MAX_QUEUED_ITEMS together);
     # rerank / score: documents per request (each an item through the batchers, as an input is)
-    max_zero_shot_labels: int = Field(256, ge=1)
+    max_zero_shot_labels: int = Field(128, ge=1)
     max_rerank_documents: int = Field(100, ge=1)
     # request-body bytes one process holds at once, every protocol together (service/frontend/body_budget.py): reserved
     # before a body is buffered, so many large uploads at once get 503 + Retry-After instead of exhausting memory
