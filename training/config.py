@@ -89,6 +89,7 @@ class TrainConfig:
     # Matryoshka: the contrastive term also at each of these prefixes of the joint space (truncated and
     # re-normalised), so a search client may ask for a shorter vector (docs/training.md "Matryoshka"); [] = off
     matryoshka_dims: list[int] = dataclasses.field(default_factory=lambda: [64, 128])
+    matryoshka_weight: float = 1.0  # each prefix's term relative to the full dim's (MatryoshkaLoss's weights)
     modality_dropout: float = 0.3  # per item and present modality; at least one is always kept
     # evaluation / export
     compare_fusions: bool = True  # evaluate: train all four fusions on the same data and seed
@@ -148,6 +149,8 @@ def _matryoshka(cfg: TrainConfig) -> str | None:
     dims = cfg.matryoshka_dims
     if not isinstance(dims, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in dims):
         return f"matryoshka_dims must be a list of integers, got {dims!r}"
+    if cfg.matryoshka_weight < 0:
+        return f"matryoshka_weight must be >= 0, got {cfg.matryoshka_weight}"
     if dims != sorted(set(dims)) or any(not 1 <= d < cfg.dim for d in dims):
         return (f"matryoshka_dims {dims} must be ascending, unique and each in [1, dim = {cfg.dim}) "
                 "(the full dim is always trained; [] or --matryoshka-dims '' turns the prefixes off)")  # fmt: skip

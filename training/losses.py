@@ -86,21 +86,25 @@ def prefix(embeddings: torch.Tensor, dim: int) -> torch.Tensor:
 def joint_contrastive(
     out: FusedOutput, present: torch.Tensor, labels: torch.Tensor, modalities: list[str], cfg
 ) -> torch.Tensor | None:
-    """The contrastive term (cfg.contrastive) over every modality and the fused embedding, averaged over the
-    full dim and each of cfg.matryoshka_dims. present: [B,M] → scalar, or None when no dim has a term."""
+    """The contrastive term (cfg.contrastive) over every modality and the fused embedding: the weighted mean over
+    the full dim (weight 1) and each of cfg.matryoshka_dims (cfg.matryoshka_weight each). present: [B,M] →
+    scalar, or None when no dim has a term."""
     names = [*modalities, "fused"]
     mask = torch.cat([present, torch.ones_like(present[:, :1])], dim=1)  # every row has a fused embedding
     points = dict(out.embeddings, fused=out.fused)
-    terms = []
-    for dim in [out.fused.shape[-1], *cfg.matryoshka_dims]:
+    terms, weights = [], []
+    for dim, weight in [(out.fused.shape[-1], 1.0), *((d, cfg.matryoshka_weight) for d in cfg.matryoshka_dims)]:
         cut = {name: prefix(points[name], dim) for name in names}
         if cfg.contrastive == "label":
             term = label_contrastive(cut, mask, labels, names, cfg.temperature)
         else:
             term = pairwise_info_nce(cut, mask, names, cfg.temperature)
-        if term is not None:
+        if term is not None and weight > 0:
             terms.append(term)
-    return torch.stack(terms).mean() if terms else None
+            weights.append(weight)
+    if not terms:
+        return None
+    return (torch.stack(terms) * torch.tensor(weights, device=terms[0].device)).sum() / sum(weights)
 
 
 def auxiliary_ce(

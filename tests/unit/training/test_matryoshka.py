@@ -33,9 +33,9 @@ PRESENT = torch.tensor([[1.0, 1, 0], [1, 1, 1], [1, 0, 1], [0, 1, 1], [1, 1, 1],
 LABELS = torch.tensor([0, 1, 0, 1, 2, 2])
 
 
-def cfg(contrastive: str = "label", dims=()) -> SimpleNamespace:
+def cfg(contrastive: str = "label", dims=(), weight: float = 1.0) -> SimpleNamespace:
     return SimpleNamespace(contrastive=contrastive, temperature=0.1, matryoshka_dims=list(dims), w_fused=1.0,
-                           w_aux=0.5, w_nce=0.2)  # fmt: skip
+                           w_aux=0.5, w_nce=0.2, matryoshka_weight=weight)  # fmt: skip
 
 
 @pytest.mark.parametrize("contrastive", ["label", "item"])
@@ -53,6 +53,20 @@ def test_prefix_terms_are_averaged_with_the_full_dim(contrastive):
     assert both.item() == pytest.approx((full.item() + short.item()) / 2, rel=1e-6)
     total, parts = total_loss(out, PRESENT, LABELS, MODALITIES, cfg(contrastive, [2]))
     assert parts["nce"] == pytest.approx(both.item(), rel=1e-6)
+
+
+def test_prefix_weight():
+    out, _ = outputs()
+    full = joint_contrastive(out, PRESENT, LABELS, MODALITIES, cfg())
+    even = joint_contrastive(out, PRESENT, LABELS, MODALITIES, cfg(dims=[2, 4]))
+    short = [joint_contrastive(out, PRESENT, LABELS, MODALITIES, cfg(dims=[d])) * 2 - full for d in (2, 4)]
+    assert even.item() == pytest.approx((full + short[0] + short[1]).item() / 3, rel=1e-5)
+    half = joint_contrastive(out, PRESENT, LABELS, MODALITIES, cfg(dims=[2, 4], weight=0.5))
+    assert half.item() == pytest.approx((full + 0.5 * short[0] + 0.5 * short[1]).item() / 2, rel=1e-5)
+    off = joint_contrastive(out, PRESENT, LABELS, MODALITIES, cfg(dims=[2, 4], weight=0.0))
+    assert off.item() == pytest.approx(full.item(), rel=1e-6)
+    with pytest.raises(ConfigError, match="matryoshka_weight"):
+        TrainConfig(matryoshka_weight=-1.0)
 
 
 def test_gradients_reach_the_prefix_of_every_modality_and_fused():
