@@ -9,8 +9,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-# the bundle schema, preprocessing (train and serve decode alike), publishing, and the plain item types it returns
-TRAINING_MAY_USE = ("service.manifest", "service.preprocess", "service.publish", "service.items")
+# the bundle schema, preprocessing (train and serve decode alike), publishing, the plain item types it returns, and
+# the joint space's numpy maths (the export's ranges, encodings and zero-shot fit are the server's own)
+TRAINING_MAY_USE = (
+    "service.manifest", "service.preprocess", "service.publish", "service.items",
+    "service.joint_space", "service.embedding_types", "service.zero_shot",
+)  # fmt: skip
 
 
 def imported_modules(path: Path) -> list[str]:
