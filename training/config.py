@@ -89,6 +89,8 @@ class TrainConfig:
     # Matryoshka: the contrastive term also at each of these prefixes of the joint space (truncated and
     # re-normalised), so a search client may ask for a shorter vector (docs/training.md "Matryoshka"); [] = off
     matryoshka_dims: list[int] = dataclasses.field(default_factory=lambda: [64, 128])
+    # the fused embedding in the contrastive term (zero-shot and rerank score it against text-slot label embeddings)
+    contrastive_fused: bool = True
     matryoshka_weight: float = 1.0  # each prefix's term relative to the full dim's (MatryoshkaLoss's weights)
     modality_dropout: float = 0.3  # per item and present modality; at least one is always kept
     # evaluation / export

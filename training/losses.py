@@ -86,11 +86,11 @@ def prefix(embeddings: torch.Tensor, dim: int) -> torch.Tensor:
 def joint_contrastive(
     out: FusedOutput, present: torch.Tensor, labels: torch.Tensor, modalities: list[str], cfg
 ) -> torch.Tensor | None:
-    """The contrastive term (cfg.contrastive) over every modality and the fused embedding: the weighted mean over
-    the full dim (weight 1) and each of cfg.matryoshka_dims (cfg.matryoshka_weight each). present: [B,M] →
-    scalar, or None when no dim has a term."""
-    names = [*modalities, "fused"]
-    mask = torch.cat([present, torch.ones_like(present[:, :1])], dim=1)  # every row has a fused embedding
+    """The contrastive term (cfg.contrastive) over every modality and (cfg.contrastive_fused) the fused embedding:
+    the weighted mean over the full dim (weight 1) and each of cfg.matryoshka_dims (cfg.matryoshka_weight each).
+    present: [B,M] → scalar, or None when no dim has a term."""
+    names = [*modalities, "fused"] if cfg.contrastive_fused else list(modalities)
+    mask = torch.cat([present, torch.ones_like(present[:, :1])], dim=1)[:, : len(names)]  # fused: on every row
     points = dict(out.embeddings, fused=out.fused)
     terms, weights = [], []
     for dim, weight in [(out.fused.shape[-1], 1.0), *((d, cfg.matryoshka_weight) for d in cfg.matryoshka_dims)]:

@@ -85,7 +85,7 @@ def test_total_loss_weights(contrastive):
     out = FusedOutput(torch.randn(4, 3, generator=torch.Generator().manual_seed(5)), unit(4), emb, aux)
     present, labels = torch.ones(4, 3), torch.tensor([0, 1, 2, 0])
     cfg = SimpleNamespace(w_fused=1.0, w_aux=0.5, w_nce=0.25, temperature=0.1, contrastive=contrastive,
-                          matryoshka_dims=[], matryoshka_weight=1.0)  # fmt: skip
+                          matryoshka_dims=[], matryoshka_weight=1.0, contrastive_fused=True)  # fmt: skip
     total, parts = total_loss(out, present, labels, MODALITIES, cfg)
     assert set(parts) == {"fused", "aux", "nce"}
     # the fused embedding is one more modality of the contrastive term, present on every row

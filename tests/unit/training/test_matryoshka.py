@@ -35,7 +35,7 @@ LABELS = torch.tensor([0, 1, 0, 1, 2, 2])
 
 def cfg(contrastive: str = "label", dims=(), weight: float = 1.0) -> SimpleNamespace:
     return SimpleNamespace(contrastive=contrastive, temperature=0.1, matryoshka_dims=list(dims), w_fused=1.0,
-                           w_aux=0.5, w_nce=0.2, matryoshka_weight=weight)  # fmt: skip
+                           w_aux=0.5, w_nce=0.2, matryoshka_weight=weight, contrastive_fused=True)  # fmt: skip
 
 
 @pytest.mark.parametrize("contrastive", ["label", "item"])
@@ -67,6 +67,14 @@ def test_prefix_weight():
     assert off.item() == pytest.approx(full.item(), rel=1e-6)
     with pytest.raises(ConfigError, match="matryoshka_weight"):
         TrainConfig(matryoshka_weight=-1.0)
+
+
+def test_without_the_fused_embedding_the_term_is_the_slots_alone():
+    out, _ = outputs()
+    slots = SimpleNamespace(**vars(cfg()) | {"contrastive_fused": False})
+    expected = label_contrastive(out.embeddings, PRESENT, LABELS, MODALITIES, 0.1)
+    assert joint_contrastive(out, PRESENT, LABELS, MODALITIES, slots).item() == pytest.approx(expected.item())
+    assert joint_contrastive(out, PRESENT, LABELS, MODALITIES, cfg()).item() != pytest.approx(expected.item())
 
 
 def test_gradients_reach_the_prefix_of_every_modality_and_fused():
