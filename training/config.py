@@ -75,6 +75,8 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-2
     patience: int = 8  # early stopping on validation fused accuracy (epochs without improvement)
+    # keep the latest epoch within this of the best validation accuracy (0: the first best); it resets patience
+    select_tolerance: float = 0.0
     seed: int = 0
     threads: int = 2  # torch / onnxruntime threads for backbones and export (head training uses 1)
     # where features, fine-tuning and the heads run (training/device.py): auto = the first GPU when one is visible
@@ -142,6 +144,8 @@ def _sizes(cfg: TrainConfig) -> str | None:
         return "dim, epochs and batch_size must be >= 1"
     if cfg.fusion == "attention" and cfg.dim % max(cfg.heads, 1):
         return f"dim ({cfg.dim}) must be divisible by heads ({cfg.heads}) for attention fusion"
+    if not 0.0 <= cfg.select_tolerance < 1.0:
+        return "select_tolerance must be in [0, 1)"
     if not 0.0 <= cfg.modality_dropout < 1.0:
         return "modality_dropout must be in [0, 1)"
     return None
