@@ -114,8 +114,8 @@ def render(result: dict) -> str:
              f"{machine['cpu_model']}, {machine['usable_cores']} cores, load average at the end "
              f"{result['load_average_end']}; {result['wall_s']} s.", "", "## Bytes on the wire per item", "",
              *wire_rows(result["wire"]), "", "## Retrieval (each modality alone, every ordered pair)", "",
-             "int8: cosine of the codes dequantized by the manifest's ranges; int8_codes: the integer dot product of "
-             "the codes; binary: hamming similarity of the bits (ties shared out).", "",
+             "int8: dot product of the codes dequantized by the manifest's ranges (as the card); int8_codes: the "
+             "integer dot product of the codes; binary: hamming similarity of the bits (ties shared out).", "",
              *retrieval_rows(result["retrieval"]), ""]  # fmt: skip
     if (gap := dim_gap(result["retrieval"])) is not None:
         lines += [gap, ""]
