@@ -3,7 +3,7 @@ on the wire per encoding and dim, recall@1 per modality pair for float / int8 / 
 to the trained classifier, and rerank against /v1/embeddings + numpy on the client.
 
     python -m bench.search [--model-dir models --model tridigits] [--data data/tridigits] [--items N]
-                           [--dims 64,128,256] [--modalities image,text,audio] [--rerank-rounds 10] [--quick]
+                           [--dims 64,128,256] [--modalities image,text,audio,video] [--rerank-rounds 10] [--quick]
 
 One `fusionserve serve` (one process, the default settings) on the newest version of --model; the items are the
 --split rows of --data/dataset.jsonl (media paths relative to --data), each modality embedded alone as a search
@@ -43,7 +43,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--split", default="test")
     parser.add_argument("--items", type=int, help="at most this many rows of the split (default: all)")
     parser.add_argument("--dims", default="64,128,256", help="comma-separated dimensions")
-    parser.add_argument("--modalities", default="image,text,audio", help="comma-separated (video is slow)")
+    parser.add_argument("--modalities", default="image,text,audio,video", help="comma-separated")
     parser.add_argument("--wire-items", type=int, default=32, help="texts per request of the bytes-on-the-wire table")
     parser.add_argument("--rerank-rounds", type=int, default=10)
     parser.add_argument("--documents", type=int, default=100, help="documents per rerank query")
@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Path(scratch_dir)
         bundle = resolve_bundle(args.model_dir, args.model, scratch)
+        args.modalities = tuple(m for m in args.modalities if getattr(bundle.manifest.encoders, m, None))  # it has
         rows = load_rows(args.data, list(bundle.manifest.labels), args.modalities, args.split, args.items)
         # the wire's texts and rerank's pool: every split's, so ten rounds of 101 need not repeat a text
         texts = [row.media["text"] for row in load_rows(args.data, list(bundle.manifest.labels), ("text",), None, None)]
