@@ -91,10 +91,12 @@ def timed(stages: dict, name: str, call):
 
 
 def run(args, bundle, rows, texts: list[str], scratch: Path) -> dict:
-    # a long deadline and door wait: a 32-item request of images and audio queued behind another on a busy 2-core
-    # machine must not turn into a 504 or a 429 (a refusal ends the stage); nothing measured depends on them
+    # a long deadline, door wait and queue: a 32-item request of images and audio queued behind another on a busy
+    # 2-core machine, or 32 clips' frames in the image queue, must not turn into a 504 or a 429 (a refusal ends the
+    # stage); nothing measured depends on them
     overrides = {"model_dir": str(bundle.model_dir.resolve()), "models": [bundle.name], "workers": args.workers,
-                 "log_level": "warning", "default_deadline_ms": 120_000, "max_queue_wait_ms": 60_000}  # fmt: skip
+                 "log_level": "warning", "default_deadline_ms": 120_000, "max_queue_wait_ms": 60_000,
+                 "max_queued_items": 4096}  # fmt: skip
     manifest, stages = bundle.manifest, {}
     with (
         ServerProcess(overrides, scratch / "server.log") as server,

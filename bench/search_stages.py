@@ -23,6 +23,7 @@ from service.manifest import Manifest
 from service.zero_shot import expected_calibration_error
 
 BATCH = 32  # the server's default max_items_per_request
+VIDEO_BATCH = 8  # clips per request: each puts its frames into the image queue
 PARALLEL = 2  # requests in flight: the server computes one while the client writes / reads the other
 WIRE_KINDS = ("int8", "uint8", "binary", "ubinary")
 RETRIEVAL_TYPES = ("float", "int8", "binary")
@@ -90,7 +91,8 @@ def decoded(answer: dict, types: list[str]) -> dict[str, np.ndarray]:
 def embed_modality(client, model: str, rows: list[Row], modality: str, dim: int, types: list[str], force: bool):
     """Every row's `modality` alone → ({type: {row index: code}}, None), or (None, the refusal)."""
     have = [i for i, row in enumerate(rows) if modality in row.media]
-    chunks = [have[i : i + BATCH] for i in range(0, len(have), BATCH)]
+    size = VIDEO_BATCH if modality == "video" else BATCH
+    chunks = [have[i : i + size] for i in range(0, len(have), size)]
     bodies = [embeddings_body(model, [content_array(rows[i], modality) for i in chunk], dim, types, "base64", force)
               for chunk in chunks]  # fmt: skip
     codes: dict[str, dict[int, np.ndarray]] = {kind: {} for kind in types}
