@@ -100,7 +100,7 @@ def load_trained(cfg: TrainConfig):
 
 def run_evaluate(cfg: TrainConfig, model, data, training: dict) -> dict:
     from training.evaluate import compare_fusions, evaluate, plot_confusion
-    from training.evaluate_search import model_label_embeddings
+    from training.export import model_label_embeddings
     from training.model_card import render_model_card
     from training.provenance import file_digest
 

@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from service.manifest import VIDEO_SLOTS
-from training.data.splits import Split, TrainData
+from training.data.splits import Split, TrainData, restrict
+from training.evaluate_search import search_metrics
 from training.evaluate_video import video_metrics
 from training.export_encoders import ort_session
 from training.export_fusion import export_fusion
@@ -28,16 +28,6 @@ from training.robustness import calibration, robustness
 from training.train import predict, train
 
 FUSION_ORDER = ("concat", "gated", "attention", "late")
-
-
-def restrict(split: Split, subset, modalities: list[str]) -> tuple[Split, torch.Tensor]:
-    """Rows having every modality of `subset`, and their present mask with the other modalities off."""
-    columns = [modalities.index(m) for m in subset]
-    rows = torch.nonzero((split.present[:, columns] > 0.5).all(dim=1)).flatten()
-    features, present, labels = split.take(rows)
-    keep = torch.zeros(len(modalities))
-    keep[columns] = 1.0
-    return Split(features, present, labels, [split.ids[i] for i in rows]), present * keep
 
 
 def subset_metrics(model: FusedModel, split: Split) -> dict[str, dict]:
@@ -100,9 +90,7 @@ def confusion(model: FusedModel, split: Split) -> np.ndarray:
 
 def evaluate(model: FusedModel, data: TrainData, split: str = "test", matryoshka_dims=(), label_vectors=None) -> dict:
     """The test report. matryoshka_dims: the prefixes the model was trained for (TrainConfig's); label_vectors:
-    the label names through the text encoder [L,D] (evaluate_search.model_label_embeddings) for zero-shot."""
-    from training.evaluate_search import search_metrics  # it builds on restrict (above)
-
+    the label names through the text encoder [L,D] (export.model_label_embeddings) for zero-shot."""
     part = data.splits[split]
     logits, _, _ = predict(model, part)
     report = {

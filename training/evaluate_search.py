@@ -19,8 +19,7 @@ from service.joint_space import UNCALIBRATED_TEMPERATURE, JointSpace, Quantizati
 from service.zero_shot import DEFAULT_TEMPLATE, expected_calibration_error, label_text, probabilities
 from training.calibration import fit_temperature
 from training.data.features import collate, decode
-from training.data.splits import Split, TrainData
-from training.evaluate import restrict
+from training.data.splits import Split, TrainData, restrict
 from training.metrics import label_recall1_ties, recall1_ties, subset_name, subsets
 from training.model.fused import FusedModel
 from training.train import predict
@@ -88,16 +87,6 @@ def joint_space_block(model: FusedModel, data: TrainData, trained: list[int], la
         val = data.splits["val"]
         zero_shot = fit_zero_shot(split_points(model, val)[0], val.labels.numpy(), label_vectors)
     return JointSpace(matryoshka_dims=list(trained), quantization=ranges, zero_shot=zero_shot)
-
-
-def model_label_embeddings(model: FusedModel, labels: list[str]) -> np.ndarray | None:
-    """The labels through the model's trained text encoder (export's own construction); None without one."""
-    if "text" not in model.encoders:
-        return None
-    from training.data.specs import preprocess_for, served_preprocess
-    from training.export import trained_encoder
-
-    return label_embeddings(trained_encoder(model, "text"), labels, served_preprocess(preprocess_for(model)))
 
 
 def similarity(queries: np.ndarray, gallery: np.ndarray, kind: str, ranges: QuantizationRanges | None):
@@ -175,7 +164,7 @@ def zero_shot_by_subset(model, split: Split, label_vectors: np.ndarray, temperat
 
 def search_metrics(model: FusedModel, data: TrainData, trained: list[int], classifier: dict, vectors, split="test"):
     """The card's search figures on `split` (docs/training.md "Search figures"). classifier: evaluate's subsets;
-    vectors: the label names' embeddings [L,D] (model_label_embeddings), None for no zero-shot figures."""
+    vectors: the label names' embeddings [L,D] (export.model_label_embeddings), None for no zero-shot figures."""
     part, dims = data.splits[split], reported_dims(model.dim, trained)
     space = joint_space_block(model, data, trained, vectors)
     ranges = calibration_ranges(model, data.splits["train"], dims)

@@ -61,6 +61,13 @@ def trained_encoder(model: FusedModel, modality: str) -> EncoderWithProjection:
     return encoder.eval()
 
 
+def model_label_embeddings(model: FusedModel, labels: list[str]):
+    """The labels through the model's trained text encoder (export's own construction); None without one."""
+    if "text" not in model.encoders:
+        return None
+    return label_embeddings(trained_encoder(model, "text"), labels, served_preprocess(preprocess_for(model)))
+
+
 class NormalisingImageEncoder(torch.nn.Module):
     """uint8 pixels [B,3,S,S] → (pixels - mean) / std → the trained image encoder → [B,D]: what a bundle with
     `normalise: "graph"` runs, equal to the server normalising the same pixels within 1e-6."""

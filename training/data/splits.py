@@ -230,3 +230,13 @@ def _attach_views(train: Split, items: list[Example], views: dict[str, np.ndarra
     for m, v in views.items():
         v = expand_views(items, m, v, train.item.numpy()) if train.item is not None else v
         train.views[m] = view_table(rows, m, train.features[m], v)
+
+
+def restrict(split: Split, subset, modalities: list[str]) -> tuple[Split, torch.Tensor]:
+    """Rows having every modality of `subset`, and their present mask with the other modalities off."""
+    columns = [modalities.index(m) for m in subset]
+    rows = torch.nonzero((split.present[:, columns] > 0.5).all(dim=1)).flatten()
+    features, present, labels = split.take(rows)
+    keep = torch.zeros(len(modalities))
+    keep[columns] = 1.0
+    return Split(features, present, labels, [split.ids[i] for i in rows]), present * keep
