@@ -74,5 +74,11 @@ class JointSpace(_Strict):
         """The dimensions a request may ask for without truncate=force, ascending."""
         return [*self.matryoshka_dims, embedding_dim]
 
+    def zero_shot_temperature(self) -> tuple[float, bool]:
+        """What zero-shot cosines are divided by, and whether it was fitted (else UNCALIBRATED_TEMPERATURE)."""
+        if self.zero_shot is None:
+            return UNCALIBRATED_TEMPERATURE, False
+        return self.zero_shot.temperature, True
+
     def ranges(self, dim: int) -> QuantizationRanges | None:
         return self.quantization.get(str(dim))

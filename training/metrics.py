@@ -6,6 +6,8 @@ from itertools import combinations
 
 import numpy as np
 
+from service import zero_shot
+
 
 def subsets(modalities: list[str]) -> list[tuple[str, ...]]:
     """Every non-empty subset, singles first, in canonical modality order (7 for three modalities)."""
@@ -59,19 +61,6 @@ def label_recall1_ties(similarity: np.ndarray, labels: np.ndarray) -> float:
 
 
 def expected_calibration_error(probabilities: np.ndarray, target: np.ndarray, bins: int = 15) -> float | None:
-    """ECE: confidence-weighted |accuracy − confidence| over equal-width confidence bins (Guo et al. 2017).
-
-    probabilities [N,C] (rows sum to 1), target [N] class ids.
-    """
-    if target.size == 0:
-        return None
-    confidence, predicted = probabilities.max(axis=1), probabilities.argmax(axis=1)
-    correct = (predicted == target).astype(np.float64)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)  # bin of each row
-    total = 0.0
-    for b in range(bins):
-        rows = which == b
-        if rows.any():
-            total += rows.mean() * abs(correct[rows].mean() - confidence[rows].mean())
-    return float(total)
+    """ECE of probabilities [N,C] against class ids [N] (service/zero_shot.py's, the one the server's zero-shot
+    calibration is judged by); None without items."""
+    return None if target.size == 0 else zero_shot.expected_calibration_error(probabilities, target, bins)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Literal
 
 import orjson
@@ -196,8 +197,10 @@ def respond(
     return {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
 
-class OpenAICodec:
-    """`/v1/embeddings` in the request cycle: options checked before admission, media after it."""
+class JsonBodyCodec:
+    """A JSON body that names its model, in the request cycle (service/frontend/cycle.py): read before the cycle
+    (serve_json), so admission can judge the model it names; `shape` checks the options before admission, a
+    subclass's decode reads the media after it. /v1/embeddings, /v1/rerank and /v1/score."""
 
     def __init__(self, request: Request, arrived: float, data: dict, malformed: FusionError | None):
         self.http, self.data, self.malformed = request, data, malformed
@@ -208,10 +211,32 @@ class OpenAICodec:
         if self.malformed is not None:
             raise self.malformed
         self.deadline.state(header_timeout_ms(self.http.headers))
-        self.options = parse_options(self.data)
+        self.shape()
+
+    def shape(self) -> None:
+        raise NotImplementedError
 
     async def read_body(self) -> None:
-        pass  # read before the cycle (create_embeddings): the model is named in it
+        pass  # read before the cycle (serve_json): the model is named in it
+
+    def watch(self) -> asyncio.Future:
+        return disconnect_watch(self.http)
+
+
+async def serve_json(request: Request, endpoint: str, codec: Callable[..., JsonBodyCodec]) -> Response:
+    """Read the body, then run it through the data plane's cycle; errors leave as FusionError, which the app's
+    handlers shape as OpenAI's (api/refusals.py ERROR_SHAPES)."""
+    arrived = time.monotonic()  # before the body, as every protocol's deadline
+    data, malformed = await read_object(request)
+    name, version = split_model(data.get("model"))
+    return await serve_http(request, Call(name, version, endpoint), codec(request, arrived, data, malformed))
+
+
+class OpenAICodec(JsonBodyCodec):
+    """`/v1/embeddings` in the request cycle: options checked before admission, media after it."""
+
+    def shape(self) -> None:
+        self.options = parse_options(self.data)
 
     async def decode(self, admitted: Admitted) -> Decoded:
         # checked for the model before any input is decoded or fetched
@@ -220,9 +245,6 @@ class OpenAICodec:
         await Fetcher(self.settings, self.deadline.at).fetch_all(parsed.remotes)
         return Decoded(parsed.items, self.deadline.at)
 
-    def watch(self) -> asyncio.Future:
-        return disconnect_watch(self.http)
-
     def encode(self, admitted: Admitted, done: Inference) -> Response:
         return OrjsonResponse(respond(self.options, admitted, done, self.written))
 
@@ -230,8 +252,4 @@ class OpenAICodec:
 @router.post(PATH, response_model=EmbeddingResponse, responses=ERRORS, openapi_extra=REQUEST_BODY)
 async def create_embeddings(request: Request) -> Response:
     """Embeddings for a string, a list of strings, or content arrays (text, image_url, input_audio, video_url)."""
-    arrived = time.monotonic()  # before the body, as every protocol's deadline
-    data, malformed = await read_object(request)
-    name, version = split_model(data.get("model"))
-    codec = OpenAICodec(request, arrived, data, malformed)
-    return await serve_http(request, Call(name, version, ENDPOINT), codec)
+    return await serve_json(request, ENDPOINT, OpenAICodec)

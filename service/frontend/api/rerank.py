@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from service.errors import current_request_id
 from service.frontend.api import score
-from service.frontend.api.openai_embeddings import ERRORS
+from service.frontend.api.openai_embeddings import ERRORS, serve_json
 from service.frontend.api.openai_inputs import ContentPart
 from service.frontend.api.similarity import (
     BodyCodec,
@@ -24,7 +24,6 @@ from service.frontend.api.similarity import (
     cosine,
     entries,
     parse_options,
-    serve_json,
     text_tokens,
     unit_rows,
 )
@@ -109,11 +108,6 @@ REQUEST_BODY = {"requestBody": {"required": True, "content": {
 META = {"api_version": {"version": "2"}, "billed_units": {"search_units": 1}}  # Cohere's: one search a request
 
 
-def calibrated_temperature(admitted: Admitted) -> float | None:
-    zero_shot = admitted.state.bundle.manifest.joint_space.zero_shot
-    return None if zero_shot is None else zero_shot.temperature
-
-
 class RerankCodec(BodyCodec):
     """The query and the documents, one backend.run: the query first, then the documents in order."""
 
@@ -130,8 +124,8 @@ class RerankCodec(BodyCodec):
         query, documents = rows[0], rows[1:]
         scores = cosine(documents, query)
         order = np.argsort(-scores, kind="stable")[: self.options.top_n]  # ties: the earlier document first
-        temperature = calibrated_temperature(admitted)
-        probs = None if temperature is None else probabilities(query[None], documents, temperature)[0]
+        temperature, calibrated = admitted.state.bundle.manifest.joint_space.zero_shot_temperature()
+        probs = probabilities(query[None], documents, temperature)[0] if calibrated else None
         results = []
         for index in order.tolist():
             result = {"index": index, "relevance_score": float(scores[index])}

@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from service.errors import InvalidInput, current_request_id
-from service.frontend.api.openai_embeddings import ERRORS
+from service.frontend.api.openai_embeddings import ERRORS, serve_json
 from service.frontend.api.openai_inputs import ContentPart
 from service.frontend.api.similarity import (
     BodyCodec,
@@ -23,7 +23,6 @@ from service.frontend.api.similarity import (
     cosine,
     entries,
     parse_options,
-    serve_json,
     text_tokens,
     unit_rows,
 )

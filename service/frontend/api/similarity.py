@@ -11,24 +11,19 @@ Errors answer in OpenAI's shape (openai_error), the param naming the field (`doc
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from fastapi import Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from service.errors import FusionError, InvalidInput, PayloadTooLarge
-from service.frontend.api.deadline import Deadline, header_timeout_ms
-from service.frontend.api.infer import OrjsonResponse, disconnect_watch, plane_of, serve_http
+from service.errors import InvalidInput, PayloadTooLarge
+from service.frontend.api.infer import OrjsonResponse
 from service.frontend.api.inputs import field_path
-from service.frontend.api.openai_embeddings import read_object, split_model
+from service.frontend.api.openai_embeddings import JsonBodyCodec
 from service.frontend.api.openai_inputs import PartsItem, content_item, text_item
-from service.frontend.cycle import Admitted, Call, Decoded, Inference
+from service.frontend.cycle import Admitted, Decoded, Inference
 from service.frontend.fetch import Fetcher, Remote
 from service.items import ItemResult, PreparedItem
 from service.settings import Settings
@@ -159,32 +154,15 @@ def parse_options(data: dict, model: type[BaseModel], content: tuple[str, ...]) 
         raise InvalidInput(f"{field}: {first['msg']}", field=field) from None
 
 
-class BodyCodec:
-    """A JSON body naming its model, in the request cycle (service/frontend/cycle.py). A subclass gives `shape`
-    (before admission: options and items, nothing decoded), `entries` (what to run, in order) and `respond`."""
-
-    def __init__(self, request: Request, arrived: float, data: dict, malformed: FusionError | None):
-        self.http, self.data, self.malformed = request, data, malformed
-        self.settings = plane_of(request).settings
-        self.deadline = Deadline(arrived, self.settings.default_deadline_ms)
-
-    def check(self) -> None:
-        if self.malformed is not None:
-            raise self.malformed
-        self.deadline.state(header_timeout_ms(self.http.headers))
-        self.shape()
-
-    def shape(self) -> None:
-        raise NotImplementedError
+class BodyCodec(JsonBodyCodec):
+    """Rerank's and score's codec: a subclass gives `shape` (before admission: options and items, nothing decoded),
+    `to_run` (what to run, in order) and `respond`."""
 
     def to_run(self) -> list[Entry]:
         raise NotImplementedError
 
     def respond(self, admitted: Admitted, done: Inference) -> dict:
         raise NotImplementedError
-
-    async def read_body(self) -> None:
-        pass  # read before the cycle (serve_json): the model is named in it
 
     async def decode(self, admitted: Admitted) -> Decoded:
         remotes: list[Remote] = []
@@ -193,17 +171,5 @@ class BodyCodec:
         await Fetcher(self.settings, self.deadline.at).fetch_all(remotes)
         return Decoded(items, self.deadline.at)
 
-    def watch(self) -> asyncio.Future:
-        return disconnect_watch(self.http)
-
     def encode(self, admitted: Admitted, done: Inference) -> Response:
         return OrjsonResponse(self.respond(admitted, done))
-
-
-async def serve_json(request: Request, endpoint: str, codec: Callable[..., BodyCodec]) -> Response:
-    """Read the body, then run it through the data plane's cycle."""
-    arrived = time.monotonic()  # before the body, as every protocol's deadline
-    data, malformed = await read_object(request)
-    name, version = split_model(data.get("model"))
-    # errors leave as FusionError: the app's handlers shape them as OpenAI's (api/refusals.py ERROR_SHAPES)
-    return await serve_http(request, Call(name, version, endpoint), codec(request, arrived, data, malformed))

@@ -23,7 +23,7 @@ from service.frontend.api.infer import OrjsonResponse, disconnect_watch, plane_o
 from service.frontend.api.routes import OVERLAP_S, SEGMENT_S, video_options
 from service.frontend.api.schemas import ERRORS, JSON_SCHEMA, MULTIPART_SCHEMA, ClassifySegment, Evidence, LabelScore
 from service.frontend.api.zero_shot_request import read_zero_shot
-from service.frontend.api.zero_shot_scores import Scorer, temperature_of
+from service.frontend.api.zero_shot_scores import Scorer
 from service.frontend.cycle import Admitted, Call, Decoded, Inference
 from service.frontend.label_cache import label_cache_of
 from service.items import RawItem
@@ -116,7 +116,7 @@ class ZeroShotCodec:
             self.cache.put((*self.key, text), result.embeddings["text"])
         rows = {t: normalise(np.stack([self.rows[text] for text in texts])) for t, texts in self.texts.items()}
         manifest = admitted.state.bundle.manifest
-        temperature, calibrated = temperature_of(manifest)
+        temperature, calibrated = manifest.joint_space.zero_shot_temperature()
         scorer = Scorer(self.body.labels, self.body.templates, rows, temperature)
         return OrjsonResponse({
             "model": manifest.name, "version": admitted.state.version, "calibrated": calibrated,

@@ -17,19 +17,10 @@ import numpy as np
 
 from service.frontend.api.segments import evidence, ranking, top_labels
 from service.items import ItemResult, SegmentResults
-from service.joint_space import UNCALIBRATED_TEMPERATURE
-from service.manifest import VIDEO_SLOTS, Manifest
+from service.manifest import VIDEO_SLOTS
 from service.zero_shot import SLOT_MODALITY, ensemble, probabilities
 
 LabelRows = Mapping[str, np.ndarray]  # template → the labels' text embeddings [L,D], unit norm
-
-
-def temperature_of(manifest: Manifest) -> tuple[float, bool]:
-    """The bundle's fitted temperature and True, or UNCALIBRATED_TEMPERATURE and False."""
-    calibration = manifest.joint_space.zero_shot
-    if calibration is None:
-        return UNCALIBRATED_TEMPERATURE, False
-    return calibration.temperature, True
 
 
 class Scorer:
